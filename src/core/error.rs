@@ -1,0 +1,151 @@
+//! The one home of rlock's error replies, in Redis' tone: a code first, then lowercase text
+//! naming the command and the argument, no final period.
+
+use std::fmt;
+
+use super::request::{MAX_OWNER_BYTES, MAX_TTL_MS};
+
+/// The commands, as Redis names them in errors (lowercase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Acquire,
+    Reenter,
+    Release,
+    Renew,
+    Info,
+    Apply,
+}
+
+impl Command {
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Acquire => "lock.acquire",
+            Command::Reenter => "lock.reenter",
+            Command::Release => "lock.release",
+            Command::Renew => "lock.renew",
+            Command::Info => "lock.info",
+            Command::Apply => "lock.apply",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockError {
+    Arity(Command),
+    InvalidTtl(Command),
+    InvalidTimeout(Command),
+    EmptyOwner(Command),
+    OwnerTooLong(Command),
+    UnknownOption(Command, String),
+    DuplicateOption(Command, &'static str),
+    MissingOptionValue(Command, &'static str),
+    InvalidApply(&'static str),
+    InternalOnly,
+    CountOverflow(Command),
+    TokensExhausted(Command),
+    WrongType,
+    /// A bug caught at the module boundary: the server stays up and the command did nothing.
+    Panicked(Command),
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Arity(c) => write!(f, "ERR wrong number of arguments for '{}' command", c.name()),
+            LockError::InvalidTtl(c) => write!(
+                f,
+                "ERR invalid ttl in '{}' command: expected an integer number of milliseconds from 1 to {MAX_TTL_MS}",
+                c.name()
+            ),
+            LockError::InvalidTimeout(c) => write!(
+                f,
+                "ERR invalid timeout in '{}' command: expected an integer number of milliseconds from 0 (no limit) to {MAX_TTL_MS}",
+                c.name()
+            ),
+            LockError::EmptyOwner(c) => write!(f, "ERR empty owner in '{}' command", c.name()),
+            LockError::OwnerTooLong(c) => write!(
+                f,
+                "ERR owner longer than {MAX_OWNER_BYTES} bytes in '{}' command",
+                c.name()
+            ),
+            LockError::UnknownOption(c, option) => {
+                write!(f, "ERR unknown option '{option}' in '{}' command", c.name())
+            }
+            LockError::DuplicateOption(c, option) => {
+                write!(f, "ERR option '{option}' given twice in '{}' command", c.name())
+            }
+            LockError::MissingOptionValue(c, option) => {
+                write!(f, "ERR option '{option}' needs a value in '{}' command", c.name())
+            }
+            LockError::InvalidApply(field) => {
+                write!(f, "ERR invalid {field} in 'lock.apply' command")
+            }
+            LockError::InternalOnly => write!(
+                f,
+                "ERR 'lock.apply' is internal: only a master's replication stream or AOF loading may send it"
+            ),
+            LockError::CountOverflow(c) => {
+                write!(f, "ERR hold count would overflow in '{}' command", c.name())
+            }
+            LockError::TokensExhausted(c) => write!(
+                f,
+                "ERR fencing tokens exhausted in '{}' command: no token below 2^53 is left",
+                c.name()
+            ),
+            LockError::WrongType => {
+                write!(f, "WRONGTYPE Operation against a key holding the wrong kind of value")
+            }
+            LockError::Panicked(c) => write!(
+                f,
+                "ERR internal error in '{}' command (a bug in rlock; the server log has details)",
+                c.name()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_starts_with_a_code_and_has_no_final_period() {
+        let all = [
+            LockError::Arity(Command::Acquire),
+            LockError::InvalidTtl(Command::Renew),
+            LockError::InvalidTimeout(Command::Acquire),
+            LockError::EmptyOwner(Command::Release),
+            LockError::OwnerTooLong(Command::Reenter),
+            LockError::UnknownOption(Command::Acquire, "FOO".into()),
+            LockError::DuplicateOption(Command::Acquire, "WAIT"),
+            LockError::MissingOptionValue(Command::Acquire, "WAIT"),
+            LockError::InvalidApply("count"),
+            LockError::InternalOnly,
+            LockError::CountOverflow(Command::Reenter),
+            LockError::TokensExhausted(Command::Acquire),
+            LockError::WrongType,
+            LockError::Panicked(Command::Info),
+        ];
+        for error in all {
+            let text = error.to_string();
+            assert!(
+                text.starts_with("ERR ") || text.starts_with("WRONGTYPE "),
+                "{text}"
+            );
+            assert!(!text.ends_with('.'), "{text}");
+            assert!(!text.contains('\n') && !text.contains('\r'), "{text}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_command_as_redis_does() {
+        assert_eq!(
+            LockError::Arity(Command::Acquire).to_string(),
+            "ERR wrong number of arguments for 'lock.acquire' command"
+        );
+        assert_eq!(
+            LockError::EmptyOwner(Command::Release).to_string(),
+            "ERR empty owner in 'lock.release' command"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! The pure core of rlock: lock state, its transitions, requests, encoding and errors.
+//!
+//! Nothing here knows about Redis: time comes in as an explicit `now` (unix milliseconds), so
+//! every transition is a plain function that `cargo test` can check exhaustively.
+
+pub mod encoding;
+pub mod error;
+pub mod lock;
+pub mod queue;
+pub mod request;
+pub mod tokens;
+
+/// Unix time in milliseconds, as Redis keeps key expiries.
+pub type Millis = i64;

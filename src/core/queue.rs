@@ -1,0 +1,90 @@
+//! The FIFO of clients waiting for one lock.
+//!
+//! Waiters are keyed by a sequence number that rises with arrival, so the first entry is the
+//! longest-waiting client; leaving the queue early (timeout, disconnect) is O(log n).
+
+use std::collections::BTreeMap;
+
+#[derive(Debug)]
+pub struct WaitQueue<W> {
+    waiters: BTreeMap<u64, W>,
+}
+
+impl<W> Default for WaitQueue<W> {
+    fn default() -> Self {
+        Self {
+            waiters: BTreeMap::new(),
+        }
+    }
+}
+
+impl<W> WaitQueue<W> {
+    /// Queues `waiter` behind everyone with a smaller `seq`.
+    pub fn push(&mut self, seq: u64, waiter: W) {
+        self.waiters.insert(seq, waiter);
+    }
+
+    /// Takes the longest-waiting client.
+    pub fn pop_first(&mut self) -> Option<(u64, W)> {
+        self.waiters.pop_first()
+    }
+
+    /// Removes a waiter that leaves early; `None` if it is no longer queued.
+    pub fn remove(&mut self, seq: u64) -> Option<W> {
+        self.waiters.remove(&seq)
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    /// All waiters, first come first.
+    pub fn drain(&mut self) -> impl Iterator<Item = (u64, W)> {
+        std::mem::take(&mut self.waiters).into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiters_leave_in_arrival_order() {
+        let mut queue = WaitQueue::default();
+        queue.push(1, "a");
+        queue.push(2, "b");
+        queue.push(3, "c");
+        assert_eq!(queue.pop_first(), Some((1, "a")));
+        assert_eq!(queue.pop_first(), Some((2, "b")));
+        assert_eq!(queue.pop_first(), Some((3, "c")));
+        assert_eq!(queue.pop_first(), None);
+    }
+
+    #[test]
+    fn a_waiter_that_leaves_early_is_skipped_and_leaves_no_trace() {
+        let mut queue = WaitQueue::default();
+        queue.push(1, "a");
+        queue.push(2, "b");
+        queue.push(3, "c");
+        assert_eq!(queue.remove(2), Some("b"));
+        assert_eq!(queue.remove(2), None);
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.pop_first(), Some((1, "a")));
+        assert_eq!(queue.pop_first(), Some((3, "c")));
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn drain_empties_the_queue_in_order() {
+        let mut queue = WaitQueue::default();
+        queue.push(5, "x");
+        queue.push(9, "y");
+        let all: Vec<_> = queue.drain().collect();
+        assert_eq!(all, vec![(5, "x"), (9, "y")]);
+        assert!(queue.is_empty());
+    }
+}

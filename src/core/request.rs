@@ -1,0 +1,420 @@
+//! Command arguments (as bytes) to typed requests. Every refusal of a malformed call is
+//! decided here, before any state is touched.
+//!
+//! `args` is what follows the command name; `args[0]` is always the key, which the glue opens
+//! itself, so requests carry only the rest.
+
+use super::error::{Command, LockError};
+use super::tokens::MAX_TOKEN;
+use super::Millis;
+
+/// The longest ttl or WAIT timeout: 30 days. A lock held longer should be renewed.
+pub const MAX_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// The longest owner id: far above a UUID plus a thread id, low enough to bound memory.
+pub const MAX_OWNER_BYTES: usize = 1024;
+
+/// `LOCK.ACQUIRE key owner ttl [WAIT timeout]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcquireRequest<'a> {
+    pub owner: &'a [u8],
+    pub ttl: u64,
+    /// `Some(0)` waits with no limit; `None` is a plain try.
+    pub wait: Option<u64>,
+}
+
+/// `LOCK.REENTER key owner [ttl]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReenterRequest<'a> {
+    pub owner: &'a [u8],
+    pub ttl: Option<u64>,
+}
+
+/// `LOCK.RELEASE key owner`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseRequest<'a> {
+    pub owner: &'a [u8],
+}
+
+/// `LOCK.RENEW key owner ttl`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenewRequest<'a> {
+    pub owner: &'a [u8],
+    pub ttl: u64,
+}
+
+/// `LOCK.APPLY key owner count expires_at token counter`: a master's effect, replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyRequest<'a> {
+    pub owner: &'a [u8],
+    pub count: u32,
+    pub expires_at: Millis,
+    pub token: u64,
+    /// The master's token counter, so a promoted replica never hands out a used token.
+    pub counter: u64,
+}
+
+pub fn parse_acquire<'a>(args: &[&'a [u8]]) -> Result<AcquireRequest<'a>, LockError> {
+    let cmd = Command::Acquire;
+    let (owner, ttl, options) = match args {
+        [_key, owner, ttl, options @ ..] => (owner, ttl, options),
+        _ => return Err(LockError::Arity(cmd)),
+    };
+    let owner = parse_owner(cmd, owner)?;
+    let ttl = parse_ttl(cmd, ttl)?;
+    let mut wait = None;
+    let mut rest = options;
+    while let [option, tail @ ..] = rest {
+        if option.eq_ignore_ascii_case(b"WAIT") {
+            let [timeout, tail @ ..] = tail else {
+                return Err(LockError::MissingOptionValue(cmd, "WAIT"));
+            };
+            if wait.is_some() {
+                return Err(LockError::DuplicateOption(cmd, "WAIT"));
+            }
+            wait = Some(parse_timeout(cmd, timeout)?);
+            rest = tail;
+        } else {
+            return Err(LockError::UnknownOption(cmd, printable(option)));
+        }
+    }
+    Ok(AcquireRequest { owner, ttl, wait })
+}
+
+pub fn parse_reenter<'a>(args: &[&'a [u8]]) -> Result<ReenterRequest<'a>, LockError> {
+    let cmd = Command::Reenter;
+    match args {
+        [_key, owner] => Ok(ReenterRequest {
+            owner: parse_owner(cmd, owner)?,
+            ttl: None,
+        }),
+        [_key, owner, ttl] => Ok(ReenterRequest {
+            owner: parse_owner(cmd, owner)?,
+            ttl: Some(parse_ttl(cmd, ttl)?),
+        }),
+        _ => Err(LockError::Arity(cmd)),
+    }
+}
+
+pub fn parse_release<'a>(args: &[&'a [u8]]) -> Result<ReleaseRequest<'a>, LockError> {
+    let cmd = Command::Release;
+    match args {
+        [_key, owner] => Ok(ReleaseRequest {
+            owner: parse_owner(cmd, owner)?,
+        }),
+        _ => Err(LockError::Arity(cmd)),
+    }
+}
+
+pub fn parse_renew<'a>(args: &[&'a [u8]]) -> Result<RenewRequest<'a>, LockError> {
+    let cmd = Command::Renew;
+    match args {
+        [_key, owner, ttl] => Ok(RenewRequest {
+            owner: parse_owner(cmd, owner)?,
+            ttl: parse_ttl(cmd, ttl)?,
+        }),
+        _ => Err(LockError::Arity(cmd)),
+    }
+}
+
+pub fn parse_info(args: &[&[u8]]) -> Result<(), LockError> {
+    match args {
+        [_key] => Ok(()),
+        _ => Err(LockError::Arity(Command::Info)),
+    }
+}
+
+pub fn parse_apply<'a>(args: &[&'a [u8]]) -> Result<ApplyRequest<'a>, LockError> {
+    let cmd = Command::Apply;
+    let [_key, owner, count, expires_at, token, counter] = args else {
+        return Err(LockError::Arity(cmd));
+    };
+    let field = |name: &'static str, bytes: &[u8], low: i64, high: i64| {
+        parse_integer(bytes)
+            .filter(|n| (low..=high).contains(n))
+            .ok_or(LockError::InvalidApply(name))
+    };
+    let max_token = MAX_TOKEN as i64;
+    Ok(ApplyRequest {
+        owner: parse_owner(cmd, owner)?,
+        count: field("count", count, 1, u32::MAX.into())? as u32,
+        expires_at: field("expiry", expires_at, 1, i64::MAX)?,
+        token: field("token", token, 1, max_token)? as u64,
+        counter: field("counter", counter, 0, max_token)? as u64,
+    })
+}
+
+fn parse_owner<'a>(cmd: Command, owner: &'a [u8]) -> Result<&'a [u8], LockError> {
+    match owner.len() {
+        0 => Err(LockError::EmptyOwner(cmd)),
+        n if n > MAX_OWNER_BYTES => Err(LockError::OwnerTooLong(cmd)),
+        _ => Ok(owner),
+    }
+}
+
+fn parse_ttl(cmd: Command, ttl: &[u8]) -> Result<u64, LockError> {
+    parse_integer(ttl)
+        .filter(|&n| n >= 1 && n as u64 <= MAX_TTL_MS)
+        .map(|n| n as u64)
+        .ok_or(LockError::InvalidTtl(cmd))
+}
+
+fn parse_timeout(cmd: Command, timeout: &[u8]) -> Result<u64, LockError> {
+    parse_integer(timeout)
+        .filter(|&n| n >= 0 && n as u64 <= MAX_TTL_MS)
+        .map(|n| n as u64)
+        .ok_or(LockError::InvalidTimeout(cmd))
+}
+
+/// A decimal integer as Redis writes one: optional '-', digits, no '+', no spaces, no leading
+/// zeros, within i64. `None` for anything else.
+pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, bytes),
+    };
+    let valid_shape = match digits {
+        [] => false,
+        [b'0'] => !negative,
+        [b'0', ..] => false,
+        _ => digits.iter().all(u8::is_ascii_digit),
+    };
+    if !valid_shape {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &digit in digits {
+        let digit = i64::from(digit - b'0');
+        value = value.checked_mul(10)?;
+        value = if negative {
+            value.checked_sub(digit)?
+        } else {
+            value.checked_add(digit)?
+        };
+    }
+    Some(value)
+}
+
+/// A client's bytes made safe to quote in an error line: no control characters, bounded.
+fn printable(bytes: &[u8]) -> String {
+    const MAX_QUOTED: usize = 64;
+    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_QUOTED)])
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<&[u8]> {
+        text.split(' ').map(str::as_bytes).collect()
+    }
+
+    #[test]
+    fn integers_parse_as_redis_writes_them() {
+        assert_eq!(parse_integer(b"0"), Some(0));
+        assert_eq!(parse_integer(b"42"), Some(42));
+        assert_eq!(parse_integer(b"-7"), Some(-7));
+        assert_eq!(parse_integer(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_integer(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+5",
+            b" 5",
+            b"5 ",
+            b"05",
+            b"-0",
+            b"1.5",
+            b"1e3",
+            b"0x10",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"99999999999999999999999",
+            b"\xff",
+        ] {
+            assert_eq!(parse_integer(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn acquire_parses_a_plain_try_and_a_wait_in_any_case() {
+        assert_eq!(
+            parse_acquire(&args("k me 500")),
+            Ok(AcquireRequest {
+                owner: b"me",
+                ttl: 500,
+                wait: None
+            })
+        );
+        for wait in ["WAIT", "wait", "Wait"] {
+            let call = format!("k me 500 {wait} 0");
+            assert_eq!(parse_acquire(&args(&call)).map(|r| r.wait), Ok(Some(0)));
+        }
+        assert_eq!(
+            parse_acquire(&args("k me 1 WAIT 2592000000")).map(|r| r.wait),
+            Ok(Some(MAX_TTL_MS))
+        );
+    }
+
+    #[test]
+    fn acquire_refuses_every_malformed_call() {
+        let cmd = Command::Acquire;
+        let cases = [
+            ("k", LockError::Arity(cmd)),
+            ("k me", LockError::Arity(cmd)),
+            ("k me 0", LockError::InvalidTtl(cmd)),
+            ("k me -5", LockError::InvalidTtl(cmd)),
+            ("k me 1.5", LockError::InvalidTtl(cmd)),
+            ("k me abc", LockError::InvalidTtl(cmd)),
+            ("k me 2592000001", LockError::InvalidTtl(cmd)),
+            ("k me 99999999999999999999", LockError::InvalidTtl(cmd)),
+            ("k me 5 WAIT", LockError::MissingOptionValue(cmd, "WAIT")),
+            ("k me 5 WAIT -1", LockError::InvalidTimeout(cmd)),
+            ("k me 5 WAIT x", LockError::InvalidTimeout(cmd)),
+            ("k me 5 WAIT 2592000001", LockError::InvalidTimeout(cmd)),
+            (
+                "k me 5 WAIT 1 WAIT 2",
+                LockError::DuplicateOption(cmd, "WAIT"),
+            ),
+            ("k me 5 NX", LockError::UnknownOption(cmd, "NX".into())),
+            (
+                "k me 5 WAIT 1 extra",
+                LockError::UnknownOption(cmd, "extra".into()),
+            ),
+        ];
+        for (call, expected) in cases {
+            assert_eq!(parse_acquire(&args(call)), Err(expected), "{call}");
+        }
+        assert_eq!(
+            parse_acquire(&[b"k", b"", b"5"]),
+            Err(LockError::EmptyOwner(cmd))
+        );
+    }
+
+    #[test]
+    fn owners_are_bounded_in_length_and_may_hold_any_bytes() {
+        let long = vec![b'x'; MAX_OWNER_BYTES];
+        assert_eq!(
+            parse_release(&[b"k", &long]).map(|r| r.owner.len()),
+            Ok(MAX_OWNER_BYTES)
+        );
+        let too_long = vec![b'x'; MAX_OWNER_BYTES + 1];
+        assert_eq!(
+            parse_release(&[b"k", &too_long]),
+            Err(LockError::OwnerTooLong(Command::Release))
+        );
+        let binary = [0u8, 0xff, b'\r', b'\n'];
+        assert_eq!(
+            parse_release(&[b"k", &binary]).map(|r| r.owner),
+            Ok(&binary[..])
+        );
+    }
+
+    #[test]
+    fn unknown_options_are_quoted_safely() {
+        let Err(LockError::UnknownOption(_, quoted)) =
+            parse_acquire(&[b"k", b"me", b"5", b"a\r\nb"])
+        else {
+            panic!("expected an unknown option error");
+        };
+        assert_eq!(quoted, "a??b");
+        let long = vec![b'z'; 500];
+        let Err(LockError::UnknownOption(_, quoted)) = parse_acquire(&[b"k", b"me", b"5", &long])
+        else {
+            panic!("expected an unknown option error");
+        };
+        assert_eq!(quoted.len(), 64);
+    }
+
+    #[test]
+    fn reenter_takes_an_optional_ttl() {
+        assert_eq!(
+            parse_reenter(&args("k me")),
+            Ok(ReenterRequest {
+                owner: b"me",
+                ttl: None
+            })
+        );
+        assert_eq!(
+            parse_reenter(&args("k me 10")),
+            Ok(ReenterRequest {
+                owner: b"me",
+                ttl: Some(10)
+            })
+        );
+        let cmd = Command::Reenter;
+        assert_eq!(parse_reenter(&args("k")), Err(LockError::Arity(cmd)));
+        assert_eq!(
+            parse_reenter(&args("k me 10 20")),
+            Err(LockError::Arity(cmd))
+        );
+        assert_eq!(
+            parse_reenter(&args("k me 0")),
+            Err(LockError::InvalidTtl(cmd))
+        );
+    }
+
+    #[test]
+    fn release_renew_and_info_take_exact_arguments() {
+        assert_eq!(
+            parse_release(&args("k me")),
+            Ok(ReleaseRequest { owner: b"me" })
+        );
+        assert_eq!(
+            parse_release(&args("k me x")),
+            Err(LockError::Arity(Command::Release))
+        );
+        assert_eq!(
+            parse_renew(&args("k me 9")),
+            Ok(RenewRequest {
+                owner: b"me",
+                ttl: 9
+            })
+        );
+        assert_eq!(
+            parse_renew(&args("k me")),
+            Err(LockError::Arity(Command::Renew))
+        );
+        assert_eq!(
+            parse_renew(&args("k me 0")),
+            Err(LockError::InvalidTtl(Command::Renew))
+        );
+        assert_eq!(parse_info(&args("k")), Ok(()));
+        assert_eq!(
+            parse_info(&args("k x")),
+            Err(LockError::Arity(Command::Info))
+        );
+        assert_eq!(parse_info(&[]), Err(LockError::Arity(Command::Info)));
+    }
+
+    #[test]
+    fn apply_parses_a_full_state_and_refuses_bad_fields() {
+        assert_eq!(
+            parse_apply(&args("k me 2 1700000000000 7 9")),
+            Ok(ApplyRequest {
+                owner: b"me",
+                count: 2,
+                expires_at: 1_700_000_000_000,
+                token: 7,
+                counter: 9
+            })
+        );
+        let cases = [
+            ("k me 0 1 1 1", LockError::InvalidApply("count")),
+            ("k me 4294967296 1 1 1", LockError::InvalidApply("count")),
+            ("k me 1 0 1 1", LockError::InvalidApply("expiry")),
+            ("k me 1 1 0 1", LockError::InvalidApply("token")),
+            (
+                "k me 1 1 9007199254740992 1",
+                LockError::InvalidApply("token"),
+            ),
+            ("k me 1 1 1 -1", LockError::InvalidApply("counter")),
+            ("k me 1 1 1", LockError::Arity(Command::Apply)),
+        ];
+        for (call, expected) in cases {
+            assert_eq!(parse_apply(&args(call)), Err(expected), "{call}");
+        }
+    }
+}
