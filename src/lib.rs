@@ -1,1 +1,56 @@
+//! rlock: a distributed lock as a native Redis module.
+//!
+//! This file only registers things: the data type, the commands, the module options.
+
 pub mod core;
+pub mod glue;
+
+use redis_module::{redis_module, Context, RedisString, Status};
+
+use glue::context::log;
+use glue::datatype::LOCK_TYPE;
+
+/// The server's allocator in the module, so MEMORY and INFO count our locks; the system's in
+/// unit tests, which run without a server.
+#[cfg(not(test))]
+type Allocator = redis_module::alloc::RedisAlloc;
+#[cfg(not(test))]
+const ALLOCATOR: Allocator = redis_module::alloc::RedisAlloc;
+#[cfg(test)]
+type Allocator = std::alloc::System;
+#[cfg(test)]
+const ALLOCATOR: Allocator = std::alloc::System;
+
+fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    let missing = glue::api::missing_required();
+    if !missing.is_empty() {
+        log(
+            ctx.ctx,
+            c"warning",
+            &format!("rlock: this server lacks module API calls rlock needs: {missing:?} (Redis 7.0+ required)"),
+        );
+        return Status::Err;
+    }
+    // SAFETY: ctx is the loading module's context. A short or corrupt RDB payload then fails
+    // the load with an error instead of aborting the server.
+    unsafe {
+        glue::api::rm!(RedisModule_SetModuleOptions)(
+            ctx.ctx,
+            redis_module::raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS as i32,
+        )
+    };
+    if glue::registration::register_commands(ctx.ctx) {
+        Status::Ok
+    } else {
+        Status::Err
+    }
+}
+
+redis_module! {
+    name: "lock",
+    version: 1,
+    allocator: (Allocator, ALLOCATOR),
+    data_types: [LOCK_TYPE],
+    init: init,
+    commands: [],
+}

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::lock::TransitionError;
 use super::request::{MAX_OWNER_BYTES, MAX_TTL_MS};
 
 /// The commands, as Redis names them in errors (lowercase).
@@ -46,6 +47,16 @@ pub enum LockError {
     WrongType,
     /// A bug caught at the module boundary: the server stays up and the command did nothing.
     Panicked(Command),
+}
+
+impl LockError {
+    /// The reply for a transition that `command` could not make.
+    pub fn from_transition(command: Command, error: TransitionError) -> LockError {
+        match error {
+            TransitionError::CountOverflow => LockError::CountOverflow(command),
+            TransitionError::TokensExhausted => LockError::TokensExhausted(command),
+        }
+    }
 }
 
 impl fmt::Display for LockError {

@@ -1,0 +1,174 @@
+//! The LOCK.* commands: parse -> now -> open key -> core transition -> write + expiry ->
+//! replicate -> reply. Each command is one atomic step on the server.
+
+use redis_module::raw;
+
+use super::context::{now, Ctx};
+use super::entry::{command_entry, Args};
+use super::keys::LockKey;
+use super::replicate;
+use super::token_counter::{observe, with_tokens};
+use crate::core::error::{Command, LockError};
+use crate::core::lock::{self, Acquire, Lock, Release};
+use crate::core::request::{
+    parse_acquire, parse_apply, parse_info, parse_reenter, parse_release, parse_renew,
+};
+
+command_entry!(acquire_entry, Command::Acquire, acquire);
+command_entry!(reenter_entry, Command::Reenter, reenter);
+command_entry!(release_entry, Command::Release, release);
+command_entry!(renew_entry, Command::Renew, renew);
+command_entry!(info_entry, Command::Info, info);
+command_entry!(apply_entry, Command::Apply, apply);
+
+/// The key argument; `Args` always has one when the parser accepted the call.
+fn key_name(args: &Args, command: Command) -> Result<*mut raw::RedisModuleString, LockError> {
+    args.key().ok_or(LockError::Arity(command))
+}
+
+/// LOCK.ACQUIRE key owner ttl [WAIT timeout] -> fencing token | nil
+fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    let request = parse_acquire(args.bytes())?;
+    let name = key_name(args, Command::Acquire)?;
+    let now = now();
+    let mut key = LockKey::open_writable(ctx, name);
+    let held = key.lock()?;
+    let outcome =
+        with_tokens(|tokens| lock::acquire(held, request.owner, request.ttl, now, tokens, false))
+            .map_err(|error| LockError::from_transition(Command::Acquire, error))?;
+    match outcome {
+        Acquire::Granted(lock) => {
+            replicate::lock_state(ctx, name, &lock);
+            ctx.reply_integer(lock.token as i64);
+            key.store(lock);
+        }
+        Acquire::Reentered { token, .. } => {
+            write_back_in_place(ctx, &mut key, name)?;
+            ctx.reply_integer(token as i64);
+        }
+        Acquire::Busy => ctx.reply_null(),
+    }
+    Ok(())
+}
+
+/// LOCK.REENTER key owner [ttl] -> new hold count | nil
+fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    let request = parse_reenter(args.bytes())?;
+    let name = key_name(args, Command::Reenter)?;
+    let mut key = LockKey::open_writable(ctx, name);
+    let held = key.lock()?;
+    match lock::reenter(held, request.owner, request.ttl, now())
+        .map_err(|error| LockError::from_transition(Command::Reenter, error))?
+    {
+        Some(count) => {
+            write_back_in_place(ctx, &mut key, name)?;
+            ctx.reply_integer(count.into());
+        }
+        None => ctx.reply_null(),
+    }
+    Ok(())
+}
+
+/// LOCK.RELEASE key owner -> remaining hold count | nil
+fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    let request = parse_release(args.bytes())?;
+    let name = key_name(args, Command::Release)?;
+    let mut key = LockKey::open_writable(ctx, name);
+    let held = key.lock()?;
+    match lock::release(held, request.owner, now()) {
+        Release::NotHeld => ctx.reply_null(),
+        Release::StillHeld { count } => {
+            write_back_in_place(ctx, &mut key, name)?;
+            ctx.reply_integer(count.into());
+        }
+        Release::Freed => {
+            key.delete();
+            replicate::deletion(ctx, name);
+            ctx.reply_integer(0);
+        }
+    }
+    Ok(())
+}
+
+/// LOCK.RENEW key owner ttl -> 1 | 0
+fn renew(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    let request = parse_renew(args.bytes())?;
+    let name = key_name(args, Command::Renew)?;
+    let mut key = LockKey::open_writable(ctx, name);
+    let held = key.lock()?;
+    if lock::renew(held, request.owner, request.ttl, now()) {
+        write_back_in_place(ctx, &mut key, name)?;
+        ctx.reply_integer(1);
+    } else {
+        ctx.reply_integer(0);
+    }
+    Ok(())
+}
+
+/// LOCK.INFO key -> nil | {owner, count, ttl, token, waiters}
+fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    parse_info(args.bytes())?;
+    let name = key_name(args, Command::Info)?;
+    let now = now();
+    let mut key = LockKey::open_readable(ctx, name);
+    match key.lock()? {
+        Some(lock) if lock.is_live(now) => {
+            ctx.reply_map(5);
+            ctx.reply_simple(c"owner");
+            ctx.reply_bytes(&lock.owner);
+            ctx.reply_simple(c"count");
+            ctx.reply_integer(lock.count.into());
+            ctx.reply_simple(c"ttl");
+            ctx.reply_integer(lock.ttl_left(now));
+            ctx.reply_simple(c"token");
+            ctx.reply_integer(lock.token as i64);
+            ctx.reply_simple(c"waiters");
+            ctx.reply_integer(0);
+        }
+        _ => ctx.reply_null(),
+    }
+    Ok(())
+}
+
+/// LOCK.APPLY key owner count expires_at token counter -> OK
+///
+/// Internal: replays a master's lock state on a replica or from the AOF, exactly as given.
+fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    let replayed = raw::REDISMODULE_CTX_FLAGS_REPLICATED | raw::REDISMODULE_CTX_FLAGS_LOADING;
+    if !ctx.has_flag(replayed) {
+        return Err(LockError::InternalOnly);
+    }
+    let request = parse_apply(args.bytes())?;
+    let name = key_name(args, Command::Apply)?;
+    let mut key = LockKey::open_writable(ctx, name);
+    if let Err(LockError::WrongType) = key.lock() {
+        // The master replaced whatever this key held; follow it.
+        key.delete();
+    }
+    observe(request.token.max(request.counter));
+    key.store(Lock {
+        owner: request.owner.into(),
+        count: request.count,
+        expires_at: request.expires_at,
+        token: request.token,
+    });
+    // A replica's own AOF learns of the change only if we pass it on.
+    replicate::verbatim(ctx);
+    ctx.reply_simple(c"OK");
+    Ok(())
+}
+
+/// After an in-place change: the key's expiry follows the lock's, and the new state is
+/// propagated.
+fn write_back_in_place(
+    ctx: Ctx,
+    key: &mut LockKey,
+    name: *mut raw::RedisModuleString,
+) -> Result<(), LockError> {
+    if let Some(lock) = key.lock()? {
+        let expires_at = lock.expires_at;
+        replicate::lock_state(ctx, name, lock);
+        key.set_expiry(expires_at);
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! A command's or callback's server context: replies, context flags, time and logging.
+
+use std::ffi::{c_char, CString};
+use std::os::raw::c_int;
+
+use redis_module::raw::{self, RedisModuleCtx};
+
+use super::api::rm;
+use crate::core::error::LockError;
+use crate::core::Millis;
+
+/// The context the server passes to a command or callback. Copy: it is only a handle.
+#[derive(Clone, Copy)]
+pub struct Ctx(pub *mut RedisModuleCtx);
+
+impl Ctx {
+    pub fn reply_integer(self, value: i64) {
+        // SAFETY: self.0 is the live context of the running callback.
+        unsafe { rm!(RedisModule_ReplyWithLongLong)(self.0, value) };
+    }
+
+    pub fn reply_null(self) {
+        // SAFETY: as above.
+        unsafe { rm!(RedisModule_ReplyWithNull)(self.0) };
+    }
+
+    pub fn reply_bytes(self, bytes: &[u8]) {
+        // SAFETY: as above; the buffer is read during the call only.
+        unsafe {
+            rm!(RedisModule_ReplyWithStringBuffer)(
+                self.0,
+                bytes.as_ptr().cast::<c_char>(),
+                bytes.len(),
+            )
+        };
+    }
+
+    pub fn reply_simple(self, text: &std::ffi::CStr) {
+        // SAFETY: as above; `text` is NUL-terminated.
+        unsafe { rm!(RedisModule_ReplyWithSimpleString)(self.0, text.as_ptr()) };
+    }
+
+    /// A map of `pairs` entries: a RESP3 map, or a flat array of 2 * pairs on RESP2.
+    pub fn reply_map(self, pairs: usize) {
+        // SAFETY: as above.
+        unsafe { rm!(RedisModule_ReplyWithMap)(self.0, pairs as std::os::raw::c_long) };
+    }
+
+    pub fn reply_error(self, error: &LockError) {
+        // Error texts never hold a NUL (client bytes in them are made printable first).
+        let text = CString::new(error.to_string())
+            .unwrap_or_else(|_| CString::from(c"ERR error text with a NUL byte"));
+        // SAFETY: as above; the server copies the text.
+        unsafe { rm!(RedisModule_ReplyWithError)(self.0, text.as_ptr()) };
+    }
+
+    pub fn flags(self) -> u32 {
+        // SAFETY: as above.
+        unsafe { rm!(RedisModule_GetContextFlags)(self.0) as u32 }
+    }
+
+    pub fn has_flag(self, flag: u32) -> bool {
+        self.flags() & flag != 0
+    }
+
+    pub fn log(self, level: &std::ffi::CStr, message: &str) {
+        log(self.0, level, message);
+    }
+}
+
+/// The server's clock in unix ms: the clock it compares key expiries with.
+pub fn now() -> Millis {
+    // SAFETY: a plain call without arguments.
+    unsafe { rm!(RedisModule_Milliseconds)() }
+}
+
+/// Writes `message` to the server log; `ctx` may be null (outside any callback).
+pub fn log(ctx: *mut RedisModuleCtx, level: &std::ffi::CStr, message: &str) {
+    let Ok(text) = CString::new(message.replace('\0', "?")) else {
+        return;
+    };
+    // SAFETY: "%s" with one NUL-terminated argument; Log accepts a null context.
+    unsafe { rm!(RedisModule_Log)(ctx, level.as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+}
+
+pub const OK: c_int = raw::REDISMODULE_OK as c_int;
+pub const ERR: c_int = raw::REDISMODULE_ERR as c_int;

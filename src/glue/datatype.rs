@@ -1,0 +1,199 @@
+//! The lock data type: how the server saves, loads, rewrites, measures, digests, copies and
+//! frees a lock value.
+
+use std::ffi::{c_char, c_int, c_void};
+
+use redis_module::native_types::RedisType;
+use redis_module::raw::{
+    self, RedisModuleDigest, RedisModuleIO, RedisModuleString, RedisModuleType,
+};
+
+use super::api::rm;
+use super::context::log;
+use super::entry::run_callback;
+use super::replicate::{APPLY_COMMAND, APPLY_FORMAT};
+use super::token_counter::{last_token, observe};
+use crate::core::encoding::{decode, encode, ENCODING_VERSION};
+use crate::core::lock::Lock;
+
+/// The type's name as `TYPE key` shows it (Redis wants exactly 9 characters).
+pub const TYPE_NAME: &str = "rlocklock";
+
+pub static LOCK_TYPE: RedisType = RedisType::new(
+    TYPE_NAME,
+    ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(rdb_load),
+        rdb_save: Some(rdb_save),
+        aof_rewrite: Some(aof_rewrite),
+        mem_usage: Some(mem_usage),
+        digest: Some(digest),
+        free: Some(free),
+        aux_load: Some(aux_load),
+        aux_save: Some(aux_save),
+        aux_save2: None,
+        aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as i32,
+        free_effort: None,
+        unlink: None,
+        copy: Some(copy),
+        defrag: None,
+        copy2: None,
+        free_effort2: None,
+        mem_usage2: None,
+        unlink2: None,
+    },
+);
+
+/// The registered type handle, compared with a key's type before its value is touched.
+pub fn lock_type() -> *mut RedisModuleType {
+    *LOCK_TYPE.raw_type.borrow()
+}
+
+/// Aux data version: one unsigned, the last token handed out.
+const AUX_VERSION: c_int = 1;
+
+unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_void {
+    run_callback("rdb_load", std::ptr::null_mut(), || {
+        let mut len = 0usize;
+        // SAFETY: rdb is the live loading stream; the buffer is ours to free.
+        let buffer = unsafe { rm!(RedisModule_LoadStringBuffer)(rdb, &mut len) };
+        if buffer.is_null() || unsafe { rm!(RedisModule_IsIOError)(rdb) } != 0 {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the server returned len bytes at buffer.
+        let bytes = unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), len) };
+        let decoded = decode(encver, bytes);
+        // SAFETY: allocated by LoadStringBuffer, freed once.
+        unsafe { rm!(RedisModule_Free)(buffer.cast::<c_void>()) };
+        match decoded {
+            Ok(lock) => {
+                observe(lock.token);
+                Box::into_raw(Box::new(lock)).cast::<c_void>()
+            }
+            Err(error) => {
+                log(
+                    std::ptr::null_mut(),
+                    c"warning",
+                    &format!("rlock: refusing a corrupt lock in the RDB payload: {error:?}"),
+                );
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn rdb_save(rdb: *mut RedisModuleIO, value: *mut c_void) {
+    run_callback("rdb_save", (), || {
+        // SAFETY: the server passes a value of our type.
+        let Some(lock) = (unsafe { value.cast::<Lock>().as_ref() }) else {
+            return;
+        };
+        let bytes = encode(lock);
+        // SAFETY: rdb is the live saving stream; the server copies the buffer.
+        unsafe {
+            rm!(RedisModule_SaveStringBuffer)(rdb, bytes.as_ptr().cast::<c_char>(), bytes.len())
+        };
+    })
+}
+
+unsafe extern "C" fn aof_rewrite(
+    aof: *mut RedisModuleIO,
+    key: *mut RedisModuleString,
+    value: *mut c_void,
+) {
+    run_callback("aof_rewrite", (), || {
+        // SAFETY: the server passes a value of our type.
+        let Some(lock) = (unsafe { value.cast::<Lock>().as_ref() }) else {
+            return;
+        };
+        // SAFETY: the format matches the arguments one for one (see replicate::APPLY_FORMAT).
+        unsafe {
+            rm!(RedisModule_EmitAOF)(
+                aof,
+                APPLY_COMMAND.as_ptr(),
+                APPLY_FORMAT.as_ptr(),
+                key,
+                lock.owner.as_ptr().cast::<c_char>(),
+                lock.owner.len(),
+                i64::from(lock.count),
+                lock.expires_at,
+                lock.token as i64,
+                last_token() as i64,
+            )
+        };
+    })
+}
+
+unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
+    // SAFETY: the server passes a value of our type.
+    match unsafe { value.cast::<Lock>().as_ref() } {
+        Some(lock) => std::mem::size_of::<Lock>() + lock.owner.len(),
+        None => 0,
+    }
+}
+
+unsafe extern "C" fn digest(md: *mut RedisModuleDigest, value: *mut c_void) {
+    run_callback("digest", (), || {
+        // SAFETY: the server passes a value of our type.
+        let Some(lock) = (unsafe { value.cast::<Lock>().as_ref() }) else {
+            return;
+        };
+        // SAFETY: md is the live digest; the buffer is read during the call.
+        unsafe {
+            rm!(RedisModule_DigestAddStringBuffer)(
+                md,
+                lock.owner.as_ptr().cast(),
+                lock.owner.len(),
+            );
+            rm!(RedisModule_DigestAddLongLong)(md, i64::from(lock.count));
+            rm!(RedisModule_DigestAddLongLong)(md, lock.expires_at);
+            rm!(RedisModule_DigestAddLongLong)(md, lock.token as i64);
+            rm!(RedisModule_DigestEndSequence)(md);
+        }
+    })
+}
+
+/// May run on a background thread (lazy free): it touches nothing but the value.
+unsafe extern "C" fn free(value: *mut c_void) {
+    if !value.is_null() {
+        // SAFETY: every value of our type is a Box<Lock> handed to the server by us.
+        drop(unsafe { Box::from_raw(value.cast::<Lock>()) });
+    }
+}
+
+unsafe extern "C" fn copy(
+    _from: *mut RedisModuleString,
+    _to: *mut RedisModuleString,
+    value: *const c_void,
+) -> *mut c_void {
+    run_callback("copy", std::ptr::null_mut(), || {
+        // SAFETY: the server passes a value of our type.
+        match unsafe { value.cast::<Lock>().as_ref() } {
+            Some(lock) => Box::into_raw(Box::new(lock.clone())).cast::<c_void>(),
+            None => std::ptr::null_mut(),
+        }
+    })
+}
+
+unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, _when: c_int) {
+    run_callback("aux_save", (), || {
+        // SAFETY: rdb is the live saving stream.
+        unsafe { rm!(RedisModule_SaveUnsigned)(rdb, last_token()) };
+    })
+}
+
+unsafe extern "C" fn aux_load(rdb: *mut RedisModuleIO, encver: c_int, _when: c_int) -> c_int {
+    run_callback("aux_load", raw::REDISMODULE_ERR as c_int, || {
+        if encver > AUX_VERSION {
+            return raw::REDISMODULE_ERR as c_int;
+        }
+        // SAFETY: rdb is the live loading stream.
+        let last = unsafe { rm!(RedisModule_LoadUnsigned)(rdb) };
+        if unsafe { rm!(RedisModule_IsIOError)(rdb) } != 0 {
+            return raw::REDISMODULE_ERR as c_int;
+        }
+        observe(last);
+        raw::REDISMODULE_OK as c_int
+    })
+}

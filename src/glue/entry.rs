@@ -1,0 +1,127 @@
+//! Every entry point from the server into rlock passes through here: a panic must never cross
+//! into redis-server (it would abort the whole server), so each one is caught and answered as
+//! an error, and the command's arguments are read into byte slices once.
+
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use redis_module::raw::{RedisModuleCtx, RedisModuleString};
+
+use super::api::rm;
+use super::context::{Ctx, OK};
+use crate::core::error::{Command, LockError};
+
+/// The most arguments after the command name that any command takes (LOCK.APPLY's six, with
+/// room for one more); more is an arity error, decided without reading them.
+const MAX_ARGS: usize = 8;
+
+/// A command's arguments after its name: the key as the server's string, all as bytes.
+pub struct Args<'a> {
+    strings: &'a [*mut RedisModuleString],
+    bytes: [&'a [u8]; MAX_ARGS],
+}
+
+impl<'a> Args<'a> {
+    /// `None` when there are more than `MAX_ARGS` arguments.
+    ///
+    /// # Safety
+    /// `argv` must point to `argc` live strings for the lifetime `'a`.
+    unsafe fn read(argv: *mut *mut RedisModuleString, argc: c_int) -> Option<Args<'a>> {
+        let argc = usize::try_from(argc).unwrap_or(0);
+        if argv.is_null() || argc == 0 || argc - 1 > MAX_ARGS {
+            return None;
+        }
+        // SAFETY: the caller promises argv holds argc strings.
+        let all = unsafe { std::slice::from_raw_parts(argv, argc) };
+        let strings = &all[1..];
+        let mut bytes: [&[u8]; MAX_ARGS] = [&[]; MAX_ARGS];
+        for (slot, &string) in bytes.iter_mut().zip(strings) {
+            *slot = unsafe { string_bytes(string) };
+        }
+        Some(Args { strings, bytes })
+    }
+
+    /// The arguments after the command name, the key first.
+    pub fn bytes(&self) -> &[&'a [u8]] {
+        &self.bytes[..self.strings.len()]
+    }
+
+    /// The key as the server's own string (argument 1), for opening and replicating.
+    pub fn key(&self) -> Option<*mut RedisModuleString> {
+        self.strings.first().copied()
+    }
+}
+
+/// The bytes of a server string, valid while the string lives.
+///
+/// # Safety
+/// `string` must be a live RedisModuleString.
+pub unsafe fn string_bytes<'a>(string: *const RedisModuleString) -> &'a [u8] {
+    let mut len = 0usize;
+    // SAFETY: the caller promises a live string; StringPtrLen never returns null for one.
+    let ptr = unsafe { rm!(RedisModule_StringPtrLen)(string, &mut len) };
+    if ptr.is_null() {
+        return &[];
+    }
+    // SAFETY: the server guarantees ptr points to len bytes while the string lives.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
+}
+
+pub type Handler = fn(Ctx, &Args) -> Result<(), LockError>;
+
+/// Runs a command handler with its arguments read, errors replied, and panics caught.
+pub fn run_command(
+    ctx: *mut RedisModuleCtx,
+    argv: *mut *mut RedisModuleString,
+    argc: c_int,
+    command: Command,
+    handler: Handler,
+) -> c_int {
+    let ctx = Ctx(ctx);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the server passes argc live strings that outlive this call.
+        match unsafe { Args::read(argv, argc) } {
+            Some(args) => handler(ctx, &args),
+            None => Err(LockError::Arity(command)),
+        }
+    }));
+    let error = match outcome {
+        Ok(Ok(())) => return OK,
+        Ok(Err(error)) => error,
+        Err(_) => LockError::Panicked(command),
+    };
+    // Replying can itself panic only on a missing API, which check_required ruled out.
+    let _ = catch_unwind(AssertUnwindSafe(|| ctx.reply_error(&error)));
+    OK
+}
+
+/// Runs a callback that has no reply, so that a panic in it is logged instead of aborting.
+pub fn run_callback<T>(what: &str, fallback: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(_) => {
+            let _ = catch_unwind(|| {
+                super::context::log(
+                    std::ptr::null_mut(),
+                    c"warning",
+                    &format!("rlock: a bug in {what} was caught; see the panic message above"),
+                )
+            });
+            fallback
+        }
+    }
+}
+
+/// Declares an `extern "C"` command function that the server calls, wrapping `$handler`.
+macro_rules! command_entry {
+    ($name:ident, $command:expr, $handler:path) => {
+        pub extern "C" fn $name(
+            ctx: *mut redis_module::raw::RedisModuleCtx,
+            argv: *mut *mut redis_module::raw::RedisModuleString,
+            argc: std::os::raw::c_int,
+        ) -> std::os::raw::c_int {
+            $crate::glue::entry::run_command(ctx, argv, argc, $command, $handler)
+        }
+    };
+}
+pub(crate) use command_entry;

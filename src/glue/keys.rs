@@ -1,0 +1,92 @@
+//! A key opened for a lock command: typed access to the lock value it holds, closed on drop.
+
+use std::ffi::c_void;
+
+use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
+
+use super::api::rm;
+use super::context::Ctx;
+use super::datatype::lock_type;
+use crate::core::error::LockError;
+use crate::core::lock::Lock;
+use crate::core::Millis;
+
+pub struct LockKey {
+    key: *mut RedisModuleKey,
+}
+
+impl LockKey {
+    /// Opens `name` for reading and writing. On a master an expired key is deleted by the
+    /// server here, so a key that is still there is live by the server's clock.
+    pub fn open_writable(ctx: Ctx, name: *mut RedisModuleString) -> LockKey {
+        Self::open(ctx, name, raw::REDISMODULE_READ | raw::REDISMODULE_WRITE)
+    }
+
+    pub fn open_readable(ctx: Ctx, name: *mut RedisModuleString) -> LockKey {
+        Self::open(ctx, name, raw::REDISMODULE_READ)
+    }
+
+    fn open(ctx: Ctx, name: *mut RedisModuleString, mode: u32) -> LockKey {
+        // SAFETY: ctx and name are live for the running callback; the key is closed on drop.
+        let key = unsafe { rm!(RedisModule_OpenKey)(ctx.0, name, mode as i32) }.cast();
+        LockKey { key }
+    }
+
+    /// The lock the key holds: `None` when the key is empty, WRONGTYPE for another type.
+    pub fn lock(&mut self) -> Result<Option<&mut Lock>, LockError> {
+        if self.key.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: self.key is an open key.
+        let key_type = unsafe { rm!(RedisModule_KeyType)(self.key) } as isize;
+        if key_type == raw::REDISMODULE_KEYTYPE_EMPTY {
+            return Ok(None);
+        }
+        // SAFETY: as above.
+        let is_lock = key_type == raw::REDISMODULE_KEYTYPE_MODULE
+            && unsafe { rm!(RedisModule_ModuleTypeGetType)(self.key) } == lock_type();
+        if !is_lock {
+            return Err(LockError::WrongType);
+        }
+        // SAFETY: values of our type are always a Box<Lock> we created; the key owns it and
+        // nothing else touches it while this command runs.
+        let value = unsafe { rm!(RedisModule_ModuleTypeGetValue)(self.key) }.cast::<Lock>();
+        Ok(unsafe { value.as_mut() })
+    }
+
+    /// Stores a new lock (replacing whatever the key held) and sets the key's expiry to the
+    /// lock's. The value goes first: setting a value drops the key's expiry.
+    pub fn store(&self, lock: Lock) {
+        let expires_at = lock.expires_at;
+        let value = Box::into_raw(Box::new(lock)).cast::<c_void>();
+        // SAFETY: self.key is open for writing; on success the key owns `value` and frees it
+        // with our type's free callback.
+        let stored = unsafe { rm!(RedisModule_ModuleTypeSetValue)(self.key, lock_type(), value) };
+        if stored != raw::REDISMODULE_OK as i32 {
+            // SAFETY: the server did not take the value: it is still ours to free.
+            drop(unsafe { Box::from_raw(value.cast::<Lock>()) });
+            return;
+        }
+        self.set_expiry(expires_at);
+    }
+
+    /// Sets the key's expiry to the absolute unix ms `at`, after an in-place change.
+    pub fn set_expiry(&self, at: Millis) {
+        // SAFETY: self.key is open for writing and holds a value.
+        unsafe { rm!(RedisModule_SetAbsExpire)(self.key, at) };
+    }
+
+    pub fn delete(&self) {
+        // SAFETY: self.key is open for writing.
+        unsafe { rm!(RedisModule_DeleteKey)(self.key) };
+    }
+}
+
+impl Drop for LockKey {
+    fn drop(&mut self) {
+        if !self.key.is_null() {
+            // SAFETY: opened by us, closed exactly once.
+            unsafe { rm!(RedisModule_CloseKey)(self.key) };
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! What reaches replicas and the AOF: each change as its effect, never the client's input.
+//!
+//! A lock's whole state travels as `LOCK.APPLY key owner count expires_at token counter`, with
+//! the absolute expiry in unix ms and the server's token counter, so a replica or an AOF
+//! replay ends in the master's state whatever its clock; a freed lock travels as `DEL key`.
+
+use std::ffi::{c_char, CStr};
+
+use redis_module::raw::RedisModuleString;
+
+use super::api::rm;
+use super::context::Ctx;
+use super::token_counter::last_token;
+use crate::core::lock::Lock;
+
+/// The internal command that replays a lock state.
+pub const APPLY_COMMAND: &CStr = c"LOCK.APPLY";
+/// Its arguments for RM_Replicate / RM_EmitAOF: key, owner (buffer + length), count,
+/// expires_at, token, counter.
+pub const APPLY_FORMAT: &CStr = c"sbllll";
+
+/// Propagates `lock` as the state of `key`.
+pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock) {
+    // SAFETY: the format matches the arguments one for one; the buffers live through the call.
+    unsafe {
+        rm!(RedisModule_Replicate)(
+            ctx.0,
+            APPLY_COMMAND.as_ptr(),
+            APPLY_FORMAT.as_ptr(),
+            key,
+            lock.owner.as_ptr().cast::<c_char>(),
+            lock.owner.len(),
+            i64::from(lock.count),
+            lock.expires_at,
+            lock.token as i64,
+            last_token() as i64,
+        )
+    };
+}
+
+/// Propagates the deletion of `key`.
+pub fn deletion(ctx: Ctx, key: *mut RedisModuleString) {
+    // SAFETY: one RedisModuleString argument for the "s" format.
+    unsafe { rm!(RedisModule_Replicate)(ctx.0, c"DEL".as_ptr(), c"s".as_ptr(), key) };
+}
+
+/// Passes a replayed command on unchanged (a replica's own AOF; sub-replicas get the master's
+/// stream proxied by the server and are not fed twice).
+pub fn verbatim(ctx: Ctx) {
+    // SAFETY: ctx is the live context of the running command.
+    unsafe { rm!(RedisModule_ReplicateVerbatim)(ctx.0) };
+}
