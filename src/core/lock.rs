@@ -39,7 +39,7 @@ impl Lock {
         now: Millis,
         tokens: &mut TokenCounter,
     ) -> Result<Lock, TransitionError> {
-        let token = tokens.next()?;
+        let token = tokens.next_token()?;
         Ok(Lock {
             owner: owner.into(),
             count: 1,

@@ -143,7 +143,7 @@ pub fn parse_apply<'a>(args: &[&'a [u8]]) -> Result<ApplyRequest<'a>, LockError>
     })
 }
 
-fn parse_owner<'a>(cmd: Command, owner: &'a [u8]) -> Result<&'a [u8], LockError> {
+fn parse_owner(cmd: Command, owner: &[u8]) -> Result<&[u8], LockError> {
     match owner.len() {
         0 => Err(LockError::EmptyOwner(cmd)),
         n if n > MAX_OWNER_BYTES => Err(LockError::OwnerTooLong(cmd)),

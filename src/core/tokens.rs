@@ -29,7 +29,7 @@ impl TokenCounter {
     }
 
     /// The token for a new acquisition.
-    pub fn next(&mut self) -> Result<u64, TokensExhausted> {
+    pub fn next_token(&mut self) -> Result<u64, TokensExhausted> {
         if self.last >= MAX_TOKEN {
             return Err(TokensExhausted);
         }
@@ -61,8 +61,8 @@ mod tests {
     #[test]
     fn tokens_start_at_one_and_rise() {
         let mut tokens = TokenCounter::new();
-        assert_eq!(tokens.next(), Ok(1));
-        assert_eq!(tokens.next(), Ok(2));
+        assert_eq!(tokens.next_token(), Ok(1));
+        assert_eq!(tokens.next_token(), Ok(2));
         assert_eq!(tokens.last(), 2);
     }
 
@@ -70,17 +70,17 @@ mod tests {
     fn observing_a_higher_token_raises_the_counter_and_a_lower_one_does_not() {
         let mut tokens = TokenCounter::new();
         tokens.observe(41);
-        assert_eq!(tokens.next(), Ok(42));
+        assert_eq!(tokens.next_token(), Ok(42));
         tokens.observe(7);
-        assert_eq!(tokens.next(), Ok(43));
+        assert_eq!(tokens.next_token(), Ok(43));
     }
 
     #[test]
     fn tokens_stop_below_two_to_the_53() {
         let mut tokens = TokenCounter::new();
         tokens.observe(MAX_TOKEN - 1);
-        assert_eq!(tokens.next(), Ok(MAX_TOKEN));
-        assert_eq!(tokens.next(), Err(TokensExhausted));
+        assert_eq!(tokens.next_token(), Ok(MAX_TOKEN));
+        assert_eq!(tokens.next_token(), Err(TokensExhausted));
         assert_eq!(tokens.last(), MAX_TOKEN);
         tokens.observe(u64::MAX);
         assert_eq!(tokens.last(), MAX_TOKEN);
@@ -91,7 +91,7 @@ mod tests {
         let mut tokens = TokenCounter::new();
         tokens.observe(12345);
         tokens.start_new_epoch();
-        let first = tokens.next().unwrap();
+        let first = tokens.next_token().unwrap();
         assert_eq!(first, 1 << SEQUENCE_BITS);
         assert_eq!(TokenCounter::epoch(first), 1);
         assert!(first > (1 << SEQUENCE_BITS) - 1);
