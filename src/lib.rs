@@ -39,7 +39,8 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
             redis_module::raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS as i32,
         )
     };
-    if glue::registration::register_commands(ctx.ctx) {
+    glue::context::make_detached(ctx.ctx);
+    if glue::registration::register_commands(ctx.ctx) && glue::events::subscribe(ctx.ctx) {
         Status::Ok
     } else {
         Status::Err

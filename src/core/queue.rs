@@ -29,6 +29,17 @@ impl<W> WaitQueue<W> {
         self.waiters.pop_first()
     }
 
+    /// The longest-waiting client's seq and entry, left in place.
+    pub fn first(&self) -> Option<(u64, &W)> {
+        self.waiters
+            .first_key_value()
+            .map(|(&seq, waiter)| (seq, waiter))
+    }
+
+    pub fn get_mut(&mut self, seq: u64) -> Option<&mut W> {
+        self.waiters.get_mut(&seq)
+    }
+
     /// Removes a waiter that leaves early; `None` if it is no longer queued.
     pub fn remove(&mut self, seq: u64) -> Option<W> {
         self.waiters.remove(&seq)
@@ -76,6 +87,20 @@ mod tests {
         assert_eq!(queue.pop_first(), Some((1, "a")));
         assert_eq!(queue.pop_first(), Some((3, "c")));
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn first_peeks_without_removing() {
+        let mut queue = WaitQueue::default();
+        assert_eq!(queue.first(), None);
+        queue.push(4, "a");
+        queue.push(2, "b");
+        assert_eq!(queue.first(), Some((2, &"b")));
+        assert_eq!(queue.len(), 2);
+        if let Some(waiter) = queue.get_mut(4) {
+            *waiter = "c";
+        }
+        assert_eq!(queue.remove(4), Some("c"));
     }
 
     #[test]

@@ -111,6 +111,54 @@ pub fn missing_required() -> Vec<&'static str> {
             ("CreateString", { raw::RedisModule_CreateString }.is_some()),
             ("FreeString", { raw::RedisModule_FreeString }.is_some()),
             ("Log", { raw::RedisModule_Log }.is_some()),
+            ("BlockClient", { raw::RedisModule_BlockClient }.is_some()),
+            (
+                "UnblockClient",
+                { raw::RedisModule_UnblockClient }.is_some(),
+            ),
+            (
+                "SetDisconnectCallback",
+                { raw::RedisModule_SetDisconnectCallback }.is_some(),
+            ),
+            (
+                "GetBlockedClientPrivateData",
+                { raw::RedisModule_GetBlockedClientPrivateData }.is_some(),
+            ),
+            (
+                "GetBlockedClientHandle",
+                { raw::RedisModule_GetBlockedClientHandle }.is_some(),
+            ),
+            ("CreateTimer", { raw::RedisModule_CreateTimer }.is_some()),
+            ("StopTimer", { raw::RedisModule_StopTimer }.is_some()),
+            (
+                "GetSelectedDb",
+                { raw::RedisModule_GetSelectedDb }.is_some(),
+            ),
+            ("SelectDb", { raw::RedisModule_SelectDb }.is_some()),
+            (
+                "AvoidReplicaTraffic",
+                { raw::RedisModule_AvoidReplicaTraffic }.is_some(),
+            ),
+            (
+                "ReplicateVerbatim",
+                { raw::RedisModule_ReplicateVerbatim }.is_some(),
+            ),
+            (
+                "GetDetachedThreadSafeContext",
+                { raw::RedisModule_GetDetachedThreadSafeContext }.is_some(),
+            ),
+            (
+                "GetKeyNameFromOptCtx",
+                { raw::RedisModule_GetKeyNameFromOptCtx }.is_some(),
+            ),
+            (
+                "GetDbIdFromOptCtx",
+                { raw::RedisModule_GetDbIdFromOptCtx }.is_some(),
+            ),
+            (
+                "SubscribeToServerEvent",
+                { raw::RedisModule_SubscribeToServerEvent }.is_some(),
+            ),
         ]
     };
     present

@@ -3,11 +3,14 @@
 
 use redis_module::raw;
 
+use super::blocking::BlockedClient;
 use super::context::{now, Ctx};
 use super::entry::{command_entry, Args};
+use super::handoff::hand_over;
 use super::keys::LockKey;
 use super::replicate;
 use super::token_counter::{observe, with_tokens};
+use super::waiters::{self, KeyRef};
 use crate::core::error::{Command, LockError};
 use crate::core::lock::{self, Acquire, Lock, Release};
 use crate::core::request::{
@@ -32,10 +35,20 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let name = key_name(args, Command::Acquire)?;
     let now = now();
     let mut key = LockKey::open_writable(ctx, name);
+    let at = waiting_room(ctx, args);
+    let mut queued = at.as_ref().map_or(0, |at| waiters::queued(at.db, &at.name));
+    if queued > 0 && !is_held(&mut key, now)? {
+        // Freed a moment ago (deleted or expired before our timer ran): it is the waiters'.
+        if let Some(at) = &at {
+            hand_over(ctx, &mut key, name, at, now);
+            queued = waiters::queued(at.db, &at.name);
+        }
+    }
     let held = key.lock()?;
-    let outcome =
-        with_tokens(|tokens| lock::acquire(held, request.owner, request.ttl, now, tokens, false))
-            .map_err(|error| LockError::from_transition(Command::Acquire, error))?;
+    let outcome = with_tokens(|tokens| {
+        lock::acquire(held, request.owner, request.ttl, now, tokens, queued > 0)
+    })
+    .map_err(|error| LockError::from_transition(Command::Acquire, error))?;
     match outcome {
         Acquire::Granted(lock) => {
             replicate::lock_state(ctx, name, &lock);
@@ -46,9 +59,45 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             write_back_in_place(ctx, &mut key, name)?;
             ctx.reply_integer(token as i64);
         }
-        Acquire::Busy => ctx.reply_null(),
+        Acquire::Busy => match (request.wait, at) {
+            (Some(timeout), Some(at)) if may_block(ctx) => {
+                let expires_at = key.lock()?.map_or(now, |lock| lock.expires_at);
+                match BlockedClient::block(ctx) {
+                    Some(client) => waiters::join(
+                        ctx,
+                        at,
+                        request.owner,
+                        request.ttl,
+                        timeout,
+                        client,
+                        expires_at,
+                    ),
+                    None => ctx.reply_null(),
+                }
+            }
+            _ => ctx.reply_null(),
+        },
     }
     Ok(())
+}
+
+/// Where waiters for this call's key queue: its database and name. `None` only when the
+/// arguments are missing, which the parser already refused.
+fn waiting_room(ctx: Ctx, args: &Args) -> Option<KeyRef> {
+    let name = args.bytes().first()?;
+    Some(KeyRef {
+        db: ctx.selected_db(),
+        name: (*name).into(),
+    })
+}
+
+fn is_held(key: &mut LockKey, now: crate::core::Millis) -> Result<bool, LockError> {
+    Ok(key.lock()?.is_some_and(|lock| lock.is_live(now)))
+}
+
+/// MULTI/EXEC, Lua and AOF loading cannot block: there WAIT is a plain try.
+fn may_block(ctx: Ctx) -> bool {
+    !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING)
 }
 
 /// LOCK.REENTER key owner [ttl] -> new hold count | nil
@@ -82,12 +131,25 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             ctx.reply_integer(count.into());
         }
         Release::Freed => {
-            key.delete();
-            replicate::deletion(ctx, name);
             ctx.reply_integer(0);
+            if !hand_over_waiting(ctx, &mut key, args) {
+                key.delete();
+                replicate::deletion(ctx, name);
+            }
         }
     }
     Ok(())
+}
+
+/// Hands a freed lock to the longest waiter of its key, if anyone waits; true if handed.
+fn hand_over_waiting(ctx: Ctx, key: &mut LockKey, args: &Args) -> bool {
+    if !waiters::anyone_waiting() {
+        return false;
+    }
+    match (waiting_room(ctx, args), args.key()) {
+        (Some(at), Some(name)) => hand_over(ctx, key, name, &at, now()),
+        _ => false,
+    }
 }
 
 /// LOCK.RENEW key owner ttl -> 1 | 0
@@ -123,7 +185,8 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             ctx.reply_simple(c"token");
             ctx.reply_integer(lock.token as i64);
             ctx.reply_simple(c"waiters");
-            ctx.reply_integer(0);
+            let waiting = waiting_room(ctx, args).map_or(0, |at| waiters::queued(at.db, &at.name));
+            ctx.reply_integer(waiting as i64);
         }
         _ => ctx.reply_null(),
     }
@@ -158,8 +221,8 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     Ok(())
 }
 
-/// After an in-place change: the key's expiry follows the lock's, and the new state is
-/// propagated.
+/// After an in-place change: the key's expiry follows the lock's, the new state is
+/// propagated, and waiters are woken at the new expiry if it came earlier.
 fn write_back_in_place(
     ctx: Ctx,
     key: &mut LockKey,
@@ -169,6 +232,11 @@ fn write_back_in_place(
         let expires_at = lock.expires_at;
         replicate::lock_state(ctx, name, lock);
         key.set_expiry(expires_at);
+        if waiters::anyone_waiting() {
+            // SAFETY: name is the live key argument of the running command.
+            let bytes = unsafe { super::entry::string_bytes(name) };
+            waiters::schedule_check(ctx, ctx.selected_db(), bytes, expires_at.saturating_add(1));
+        }
     }
     Ok(())
 }

@@ -63,9 +63,36 @@ impl Ctx {
         self.flags() & flag != 0
     }
 
+    /// The database the client (or callback) works in.
+    pub fn selected_db(self) -> i32 {
+        // SAFETY: as above.
+        unsafe { rm!(RedisModule_GetSelectedDb)(self.0) }
+    }
+
+    pub fn select_db(self, db: i32) {
+        // SAFETY: as above; db comes from a key we saw in that database.
+        unsafe { rm!(RedisModule_SelectDb)(self.0, db) };
+    }
+
     pub fn log(self, level: &std::ffi::CStr, message: &str) {
         log(self.0, level, message);
     }
+}
+
+/// A context for callbacks the server gives none (a key unlinked), made once at load.
+static DETACHED: std::sync::atomic::AtomicPtr<RedisModuleCtx> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+pub fn make_detached(ctx: *mut RedisModuleCtx) {
+    // SAFETY: ctx is the loading module's context; the detached one lives as long as the module.
+    let detached = unsafe { rm!(RedisModule_GetDetachedThreadSafeContext)(ctx) };
+    DETACHED.store(detached, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The detached context, for timers started from the main thread outside any callback context.
+pub fn detached() -> Option<Ctx> {
+    let ctx = DETACHED.load(std::sync::atomic::Ordering::Relaxed);
+    (!ctx.is_null()).then_some(Ctx(ctx))
 }
 
 /// The server's clock in unix ms: the clock it compares key expiries with.

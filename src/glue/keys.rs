@@ -90,3 +90,29 @@ impl Drop for LockKey {
         }
     }
 }
+
+/// A server string made from bytes (a key name kept by us), freed on drop.
+pub struct OwnedString {
+    ctx: Ctx,
+    string: *mut RedisModuleString,
+}
+
+impl OwnedString {
+    pub fn new(ctx: Ctx, bytes: &[u8]) -> OwnedString {
+        // SAFETY: ctx is live; the server copies the bytes.
+        let string =
+            unsafe { rm!(RedisModule_CreateString)(ctx.0, bytes.as_ptr().cast(), bytes.len()) };
+        OwnedString { ctx, string }
+    }
+
+    pub fn as_ptr(&self) -> *mut RedisModuleString {
+        self.string
+    }
+}
+
+impl Drop for OwnedString {
+    fn drop(&mut self) {
+        // SAFETY: created by us with this context, freed exactly once.
+        unsafe { rm!(RedisModule_FreeString)(self.ctx.0, self.string) };
+    }
+}

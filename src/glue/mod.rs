@@ -6,11 +6,16 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod api;
+pub mod blocking;
 pub mod commands;
 pub mod context;
 pub mod datatype;
 pub mod entry;
+pub mod events;
+pub mod handoff;
 pub mod keys;
 pub mod registration;
 pub mod replicate;
+pub mod timers;
 pub mod token_counter;
+pub mod waiters;

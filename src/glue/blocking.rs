@@ -1,0 +1,123 @@
+//! The one safe wrapper over the server's blocked-client calls.
+//!
+//! A `BlockedClient` owns its handle: `unblock_*` consumes it, so the handle is released
+//! exactly once (twice would double-free it in the server, never would leak it and hang the
+//! client). The crate's own `block_client()` has no reply, timeout or disconnect callbacks,
+//! hence this file.
+
+use std::ffi::{c_int, c_void};
+use std::ptr::NonNull;
+
+use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
+
+use super::api::rm;
+use super::context::{Ctx, OK};
+use super::entry::run_callback;
+use super::waiters;
+
+pub struct BlockedClient {
+    handle: NonNull<RedisModuleBlockedClient>,
+}
+
+/// What a blocked client is told when it wakes: the fencing token it was handed.
+struct Grant {
+    token: u64,
+}
+
+impl BlockedClient {
+    /// Blocks the calling client with no server-side timeout (ours is a module timer, precise
+    /// to the millisecond). `None` if the server refused.
+    pub fn block(ctx: Ctx) -> Option<BlockedClient> {
+        // SAFETY: ctx is the running command's context and the caller checked that it may
+        // block (no MULTI, Lua or AOF loading); the callbacks live as long as the module.
+        let handle = unsafe {
+            rm!(RedisModule_BlockClient)(ctx.0, Some(reply), Some(timeout), Some(free_grant), 0)
+        };
+        let handle = NonNull::new(handle)?;
+        // SAFETY: handle was just returned by BlockClient and not yet released.
+        unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
+        Some(BlockedClient { handle })
+    }
+
+    /// The handle's address: how the server's callbacks name this client to us.
+    pub fn id(&self) -> usize {
+        self.handle.as_ptr() as usize
+    }
+
+    /// Wakes the client with `token` as its reply.
+    pub fn unblock_granted(self, token: u64) {
+        let grant = Box::into_raw(Box::new(Grant { token })).cast::<c_void>();
+        self.release(grant);
+    }
+
+    /// Wakes the client with nil (timed out), or just frees the handle of a client that is
+    /// gone (disconnected, killed, unblocked by CLIENT UNBLOCK).
+    pub fn unblock_empty(self) {
+        self.release(std::ptr::null_mut());
+    }
+
+    fn release(self, privdata: *mut c_void) {
+        // SAFETY: self owns the handle, and this consumes self: the one release it gets. The
+        // server frees privdata through free_grant after the reply callback.
+        unsafe { rm!(RedisModule_UnblockClient)(self.handle.as_ptr(), privdata) };
+    }
+}
+
+/// Runs in the woken client's context, before the server's next poll: only formats the reply;
+/// the lock was already handed over (and propagated) when the client was unblocked.
+unsafe extern "C" fn reply(
+    ctx: *mut RedisModuleCtx,
+    _argv: *mut *mut RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    run_callback("a blocked client's reply", OK, || {
+        let ctx = Ctx(ctx);
+        // SAFETY: ctx is a blocked-reply context; privdata is null or a Grant of ours.
+        let grant = unsafe { rm!(RedisModule_GetBlockedClientPrivateData)(ctx.0) }.cast::<Grant>();
+        match unsafe { grant.as_ref() } {
+            Some(grant) => ctx.reply_integer(grant.token as i64),
+            None => ctx.reply_null(),
+        }
+        OK
+    })
+}
+
+/// `CLIENT UNBLOCK id [TIMEOUT]`: the waiter leaves the queue with nil. The server keeps the
+/// handle until we release it.
+unsafe extern "C" fn timeout(
+    ctx: *mut RedisModuleCtx,
+    _argv: *mut *mut RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    run_callback("a blocked client's timeout", OK, || {
+        let ctx = Ctx(ctx);
+        // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
+        let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
+        forget_waiter(ctx, handle);
+        ctx.reply_null();
+        OK
+    })
+}
+
+/// Socket closed, CLIENT KILL, CLIENT UNBLOCK ERROR, role change: a queued waiter leaves for
+/// good. A client already handed the lock is no longer queued and is left alone: its handle
+/// was released when it was unblocked.
+unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisModuleBlockedClient) {
+    run_callback("a blocked client's disconnect", (), || {
+        forget_waiter(Ctx(ctx), handle);
+    })
+}
+
+/// Removes the waiter behind `handle`, if still queued, and releases its handle.
+fn forget_waiter(ctx: Ctx, handle: *mut RedisModuleBlockedClient) {
+    if let Some(client) = waiters::leave(ctx, handle as usize) {
+        client.unblock_empty();
+    }
+}
+
+unsafe extern "C" fn free_grant(_ctx: *mut RedisModuleCtx, privdata: *mut c_void) {
+    if !privdata.is_null() {
+        // SAFETY: the only privdata we pass is a Box<Grant>, freed here once by the server.
+        drop(unsafe { Box::from_raw(privdata.cast::<Grant>()) });
+    }
+}

@@ -1,0 +1,69 @@
+//! Server happenings that free a lock without a LOCK command: a lock value unlinked from the
+//! keyspace (DEL, UNLINK, expiry, eviction, overwrite, RENAME) and FLUSHDB/FLUSHALL, which
+//! unlink nothing one by one.
+
+use std::ffi::{c_int, c_void};
+
+use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx};
+
+use super::api::rm;
+use super::context::{detached, log, Ctx};
+use super::entry::{run_callback, string_bytes};
+use super::handoff;
+use super::waiters;
+
+/// The data type's unlink2 callback (main thread).
+///
+/// # Safety
+/// Called by the server only, with a live key-operation context.
+pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *const c_void) {
+    run_callback("unlink", (), || {
+        if !waiters::anyone_waiting() {
+            return;
+        }
+        let Some(timer_ctx) = detached() else {
+            return;
+        };
+        // SAFETY: ctx is the live key-operation context of this callback.
+        let (db, name) = unsafe {
+            let name = rm!(RedisModule_GetKeyNameFromOptCtx)(ctx);
+            (rm!(RedisModule_GetDbIdFromOptCtx)(ctx), string_bytes(name))
+        };
+        handoff::lock_removed(timer_ctx, db, name);
+    })
+}
+
+/// Subscribes to FLUSHDB/FLUSHALL; false if the server refused.
+pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
+    let flush = RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_FLUSHDB,
+        dataver: 1,
+    };
+    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
+    let subscribed = unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, flush, Some(flushed)) };
+    if subscribed != raw::REDISMODULE_OK as c_int {
+        log(ctx, c"warning", "rlock: cannot subscribe to FLUSHDB events");
+        return false;
+    }
+    true
+}
+
+/// After a flush, every key waited for in the flushed database(s) is re-examined (from a
+/// timer: replicating from inside the flush would reach replicas before the FLUSH itself).
+unsafe extern "C" fn flushed(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    subevent: u64,
+    data: *mut c_void,
+) {
+    run_callback("flush", (), || {
+        if subevent != raw::REDISMODULE_SUBEVENT_FLUSHDB_END {
+            return;
+        }
+        // SAFETY: for FLUSHDB events the server passes a RedisModuleFlushInfo.
+        let Some(info) = (unsafe { data.cast::<raw::RedisModuleFlushInfo>().as_ref() }) else {
+            return;
+        };
+        waiters::schedule_all_checks(Ctx(ctx), info.dbnum);
+    })
+}

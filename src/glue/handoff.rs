@@ -1,0 +1,131 @@
+//! Handing a freed lock straight to the longest-waiting client, inside the server: on release,
+//! on expiry (a module timer, on time, not when Redis' lazy expiry notices), and after the key
+//! was deleted or flushed. The new owner, its absolute expiry and its token are written and
+//! propagated in the same step, before the waiter is woken, so no other client can take the
+//! lock in between.
+
+use std::cell::Cell;
+use std::ffi::c_void;
+
+use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
+
+use super::api::rm;
+use super::context::{now, Ctx};
+use super::entry::run_callback;
+use super::keys::{LockKey, OwnedString};
+use super::replicate;
+use super::timers;
+use super::token_counter::with_tokens;
+use super::waiters::{self, KeyRef};
+use crate::core::lock::Lock;
+use crate::core::Millis;
+
+/// How long to wait before retrying a handoff while the server must not replicate
+/// (CLIENT PAUSE, FAILOVER): replicating then would abort the server.
+const PAUSED_RETRY_MS: i64 = 10;
+
+thread_local! {
+    /// Set while we change lock keys ourselves, so our own deletions do not schedule checks.
+    static HANDLING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks our own key changes for the duration of a scope.
+struct Handling {
+    was: bool,
+}
+
+impl Handling {
+    fn begin() -> Handling {
+        Handling {
+            was: HANDLING.with(|flag| flag.replace(true)),
+        }
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        HANDLING.with(|flag| flag.set(self.was));
+    }
+}
+
+/// The lock at `key` is free: gives it to the first waiter. True if someone took it.
+pub fn hand_over(
+    ctx: Ctx,
+    key: &mut LockKey,
+    name: *mut RedisModuleString,
+    at: &KeyRef,
+    now: Millis,
+) -> bool {
+    let _handling = Handling::begin();
+    while let Some(waiter) = waiters::pop_first(ctx, at.db, &at.name) {
+        match with_tokens(|tokens| Lock::grant(&waiter.owner, waiter.ttl, now, tokens)) {
+            Ok(lock) => {
+                let (token, expires_at) = (lock.token, lock.expires_at);
+                replicate::lock_state(ctx, name, &lock);
+                key.store(lock);
+                waiter.client.unblock_granted(token);
+                waiters::schedule_check(ctx, at.db, &at.name, expires_at.saturating_add(1));
+                return true;
+            }
+            // No token left below 2^53: nobody can be granted anything; each waiter gets nil.
+            Err(_) => waiter.client.unblock_empty(),
+        }
+    }
+    false
+}
+
+/// A key's check timer fired: hand the lock over if it is free, else look again at its expiry.
+///
+/// # Safety
+/// Called by the server only, as a timer callback with a live context.
+pub unsafe extern "C" fn check_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
+    run_callback("a lock check", (), || {
+        let ctx = Ctx(ctx);
+        let Some(key) = waiters::take_fired_check(timers::id_of(data)) else {
+            return;
+        };
+        // Timers fire on replicas too; only a master decides who gets a lock.
+        if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+            return;
+        }
+        // SAFETY: a plain call without arguments.
+        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
+            waiters::schedule_check(ctx, key.db, &key.name, now() + PAUSED_RETRY_MS);
+            return;
+        }
+        check_key(ctx, &key);
+    })
+}
+
+fn check_key(ctx: Ctx, key: &KeyRef) {
+    let _handling = Handling::begin();
+    ctx.select_db(key.db);
+    let name = OwnedString::new(ctx, &key.name);
+    let mut lock_key = LockKey::open_writable(ctx, name.as_ptr());
+    let now = now();
+    match lock_key.lock() {
+        Err(_) => {
+            // Something that is not a lock replaced it: the waiters learn it by retrying.
+            for waiter in waiters::drain(ctx, key.db, &key.name) {
+                waiter.client.unblock_empty();
+            }
+        }
+        Ok(Some(lock)) if lock.is_live(now) => {
+            let recheck_at = lock.expires_at.saturating_add(1);
+            waiters::schedule_check(ctx, key.db, &key.name, recheck_at);
+        }
+        Ok(_) => {
+            hand_over(ctx, &mut lock_key, name.as_ptr(), key, now);
+        }
+    }
+}
+
+/// A lock value left the keyspace (DEL, UNLINK, expiry, eviction, overwrite, RENAME): its
+/// waiters, if any, get it at once. Deferred to a timer: writing from inside the server's
+/// deletion would replicate out of order.
+pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
+    if HANDLING.with(Cell::get) || !waiters::anyone_waiting() {
+        return;
+    }
+    waiters::schedule_check(ctx, db, name, now());
+}

@@ -1,0 +1,300 @@
+//! Who waits for which lock: one FIFO per key, each with one check timer, and the indexes that
+//! let a timeout or a disconnect find its waiter.
+//!
+//! State lives on the main thread (every caller runs there). No server call is made while the
+//! registry is borrowed: callers get owned data back and act on it afterwards, so a callback
+//! the server fires meanwhile can borrow it again.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::c_void;
+
+use redis_module::raw::RedisModuleCtx;
+
+use super::blocking::BlockedClient;
+use super::context::{now, Ctx};
+use super::entry::run_callback;
+use super::timers::{self, TimerId};
+use crate::core::queue::WaitQueue;
+use crate::core::Millis;
+
+/// A client blocked in `LOCK.ACQUIRE ... WAIT`, with what it asked for.
+pub struct Waiter {
+    pub owner: Box<[u8]>,
+    pub ttl: u64,
+    pub client: BlockedClient,
+    timeout_timer: Option<TimerId>,
+}
+
+/// A key (database and name) that clients wait for.
+#[derive(Clone)]
+pub struct KeyRef {
+    pub db: i32,
+    pub name: Box<[u8]>,
+}
+
+struct KeyQueue {
+    key: KeyRef,
+    waiters: WaitQueue<Waiter>,
+    /// The one timer that re-examines this key: at the lock's expiry, or at once after the key
+    /// was deleted behind our back. With the time it fires at.
+    check: Option<(TimerId, Millis)>,
+}
+
+#[derive(Default)]
+struct Registry {
+    queues: HashMap<u64, KeyQueue>,
+    by_key: HashMap<i32, HashMap<Box<[u8]>, u64>>,
+    /// waiter seq -> queue id, for timeouts.
+    queue_of_waiter: HashMap<u64, u64>,
+    /// blocked-client handle -> waiter seq, for disconnects.
+    waiter_of_client: HashMap<usize, u64>,
+    /// Waiter seqs and queue ids: one counter, so both rise and never repeat.
+    last_id: u64,
+}
+
+thread_local! {
+    static REGISTRY: RefCell<Registry> = RefCell::new(Registry::default());
+}
+
+fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    REGISTRY.with(|registry| f(&mut registry.borrow_mut()))
+}
+
+impl Registry {
+    fn queue_id(&self, db: i32, name: &[u8]) -> Option<u64> {
+        self.by_key.get(&db)?.get(name).copied()
+    }
+
+    fn queue_mut(&mut self, db: i32, name: &[u8]) -> Option<&mut KeyQueue> {
+        let id = self.queue_id(db, name)?;
+        self.queues.get_mut(&id)
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    /// Forgets a queue that has no waiters left; returns its timer to stop.
+    fn drop_if_empty(&mut self, queue_id: u64) -> Option<TimerId> {
+        let queue = self.queues.get(&queue_id)?;
+        if !queue.waiters.is_empty() {
+            return None;
+        }
+        let queue = self.queues.remove(&queue_id)?;
+        if let Some(names) = self.by_key.get_mut(&queue.key.db) {
+            names.remove(&queue.key.name);
+            if names.is_empty() {
+                self.by_key.remove(&queue.key.db);
+            }
+        }
+        queue.check.map(|(timer, _)| timer)
+    }
+
+    /// Removes one waiter; returns it and the timers to stop.
+    fn remove_waiter(&mut self, seq: u64) -> Option<(Waiter, Vec<TimerId>)> {
+        let queue_id = self.queue_of_waiter.remove(&seq)?;
+        let waiter = self.queues.get_mut(&queue_id)?.waiters.remove(seq)?;
+        self.waiter_of_client.remove(&waiter.client.id());
+        let timers = waiter
+            .timeout_timer
+            .into_iter()
+            .chain(self.drop_if_empty(queue_id))
+            .collect();
+        Some((waiter, timers))
+    }
+}
+
+fn stop_all(ctx: Ctx, timers: Vec<TimerId>) {
+    for timer in timers {
+        timers::stop(ctx, timer);
+    }
+}
+
+/// How many clients wait for this key.
+pub fn queued(db: i32, name: &[u8]) -> usize {
+    with_registry(|registry| {
+        registry
+            .queue_mut(db, name)
+            .map_or(0, |queue| queue.waiters.len())
+    })
+}
+
+/// Whether anyone waits for anything: lets hot paths skip the registry.
+pub fn anyone_waiting() -> bool {
+    with_registry(|registry| !registry.queues.is_empty())
+}
+
+/// Queues a blocked client behind everyone already waiting for `key`, gives up on it after
+/// `timeout_ms` (0: never), and makes sure the key is re-examined when `lock_expires_at` passes.
+pub fn join(
+    ctx: Ctx,
+    key: KeyRef,
+    owner: &[u8],
+    ttl: u64,
+    timeout_ms: u64,
+    client: BlockedClient,
+    lock_expires_at: Millis,
+) {
+    let client_id = client.id();
+    let (seq, name, db) = with_registry(|registry| {
+        let seq = registry.next_id();
+        let queue_id = match registry.queue_id(key.db, &key.name) {
+            Some(id) => id,
+            None => {
+                let id = registry.next_id();
+                registry
+                    .by_key
+                    .entry(key.db)
+                    .or_default()
+                    .insert(key.name.clone(), id);
+                registry.queues.insert(
+                    id,
+                    KeyQueue {
+                        key: key.clone(),
+                        waiters: WaitQueue::default(),
+                        check: None,
+                    },
+                );
+                id
+            }
+        };
+        registry.queue_of_waiter.insert(seq, queue_id);
+        registry.waiter_of_client.insert(client_id, seq);
+        if let Some(queue) = registry.queues.get_mut(&queue_id) {
+            queue.waiters.push(
+                seq,
+                Waiter {
+                    owner: owner.into(),
+                    ttl,
+                    client,
+                    timeout_timer: None,
+                },
+            );
+        }
+        (seq, key.name, key.db)
+    });
+    if timeout_ms > 0 {
+        let timer = timers::start(ctx, timeout_ms as i64, wait_timed_out, seq);
+        with_registry(|registry| {
+            let queue_id = registry.queue_of_waiter.get(&seq).copied();
+            let waiter = queue_id
+                .and_then(|id| registry.queues.get_mut(&id))
+                .and_then(|queue| queue.waiters.get_mut(seq));
+            if let Some(waiter) = waiter {
+                waiter.timeout_timer = Some(timer);
+            }
+        });
+    }
+    schedule_check(ctx, db, &name, lock_expires_at.saturating_add(1));
+}
+
+/// Takes the longest-waiting client for `key`, if any.
+pub fn pop_first(ctx: Ctx, db: i32, name: &[u8]) -> Option<Waiter> {
+    let (waiter, timers) = with_registry(|registry| {
+        let queue_id = registry.queue_id(db, name)?;
+        let (seq, _) = registry.queues.get_mut(&queue_id)?.waiters.first()?;
+        registry.remove_waiter(seq)
+    })?;
+    stop_all(ctx, timers);
+    Some(waiter)
+}
+
+/// A waiter leaves early (disconnect, CLIENT UNBLOCK): its handle, if it was still queued.
+pub fn leave(ctx: Ctx, client_id: usize) -> Option<BlockedClient> {
+    let (waiter, timers) = with_registry(|registry| {
+        let seq = *registry.waiter_of_client.get(&client_id)?;
+        registry.remove_waiter(seq)
+    })?;
+    stop_all(ctx, timers);
+    Some(waiter.client)
+}
+
+/// Every waiter of `key`, removed (the key now holds something that is not a lock).
+pub fn drain(ctx: Ctx, db: i32, name: &[u8]) -> Vec<Waiter> {
+    let mut all = Vec::new();
+    while let Some(waiter) = pop_first(ctx, db, name) {
+        all.push(waiter);
+    }
+    all
+}
+
+/// Makes sure `key` is re-examined at `at` (unix ms) or earlier, if anyone waits for it.
+pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
+    let earlier_needed = with_registry(|registry| {
+        let queue = registry.queue_mut(db, name)?;
+        match queue.check {
+            Some((_, armed_at)) if armed_at <= at => None,
+            Some((timer, _)) => {
+                queue.check = None;
+                Some((Some(timer), queue_id_of(registry, db, name)?))
+            }
+            None => Some((None, queue_id_of(registry, db, name)?)),
+        }
+    });
+    let Some((old_timer, queue_id)) = earlier_needed else {
+        return;
+    };
+    if let Some(timer) = old_timer {
+        timers::stop(ctx, timer);
+    }
+    let timer = timers::start(ctx, at - now(), super::handoff::check_fired, queue_id);
+    with_registry(|registry| {
+        if let Some(queue) = registry.queues.get_mut(&queue_id) {
+            queue.check = Some((timer, at));
+        }
+    });
+}
+
+fn queue_id_of(registry: &Registry, db: i32, name: &[u8]) -> Option<u64> {
+    registry.queue_id(db, name)
+}
+
+/// Re-examines every key waited for in `db` (-1: all databases) at once: after a FLUSH.
+pub fn schedule_all_checks(ctx: Ctx, db: i32) {
+    let keys: Vec<KeyRef> = with_registry(|registry| {
+        registry
+            .queues
+            .values()
+            .filter(|queue| db == -1 || queue.key.db == db)
+            .map(|queue| queue.key.clone())
+            .collect()
+    });
+    let now = now();
+    for key in keys {
+        schedule_check(ctx, key.db, &key.name, now);
+    }
+}
+
+/// The key a check timer is for; clears the timer, which has fired.
+pub fn take_fired_check(queue_id: u64) -> Option<KeyRef> {
+    with_registry(|registry| {
+        let queue = registry.queues.get_mut(&queue_id)?;
+        queue.check = None;
+        Some(queue.key.clone())
+    })
+}
+
+/// A waiter's WAIT timeout passed: it leaves with nil and no trace.
+unsafe extern "C" fn wait_timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void) {
+    run_callback("a WAIT timeout", (), || {
+        let seq = timers::id_of(data);
+        let removed = with_registry(|registry| {
+            if let Some(waiter) = registry
+                .queue_of_waiter
+                .get(&seq)
+                .and_then(|id| registry.queues.get_mut(id))
+                .and_then(|queue| queue.waiters.get_mut(seq))
+            {
+                // This timer has fired: it must not be stopped again.
+                waiter.timeout_timer = None;
+            }
+            registry.remove_waiter(seq)
+        });
+        if let Some((waiter, timers)) = removed {
+            stop_all(Ctx(ctx), timers);
+            waiter.client.unblock_empty();
+        }
+    })
+}
