@@ -35,14 +35,13 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let name = key_name(args, Command::Acquire)?;
     let now = now();
     let mut key = LockKey::open_writable(ctx, name);
-    let at = waiting_room(ctx, args);
-    let mut queued = at.as_ref().map_or(0, |at| waiters::queued(at.db, &at.name));
+    let db = ctx.selected_db();
+    let key_bytes = args.bytes()[0];
+    let mut queued = waiters::queued(db, key_bytes);
     if queued > 0 && !is_held(&mut key, now)? {
         // Freed a moment ago (deleted or expired before our timer ran): it is the waiters'.
-        if let Some(at) = &at {
-            hand_over(ctx, &mut key, name, at, now);
-            queued = waiters::queued(at.db, &at.name);
-        }
+        hand_over(ctx, &mut key, name, db, key_bytes, now);
+        queued = waiters::queued(db, key_bytes);
     }
     let held = key.lock()?;
     let outcome = with_tokens(|tokens| {
@@ -59,19 +58,18 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             write_back_in_place(ctx, &mut key, name)?;
             ctx.reply_integer(token as i64);
         }
-        Acquire::Busy => match (request.wait, at) {
-            (Some(timeout), Some(at)) if may_block(ctx) => {
+        Acquire::Busy => match request.wait {
+            Some(timeout) if may_block(ctx) => {
                 let expires_at = key.lock()?.map_or(now, |lock| lock.expires_at);
                 match BlockedClient::block(ctx) {
-                    Some(client) => waiters::join(
-                        ctx,
-                        at,
-                        request.owner,
-                        request.ttl,
-                        timeout,
-                        client,
-                        expires_at,
-                    ),
+                    Some(client) => {
+                        let at = KeyRef {
+                            db,
+                            name: key_bytes.into(),
+                        };
+                        let wait = (request.owner, request.ttl, timeout);
+                        waiters::join(ctx, at, wait, client, expires_at)
+                    }
                     None => ctx.reply_null(),
                 }
             }
@@ -79,16 +77,6 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         },
     }
     Ok(())
-}
-
-/// Where waiters for this call's key queue: its database and name. `None` only when the
-/// arguments are missing, which the parser already refused.
-fn waiting_room(ctx: Ctx, args: &Args) -> Option<KeyRef> {
-    let name = args.bytes().first()?;
-    Some(KeyRef {
-        db: ctx.selected_db(),
-        name: (*name).into(),
-    })
 }
 
 fn is_held(key: &mut LockKey, now: crate::core::Millis) -> Result<bool, LockError> {
@@ -146,8 +134,10 @@ fn hand_over_waiting(ctx: Ctx, key: &mut LockKey, args: &Args) -> bool {
     if !waiters::anyone_waiting() {
         return false;
     }
-    match (waiting_room(ctx, args), args.key()) {
-        (Some(at), Some(name)) => hand_over(ctx, key, name, &at, now()),
+    match (args.bytes().first(), args.key()) {
+        (Some(key_bytes), Some(name)) => {
+            hand_over(ctx, key, name, ctx.selected_db(), key_bytes, now())
+        }
         _ => false,
     }
 }
@@ -185,7 +175,7 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             ctx.reply_simple(c"token");
             ctx.reply_integer(lock.token as i64);
             ctx.reply_simple(c"waiters");
-            let waiting = waiting_room(ctx, args).map_or(0, |at| waiters::queued(at.db, &at.name));
+            let waiting = waiters::queued(ctx.selected_db(), args.bytes()[0]);
             ctx.reply_integer(waiting as i64);
         }
         _ => ctx.reply_null(),

@@ -53,18 +53,19 @@ pub fn hand_over(
     ctx: Ctx,
     key: &mut LockKey,
     name: *mut RedisModuleString,
-    at: &KeyRef,
+    db: i32,
+    key_bytes: &[u8],
     now: Millis,
 ) -> bool {
     let _handling = Handling::begin();
-    while let Some(waiter) = waiters::pop_first(ctx, at.db, &at.name) {
+    while let Some(waiter) = waiters::pop_first(ctx, db, key_bytes) {
         match with_tokens(|tokens| Lock::grant(&waiter.owner, waiter.ttl, now, tokens)) {
             Ok(lock) => {
                 let (token, expires_at) = (lock.token, lock.expires_at);
                 replicate::lock_state(ctx, name, &lock);
                 key.store(lock);
                 waiter.client.unblock_granted(token);
-                waiters::schedule_check(ctx, at.db, &at.name, expires_at.saturating_add(1));
+                waiters::schedule_check(ctx, db, key_bytes, expires_at.saturating_add(1));
                 return true;
             }
             // No token left below 2^53: nobody can be granted anything; each waiter gets nil.
@@ -115,7 +116,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
             waiters::schedule_check(ctx, key.db, &key.name, recheck_at);
         }
         Ok(_) => {
-            hand_over(ctx, &mut lock_key, name.as_ptr(), key, now);
+            hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now);
         }
     }
 }

@@ -115,6 +115,9 @@ fn stop_all(ctx: Ctx, timers: Vec<TimerId>) {
 /// How many clients wait for this key.
 pub fn queued(db: i32, name: &[u8]) -> usize {
     with_registry(|registry| {
+        if registry.queues.is_empty() {
+            return 0;
+        }
         registry
             .queue_mut(db, name)
             .map_or(0, |queue| queue.waiters.len())
@@ -131,9 +134,7 @@ pub fn anyone_waiting() -> bool {
 pub fn join(
     ctx: Ctx,
     key: KeyRef,
-    owner: &[u8],
-    ttl: u64,
-    timeout_ms: u64,
+    (owner, ttl, timeout_ms): (&[u8], u64, u64),
     client: BlockedClient,
     lock_expires_at: Millis,
 ) {
