@@ -1,0 +1,471 @@
+//! LOCK.ACQUIRE ... WAIT: clients block in the server and are handed the lock first come, first
+//! served, on release, expiry, DEL, overwrite and FLUSH; timed-out, disconnected and unblocked
+//! waiters leave no trace; MULTI and Lua cannot block; handoffs replicate as what happened.
+
+mod common;
+
+use std::sync::mpsc::{channel, Receiver};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::{error, int, lock_info, nil, ok, run, wait_until, Server};
+use redis::{ConnectionLike, Value};
+
+/// Long enough for any handoff on a loaded machine; only a bug waits this long.
+const REPLY_WITHIN: Duration = Duration::from_secs(20);
+
+/// A client blocked in `LOCK.ACQUIRE key owner ttl WAIT timeout` on its own connection.
+struct Waiter {
+    client_id: i64,
+    reply: Receiver<Result<Value, String>>,
+    thread: JoinHandle<()>,
+}
+
+impl Waiter {
+    /// Starts the call and returns once the server counts it among `blocked_before + 1`
+    /// blocked clients, so waiters started one after another queue in that order.
+    fn start(
+        server: &Server,
+        key: &str,
+        owner: &str,
+        ttl: i64,
+        timeout: i64,
+        blocked_before: usize,
+    ) -> Waiter {
+        let mut con = server.conn();
+        con.set_read_timeout(Some(REPLY_WITHIN * 2))
+            .expect("read timeout");
+        let client_id = int(call!(&mut con, "CLIENT", "ID"), "CLIENT ID");
+        let (send, reply) = channel();
+        let (key, owner) = (key.to_string(), owner.to_string());
+        let thread = std::thread::spawn(move || {
+            let got = match con.req_command(
+                redis::cmd("LOCK.ACQUIRE")
+                    .arg(&key)
+                    .arg(&owner)
+                    .arg(ttl)
+                    .arg("WAIT")
+                    .arg(timeout),
+            ) {
+                Ok(Value::ServerError(error)) => Err(common::error_text(&error)),
+                Ok(value) => Ok(value),
+                Err(error) => Err(format!("connection: {error}")),
+            };
+            let _ = send.send(got);
+        });
+        server.wait_for_blocked_clients(blocked_before + 1);
+        Waiter {
+            client_id,
+            reply,
+            thread,
+        }
+    }
+
+    fn reply(self) -> Result<Value, String> {
+        let got = self
+            .reply
+            .recv_timeout(REPLY_WITHIN)
+            .expect("the waiter got no reply in time");
+        let _ = self.thread.join();
+        got
+    }
+
+    fn token(self, what: &str) -> i64 {
+        int(self.reply(), what)
+    }
+
+    fn has_replied(&self) -> bool {
+        match self.reply.try_recv() {
+            Ok(value) => panic!("woke early with {value:?}"),
+            Err(_) => false,
+        }
+    }
+}
+
+fn owner_of(con: &mut redis::Connection, key: &str) -> Option<String> {
+    lock_info(con, key).map(|info| String::from_utf8_lossy(&info.owner).into_owned())
+}
+
+fn waiters_of(con: &mut redis::Connection, key: &str) -> i64 {
+    lock_info(con, key).map_or(0, |info| info.waiters)
+}
+
+#[test]
+fn waiters_get_the_lock_first_come_first_served_one_at_a_time() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let first_token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000),
+        "holder",
+    );
+    let queue: Vec<Waiter> = (0..4)
+        .map(|i| Waiter::start(&server, "k", &format!("w{i}"), 60000, 0, i))
+        .collect();
+    assert_eq!(waiters_of(&mut con, "k"), 4);
+
+    let mut previous_owner = "holder".to_string();
+    let mut previous_token = first_token;
+    for (i, waiter) in queue.into_iter().enumerate() {
+        assert_eq!(
+            int(
+                call!(&mut con, "LOCK.RELEASE", "k", &previous_owner),
+                "release"
+            ),
+            0
+        );
+        let token = waiter.token("handed token");
+        let owner = format!("w{i}");
+        assert!(
+            token > previous_token,
+            "tokens rise with each handoff: {token} after {previous_token}"
+        );
+        assert_eq!(owner_of(&mut con, "k").as_deref(), Some(owner.as_str()));
+        let info = lock_info(&mut con, "k").expect("held");
+        assert_eq!(
+            (info.count, info.token, info.waiters),
+            (1, token, 3 - i as i64)
+        );
+        // Only the first waiter was woken; the rest still block.
+        server.wait_for_blocked_clients(3 - i);
+        previous_owner = owner;
+        previous_token = token;
+    }
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.RELEASE", "k", &previous_owner),
+            "last release"
+        ),
+        0
+    );
+    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "exists"), 0);
+}
+
+#[test]
+fn the_handed_lock_has_the_waiters_own_ttl() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 600000).expect("holder");
+    let waiter = Waiter::start(&server, "k", "w", 7000, 0, 0);
+    call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("release");
+    waiter.token("handed");
+    let pttl = int(call!(&mut con, "PTTL", "k"), "pttl");
+    assert!(pttl > 0 && pttl <= 7000, "pttl {pttl}");
+}
+
+#[test]
+fn a_newcomer_never_takes_a_freed_lock_from_the_queue() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    // Inside one EXEC the key is freed and a newcomer tries at once, before any timer runs.
+    ok(call!(&mut con, "MULTI"), "multi");
+    call!(&mut con, "DEL", "k").expect("queued");
+    call!(&mut con, "LOCK.ACQUIRE", "k", "newcomer", 60000).expect("queued");
+    let exec = call!(&mut con, "EXEC").expect("exec");
+    assert_eq!(exec, Value::Array(vec![Value::Int(1), Value::Nil]));
+    waiter.token("waiter's token");
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"));
+}
+
+#[test]
+fn a_newcomer_with_wait_queues_behind_earlier_waiters() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let early = Waiter::start(&server, "k", "early", 60000, 0, 0);
+    let late = Waiter::start(&server, "k", "late", 60000, 0, 1);
+    nil(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "plain", 60000),
+        "a plain try while held",
+    );
+    call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("release");
+    early.token("early");
+    assert!(!late.has_replied());
+    call!(&mut con, "LOCK.RELEASE", "k", "early").expect("release");
+    late.token("late");
+}
+
+#[test]
+fn a_wait_that_times_out_gets_nil_and_leaves_no_trace() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000),
+        "holder",
+    );
+    let waiter = Waiter::start(&server, "k", "w", 60000, 100, 0);
+    nil(waiter.reply(), "timed-out waiter");
+    server.wait_for_blocked_clients(0);
+    let info = lock_info(&mut con, "k").expect("still held");
+    assert_eq!(
+        (info.owner.as_slice(), info.count, info.token, info.waiters),
+        (&b"holder"[..], 1, token, 0)
+    );
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", "holder"), "release"),
+        0
+    );
+    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "nobody took it"), 0);
+}
+
+#[test]
+fn wait_zero_blocks_until_the_lock_is_handed_over() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!waiter.has_replied());
+    server.wait_for_blocked_clients(1);
+    call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("release");
+    waiter.token("w");
+}
+
+#[test]
+fn an_expired_lock_goes_to_the_first_waiter() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 150),
+        "holder",
+    );
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    let handed = waiter.token("after expiry");
+    assert!(handed > token);
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"));
+    nil(
+        call!(&mut con, "LOCK.RELEASE", "k", "holder"),
+        "the expired holder's release",
+    );
+}
+
+#[test]
+fn a_renewal_that_shortens_the_lock_hands_it_over_at_the_new_expiry() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 600000).expect("holder");
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RENEW", "k", "holder", 50), "renew"),
+        1
+    );
+    // Well before the first expiry (10 minutes): the timer followed the renewal.
+    waiter.token("after the shortened expiry");
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"));
+}
+
+#[test]
+fn del_unlink_flushdb_and_flushall_hand_the_lock_over() {
+    let server = Server::start();
+    let mut con = server.conn();
+    for free in [
+        &["DEL", "k"][..],
+        &["UNLINK", "k"],
+        &["FLUSHDB"],
+        &["FLUSHALL"],
+        &["FLUSHALL", "ASYNC"],
+    ] {
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+        let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+        let mut command = redis::cmd(free[0]);
+        for arg in &free[1..] {
+            command.arg(*arg);
+        }
+        run(&mut con, &command).expect("free the key");
+        waiter.token(&format!("after {free:?}"));
+        assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"), "{free:?}");
+        call!(&mut con, "DEL", "k").expect("clean up");
+    }
+}
+
+#[test]
+fn waiters_in_another_database_are_not_woken_by_a_flushdb_elsewhere() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder in db 0");
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    ok(call!(&mut con, "SELECT", 1), "select");
+    ok(call!(&mut con, "FLUSHDB"), "flush db 1");
+    ok(call!(&mut con, "SELECT", 0), "select");
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("holder"));
+    assert!(!waiter.has_replied());
+    call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("release");
+    waiter.token("w");
+}
+
+#[test]
+fn waiters_are_woken_with_nil_when_the_key_is_overwritten_by_another_type() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    ok(call!(&mut con, "SET", "k", "plain string"), "overwrite");
+    nil(waiter.reply(), "waiter of an overwritten lock");
+    let retry = error(call!(&mut con, "LOCK.ACQUIRE", "k", "w", 1000), "retry");
+    assert!(retry.starts_with("WRONGTYPE"), "{retry}");
+}
+
+#[test]
+fn a_killed_waiter_never_becomes_the_owner() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let killed = Waiter::start(&server, "k", "killed", 60000, 0, 0);
+    let next = Waiter::start(&server, "k", "next", 60000, 0, 1);
+    assert_eq!(
+        int(
+            call!(&mut con, "CLIENT", "KILL", "ID", killed.client_id),
+            "kill"
+        ),
+        1
+    );
+    server.wait_for_blocked_clients(1);
+    assert_eq!(waiters_of(&mut con, "k"), 1);
+    call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("release");
+    next.token("next");
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("next"));
+    assert!(
+        killed.reply().is_err(),
+        "the killed client's connection is gone"
+    );
+}
+
+#[test]
+fn a_waiter_whose_connection_closes_leaves_the_queue() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    // A raw socket that sends the blocking call and hangs up without reading the reply.
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    std::io::Write::write_all(&mut socket, b"LOCK.ACQUIRE k gone 60000 WAIT 0\r\n").expect("send");
+    server.wait_for_blocked_clients(1);
+    drop(socket);
+    server.wait_for_blocked_clients(0);
+    assert_eq!(waiters_of(&mut con, "k"), 0);
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", "holder"), "release"),
+        0
+    );
+    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "nobody took it"), 0);
+}
+
+#[test]
+fn client_unblock_takes_a_waiter_out_with_nil_or_an_error() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let timed_out = Waiter::start(&server, "k", "a", 60000, 0, 0);
+    let errored = Waiter::start(&server, "k", "b", 60000, 0, 1);
+    assert_eq!(
+        int(
+            call!(&mut con, "CLIENT", "UNBLOCK", timed_out.client_id),
+            "unblock"
+        ),
+        1
+    );
+    nil(timed_out.reply(), "CLIENT UNBLOCK");
+    assert_eq!(
+        int(
+            call!(&mut con, "CLIENT", "UNBLOCK", errored.client_id, "ERROR"),
+            "unblock error"
+        ),
+        1
+    );
+    let text = error(errored.reply(), "CLIENT UNBLOCK ERROR");
+    assert!(text.starts_with("UNBLOCKED"), "{text}");
+    server.wait_for_blocked_clients(0);
+    assert_eq!(waiters_of(&mut con, "k"), 0);
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", "holder"), "release"),
+        0
+    );
+    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "nobody took it"), 0);
+}
+
+#[test]
+fn wait_inside_multi_or_lua_is_a_plain_try() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    ok(call!(&mut con, "MULTI"), "multi");
+    call!(&mut con, "LOCK.ACQUIRE", "k", "other", 1000, "WAIT", 0).expect("queued");
+    call!(&mut con, "LOCK.ACQUIRE", "free", "other", 1000, "WAIT", 0).expect("queued");
+    let exec = call!(&mut con, "EXEC").expect("exec");
+    let Value::Array(replies) = exec else {
+        panic!("EXEC answered {exec:?}");
+    };
+    assert_eq!(replies[0], Value::Nil);
+    assert!(matches!(replies[1], Value::Int(token) if token > 0));
+    let script = "return redis.call('LOCK.ACQUIRE', KEYS[1], ARGV[1], 1000, 'WAIT', 0)";
+    nil(call!(&mut con, "EVAL", script, 1, "k", "lua"), "Lua");
+    assert_eq!(
+        server.info_field("clients", "blocked_clients").as_deref(),
+        Some("0")
+    );
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("holder"));
+}
+
+#[test]
+fn the_holder_reenters_while_others_wait() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000),
+        "holder",
+    );
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000, "WAIT", 0),
+            "reenter"
+        ),
+        token
+    );
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", "holder"), "release"),
+        1
+    );
+    assert!(!waiter.has_replied());
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", "holder"), "release"),
+        0
+    );
+    waiter.token("w");
+}
+
+#[test]
+fn a_handoff_reaches_the_replica_as_what_happened() {
+    let master = Server::start();
+    let replica = Server::start();
+    let mut to_replica = replica.conn();
+    ok(
+        call!(&mut to_replica, "REPLICAOF", "127.0.0.1", master.port()),
+        "replicaof",
+    );
+    replica.wait_for_info("replication", "master_link_status", "up");
+    let mut con = master.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    call!(&mut con, "LOCK.ACQUIRE", "e", "holder", 100).expect("short-lived");
+    let on_release = Waiter::start(&master, "k", "w", 45000, 0, 0);
+    let on_expiry = Waiter::start(&master, "e", "x", 45000, 0, 1);
+    call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("release");
+    let k_token = on_release.token("handed on release");
+    let e_token = on_expiry.token("handed on expiry");
+    assert_eq!(int(call!(&mut con, "WAIT", 1, 10000), "replicas acked"), 1);
+    for (key, owner, token) in [("k", "w", k_token), ("e", "x", e_token)] {
+        let on_master = lock_info(&mut con, key).expect("held on master");
+        wait_until("the replica to show the new owner", || {
+            lock_info(&mut to_replica, key).is_some_and(|info| info.owner == owner.as_bytes())
+        });
+        let on_replica = lock_info(&mut to_replica, key).expect("held on replica");
+        assert_eq!((on_replica.count, on_replica.token), (1, token));
+        assert_eq!(on_master.token, token);
+        let expire_master = int(call!(&mut con, "PEXPIRETIME", key), "pexpiretime");
+        let expire_replica = int(call!(&mut to_replica, "PEXPIRETIME", key), "pexpiretime");
+        assert_eq!(
+            expire_master, expire_replica,
+            "{key}: the same absolute expiry"
+        );
+    }
+}
