@@ -569,3 +569,89 @@ fn tokens_rise_after_an_aof_rewrite_without_preamble_and_restart_when_the_last_l
         true,
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// What the AOF records
+
+/// The incremental AOF files' bytes, in name order.
+fn aof_increments(server: &Server) -> Vec<u8> {
+    let dir = server.dir().join("appendonlydir");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".incr.aof"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|path| std::fs::read(path).unwrap())
+        .collect()
+}
+
+fn mentions(haystack: &[u8], needle: &str) -> bool {
+    let needle = needle.to_ascii_lowercase();
+    haystack
+        .to_ascii_lowercase()
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+#[test]
+fn the_aof_records_effects_and_nothing_for_refused_or_failed_calls() {
+    // `always`: every write reaches the file before the reply.
+    let server = Server::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut con = server.conn();
+    acquire(&mut con, "k", b"a", TTL);
+    acquire(&mut con, "k", b"a", TTL);
+    int(call!(&mut con, "LOCK.REENTER", "k", "a", TTL), "REENTER");
+    int(call!(&mut con, "LOCK.RENEW", "k", "a", TTL), "RENEW");
+    assert_eq!(release(&mut con, "k", b"a"), 2);
+    ok(call!(&mut con, "SET", "s", "v"), "SET");
+    let aof = aof_increments(&server);
+    assert!(mentions(&aof, "LOCK.APPLY"), "no LOCK.APPLY in the AOF");
+    for input in ["LOCK.ACQUIRE", "LOCK.REENTER", "LOCK.RENEW", "LOCK.RELEASE"] {
+        assert!(
+            !mentions(&aof, input),
+            "the AOF holds the client's {input}, not its effect"
+        );
+    }
+
+    let size = aof.len();
+    let no_ops: Vec<Vec<&str>> = vec![
+        vec!["LOCK.ACQUIRE", "k", "b", "1000"],
+        vec!["LOCK.ACQUIRE", "k", "b", "1000", "WAIT", "20"],
+        vec!["LOCK.REENTER", "k", "b"],
+        vec!["LOCK.RENEW", "k", "b", "1000"],
+        vec!["LOCK.RELEASE", "k", "b"],
+        vec!["LOCK.RELEASE", "free", "a"],
+        vec!["LOCK.REENTER", "free", "a"],
+        vec!["LOCK.RENEW", "free", "a", "1000"],
+        vec!["LOCK.INFO", "k"],
+        vec!["LOCK.ACQUIRE", "k", "a", "0"],
+        vec!["LOCK.ACQUIRE", "k", "a"],
+        vec!["LOCK.ACQUIRE", "k", "a", "10", "NX"],
+        vec!["LOCK.ACQUIRE", "s", "a", "1000"],
+        vec!["LOCK.RELEASE", "s", "a"],
+        vec!["LOCK.APPLY", "k", "b", "1", "4102444800000", "9", "9"],
+    ];
+    for call in &no_ops {
+        let mut command = redis::cmd(call[0]);
+        for arg in &call[1..] {
+            command.arg(*arg);
+        }
+        let _ = run(&mut con, &command);
+        assert_eq!(
+            aof_increments(&server).len(),
+            size,
+            "{call:?} wrote to the AOF"
+        );
+    }
+
+    assert_eq!(release(&mut con, "k", b"a"), 1);
+    assert_eq!(release(&mut con, "k", b"a"), 0);
+    let aof = aof_increments(&server);
+    assert!(
+        mentions(&aof[size..], "DEL"),
+        "the final release did not log a DEL"
+    );
+}
