@@ -15,6 +15,7 @@ pub enum Command {
     Renew,
     Info,
     Apply,
+    Tokens,
 }
 
 impl Command {
@@ -26,6 +27,7 @@ impl Command {
             Command::Renew => "lock.renew",
             Command::Info => "lock.info",
             Command::Apply => "lock.apply",
+            Command::Tokens => "lock.tokens",
         }
     }
 }
@@ -41,7 +43,8 @@ pub enum LockError {
     DuplicateOption(Command, &'static str),
     MissingOptionValue(Command, &'static str),
     InvalidApply(&'static str),
-    InternalOnly,
+    InvalidCounter,
+    InternalOnly(Command),
     CountOverflow(Command),
     TokensExhausted(Command),
     WrongType,
@@ -91,9 +94,11 @@ impl fmt::Display for LockError {
             LockError::InvalidApply(field) => {
                 write!(f, "ERR invalid {field} in 'lock.apply' command")
             }
-            LockError::InternalOnly => write!(
+            LockError::InvalidCounter => write!(f, "ERR invalid counter in 'lock.tokens' command"),
+            LockError::InternalOnly(c) => write!(
                 f,
-                "ERR 'lock.apply' is internal: only a master's replication stream or AOF loading may send it"
+                "ERR '{}' is internal: only a master's replication stream or AOF loading may send it",
+                c.name()
             ),
             LockError::CountOverflow(c) => {
                 write!(f, "ERR hold count would overflow in '{}' command", c.name())
@@ -131,7 +136,8 @@ mod tests {
             LockError::DuplicateOption(Command::Acquire, "WAIT"),
             LockError::MissingOptionValue(Command::Acquire, "WAIT"),
             LockError::InvalidApply("count"),
-            LockError::InternalOnly,
+            LockError::InvalidCounter,
+            LockError::InternalOnly(Command::Tokens),
             LockError::CountOverflow(Command::Reenter),
             LockError::TokensExhausted(Command::Acquire),
             LockError::WrongType,

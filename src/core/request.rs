@@ -143,6 +143,17 @@ pub fn parse_apply<'a>(args: &[&'a [u8]]) -> Result<ApplyRequest<'a>, LockError>
     })
 }
 
+/// `LOCK.TOKENS counter`: a master's token counter, replayed (no key).
+pub fn parse_tokens(args: &[&[u8]]) -> Result<u64, LockError> {
+    let [counter] = args else {
+        return Err(LockError::Arity(Command::Tokens));
+    };
+    parse_integer(counter)
+        .filter(|&n| n >= 0 && n as u64 <= MAX_TOKEN)
+        .map(|n| n as u64)
+        .ok_or(LockError::InvalidCounter)
+}
+
 fn parse_owner(cmd: Command, owner: &[u8]) -> Result<&[u8], LockError> {
     match owner.len() {
         0 => Err(LockError::EmptyOwner(cmd)),
@@ -387,6 +398,22 @@ mod tests {
             Err(LockError::Arity(Command::Info))
         );
         assert_eq!(parse_info(&[]), Err(LockError::Arity(Command::Info)));
+    }
+
+    #[test]
+    fn tokens_takes_one_counter_below_two_to_the_53() {
+        assert_eq!(parse_tokens(&args("41")), Ok(41));
+        assert_eq!(parse_tokens(&args("9007199254740991")), Ok(MAX_TOKEN));
+        assert_eq!(
+            parse_tokens(&args("9007199254740992")),
+            Err(LockError::InvalidCounter)
+        );
+        assert_eq!(parse_tokens(&args("-1")), Err(LockError::InvalidCounter));
+        assert_eq!(
+            parse_tokens(&args("1 2")),
+            Err(LockError::Arity(Command::Tokens))
+        );
+        assert_eq!(parse_tokens(&[]), Err(LockError::Arity(Command::Tokens)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::waiters::{self, KeyRef};
 use crate::core::error::{Command, LockError};
 use crate::core::lock::{self, Acquire, Lock, Release};
 use crate::core::request::{
-    parse_acquire, parse_apply, parse_info, parse_reenter, parse_release, parse_renew,
+    parse_acquire, parse_apply, parse_info, parse_reenter, parse_release, parse_renew, parse_tokens,
 };
 
 command_entry!(acquire_entry, Command::Acquire, acquire);
@@ -23,6 +23,7 @@ command_entry!(release_entry, Command::Release, release);
 command_entry!(renew_entry, Command::Renew, renew);
 command_entry!(info_entry, Command::Info, info);
 command_entry!(apply_entry, Command::Apply, apply);
+command_entry!(tokens_entry, Command::Tokens, tokens);
 
 /// The key argument; `Args` always has one when the parser accepted the call.
 fn key_name(args: &Args, command: Command) -> Result<*mut raw::RedisModuleString, LockError> {
@@ -187,10 +188,7 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
 ///
 /// Internal: replays a master's lock state on a replica or from the AOF, exactly as given.
 fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
-    let replayed = raw::REDISMODULE_CTX_FLAGS_REPLICATED | raw::REDISMODULE_CTX_FLAGS_LOADING;
-    if !ctx.has_flag(replayed) {
-        return Err(LockError::InternalOnly);
-    }
+    refuse_unless_replayed(ctx, Command::Apply)?;
     let request = parse_apply(args.bytes())?;
     let name = key_name(args, Command::Apply)?;
     let mut key = LockKey::open_writable(ctx, name);
@@ -209,6 +207,28 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     replicate::verbatim(ctx);
     ctx.reply_simple(c"OK");
     Ok(())
+}
+
+/// LOCK.TOKENS counter -> OK
+///
+/// Internal: raises the token counter to a master's. Written to the AOF at every fork, so a
+/// rewritten AOF without an RDB preamble still knows the tokens of locks long released.
+fn tokens(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    refuse_unless_replayed(ctx, Command::Tokens)?;
+    observe(parse_tokens(args.bytes())?);
+    replicate::verbatim(ctx);
+    ctx.reply_simple(c"OK");
+    Ok(())
+}
+
+/// Internal commands come only from a master's replication stream or the AOF.
+fn refuse_unless_replayed(ctx: Ctx, command: Command) -> Result<(), LockError> {
+    let replayed = raw::REDISMODULE_CTX_FLAGS_REPLICATED | raw::REDISMODULE_CTX_FLAGS_LOADING;
+    if ctx.has_flag(replayed) {
+        Ok(())
+    } else {
+        Err(LockError::InternalOnly(command))
+    }
 }
 
 /// After an in-place change: the key's expiry follows the lock's, the new state is

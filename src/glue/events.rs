@@ -10,6 +10,7 @@ use super::api::rm;
 use super::context::{detached, log, Ctx};
 use super::entry::{run_callback, string_bytes};
 use super::handoff;
+use super::replicate;
 use super::waiters;
 
 /// The data type's unlink2 callback (main thread).
@@ -66,4 +67,54 @@ unsafe extern "C" fn flushed(
         };
         waiters::schedule_all_checks(Ctx(ctx), info.dbnum);
     })
+}
+
+/// Subscribes to fork births; false if the server refused.
+pub fn subscribe_forks(ctx: *mut RedisModuleCtx) -> bool {
+    let fork = RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_FORK_CHILD,
+        dataver: 1,
+    };
+    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
+    let subscribed = unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, fork, Some(forked)) };
+    subscribed == raw::REDISMODULE_OK as c_int
+}
+
+/// A child was forked: if it rewrites the AOF (this runs in the parent, after the new
+/// incremental AOF file was opened), the token counter is written after the rewrite's base,
+/// where it survives. A base without an RDB preamble keeps no aux data and forgets released
+/// locks. Other forks (RDB saves, full syncs) carry the counter as aux data already, and a
+/// write here would count as a change and trigger more saves.
+unsafe extern "C" fn forked(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    subevent: u64,
+    _data: *mut c_void,
+) {
+    run_callback("fork", (), || {
+        let ctx = Ctx(ctx);
+        // Replicating while clients are paused would abort the server.
+        // SAFETY: a plain call without arguments.
+        let paused = unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0;
+        if subevent == raw::REDISMODULE_SUBEVENT_FORK_CHILD_BORN && !paused && rewriting_aof(ctx) {
+            replicate::token_counter(ctx);
+        }
+    })
+}
+
+/// Whether the forked child is an AOF rewrite (INFO persistence; forks are rare).
+fn rewriting_aof(ctx: Ctx) -> bool {
+    // SAFETY: ctx is a live event context; the info data is freed before returning.
+    unsafe {
+        let info = rm!(RedisModule_GetServerInfo)(ctx.0, c"persistence".as_ptr());
+        if info.is_null() {
+            return false;
+        }
+        let mut error: c_int = 0;
+        let field = c"aof_rewrite_in_progress";
+        let in_progress =
+            rm!(RedisModule_ServerInfoGetFieldUnsigned)(info, field.as_ptr(), &mut error);
+        rm!(RedisModule_FreeServerInfo)(ctx.0, info);
+        error == 0 && in_progress == 1
+    }
 }

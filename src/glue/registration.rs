@@ -71,6 +71,14 @@ const COMMANDS: &[CommandSpec] = &[
         key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Internal: replays a master's lock state (replication and AOF only)",
     },
+    CommandSpec {
+        name: c"lock.tokens",
+        entry: Some(commands::tokens_entry),
+        flags: c"write",
+        arity: 2,
+        key_flags: 0,
+        summary: c"Internal: raises the fencing-token counter to a master's (replication and AOF only)",
+    },
 ];
 
 /// Registers every command; false (after logging why) when the server refuses one.
@@ -79,6 +87,8 @@ pub fn register_commands(ctx: *mut RedisModuleCtx) -> bool {
 }
 
 fn register(ctx: *mut RedisModuleCtx, spec: &CommandSpec) -> bool {
+    // A key at argument 1, or none for a keyless command.
+    let key = c_int::from(spec.key_flags != 0);
     // SAFETY: ctx is the loading module's context; the name and flags are static C strings.
     let created = unsafe {
         rm!(RedisModule_CreateCommand)(
@@ -86,9 +96,9 @@ fn register(ctx: *mut RedisModuleCtx, spec: &CommandSpec) -> bool {
             spec.name.as_ptr(),
             spec.entry,
             spec.flags.as_ptr(),
-            1,
-            1,
-            1,
+            key,
+            key,
+            key,
         )
     };
     if created != raw::REDISMODULE_OK as c_int {
@@ -118,6 +128,9 @@ fn set_command_info(ctx: *mut RedisModuleCtx, spec: &CommandSpec) {
         return;
     }
     let mut key_specs = [key_spec_at_1(spec.key_flags), zeroed_key_spec()];
+    if spec.key_flags == 0 {
+        key_specs[0] = zeroed_key_spec();
+    }
     let version = raw::RedisModuleCommandInfoVersion {
         version: 1,
         sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),

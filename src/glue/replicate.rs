@@ -10,6 +10,7 @@ use redis_module::raw::RedisModuleString;
 
 use super::api::rm;
 use super::context::Ctx;
+use super::propagation;
 use super::token_counter::last_token;
 use crate::core::lock::Lock;
 
@@ -21,6 +22,9 @@ pub const APPLY_FORMAT: &CStr = c"sbllll";
 
 /// Propagates `lock` as the state of `key`.
 pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock) {
+    if !propagation::needed(ctx) {
+        return;
+    }
     // SAFETY: the format matches the arguments one for one; the buffers live through the call.
     unsafe {
         rm!(RedisModule_Replicate)(
@@ -40,6 +44,9 @@ pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock) {
 
 /// Propagates the deletion of `key`.
 pub fn deletion(ctx: Ctx, key: *mut RedisModuleString) {
+    if !propagation::needed(ctx) {
+        return;
+    }
     // SAFETY: one RedisModuleString argument for the "s" format.
     unsafe { rm!(RedisModule_Replicate)(ctx.0, c"DEL".as_ptr(), c"s".as_ptr(), key) };
 }
@@ -49,4 +56,20 @@ pub fn deletion(ctx: Ctx, key: *mut RedisModuleString) {
 pub fn verbatim(ctx: Ctx) {
     // SAFETY: ctx is the live context of the running command.
     unsafe { rm!(RedisModule_ReplicateVerbatim)(ctx.0) };
+}
+
+/// Propagates the token counter (`LOCK.TOKENS counter`).
+pub fn token_counter(ctx: Ctx) {
+    if !propagation::needed(ctx) {
+        return;
+    }
+    // SAFETY: one long long argument for the "l" format.
+    unsafe {
+        rm!(RedisModule_Replicate)(
+            ctx.0,
+            c"LOCK.TOKENS".as_ptr(),
+            c"l".as_ptr(),
+            last_token() as i64,
+        )
+    };
 }

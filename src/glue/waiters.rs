@@ -299,3 +299,12 @@ unsafe extern "C" fn wait_timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void)
         }
     })
 }
+
+/// (clients waiting, keys waited for), or zeros if the registry is busy (a crash report
+/// written mid-change).
+pub fn totals() -> (usize, usize) {
+    REGISTRY.with(|registry| match registry.try_borrow() {
+        Ok(registry) => (registry.queue_of_waiter.len(), registry.queues.len()),
+        Err(_) => (0, 0),
+    })
+}

@@ -1,0 +1,132 @@
+//! Whether anything listens to what we propagate: the AOF, replicas, or a replication backlog
+//! a replica may resume from. Redis itself drops propagated commands when nothing listens,
+//! but only after RM_Replicate has looked up the command and built its arguments, which is
+//! half the cost of a lock command. So we skip RM_Replicate when, and only when, Redis would
+//! drop it anyway.
+//!
+//! "No replicas and no backlog" is learned from INFO, never assumed: it starts unknown (so
+//! everything is propagated), a check every second may clear it, and anything that could
+//! create a backlog or a replica (a SYNC or PSYNC command, a role change) sets it again before
+//! that command runs.
+
+use std::cell::Cell;
+use std::ffi::{c_int, c_void, CStr};
+
+use redis_module::raw::{self, RedisModuleCommandFilterCtx, RedisModuleCtx, RedisModuleEvent};
+
+use super::api::rm;
+use super::context::{detached, log, Ctx};
+use super::entry::{run_callback, string_bytes};
+use super::timers;
+
+/// How often to ask INFO whether replicas or a backlog are gone.
+const CHECK_EVERY_MS: i64 = 1000;
+
+thread_local! {
+    /// True unless INFO showed a master with no replicas and no backlog since the last event
+    /// that could have changed that.
+    static REPLICAS_POSSIBLE: Cell<bool> = const { Cell::new(true) };
+    static CHECK_ARMED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a change made in `ctx` must be propagated.
+pub fn needed(ctx: Ctx) -> bool {
+    ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_AOF) || REPLICAS_POSSIBLE.with(Cell::get)
+}
+
+/// Whether replication is being skipped because nothing listens (for INFO).
+pub fn idle() -> bool {
+    !REPLICAS_POSSIBLE.with(Cell::get)
+}
+
+/// Something may have created a replica or a backlog: propagate until INFO says otherwise.
+fn replicas_possible(ctx: Ctx) {
+    REPLICAS_POSSIBLE.with(|flag| flag.set(true));
+    if !CHECK_ARMED.with(|armed| armed.replace(true)) {
+        timers::start(ctx, CHECK_EVERY_MS, check_fired, 0);
+    }
+}
+
+unsafe extern "C" fn check_fired(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
+    run_callback("the replication check", (), || {
+        let ctx = Ctx(ctx);
+        CHECK_ARMED.with(|armed| armed.set(false));
+        if nothing_listens(ctx) {
+            REPLICAS_POSSIBLE.with(|flag| flag.set(false));
+        } else {
+            replicas_possible(ctx);
+        }
+    })
+}
+
+/// A master with no replicas and no backlog, according to INFO replication.
+fn nothing_listens(ctx: Ctx) -> bool {
+    // SAFETY: ctx is a live timer context; the info data is freed before returning.
+    unsafe {
+        let info = rm!(RedisModule_GetServerInfo)(ctx.0, c"replication".as_ptr());
+        if info.is_null() {
+            return false;
+        }
+        let unsigned = |field: &CStr| {
+            let mut error: c_int = 0;
+            let value =
+                rm!(RedisModule_ServerInfoGetFieldUnsigned)(info, field.as_ptr(), &mut error);
+            (error == 0).then_some(value)
+        };
+        let role = rm!(RedisModule_ServerInfoGetFieldC)(info, c"role".as_ptr());
+        let is_master = !role.is_null() && CStr::from_ptr(role) == c"master";
+        let quiet = is_master
+            && unsigned(c"connected_slaves") == Some(0)
+            && unsigned(c"repl_backlog_active") == Some(0);
+        rm!(RedisModule_FreeServerInfo)(ctx.0, info);
+        quiet
+    }
+}
+
+/// Watches for SYNC/PSYNC (a replica attaching creates the backlog) and role changes.
+pub fn watch(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
+    // SAFETY: ctx is the loading module's context; the callbacks live as long as the module.
+    let filter = unsafe { rm!(RedisModule_RegisterCommandFilter)(ctx, Some(filter_sync), 0) };
+    let role = RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+        dataver: 1,
+    };
+    // SAFETY: as above.
+    let subscribed =
+        unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, role, Some(role_changed)) };
+    if filter.is_null() || subscribed != raw::REDISMODULE_OK as c_int {
+        log(ctx, c"warning", "rlock: cannot watch for replicas");
+        return false;
+    }
+    replicas_possible(Ctx(ctx));
+    true
+}
+
+/// Runs before every command: cheap unless the command is SYNC or PSYNC.
+unsafe extern "C" fn filter_sync(fctx: *mut RedisModuleCommandFilterCtx) {
+    run_callback("the replica watch", (), || {
+        // SAFETY: fctx is the live filter context; argument 0 is the command name.
+        let name = unsafe {
+            let name = rm!(RedisModule_CommandFilterArgGet)(fctx, 0);
+            if name.is_null() {
+                return;
+            }
+            string_bytes(name)
+        };
+        let is_sync = name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync");
+        if is_sync {
+            if let Some(ctx) = detached() {
+                replicas_possible(ctx);
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn role_changed(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    _sub: u64,
+    _data: *mut c_void,
+) {
+    run_callback("a role change", (), || replicas_possible(Ctx(ctx)));
+}
