@@ -1,0 +1,100 @@
+//! rlock skips propagating its effects while nothing listens (no AOF, no replica, no
+//! backlog), as Redis itself would drop them. These tests pin that nothing is lost when a
+//! listener appears afterwards: a replica attaching, or the AOF switched on at runtime.
+
+mod common;
+
+use std::fs;
+
+use common::{int, lock_info, ok, wait_until, Server};
+
+fn replication_idle(server: &Server) -> bool {
+    server
+        .info_field("lock", "lock_replication_idle")
+        .as_deref()
+        == Some("1")
+}
+
+#[test]
+fn a_master_with_no_listeners_goes_idle() {
+    let server = Server::start();
+    wait_until("INFO lock_replication_idle:1", || replication_idle(&server));
+}
+
+#[test]
+fn a_replica_attaching_to_an_idle_master_gets_every_later_change() {
+    let master = Server::start();
+    wait_until("the master to go idle", || replication_idle(&master));
+    let mut con = master.conn();
+    let before = int(
+        call!(&mut con, "LOCK.ACQUIRE", "before", "a", 600000),
+        "acquire",
+    );
+
+    let replica = Server::start();
+    let mut to_replica = replica.conn();
+    ok(
+        call!(&mut to_replica, "REPLICAOF", "127.0.0.1", master.port()),
+        "replicaof",
+    );
+    replica.wait_for_info("replication", "master_link_status", "up");
+    assert!(!replication_idle(&master), "a replica is attached");
+
+    let after = int(
+        call!(&mut con, "LOCK.ACQUIRE", "after", "b", 600000),
+        "acquire",
+    );
+    assert_eq!(
+        int(call!(&mut con, "LOCK.REENTER", "before", "a"), "reenter"),
+        2
+    );
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.ACQUIRE", "gone", "c", 600000),
+            "acquire"
+        ) > after,
+        true
+    );
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "gone", "c"), "release"),
+        0
+    );
+    assert_eq!(int(call!(&mut con, "WAIT", 1, 10000), "replicas acked"), 1);
+
+    let on_replica = |key: &str| {
+        lock_info(&mut replica.conn(), key).map(|info| (info.owner, info.count, info.token))
+    };
+    assert_eq!(on_replica("before"), Some((b"a".to_vec(), 2, before)));
+    assert_eq!(on_replica("after"), Some((b"b".to_vec(), 1, after)));
+    assert_eq!(on_replica("gone"), None);
+}
+
+#[test]
+fn switching_the_aof_on_at_runtime_records_later_changes() {
+    let server = Server::start();
+    wait_until("the server to go idle", || replication_idle(&server));
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "early", "a", 600000).expect("acquire");
+    ok(
+        call!(&mut con, "CONFIG", "SET", "appendonly", "yes"),
+        "appendonly yes",
+    );
+    server.wait_for_info("persistence", "aof_rewrite_in_progress", "0");
+    server.wait_for_info("persistence", "aof_rewrite_scheduled", "0");
+    call!(&mut con, "LOCK.ACQUIRE", "late", "b", 600000).expect("acquire");
+    let aof_dir = server.dir().join("appendonlydir");
+    wait_until("the incremental AOF to record the late lock", || {
+        fs::read_dir(&aof_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.ends_with(".incr.aof")
+                    && fs::read(entry.path()).is_ok_and(|bytes| {
+                        let text = String::from_utf8_lossy(&bytes);
+                        text.contains("LOCK.APPLY") && text.contains("late")
+                    })
+            })
+    });
+}
