@@ -27,11 +27,19 @@ thread_local! {
     /// that could have changed that.
     static REPLICAS_POSSIBLE: Cell<bool> = const { Cell::new(true) };
     static CHECK_ARMED: Cell<bool> = const { Cell::new(false) };
+    /// The AOF is on (or being switched on). Read at load and after every CONFIG SET: asking
+    /// the server for its context flags on every command costs more than the rest of a
+    /// release.
+    static AOF_ON: Cell<bool> = const { Cell::new(true) };
 }
 
-/// Whether a change made in `ctx` must be propagated.
-pub fn needed(ctx: Ctx) -> bool {
-    ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_AOF) || REPLICAS_POSSIBLE.with(Cell::get)
+/// Whether a change must be propagated now.
+pub fn needed() -> bool {
+    AOF_ON.with(Cell::get) || REPLICAS_POSSIBLE.with(Cell::get)
+}
+
+fn read_aof_state(ctx: Ctx) {
+    AOF_ON.with(|on| on.set(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_AOF)));
 }
 
 /// Whether replication is being skipped because nothing listens (for INFO).
@@ -51,6 +59,7 @@ unsafe extern "C" fn check_fired(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
     run_callback("the replication check", (), || {
         let ctx = Ctx(ctx);
         CHECK_ARMED.with(|armed| armed.set(false));
+        read_aof_state(ctx);
         if nothing_listens(ctx) {
             REPLICAS_POSSIBLE.with(|flag| flag.set(false));
         } else {
@@ -94,12 +103,35 @@ pub fn watch(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
     // SAFETY: as above.
     let subscribed =
         unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, role, Some(role_changed)) };
-    if filter.is_null() || subscribed != raw::REDISMODULE_OK as c_int {
-        log(ctx, c"warning", "rlock: cannot watch for replicas");
+    let config = RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_CONFIG,
+        dataver: 1,
+    };
+    // SAFETY: as above.
+    let watching_config =
+        unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, config, Some(config_changed)) };
+    let ok = raw::REDISMODULE_OK as c_int;
+    if filter.is_null() || subscribed != ok || watching_config != ok {
+        log(
+            ctx,
+            c"warning",
+            "rlock: cannot watch for replicas and AOF changes",
+        );
         return false;
     }
+    read_aof_state(Ctx(ctx));
     replicas_possible(Ctx(ctx));
     true
+}
+
+/// CONFIG SET (appendonly among others) was applied.
+unsafe extern "C" fn config_changed(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    _sub: u64,
+    _data: *mut c_void,
+) {
+    run_callback("a config change", (), || read_aof_state(Ctx(ctx)));
 }
 
 /// Runs before every command: cheap unless the command is SYNC or PSYNC.

@@ -22,7 +22,7 @@ pub const APPLY_FORMAT: &CStr = c"sbllll";
 
 /// Propagates `lock` as the state of `key`.
 pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock) {
-    if !propagation::needed(ctx) {
+    if !propagation::needed() {
         return;
     }
     // SAFETY: the format matches the arguments one for one; the buffers live through the call.
@@ -44,7 +44,7 @@ pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock) {
 
 /// Propagates the deletion of `key`.
 pub fn deletion(ctx: Ctx, key: *mut RedisModuleString) {
-    if !propagation::needed(ctx) {
+    if !propagation::needed() {
         return;
     }
     // SAFETY: one RedisModuleString argument for the "s" format.
@@ -60,7 +60,7 @@ pub fn verbatim(ctx: Ctx) {
 
 /// Propagates the token counter (`LOCK.TOKENS counter`).
 pub fn token_counter(ctx: Ctx) {
-    if !propagation::needed(ctx) {
+    if !propagation::needed() {
         return;
     }
     // SAFETY: one long long argument for the "l" format.
