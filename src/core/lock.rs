@@ -1,51 +1,123 @@
 //! One lock's state and its transitions.
 //!
-//! Each transition takes the lock as the key holds it (`None` when the key is empty) and an
-//! explicit `now`, decides everything before it changes anything, and says what the caller must
-//! write back. A lock whose expiry has passed counts as free even if the key still exists.
+//! A lock is its owner, hold count and fencing token, packed in one allocation. Its expiry is
+//! the key's own expiry, kept by the server: a lock whose key exists is live, an expired lock
+//! is simply gone. So a transition takes the lock the key holds (`None`: free) and an explicit
+//! `now`, decides everything before it changes anything, and returns the new absolute expiry
+//! for the caller to set on the key.
+
+use std::fmt;
 
 use super::tokens::{TokenCounter, TokensExhausted};
 use super::Millis;
 
-/// A held lock: who holds it, how many times, until when, and its fencing token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lock {
-    pub owner: Box<[u8]>,
-    /// Hold count: 1 after the first acquisition, +1 per reentry, -1 per release.
-    pub count: u32,
-    /// Unix ms at which the lock expires; the key's own expiry is set to the same instant.
-    pub expires_at: Millis,
-    pub token: u64,
-}
+/// A held lock: `[owner length u16 | count u32 | token u64 | owner bytes]`, little-endian.
+///
+/// The length comes first so that the bytes can be found again from a pointer to their start
+/// alone (the server keeps one pointer per value).
+#[repr(transparent)]
+#[derive(PartialEq, Eq)]
+pub struct Lock([u8]);
+
+const OWNER_LEN_AT: usize = 0;
+const COUNT_AT: usize = 2;
+const TOKEN_AT: usize = 6;
+/// Bytes before the owner.
+pub const HEADER_BYTES: usize = 14;
 
 impl Lock {
-    pub fn is_live(&self, now: Millis) -> bool {
-        now < self.expires_at
-    }
-
-    pub fn is_held_by(&self, owner: &[u8], now: Millis) -> bool {
-        self.is_live(now) && *self.owner == *owner
-    }
-
-    /// Milliseconds left before expiry (0 once expired).
-    pub fn ttl_left(&self, now: Millis) -> i64 {
-        (self.expires_at - now).max(0)
-    }
-
-    /// A fresh acquisition by `owner`, with a new fencing token.
-    pub fn grant(
-        owner: &[u8],
-        ttl: u64,
-        now: Millis,
-        tokens: &mut TokenCounter,
-    ) -> Result<Lock, TransitionError> {
-        let token = tokens.next_token()?;
-        Ok(Lock {
-            owner: owner.into(),
-            count: 1,
-            expires_at: expiry(now, ttl),
-            token,
+    /// A new lock; `owner` must be at most `u16::MAX` bytes (requests allow far fewer).
+    pub fn boxed(owner: &[u8], count: u32, token: u64) -> Box<Lock> {
+        let owner_len = u16::try_from(owner.len()).unwrap_or(u16::MAX);
+        let owner = &owner[..usize::from(owner_len)];
+        let mut bytes = Vec::with_capacity(HEADER_BYTES + owner.len());
+        bytes.extend_from_slice(&owner_len.to_le_bytes());
+        bytes.extend_from_slice(&count.to_le_bytes());
+        bytes.extend_from_slice(&token.to_le_bytes());
+        bytes.extend_from_slice(owner);
+        Lock::from_boxed_bytes(bytes.into_boxed_slice()).unwrap_or_else(|bytes| {
+            unreachable!("a lock built from its parts has a valid layout: {bytes:?}")
         })
+    }
+
+    /// Takes `bytes` as a lock if their layout is one (length, header); else gives them back.
+    pub fn from_boxed_bytes(bytes: Box<[u8]>) -> Result<Box<Lock>, Box<[u8]>> {
+        if !has_lock_layout(&bytes) {
+            return Err(bytes);
+        }
+        // SAFETY: Lock is a repr(transparent) wrapper of [u8], so the pointer cast keeps size,
+        // alignment and metadata; the layout was checked above.
+        Ok(unsafe { Box::from_raw(Box::into_raw(bytes) as *mut Lock) })
+    }
+
+    /// Views `bytes` as a lock if their layout is one.
+    pub fn from_bytes_mut(bytes: &mut [u8]) -> Option<&mut Lock> {
+        if !has_lock_layout(bytes) {
+            return None;
+        }
+        // SAFETY: as in from_boxed_bytes, for a borrowed slice.
+        Some(unsafe { &mut *(bytes as *mut [u8] as *mut Lock) })
+    }
+
+    pub fn into_boxed_bytes(self: Box<Lock>) -> Box<[u8]> {
+        // SAFETY: the reverse of the cast in from_boxed_bytes.
+        unsafe { Box::from_raw(Box::into_raw(self) as *mut [u8]) }
+    }
+
+    /// The whole packed lock (what RDB files store).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The total size of a lock whose first bytes are `header`: `None` if it is too short.
+    pub fn size_from_header(header: &[u8]) -> Option<usize> {
+        let owner_len = header.get(OWNER_LEN_AT..OWNER_LEN_AT + 2)?;
+        Some(HEADER_BYTES + usize::from(u16::from_le_bytes([owner_len[0], owner_len[1]])))
+    }
+
+    pub fn owner(&self) -> &[u8] {
+        &self.0[HEADER_BYTES..]
+    }
+
+    /// Hold count: 1 after the first acquisition, +1 per reentry, -1 per release.
+    pub fn count(&self) -> u32 {
+        u32::from_le_bytes(self.field::<4>(COUNT_AT))
+    }
+
+    pub fn token(&self) -> u64 {
+        u64::from_le_bytes(self.field::<8>(TOKEN_AT))
+    }
+
+    pub fn is_held_by(&self, owner: &[u8]) -> bool {
+        self.owner() == owner
+    }
+
+    pub fn to_boxed(&self) -> Box<Lock> {
+        Lock::boxed(self.owner(), self.count(), self.token())
+    }
+
+    fn set_count(&mut self, count: u32) {
+        self.0[COUNT_AT..COUNT_AT + 4].copy_from_slice(&count.to_le_bytes());
+    }
+
+    fn field<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut field = [0u8; N];
+        field.copy_from_slice(&self.0[at..at + N]);
+        field
+    }
+}
+
+fn has_lock_layout(bytes: &[u8]) -> bool {
+    Lock::size_from_header(bytes) == Some(bytes.len())
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("owner", &String::from_utf8_lossy(self.owner()))
+            .field("count", &self.count())
+            .field("token", &self.token())
+            .finish()
     }
 }
 
@@ -63,25 +135,41 @@ impl From<TokensExhausted> for TransitionError {
     }
 }
 
-fn expiry(now: Millis, ttl: u64) -> Millis {
+/// The absolute expiry `ttl` ms after `now`.
+pub fn expiry(now: Millis, ttl: u64) -> Millis {
     now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX))
 }
 
+/// A fresh acquisition by `owner`, with a new fencing token; and its expiry.
+pub fn grant(
+    owner: &[u8],
+    ttl: u64,
+    now: Millis,
+    tokens: &mut TokenCounter,
+) -> Result<(Box<Lock>, Millis), TransitionError> {
+    let token = tokens.next_token()?;
+    Ok((Lock::boxed(owner, 1, token), expiry(now, ttl)))
+}
+
 /// What `acquire` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Acquire {
-    /// The lock was free: the caller stores this new lock.
-    Granted(Lock),
-    /// `owner` already held it: count + 1 and expiry reset, in place.
-    Reentered { token: u64, count: u32 },
+    /// The lock was free: the caller stores this new lock, expiring at the given time.
+    Granted(Box<Lock>, Millis),
+    /// `owner` already held it: count + 1 in place; the key's expiry becomes `expires_at`.
+    Reentered {
+        token: u64,
+        count: u32,
+        expires_at: Millis,
+    },
     /// Someone else holds it, or waiters are queued ahead of a newcomer.
     Busy,
 }
 
 /// `LOCK.ACQUIRE`: take a free lock, reenter one's own, or fail.
 ///
-/// `waiters_queued` is true when clients are already waiting for this lock: a free lock then
-/// belongs to them, not to a newcomer (first come, first served).
+/// `waiters_queued` is true when clients already wait for this lock: a free lock then belongs
+/// to them, not to a newcomer (first come, first served).
 pub fn acquire(
     held: Option<&mut Lock>,
     owner: &[u8],
@@ -91,17 +179,29 @@ pub fn acquire(
     waiters_queued: bool,
 ) -> Result<Acquire, TransitionError> {
     match held {
-        Some(lock) if lock.is_held_by(owner, now) => {
-            let count = reenter_in_place(lock, Some(ttl), now)?;
+        Some(lock) if lock.is_held_by(owner) => {
+            let count = count_up(lock)?;
             Ok(Acquire::Reentered {
-                token: lock.token,
+                token: lock.token(),
                 count,
+                expires_at: expiry(now, ttl),
             })
         }
-        Some(lock) if lock.is_live(now) => Ok(Acquire::Busy),
-        _ if waiters_queued => Ok(Acquire::Busy),
-        _ => Ok(Acquire::Granted(Lock::grant(owner, ttl, now, tokens)?)),
+        Some(_) => Ok(Acquire::Busy),
+        None if waiters_queued => Ok(Acquire::Busy),
+        None => {
+            let (lock, expires_at) = grant(owner, ttl, now, tokens)?;
+            Ok(Acquire::Granted(lock, expires_at))
+        }
     }
+}
+
+/// What `reenter` did, when `owner` held the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reentry {
+    pub count: u32,
+    /// The key's new expiry, when a ttl was given.
+    pub expires_at: Option<Millis>,
 }
 
 /// `LOCK.REENTER`: count + 1 (and expiry reset when `ttl` is given) if `owner` holds it.
@@ -111,26 +211,22 @@ pub fn reenter(
     owner: &[u8],
     ttl: Option<u64>,
     now: Millis,
-) -> Result<Option<u32>, TransitionError> {
+) -> Result<Option<Reentry>, TransitionError> {
     match held {
-        Some(lock) if lock.is_held_by(owner, now) => reenter_in_place(lock, ttl, now).map(Some),
+        Some(lock) if lock.is_held_by(owner) => Ok(Some(Reentry {
+            count: count_up(lock)?,
+            expires_at: ttl.map(|ttl| expiry(now, ttl)),
+        })),
         _ => Ok(None),
     }
 }
 
-fn reenter_in_place(
-    lock: &mut Lock,
-    ttl: Option<u64>,
-    now: Millis,
-) -> Result<u32, TransitionError> {
+fn count_up(lock: &mut Lock) -> Result<u32, TransitionError> {
     let count = lock
-        .count
+        .count()
         .checked_add(1)
         .ok_or(TransitionError::CountOverflow)?;
-    lock.count = count;
-    if let Some(ttl) = ttl {
-        lock.expires_at = expiry(now, ttl);
-    }
+    lock.set_count(count);
     Ok(count)
 }
 
@@ -146,29 +242,33 @@ pub enum Release {
 }
 
 /// `LOCK.RELEASE`: count - 1 if `owner` holds it.
-pub fn release(held: Option<&mut Lock>, owner: &[u8], now: Millis) -> Release {
+pub fn release(held: Option<&mut Lock>, owner: &[u8]) -> Release {
     match held {
-        Some(lock) if lock.is_held_by(owner, now) => {
-            if lock.count <= 1 {
+        Some(lock) if lock.is_held_by(owner) => {
+            if lock.count() <= 1 {
                 Release::Freed
             } else {
-                lock.count -= 1;
-                Release::StillHeld { count: lock.count }
+                lock.set_count(lock.count() - 1);
+                Release::StillHeld {
+                    count: lock.count(),
+                }
             }
         }
         _ => Release::NotHeld,
     }
 }
 
-/// `LOCK.RENEW`: reset the expiry to `ttl` from now if `owner` holds it; true when renewed.
-pub fn renew(held: Option<&mut Lock>, owner: &[u8], ttl: u64, now: Millis) -> bool {
+/// `LOCK.RENEW`: the key's new expiry, `ttl` from now, if `owner` holds it.
+pub fn renew(held: Option<&Lock>, owner: &[u8], ttl: u64, now: Millis) -> Option<Millis> {
     match held {
-        Some(lock) if lock.is_held_by(owner, now) => {
-            lock.expires_at = expiry(now, ttl);
-            true
-        }
-        _ => false,
+        Some(lock) if lock.is_held_by(owner) => Some(expiry(now, ttl)),
+        _ => None,
     }
+}
+
+/// Milliseconds left before `expires_at` (0 once passed).
+pub fn ttl_left(expires_at: Millis, now: Millis) -> i64 {
+    expires_at.saturating_sub(now).max(0)
 }
 
 #[cfg(test)]
@@ -177,13 +277,8 @@ mod tests {
 
     const NOW: Millis = 1_700_000_000_000;
 
-    fn held(owner: &str, count: u32, expires_at: Millis, token: u64) -> Lock {
-        Lock {
-            owner: owner.as_bytes().into(),
-            count,
-            expires_at,
-            token,
-        }
+    fn held(owner: &str, count: u32, token: u64) -> Box<Lock> {
+        Lock::boxed(owner.as_bytes(), count, token)
     }
 
     fn counter_at(last: u64) -> TokenCounter {
@@ -193,44 +288,70 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_packs_owner_count_and_token_in_one_allocation() {
+        let lock = held("worker-7", 3, 99);
+        assert_eq!(lock.owner(), b"worker-7");
+        assert_eq!((lock.count(), lock.token()), (3, 99));
+        assert_eq!(lock.as_bytes().len(), HEADER_BYTES + 8);
+        assert_eq!(
+            Lock::size_from_header(lock.as_bytes()),
+            Some(HEADER_BYTES + 8)
+        );
+        let bytes = lock.into_boxed_bytes();
+        let again = Lock::from_boxed_bytes(bytes).expect("valid layout");
+        assert_eq!(again, held("worker-7", 3, 99));
+    }
+
+    #[test]
+    fn bytes_without_a_lock_layout_are_refused() {
+        for bytes in [
+            &[][..],
+            &[1],
+            &[0; HEADER_BYTES - 1],
+            &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a'],
+        ] {
+            assert!(Lock::from_boxed_bytes(bytes.into()).is_err(), "{bytes:?}");
+            assert!(
+                Lock::from_bytes_mut(&mut bytes.to_vec()).is_none(),
+                "{bytes:?}"
+            );
+        }
+        assert_eq!(Lock::size_from_header(&[1]), None);
+    }
+
+    #[test]
     fn acquire_on_a_free_lock_grants_count_one_and_a_new_token() {
         let mut tokens = counter_at(9);
         let got = acquire(None, b"a", 500, NOW, &mut tokens, false);
-        assert_eq!(got, Ok(Acquire::Granted(held("a", 1, NOW + 500, 10))));
+        assert_eq!(got, Ok(Acquire::Granted(held("a", 1, 10), NOW + 500)));
         assert_eq!(tokens.last(), 10);
     }
 
     #[test]
     fn acquire_by_the_holder_reenters_keeps_the_token_and_resets_expiry() {
         let mut tokens = counter_at(9);
-        let mut lock = held("a", 2, NOW + 10, 7);
+        let mut lock = held("a", 2, 7);
         let got = acquire(Some(&mut lock), b"a", 500, NOW, &mut tokens, false);
-        assert_eq!(got, Ok(Acquire::Reentered { token: 7, count: 3 }));
-        assert_eq!(lock, held("a", 3, NOW + 500, 7));
+        assert_eq!(
+            got,
+            Ok(Acquire::Reentered {
+                token: 7,
+                count: 3,
+                expires_at: NOW + 500
+            })
+        );
+        assert_eq!(lock, held("a", 3, 7));
         assert_eq!(tokens.last(), 9, "reentry must not use up a token");
     }
 
     #[test]
     fn acquire_by_another_owner_is_busy_and_changes_nothing() {
         let mut tokens = counter_at(9);
-        let mut lock = held("a", 1, NOW + 10, 7);
+        let mut lock = held("a", 1, 7);
         let got = acquire(Some(&mut lock), b"b", 500, NOW, &mut tokens, false);
         assert_eq!(got, Ok(Acquire::Busy));
-        assert_eq!(lock, held("a", 1, NOW + 10, 7));
+        assert_eq!(lock, held("a", 1, 7));
         assert_eq!(tokens.last(), 9);
-    }
-
-    #[test]
-    fn an_expired_lock_is_free_for_anyone_with_a_new_token() {
-        for expires_at in [NOW, NOW - 1] {
-            let mut tokens = counter_at(9);
-            let mut lock = held("a", 3, expires_at, 7);
-            let got = acquire(Some(&mut lock), b"b", 500, NOW, &mut tokens, false);
-            assert_eq!(got, Ok(Acquire::Granted(held("b", 1, NOW + 500, 10))));
-            let mut tokens = counter_at(9);
-            let got = acquire(Some(&mut lock), b"a", 500, NOW, &mut tokens, false);
-            assert_eq!(got, Ok(Acquire::Granted(held("a", 1, NOW + 500, 10))));
-        }
     }
 
     #[test]
@@ -240,27 +361,24 @@ mod tests {
             acquire(None, b"n", 500, NOW, &mut tokens, true),
             Ok(Acquire::Busy)
         );
-        let mut expired = held("a", 1, NOW - 1, 7);
-        let got = acquire(Some(&mut expired), b"n", 500, NOW, &mut tokens, true);
-        assert_eq!(got, Ok(Acquire::Busy));
         assert_eq!(tokens.last(), 9);
     }
 
     #[test]
     fn the_holder_reenters_even_with_waiters_queued() {
         let mut tokens = counter_at(9);
-        let mut lock = held("a", 1, NOW + 10, 7);
+        let mut lock = held("a", 1, 7);
         let got = acquire(Some(&mut lock), b"a", 500, NOW, &mut tokens, true);
-        assert_eq!(got, Ok(Acquire::Reentered { token: 7, count: 2 }));
+        assert!(matches!(got, Ok(Acquire::Reentered { count: 2, .. })));
     }
 
     #[test]
     fn acquire_refuses_past_the_largest_count_and_changes_nothing() {
         let mut tokens = counter_at(9);
-        let mut lock = held("a", u32::MAX, NOW + 10, 7);
+        let mut lock = held("a", u32::MAX, 7);
         let got = acquire(Some(&mut lock), b"a", 500, NOW, &mut tokens, false);
         assert_eq!(got, Err(TransitionError::CountOverflow));
-        assert_eq!(lock, held("a", u32::MAX, NOW + 10, 7));
+        assert_eq!(lock, held("a", u32::MAX, 7));
     }
 
     #[test]
@@ -273,7 +391,7 @@ mod tests {
     #[test]
     fn owners_compare_as_whole_byte_strings() {
         let mut tokens = counter_at(0);
-        let mut lock = held("abc", 1, NOW + 10, 1);
+        let mut lock = held("abc", 1, 1);
         for other in [&b"ab"[..], b"abcd", b"ABC", b"abc\0"] {
             let got = acquire(Some(&mut lock), other, 5, NOW, &mut tokens, false);
             assert_eq!(got, Ok(Acquire::Busy), "{other:?}");
@@ -282,84 +400,87 @@ mod tests {
 
     #[test]
     fn reenter_counts_up_for_the_holder_with_or_without_a_ttl() {
-        let mut lock = held("a", 1, NOW + 10, 7);
-        assert_eq!(reenter(Some(&mut lock), b"a", None, NOW), Ok(Some(2)));
-        assert_eq!(lock, held("a", 2, NOW + 10, 7));
-        assert_eq!(reenter(Some(&mut lock), b"a", Some(900), NOW), Ok(Some(3)));
-        assert_eq!(lock, held("a", 3, NOW + 900, 7));
+        let mut lock = held("a", 1, 7);
+        let without = reenter(Some(&mut lock), b"a", None, NOW);
+        assert_eq!(
+            without,
+            Ok(Some(Reentry {
+                count: 2,
+                expires_at: None
+            }))
+        );
+        let with = reenter(Some(&mut lock), b"a", Some(900), NOW);
+        assert_eq!(
+            with,
+            Ok(Some(Reentry {
+                count: 3,
+                expires_at: Some(NOW + 900)
+            }))
+        );
+        assert_eq!(lock, held("a", 3, 7));
     }
 
     #[test]
-    fn reenter_never_takes_a_free_expired_or_foreign_lock() {
+    fn reenter_never_takes_a_free_or_foreign_lock() {
         assert_eq!(reenter(None, b"a", Some(5), NOW), Ok(None));
-        let mut expired = held("a", 1, NOW, 7);
-        assert_eq!(reenter(Some(&mut expired), b"a", Some(5), NOW), Ok(None));
-        assert_eq!(expired, held("a", 1, NOW, 7));
-        let mut foreign = held("b", 1, NOW + 10, 7);
+        let mut foreign = held("b", 1, 7);
         assert_eq!(reenter(Some(&mut foreign), b"a", None, NOW), Ok(None));
-        assert_eq!(foreign, held("b", 1, NOW + 10, 7));
+        assert_eq!(foreign, held("b", 1, 7));
     }
 
     #[test]
     fn reenter_refuses_past_the_largest_count() {
-        let mut lock = held("a", u32::MAX, NOW + 10, 7);
+        let mut lock = held("a", u32::MAX, 7);
         assert_eq!(
             reenter(Some(&mut lock), b"a", Some(99), NOW),
             Err(TransitionError::CountOverflow)
         );
-        assert_eq!(lock, held("a", u32::MAX, NOW + 10, 7));
+        assert_eq!(lock, held("a", u32::MAX, 7));
     }
 
     #[test]
     fn release_counts_down_then_frees() {
-        let mut lock = held("a", 2, NOW + 10, 7);
+        let mut lock = held("a", 2, 7);
         assert_eq!(
-            release(Some(&mut lock), b"a", NOW),
+            release(Some(&mut lock), b"a"),
             Release::StillHeld { count: 1 }
         );
-        assert_eq!(lock, held("a", 1, NOW + 10, 7));
-        assert_eq!(release(Some(&mut lock), b"a", NOW), Release::Freed);
+        assert_eq!(lock, held("a", 1, 7));
+        assert_eq!(release(Some(&mut lock), b"a"), Release::Freed);
     }
 
     #[test]
     fn release_by_a_non_holder_changes_nothing() {
-        assert_eq!(release(None, b"a", NOW), Release::NotHeld);
-        let mut foreign = held("b", 2, NOW + 10, 7);
-        assert_eq!(release(Some(&mut foreign), b"a", NOW), Release::NotHeld);
-        assert_eq!(foreign, held("b", 2, NOW + 10, 7));
-        let mut expired = held("a", 2, NOW - 1, 7);
-        assert_eq!(release(Some(&mut expired), b"a", NOW), Release::NotHeld);
-        assert_eq!(expired, held("a", 2, NOW - 1, 7));
+        assert_eq!(release(None, b"a"), Release::NotHeld);
+        let mut foreign = held("b", 2, 7);
+        assert_eq!(release(Some(&mut foreign), b"a"), Release::NotHeld);
+        assert_eq!(foreign, held("b", 2, 7));
     }
 
     #[test]
-    fn renew_resets_the_expiry_only_for_the_holder() {
-        let mut lock = held("a", 2, NOW + 10, 7);
-        assert!(renew(Some(&mut lock), b"a", 800, NOW));
-        assert_eq!(lock, held("a", 2, NOW + 800, 7));
-        assert!(!renew(Some(&mut lock), b"b", 5, NOW));
-        assert_eq!(lock, held("a", 2, NOW + 800, 7));
-        assert!(!renew(None, b"a", 5, NOW));
-        let mut expired = held("a", 1, NOW, 7);
-        assert!(!renew(Some(&mut expired), b"a", 5, NOW));
-        assert_eq!(expired.expires_at, NOW);
+    fn renew_gives_a_new_expiry_only_to_the_holder() {
+        let lock = held("a", 2, 7);
+        assert_eq!(renew(Some(&lock), b"a", 800, NOW), Some(NOW + 800));
+        assert_eq!(renew(Some(&lock), b"b", 5, NOW), None);
+        assert_eq!(renew(None, b"a", 5, NOW), None);
+        assert_eq!(lock, held("a", 2, 7));
     }
 
     #[test]
     fn ttl_left_counts_down_to_zero() {
-        let lock = held("a", 1, NOW + 10, 7);
-        assert_eq!(lock.ttl_left(NOW), 10);
-        assert_eq!(lock.ttl_left(NOW + 10), 0);
-        assert_eq!(lock.ttl_left(NOW + 99), 0);
+        assert_eq!(ttl_left(NOW + 10, NOW), 10);
+        assert_eq!(ttl_left(NOW + 10, NOW + 10), 0);
+        assert_eq!(ttl_left(NOW + 10, NOW + 99), 0);
     }
 
     #[test]
     fn a_huge_ttl_saturates_instead_of_wrapping() {
-        let mut tokens = counter_at(0);
-        let got = acquire(None, b"a", u64::MAX, NOW, &mut tokens, false);
-        match got {
-            Ok(Acquire::Granted(lock)) => assert_eq!(lock.expires_at, i64::MAX),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(expiry(NOW, u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn to_boxed_copies_every_field() {
+        let lock = held("owner", 4, 12);
+        assert_eq!(lock.to_boxed(), lock);
     }
 }

@@ -47,6 +47,7 @@ pub struct RenewRequest<'a> {
 pub struct ApplyRequest<'a> {
     pub owner: &'a [u8],
     pub count: u32,
+    /// Unix ms; 0: the key has no expiry (an AOF rewrite sets it with PEXPIREAT after).
     pub expires_at: Millis,
     pub token: u64,
     /// The master's token counter, so a promoted replica never hands out a used token.
@@ -137,7 +138,7 @@ pub fn parse_apply<'a>(args: &[&'a [u8]]) -> Result<ApplyRequest<'a>, LockError>
     Ok(ApplyRequest {
         owner: parse_owner(cmd, owner)?,
         count: field("count", count, 1, u32::MAX.into())? as u32,
-        expires_at: field("expiry", expires_at, 1, i64::MAX)?,
+        expires_at: field("expiry", expires_at, 0, i64::MAX)?,
         token: field("token", token, 1, max_token)? as u64,
         counter: field("counter", counter, 0, max_token)? as u64,
     })
@@ -431,7 +432,7 @@ mod tests {
         let cases = [
             ("k me 0 1 1 1", LockError::InvalidApply("count")),
             ("k me 4294967296 1 1 1", LockError::InvalidApply("count")),
-            ("k me 1 0 1 1", LockError::InvalidApply("expiry")),
+            ("k me 1 -1 1 1", LockError::InvalidApply("expiry")),
             ("k me 1 1 0 1", LockError::InvalidApply("token")),
             (
                 "k me 1 1 9007199254740992 1",

@@ -16,6 +16,7 @@ use crate::core::lock::{self, Acquire, Lock, Release};
 use crate::core::request::{
     parse_acquire, parse_apply, parse_info, parse_reenter, parse_release, parse_renew, parse_tokens,
 };
+use crate::core::Millis;
 
 command_entry!(acquire_entry, Command::Acquire, acquire);
 command_entry!(reenter_entry, Command::Reenter, reenter);
@@ -39,7 +40,7 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let db = ctx.selected_db();
     let key_bytes = args.bytes()[0];
     let mut queued = waiters::queued(db, key_bytes);
-    if queued > 0 && !is_held(&mut key, now)? {
+    if queued > 0 && key.lock()?.is_none() {
         // Freed a moment ago (deleted or expired before our timer ran): it is the waiters'.
         hand_over(ctx, &mut key, name, db, key_bytes, now);
         queued = waiters::queued(db, key_bytes);
@@ -50,38 +51,33 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     })
     .map_err(|error| LockError::from_transition(Command::Acquire, error))?;
     match outcome {
-        Acquire::Granted(lock) => {
-            replicate::lock_state(ctx, name, &lock);
-            ctx.reply_integer(lock.token as i64);
-            key.store(lock);
+        Acquire::Granted(lock, expires_at) => {
+            replicate::lock_state(ctx, name, &lock, Some(expires_at));
+            ctx.reply_integer(lock.token() as i64);
+            key.store(lock, Some(expires_at));
         }
-        Acquire::Reentered { token, .. } => {
-            write_back_in_place(ctx, &mut key, name)?;
+        Acquire::Reentered {
+            token, expires_at, ..
+        } => {
+            write_back_in_place(ctx, &mut key, name, Some(expires_at))?;
             ctx.reply_integer(token as i64);
         }
         Acquire::Busy => match request.wait {
-            Some(timeout) if may_block(ctx) => {
-                let expires_at = key.lock()?.map_or(now, |lock| lock.expires_at);
-                match BlockedClient::block(ctx) {
-                    Some(client) => {
-                        let at = KeyRef {
-                            db,
-                            name: key_bytes.into(),
-                        };
-                        let wait = (request.owner, request.ttl, timeout);
-                        waiters::join(ctx, at, wait, client, expires_at)
-                    }
-                    None => ctx.reply_null(),
+            Some(timeout) if may_block(ctx) => match BlockedClient::block(ctx) {
+                Some(client) => {
+                    let at = KeyRef {
+                        db,
+                        name: key_bytes.into(),
+                    };
+                    let wait = (request.owner, request.ttl, timeout);
+                    waiters::join(ctx, at, wait, client, key.expiry());
                 }
-            }
+                None => ctx.reply_null(),
+            },
             _ => ctx.reply_null(),
         },
     }
     Ok(())
-}
-
-fn is_held(key: &mut LockKey, now: crate::core::Millis) -> Result<bool, LockError> {
-    Ok(key.lock()?.is_some_and(|lock| lock.is_live(now)))
 }
 
 /// MULTI/EXEC, Lua and AOF loading cannot block: there WAIT is a plain try.
@@ -98,9 +94,9 @@ fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     match lock::reenter(held, request.owner, request.ttl, now())
         .map_err(|error| LockError::from_transition(Command::Reenter, error))?
     {
-        Some(count) => {
-            write_back_in_place(ctx, &mut key, name)?;
-            ctx.reply_integer(count.into());
+        Some(reentry) => {
+            write_back_in_place(ctx, &mut key, name, reentry.expires_at)?;
+            ctx.reply_integer(reentry.count.into());
         }
         None => ctx.reply_null(),
     }
@@ -113,10 +109,10 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let name = key_name(args, Command::Release)?;
     let mut key = LockKey::open_writable(ctx, name);
     let held = key.lock()?;
-    match lock::release(held, request.owner, now()) {
+    match lock::release(held, request.owner) {
         Release::NotHeld => ctx.reply_null(),
         Release::StillHeld { count } => {
-            write_back_in_place(ctx, &mut key, name)?;
+            write_back_in_place(ctx, &mut key, name, None)?;
             ctx.reply_integer(count.into());
         }
         Release::Freed => {
@@ -149,11 +145,12 @@ fn renew(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let name = key_name(args, Command::Renew)?;
     let mut key = LockKey::open_writable(ctx, name);
     let held = key.lock()?;
-    if lock::renew(held, request.owner, request.ttl, now()) {
-        write_back_in_place(ctx, &mut key, name)?;
-        ctx.reply_integer(1);
-    } else {
-        ctx.reply_integer(0);
+    match lock::renew(held.as_deref(), request.owner, request.ttl, now()) {
+        Some(expires_at) => {
+            write_back_in_place(ctx, &mut key, name, Some(expires_at))?;
+            ctx.reply_integer(1);
+        }
+        None => ctx.reply_integer(0),
     }
     Ok(())
 }
@@ -164,23 +161,24 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let name = key_name(args, Command::Info)?;
     let now = now();
     let mut key = LockKey::open_readable(ctx, name);
-    match key.lock()? {
-        Some(lock) if lock.is_live(now) => {
-            ctx.reply_map(5);
-            ctx.reply_simple(c"owner");
-            ctx.reply_bytes(&lock.owner);
-            ctx.reply_simple(c"count");
-            ctx.reply_integer(lock.count.into());
-            ctx.reply_simple(c"ttl");
-            ctx.reply_integer(lock.ttl_left(now));
-            ctx.reply_simple(c"token");
-            ctx.reply_integer(lock.token as i64);
-            ctx.reply_simple(c"waiters");
-            let waiting = waiters::queued(ctx.selected_db(), args.bytes()[0]);
-            ctx.reply_integer(waiting as i64);
-        }
-        _ => ctx.reply_null(),
-    }
+    // As PTTL: -1 for a lock an admin made permanent.
+    let ttl = key.expiry().map_or(-1, |at| lock::ttl_left(at, now));
+    let Some(lock) = key.lock()? else {
+        ctx.reply_null();
+        return Ok(());
+    };
+    ctx.reply_map(5);
+    ctx.reply_simple(c"owner");
+    ctx.reply_bytes(lock.owner());
+    ctx.reply_simple(c"count");
+    ctx.reply_integer(lock.count().into());
+    ctx.reply_simple(c"ttl");
+    ctx.reply_integer(ttl);
+    ctx.reply_simple(c"token");
+    ctx.reply_integer(lock.token() as i64);
+    ctx.reply_simple(c"waiters");
+    let waiting = waiters::queued(ctx.selected_db(), args.bytes()[0]);
+    ctx.reply_integer(waiting as i64);
     Ok(())
 }
 
@@ -197,12 +195,8 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         key.delete();
     }
     observe(request.token.max(request.counter));
-    key.store(Lock {
-        owner: request.owner.into(),
-        count: request.count,
-        expires_at: request.expires_at,
-        token: request.token,
-    });
+    let lock = Lock::boxed(request.owner, request.count, request.token);
+    key.store(lock, (request.expires_at > 0).then_some(request.expires_at));
     // A replica's own AOF learns of the change only if we pass it on.
     replicate::verbatim(ctx);
     ctx.reply_simple(c"OK");
@@ -231,22 +225,25 @@ fn refuse_unless_replayed(ctx: Ctx, command: Command) -> Result<(), LockError> {
     }
 }
 
-/// After an in-place change: the key's expiry follows the lock's, the new state is
-/// propagated, and waiters are woken at the new expiry if it came earlier.
+/// After an in-place change: the key's expiry moves to `new_expiry` (if any), the new state
+/// is propagated, and waiters are woken at the new expiry if it came earlier.
 fn write_back_in_place(
     ctx: Ctx,
     key: &mut LockKey,
     name: *mut raw::RedisModuleString,
+    new_expiry: Option<Millis>,
 ) -> Result<(), LockError> {
+    if let Some(at) = new_expiry {
+        key.set_expiry(at);
+    }
+    let expires_at = key.expiry();
     if let Some(lock) = key.lock()? {
-        let expires_at = lock.expires_at;
-        replicate::lock_state(ctx, name, lock);
-        key.set_expiry(expires_at);
-        if waiters::anyone_waiting() {
-            // SAFETY: name is the live key argument of the running command.
-            let bytes = unsafe { super::entry::string_bytes(name) };
-            waiters::schedule_check(ctx, ctx.selected_db(), bytes, expires_at.saturating_add(1));
-        }
+        replicate::lock_state(ctx, name, lock, expires_at);
+    }
+    if let (Some(at), true) = (new_expiry, waiters::anyone_waiting()) {
+        // SAFETY: name is the live key argument of the running command.
+        let bytes = unsafe { super::entry::string_bytes(name) };
+        waiters::schedule_check(ctx, ctx.selected_db(), bytes, at.saturating_add(1));
     }
     Ok(())
 }

@@ -13,8 +13,8 @@ use super::context::log;
 use super::entry::run_callback;
 use super::replicate::{APPLY_COMMAND, APPLY_FORMAT};
 use super::token_counter::{last_token, observe};
+use super::value::{free_value, into_value, lock_mut};
 use crate::core::encoding::{decode, encode, ENCODING_VERSION};
-use crate::core::lock::Lock;
 
 /// The type's name as `TYPE key` shows it (Redis wants exactly 9 characters).
 pub const TYPE_NAME: &str = "rlocklock";
@@ -50,8 +50,9 @@ pub fn lock_type() -> *mut RedisModuleType {
     *LOCK_TYPE.raw_type.borrow()
 }
 
-/// Aux data version: one unsigned, the last token handed out.
-const AUX_VERSION: c_int = 1;
+/// Aux data is one unsigned, the last token handed out, in every encoding version so far
+/// (the server tags it with the type's encoding version).
+const AUX_LATEST_VERSION: c_int = ENCODING_VERSION;
 
 unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_void {
     run_callback("rdb_load", std::ptr::null_mut(), || {
@@ -68,8 +69,8 @@ unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_
         unsafe { rm!(RedisModule_Free)(buffer.cast::<c_void>()) };
         match decoded {
             Ok(lock) => {
-                observe(lock.token);
-                Box::into_raw(Box::new(lock)).cast::<c_void>()
+                observe(lock.token());
+                into_value(lock)
             }
             Err(error) => {
                 log(
@@ -86,7 +87,7 @@ unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_
 unsafe extern "C" fn rdb_save(rdb: *mut RedisModuleIO, value: *mut c_void) {
     run_callback("rdb_save", (), || {
         // SAFETY: the server passes a value of our type.
-        let Some(lock) = (unsafe { value.cast::<Lock>().as_ref() }) else {
+        let Some(lock) = (unsafe { lock_mut(value) }) else {
             return;
         };
         let bytes = encode(lock);
@@ -104,9 +105,10 @@ unsafe extern "C" fn aof_rewrite(
 ) {
     run_callback("aof_rewrite", (), || {
         // SAFETY: the server passes a value of our type.
-        let Some(lock) = (unsafe { value.cast::<Lock>().as_ref() }) else {
+        let Some(lock) = (unsafe { lock_mut(value) }) else {
             return;
         };
+        // The expiry is 0 (none): the server writes the key's PEXPIREAT right after.
         // SAFETY: the format matches the arguments one for one (see replicate::APPLY_FORMAT).
         unsafe {
             rm!(RedisModule_EmitAOF)(
@@ -114,11 +116,11 @@ unsafe extern "C" fn aof_rewrite(
                 APPLY_COMMAND.as_ptr(),
                 APPLY_FORMAT.as_ptr(),
                 key,
-                lock.owner.as_ptr().cast::<c_char>(),
-                lock.owner.len(),
-                i64::from(lock.count),
-                lock.expires_at,
-                lock.token as i64,
+                lock.owner().as_ptr().cast::<c_char>(),
+                lock.owner().len(),
+                i64::from(lock.count()),
+                0i64,
+                lock.token() as i64,
                 last_token() as i64,
             )
         };
@@ -126,9 +128,9 @@ unsafe extern "C" fn aof_rewrite(
 }
 
 unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
-    // SAFETY: the server passes a value of our type.
-    match unsafe { value.cast::<Lock>().as_ref() } {
-        Some(lock) => std::mem::size_of::<Lock>() + lock.owner.len(),
+    // SAFETY: the server passes a value of our type, which mem_usage only reads.
+    match unsafe { lock_mut(value.cast_mut()) } {
+        Some(lock) => lock.as_bytes().len(),
         None => 0,
     }
 }
@@ -136,19 +138,16 @@ unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
 unsafe extern "C" fn digest(md: *mut RedisModuleDigest, value: *mut c_void) {
     run_callback("digest", (), || {
         // SAFETY: the server passes a value of our type.
-        let Some(lock) = (unsafe { value.cast::<Lock>().as_ref() }) else {
+        let Some(lock) = (unsafe { lock_mut(value) }) else {
             return;
         };
-        // SAFETY: md is the live digest; the buffer is read during the call.
+        let owner = lock.owner();
+        // SAFETY: md is the live digest; the buffer is read during the call. The expiry is the
+        // key's, which the server digests itself.
         unsafe {
-            rm!(RedisModule_DigestAddStringBuffer)(
-                md,
-                lock.owner.as_ptr().cast(),
-                lock.owner.len(),
-            );
-            rm!(RedisModule_DigestAddLongLong)(md, i64::from(lock.count));
-            rm!(RedisModule_DigestAddLongLong)(md, lock.expires_at);
-            rm!(RedisModule_DigestAddLongLong)(md, lock.token as i64);
+            rm!(RedisModule_DigestAddStringBuffer)(md, owner.as_ptr().cast(), owner.len());
+            rm!(RedisModule_DigestAddLongLong)(md, i64::from(lock.count()));
+            rm!(RedisModule_DigestAddLongLong)(md, lock.token() as i64);
             rm!(RedisModule_DigestEndSequence)(md);
         }
     })
@@ -156,10 +155,8 @@ unsafe extern "C" fn digest(md: *mut RedisModuleDigest, value: *mut c_void) {
 
 /// May run on a background thread (lazy free): it touches nothing but the value.
 unsafe extern "C" fn free(value: *mut c_void) {
-    if !value.is_null() {
-        // SAFETY: every value of our type is a Box<Lock> handed to the server by us.
-        drop(unsafe { Box::from_raw(value.cast::<Lock>()) });
-    }
+    // SAFETY: every value of our type comes from into_value; the server frees it once.
+    unsafe { free_value(value) };
 }
 
 unsafe extern "C" fn copy(
@@ -168,9 +165,9 @@ unsafe extern "C" fn copy(
     value: *const c_void,
 ) -> *mut c_void {
     run_callback("copy", std::ptr::null_mut(), || {
-        // SAFETY: the server passes a value of our type.
-        match unsafe { value.cast::<Lock>().as_ref() } {
-            Some(lock) => Box::into_raw(Box::new(lock.clone())).cast::<c_void>(),
+        // SAFETY: the server passes a value of our type, which copy only reads.
+        match unsafe { lock_mut(value.cast_mut()) } {
+            Some(lock) => into_value(lock.to_boxed()),
             None => std::ptr::null_mut(),
         }
     })
@@ -185,7 +182,7 @@ unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, _when: c_int) {
 
 unsafe extern "C" fn aux_load(rdb: *mut RedisModuleIO, encver: c_int, _when: c_int) -> c_int {
     run_callback("aux_load", raw::REDISMODULE_ERR as c_int, || {
-        if encver > AUX_VERSION {
+        if !(1..=AUX_LATEST_VERSION).contains(&encver) {
             return raw::REDISMODULE_ERR as c_int;
         }
         // SAFETY: rdb is the live loading stream.

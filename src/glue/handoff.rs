@@ -17,7 +17,7 @@ use super::replicate;
 use super::timers;
 use super::token_counter::with_tokens;
 use super::waiters::{self, KeyRef};
-use crate::core::lock::Lock;
+use crate::core::lock;
 use crate::core::Millis;
 
 /// How long to wait before retrying a handoff while the server must not replicate
@@ -59,11 +59,11 @@ pub fn hand_over(
 ) -> bool {
     let _handling = Handling::begin();
     while let Some(waiter) = waiters::pop_first(ctx, db, key_bytes) {
-        match with_tokens(|tokens| Lock::grant(&waiter.owner, waiter.ttl, now, tokens)) {
-            Ok(lock) => {
-                let (token, expires_at) = (lock.token, lock.expires_at);
-                replicate::lock_state(ctx, name, &lock);
-                key.store(lock);
+        match with_tokens(|tokens| lock::grant(&waiter.owner, waiter.ttl, now, tokens)) {
+            Ok((lock, expires_at)) => {
+                let token = lock.token();
+                replicate::lock_state(ctx, name, &lock, Some(expires_at));
+                key.store(lock, Some(expires_at));
                 waiter.client.unblock_granted(token);
                 waiters::schedule_check(ctx, db, key_bytes, expires_at.saturating_add(1));
                 return true;
@@ -111,11 +111,13 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
                 waiter.client.unblock_empty();
             }
         }
-        Ok(Some(lock)) if lock.is_live(now) => {
-            let recheck_at = lock.expires_at.saturating_add(1);
-            waiters::schedule_check(ctx, key.db, &key.name, recheck_at);
+        Ok(Some(_)) => {
+            // Still held (renewed, or reentered): look again when it expires, if ever.
+            if let Some(at) = lock_key.expiry() {
+                waiters::schedule_check(ctx, key.db, &key.name, at.saturating_add(1));
+            }
         }
-        Ok(_) => {
+        Ok(None) => {
             hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now);
         }
     }

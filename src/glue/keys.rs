@@ -1,12 +1,11 @@
 //! A key opened for a lock command: typed access to the lock value it holds, closed on drop.
 
-use std::ffi::c_void;
-
 use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
 
 use super::api::rm;
 use super::context::Ctx;
 use super::datatype::lock_type;
+use super::value::{into_value, lock_mut};
 use crate::core::error::LockError;
 use crate::core::lock::Lock;
 use crate::core::Millis;
@@ -48,26 +47,37 @@ impl LockKey {
         if !is_lock {
             return Err(LockError::WrongType);
         }
-        // SAFETY: values of our type are always a Box<Lock> we created; the key owns it and
-        // nothing else touches it while this command runs.
-        let value = unsafe { rm!(RedisModule_ModuleTypeGetValue)(self.key) }.cast::<Lock>();
-        Ok(unsafe { value.as_mut() })
+        // SAFETY: values of our type always come from into_value; the key owns it and nothing
+        // else touches it while this command runs (we hold &mut self).
+        let value = unsafe { rm!(RedisModule_ModuleTypeGetValue)(self.key) };
+        Ok(unsafe { lock_mut(value) })
     }
 
-    /// Stores a new lock (replacing whatever the key held) and sets the key's expiry to the
-    /// lock's. The value goes first: setting a value drops the key's expiry.
-    pub fn store(&self, lock: Lock) {
-        let expires_at = lock.expires_at;
-        let value = Box::into_raw(Box::new(lock)).cast::<c_void>();
+    /// The key's expiry in unix ms: the lock's. `None` when it has none (PERSIST by an admin).
+    pub fn expiry(&self) -> Option<Millis> {
+        if self.key.is_null() {
+            return None;
+        }
+        // SAFETY: self.key is an open key.
+        let at = unsafe { rm!(RedisModule_GetAbsExpire)(self.key) };
+        (at >= 0).then_some(at)
+    }
+
+    /// Stores a new lock (replacing whatever the key held), expiring at `expires_at`. The value
+    /// goes first: setting a value drops the key's expiry.
+    pub fn store(&self, lock: Box<Lock>, expires_at: Option<Millis>) {
+        let value = into_value(lock);
         // SAFETY: self.key is open for writing; on success the key owns `value` and frees it
         // with our type's free callback.
         let stored = unsafe { rm!(RedisModule_ModuleTypeSetValue)(self.key, lock_type(), value) };
         if stored != raw::REDISMODULE_OK as i32 {
-            // SAFETY: the server did not take the value: it is still ours to free.
-            drop(unsafe { Box::from_raw(value.cast::<Lock>()) });
+            // SAFETY: the server did not take the value: it is still ours to free, once.
+            unsafe { super::value::free_value(value) };
             return;
         }
-        self.set_expiry(expires_at);
+        if let Some(at) = expires_at {
+            self.set_expiry(at);
+        }
     }
 
     /// Sets the key's expiry to the absolute unix ms `at`, after an in-place change.

@@ -20,4 +20,5 @@ pub mod registration;
 pub mod replicate;
 pub mod timers;
 pub mod token_counter;
+pub mod value;
 pub mod waiters;

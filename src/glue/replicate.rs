@@ -13,6 +13,7 @@ use super::context::Ctx;
 use super::propagation;
 use super::token_counter::last_token;
 use crate::core::lock::Lock;
+use crate::core::Millis;
 
 /// The internal command that replays a lock state.
 pub const APPLY_COMMAND: &CStr = c"LOCK.APPLY";
@@ -20,8 +21,8 @@ pub const APPLY_COMMAND: &CStr = c"LOCK.APPLY";
 /// expires_at, token, counter.
 pub const APPLY_FORMAT: &CStr = c"sbllll";
 
-/// Propagates `lock` as the state of `key`.
-pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock) {
+/// Propagates `lock`, expiring at `expires_at` (`None`: never), as the state of `key`.
+pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock, expires_at: Option<Millis>) {
     if !propagation::needed() {
         return;
     }
@@ -32,11 +33,11 @@ pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock) {
             APPLY_COMMAND.as_ptr(),
             APPLY_FORMAT.as_ptr(),
             key,
-            lock.owner.as_ptr().cast::<c_char>(),
-            lock.owner.len(),
-            i64::from(lock.count),
-            lock.expires_at,
-            lock.token as i64,
+            lock.owner().as_ptr().cast::<c_char>(),
+            lock.owner().len(),
+            i64::from(lock.count()),
+            expires_at.unwrap_or(0),
+            lock.token() as i64,
             last_token() as i64,
         )
     };

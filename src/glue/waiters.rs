@@ -130,13 +130,14 @@ pub fn anyone_waiting() -> bool {
 }
 
 /// Queues a blocked client behind everyone already waiting for `key`, gives up on it after
-/// `timeout_ms` (0: never), and makes sure the key is re-examined when `lock_expires_at` passes.
+/// `timeout_ms` (0: never), and makes sure the key is re-examined when `lock_expires_at` passes
+/// (`None`: the lock never expires, so only a release or a deletion frees it).
 pub fn join(
     ctx: Ctx,
     key: KeyRef,
     (owner, ttl, timeout_ms): (&[u8], u64, u64),
     client: BlockedClient,
-    lock_expires_at: Millis,
+    lock_expires_at: Option<Millis>,
 ) {
     let client_id = client.id();
     let (seq, name, db) = with_registry(|registry| {
@@ -188,7 +189,9 @@ pub fn join(
             }
         });
     }
-    schedule_check(ctx, db, &name, lock_expires_at.saturating_add(1));
+    if let Some(at) = lock_expires_at {
+        schedule_check(ctx, db, &name, at.saturating_add(1));
+    }
 }
 
 /// Takes the longest-waiting client for `key`, if any.

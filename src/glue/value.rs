@@ -1,0 +1,51 @@
+//! A lock as the server keeps it: one allocation (the packed `Lock` bytes), reached through
+//! the one thin pointer the server stores per value. The lock's first bytes say its size, so
+//! the allocation can be found again from that pointer alone.
+
+use std::ffi::c_void;
+
+use crate::core::lock::{Lock, HEADER_BYTES};
+
+/// Hands a lock to the server as a value pointer; `free_value` takes it back.
+pub fn into_value(lock: Box<Lock>) -> *mut c_void {
+    Box::into_raw(lock.into_boxed_bytes())
+        .cast::<u8>()
+        .cast::<c_void>()
+}
+
+/// The lock behind a value pointer of our type.
+///
+/// # Safety
+/// `value` must come from `into_value` and not be freed, and nothing else may use the lock
+/// while the returned borrow lives.
+pub unsafe fn lock_mut<'a>(value: *mut c_void) -> Option<&'a mut Lock> {
+    // SAFETY: the caller promises a live value of ours, at least HEADER_BYTES long.
+    let bytes = unsafe { value_bytes(value)? };
+    Lock::from_bytes_mut(bytes)
+}
+
+/// Frees a value pointer of our type.
+///
+/// # Safety
+/// `value` must come from `into_value` and be freed only this once.
+pub unsafe fn free_value(value: *mut c_void) {
+    // SAFETY: the caller promises a live value of ours; the slice is exactly the allocation
+    // into_value leaked, so rebuilding the Box frees it with its own layout.
+    if let Some(bytes) = unsafe { value_bytes(value) } {
+        drop(unsafe { Box::from_raw(bytes as *mut [u8]) });
+    }
+}
+
+/// # Safety
+/// `value` must be null or come from `into_value` and still be allocated.
+unsafe fn value_bytes<'a>(value: *mut c_void) -> Option<&'a mut [u8]> {
+    if value.is_null() {
+        return None;
+    }
+    let start = value.cast::<u8>();
+    // SAFETY: every value of ours is at least HEADER_BYTES long; the header gives the rest.
+    let header = unsafe { std::slice::from_raw_parts(start, HEADER_BYTES) };
+    let size = Lock::size_from_header(header)?;
+    // SAFETY: the allocation is exactly `size` bytes (the lock's layout was valid when made).
+    Some(unsafe { std::slice::from_raw_parts_mut(start, size) })
+}
