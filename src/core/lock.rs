@@ -11,29 +11,34 @@ use std::fmt;
 use super::tokens::{TokenCounter, TokensExhausted};
 use super::Millis;
 
-/// A held lock: `[owner length u16 | count u32 | token u64 | owner bytes]`, little-endian.
+/// A held lock: `[owner length u16 | token and count u64 | owner bytes]`, little-endian; the
+/// token takes the low 53 bits (tokens stay below 2^53), the count the 11 above.
 ///
 /// The length comes first so that the bytes can be found again from a pointer to their start
-/// alone (the server keeps one pointer per value).
+/// alone (the server keeps one pointer per value). Ten header bytes keep a lock with a UUID
+/// owner in a 48-byte allocation: no more memory than Redisson's hash for the same lock.
 #[repr(transparent)]
 #[derive(PartialEq, Eq)]
 pub struct Lock([u8]);
 
 const OWNER_LEN_AT: usize = 0;
-const COUNT_AT: usize = 2;
-const TOKEN_AT: usize = 6;
+const TOKEN_AND_COUNT_AT: usize = 2;
 /// Bytes before the owner.
-pub const HEADER_BYTES: usize = 14;
+pub const HEADER_BYTES: usize = 10;
+const TOKEN_BITS: u32 = 53;
+const TOKEN_MASK: u64 = (1 << TOKEN_BITS) - 1;
+/// The deepest reentrancy: 2047 holds by one owner (deeper is a client bug, refused).
+pub const MAX_COUNT: u32 = (1 << (64 - TOKEN_BITS)) - 1;
 
 impl Lock {
-    /// A new lock; `owner` must be at most `u16::MAX` bytes (requests allow far fewer).
+    /// A new lock. Callers keep `owner` within `u16::MAX` bytes, `count` within `MAX_COUNT`
+    /// and `token` below 2^53 (requests and decoding check); beyond, they are cut to fit.
     pub fn boxed(owner: &[u8], count: u32, token: u64) -> Box<Lock> {
         let owner_len = u16::try_from(owner.len()).unwrap_or(u16::MAX);
         let owner = &owner[..usize::from(owner_len)];
         let mut bytes = Vec::with_capacity(HEADER_BYTES + owner.len());
         bytes.extend_from_slice(&owner_len.to_le_bytes());
-        bytes.extend_from_slice(&count.to_le_bytes());
-        bytes.extend_from_slice(&token.to_le_bytes());
+        bytes.extend_from_slice(&pack(token, count).to_le_bytes());
         bytes.extend_from_slice(owner);
         Lock::from_boxed_bytes(bytes.into_boxed_slice()).unwrap_or_else(|bytes| {
             unreachable!("a lock built from its parts has a valid layout: {bytes:?}")
@@ -81,11 +86,11 @@ impl Lock {
 
     /// Hold count: 1 after the first acquisition, +1 per reentry, -1 per release.
     pub fn count(&self) -> u32 {
-        u32::from_le_bytes(self.field::<4>(COUNT_AT))
+        (self.token_and_count() >> TOKEN_BITS) as u32
     }
 
     pub fn token(&self) -> u64 {
-        u64::from_le_bytes(self.field::<8>(TOKEN_AT))
+        self.token_and_count() & TOKEN_MASK
     }
 
     pub fn is_held_by(&self, owner: &[u8]) -> bool {
@@ -97,14 +102,19 @@ impl Lock {
     }
 
     fn set_count(&mut self, count: u32) {
-        self.0[COUNT_AT..COUNT_AT + 4].copy_from_slice(&count.to_le_bytes());
+        let packed = pack(self.token(), count);
+        self.0[TOKEN_AND_COUNT_AT..HEADER_BYTES].copy_from_slice(&packed.to_le_bytes());
     }
 
-    fn field<const N: usize>(&self, at: usize) -> [u8; N] {
-        let mut field = [0u8; N];
-        field.copy_from_slice(&self.0[at..at + N]);
-        field
+    fn token_and_count(&self) -> u64 {
+        let mut field = [0u8; 8];
+        field.copy_from_slice(&self.0[TOKEN_AND_COUNT_AT..HEADER_BYTES]);
+        u64::from_le_bytes(field)
     }
+}
+
+fn pack(token: u64, count: u32) -> u64 {
+    (token & TOKEN_MASK) | (u64::from(count.min(MAX_COUNT)) << TOKEN_BITS)
 }
 
 fn has_lock_layout(bytes: &[u8]) -> bool {
@@ -124,7 +134,7 @@ impl fmt::Debug for Lock {
 /// Why a transition was refused although the request was well formed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransitionError {
-    /// The hold count would pass `u32::MAX`.
+    /// The hold count would pass `MAX_COUNT`.
     CountOverflow,
     TokensExhausted,
 }
@@ -222,10 +232,10 @@ pub fn reenter(
 }
 
 fn count_up(lock: &mut Lock) -> Result<u32, TransitionError> {
-    let count = lock
-        .count()
-        .checked_add(1)
-        .ok_or(TransitionError::CountOverflow)?;
+    let count = lock.count() + 1;
+    if count > MAX_COUNT {
+        return Err(TransitionError::CountOverflow);
+    }
     lock.set_count(count);
     Ok(count)
 }
@@ -375,10 +385,10 @@ mod tests {
     #[test]
     fn acquire_refuses_past_the_largest_count_and_changes_nothing() {
         let mut tokens = counter_at(9);
-        let mut lock = held("a", u32::MAX, 7);
+        let mut lock = held("a", MAX_COUNT, 7);
         let got = acquire(Some(&mut lock), b"a", 500, NOW, &mut tokens, false);
         assert_eq!(got, Err(TransitionError::CountOverflow));
-        assert_eq!(lock, held("a", u32::MAX, 7));
+        assert_eq!(lock, held("a", MAX_COUNT, 7));
     }
 
     #[test]
@@ -430,12 +440,12 @@ mod tests {
 
     #[test]
     fn reenter_refuses_past_the_largest_count() {
-        let mut lock = held("a", u32::MAX, 7);
+        let mut lock = held("a", MAX_COUNT, 7);
         assert_eq!(
             reenter(Some(&mut lock), b"a", Some(99), NOW),
             Err(TransitionError::CountOverflow)
         );
-        assert_eq!(lock, held("a", u32::MAX, 7));
+        assert_eq!(lock, held("a", MAX_COUNT, 7));
     }
 
     #[test]
@@ -476,6 +486,20 @@ mod tests {
     #[test]
     fn a_huge_ttl_saturates_instead_of_wrapping() {
         assert_eq!(expiry(NOW, u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn token_and_count_share_eight_bytes_without_spilling_into_each_other() {
+        let max_token = super::super::tokens::MAX_TOKEN;
+        let lock = held("o", MAX_COUNT, max_token);
+        assert_eq!((lock.count(), lock.token()), (MAX_COUNT, max_token));
+        let mut lock = held("o", 1, max_token);
+        assert_eq!(release(Some(&mut lock), b"o"), Release::Freed);
+        assert_eq!(
+            reenter(Some(&mut lock), b"o", None, NOW).map(|r| r.map(|r| r.count)),
+            Ok(Some(2))
+        );
+        assert_eq!((lock.count(), lock.token()), (2, max_token));
     }
 
     #[test]
