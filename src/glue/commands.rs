@@ -243,7 +243,7 @@ fn write_back_in_place(
     if let (Some(at), true) = (new_expiry, waiters::anyone_waiting()) {
         // SAFETY: name is the live key argument of the running command.
         let bytes = unsafe { super::entry::string_bytes(name) };
-        waiters::schedule_check(ctx, ctx.selected_db(), bytes, at.saturating_add(1));
+        waiters::schedule_check(ctx, ctx.selected_db(), bytes, at);
     }
     Ok(())
 }

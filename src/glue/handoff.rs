@@ -65,7 +65,7 @@ pub fn hand_over(
                 replicate::lock_state(ctx, name, &lock, Some(expires_at));
                 key.store(lock, Some(expires_at));
                 waiter.client.unblock_granted(token);
-                waiters::schedule_check(ctx, db, key_bytes, expires_at.saturating_add(1));
+                waiters::schedule_check(ctx, db, key_bytes, expires_at);
                 return true;
             }
             // No token left below 2^53: nobody can be granted anything; each waiter gets nil.
@@ -111,12 +111,18 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
                 waiter.client.unblock_empty();
             }
         }
-        Ok(Some(_)) => {
-            // Still held (renewed, or reentered): look again when it expires, if ever.
-            if let Some(at) = lock_key.expiry() {
-                waiters::schedule_check(ctx, key.db, &key.name, at.saturating_add(1));
+        Ok(Some(_)) => match lock_key.expiry() {
+            // Its ttl has run out, to the millisecond: Redis would call it expired one
+            // millisecond later; the waiters need not wait for that.
+            Some(at) if now >= at => {
+                lock_key.delete();
+                replicate::deletion(ctx, name.as_ptr());
+                hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now);
             }
-        }
+            // Still held (renewed, or reentered): look again when it expires, if ever.
+            Some(at) => waiters::schedule_check(ctx, key.db, &key.name, at),
+            None => {}
+        },
         Ok(None) => {
             hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now);
         }

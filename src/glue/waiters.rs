@@ -36,8 +36,9 @@ pub struct KeyRef {
 struct KeyQueue {
     key: KeyRef,
     waiters: WaitQueue<Waiter>,
-    /// The one timer that re-examines this key: at the lock's expiry, or at once after the key
-    /// was deleted behind our back. With the time it fires at.
+    /// The one timer that re-examines this key: at the lock's expiry (a timer set for `at`
+    /// fires once the clock reads `at` or later), or at once after the key was deleted behind
+    /// our back. With the time it fires at.
     check: Option<(TimerId, Millis)>,
 }
 
@@ -190,7 +191,7 @@ pub fn join(
         });
     }
     if let Some(at) = lock_expires_at {
-        schedule_check(ctx, db, &name, at.saturating_add(1));
+        schedule_check(ctx, db, &name, at);
     }
 }
 
