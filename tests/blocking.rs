@@ -469,3 +469,24 @@ fn a_handoff_reaches_the_replica_as_what_happened() {
         );
     }
 }
+
+#[test]
+fn waiters_are_let_go_when_the_master_becomes_a_replica() {
+    let master = Server::start();
+    let future_master = Server::start();
+    let mut con = master.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let waiter = Waiter::start(&master, "k", "w", 60000, 0, 0);
+    ok(
+        call!(&mut con, "REPLICAOF", "127.0.0.1", future_master.port()),
+        "replicaof",
+    );
+    let text = error(waiter.reply(), "a waiter on a demoted master");
+    assert!(text.starts_with("UNBLOCKED"), "{text}");
+    master.wait_for_blocked_clients(0);
+    assert_eq!(
+        master.info_field("lock", "lock_waiters").as_deref(),
+        Some("0")
+    );
+    call!(&mut con, "PING").expect("the server is still up");
+}
