@@ -6,7 +6,7 @@ use redis_module::raw;
 use super::blocking::BlockedClient;
 use super::context::{now, Ctx};
 use super::entry::{command_entry, Args};
-use super::handoff::hand_over;
+use super::handoff::{hand_over, Handling};
 use super::keys::LockKey;
 use super::replicate;
 use super::token_counter::{observe, with_tokens};
@@ -117,6 +117,7 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         }
         Release::Freed => {
             ctx.reply_integer(0);
+            let _own_change = Handling::begin();
             if !hand_over_waiting(ctx, &mut key, args) {
                 key.delete();
                 replicate::deletion(ctx, name);
@@ -128,15 +129,11 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
 
 /// Hands a freed lock to the longest waiter of its key, if anyone waits; true if handed.
 fn hand_over_waiting(ctx: Ctx, key: &mut LockKey, args: &Args) -> bool {
-    if !waiters::anyone_waiting() {
+    let (Some(&key_bytes), Some(name)) = (args.bytes().first(), args.key()) else {
         return false;
-    }
-    match (args.bytes().first(), args.key()) {
-        (Some(key_bytes), Some(name)) => {
-            hand_over(ctx, key, name, ctx.selected_db(), key_bytes, now())
-        }
-        _ => false,
-    }
+    };
+    let db = ctx.selected_db();
+    waiters::queued(db, key_bytes) > 0 && hand_over(ctx, key, name, db, key_bytes, now())
 }
 
 /// LOCK.RENEW key owner ttl -> 1 | 0

@@ -29,13 +29,14 @@ thread_local! {
     static HANDLING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Marks our own key changes for the duration of a scope.
-struct Handling {
+/// Marks our own key changes for the duration of a scope: the lock values they unlink schedule
+/// no checks (we hand over ourselves, or nobody waits).
+pub struct Handling {
     was: bool,
 }
 
 impl Handling {
-    fn begin() -> Handling {
+    pub fn begin() -> Handling {
         Handling {
             was: HANDLING.with(|flag| flag.replace(true)),
         }
