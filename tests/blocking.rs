@@ -86,6 +86,12 @@ fn owner_of(con: &mut redis::Connection, key: &str) -> Option<String> {
     lock_info(con, key).map(|info| String::from_utf8_lossy(&info.owner).into_owned())
 }
 
+/// The last release of `owner` frees `key` and nobody takes it: no waiter is left behind.
+fn release_to_nobody(con: &mut redis::Connection, key: &str, owner: &str) {
+    assert_eq!(int(call!(con, "LOCK.RELEASE", key, owner), "release"), 0);
+    assert_eq!(int(call!(con, "EXISTS", key), "nobody took it"), 0);
+}
+
 fn waiters_of(con: &mut redis::Connection, key: &str) -> i64 {
     lock_info(con, key).map_or(0, |info| info.waiters)
 }
@@ -202,11 +208,7 @@ fn a_wait_that_times_out_gets_nil_and_leaves_no_trace() {
         (info.owner.as_slice(), info.count, info.token, info.waiters),
         (&b"holder"[..], 1, token, 0)
     );
-    assert_eq!(
-        int(call!(&mut con, "LOCK.RELEASE", "k", "holder"), "release"),
-        0
-    );
-    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "nobody took it"), 0);
+    release_to_nobody(&mut con, "k", "holder");
 }
 
 #[test]
@@ -343,11 +345,7 @@ fn a_waiter_whose_connection_closes_leaves_the_queue() {
     drop(socket);
     server.wait_for_blocked_clients(0);
     assert_eq!(waiters_of(&mut con, "k"), 0);
-    assert_eq!(
-        int(call!(&mut con, "LOCK.RELEASE", "k", "holder"), "release"),
-        0
-    );
-    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "nobody took it"), 0);
+    release_to_nobody(&mut con, "k", "holder");
 }
 
 #[test]
@@ -376,11 +374,7 @@ fn client_unblock_takes_a_waiter_out_with_nil_or_an_error() {
     assert!(text.starts_with("UNBLOCKED"), "{text}");
     server.wait_for_blocked_clients(0);
     assert_eq!(waiters_of(&mut con, "k"), 0);
-    assert_eq!(
-        int(call!(&mut con, "LOCK.RELEASE", "k", "holder"), "release"),
-        0
-    );
-    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "nobody took it"), 0);
+    release_to_nobody(&mut con, "k", "holder");
 }
 
 #[test]
@@ -439,11 +433,7 @@ fn a_handoff_reaches_the_replica_as_what_happened() {
     let master = Server::start();
     let replica = Server::start();
     let mut to_replica = replica.conn();
-    ok(
-        call!(&mut to_replica, "REPLICAOF", "127.0.0.1", master.port()),
-        "replicaof",
-    );
-    replica.wait_for_info("replication", "master_link_status", "up");
+    replica.replicate_from(&master);
     let mut con = master.conn();
     call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
     call!(&mut con, "LOCK.ACQUIRE", "e", "holder", 100).expect("short-lived");

@@ -421,11 +421,7 @@ fn a_replica_ends_in_the_masters_state() {
 
     // Before the link: carried by the full sync.
     let before_link = populate(&mut m, "p:");
-    ok(
-        call!(&mut r, "REPLICAOF", "127.0.0.1", master.port()),
-        "REPLICAOF",
-    );
-    replica.wait_for_info("replication", "master_link_status", "up");
+    replica.replicate_from(&master);
 
     // After the link: carried by the replication stream.
     let streamed = populate(&mut m, "q:");
@@ -520,11 +516,7 @@ fn a_lock_apply_is_refused_from_a_replicas_normal_client() {
     let master = Server::start();
     let replica = Server::start();
     let mut r = replica.conn();
-    ok(
-        call!(&mut r, "REPLICAOF", "127.0.0.1", master.port()),
-        "REPLICAOF",
-    );
-    replica.wait_for_info("replication", "master_link_status", "up");
+    replica.replicate_from(&master);
     let refused = error(
         call!(&mut r, "LOCK.APPLY", "k", "me", 1, "4102444800000", 5, 5),
         "LOCK.APPLY on the replica",

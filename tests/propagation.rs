@@ -32,12 +32,7 @@ fn a_replica_attaching_to_an_idle_master_gets_every_later_change() {
     );
 
     let replica = Server::start();
-    let mut to_replica = replica.conn();
-    ok(
-        call!(&mut to_replica, "REPLICAOF", "127.0.0.1", master.port()),
-        "replicaof",
-    );
-    replica.wait_for_info("replication", "master_link_status", "up");
+    replica.replicate_from(&master);
     assert!(!replication_idle(&master), "a replica is attached");
 
     let after = int(

@@ -11,7 +11,7 @@ use redis_module::raw::{
 use super::api::rm;
 use super::context::log;
 use super::entry::run_callback;
-use super::replicate::{APPLY_COMMAND, APPLY_FORMAT};
+use super::replicate::{ApplyArgs, APPLY_COMMAND, APPLY_FORMAT};
 use super::token_counter::{last_token, observe};
 use super::value::{free_value, into_value, lock_mut};
 use crate::core::encoding::{decode, encode, ENCODING_VERSION};
@@ -108,20 +108,22 @@ unsafe extern "C" fn aof_rewrite(
         let Some(lock) = (unsafe { lock_mut(value) }) else {
             return;
         };
-        // The expiry is 0 (none): the server writes the key's PEXPIREAT right after.
-        // SAFETY: the format matches the arguments one for one (see replicate::APPLY_FORMAT).
+        // No expiry in the command: the server writes the key's PEXPIREAT right after it.
+        let a = ApplyArgs::of(lock, None);
+        let (command, format) = (APPLY_COMMAND.as_ptr(), APPLY_FORMAT.as_ptr());
+        // SAFETY: the format matches the arguments one for one; the owner lives through the call.
         unsafe {
             rm!(RedisModule_EmitAOF)(
                 aof,
-                APPLY_COMMAND.as_ptr(),
-                APPLY_FORMAT.as_ptr(),
+                command,
+                format,
                 key,
-                lock.owner().as_ptr().cast::<c_char>(),
-                lock.owner().len(),
-                i64::from(lock.count()),
-                0i64,
-                lock.token() as i64,
-                last_token() as i64,
+                a.owner,
+                a.owner_len,
+                a.count,
+                a.expires_at,
+                a.token,
+                a.counter,
             )
         };
     })

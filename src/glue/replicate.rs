@@ -21,24 +21,51 @@ pub const APPLY_COMMAND: &CStr = c"LOCK.APPLY";
 /// expires_at, token, counter.
 pub const APPLY_FORMAT: &CStr = c"sbllll";
 
+/// The arguments of `LOCK.APPLY` after the key, in `APPLY_FORMAT` order; they borrow the
+/// owner from `lock`.
+pub struct ApplyArgs {
+    pub owner: *const c_char,
+    pub owner_len: usize,
+    pub count: i64,
+    /// Unix ms; 0: no expiry.
+    pub expires_at: i64,
+    pub token: i64,
+    pub counter: i64,
+}
+
+impl ApplyArgs {
+    pub fn of(lock: &Lock, expires_at: Option<Millis>) -> ApplyArgs {
+        ApplyArgs {
+            owner: lock.owner().as_ptr().cast::<c_char>(),
+            owner_len: lock.owner().len(),
+            count: i64::from(lock.count()),
+            expires_at: expires_at.unwrap_or(0),
+            token: lock.token() as i64,
+            counter: last_token() as i64,
+        }
+    }
+}
+
 /// Propagates `lock`, expiring at `expires_at` (`None`: never), as the state of `key`.
 pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock, expires_at: Option<Millis>) {
     if !propagation::needed() {
         return;
     }
-    // SAFETY: the format matches the arguments one for one; the buffers live through the call.
+    let a = ApplyArgs::of(lock, expires_at);
+    let (command, format) = (APPLY_COMMAND.as_ptr(), APPLY_FORMAT.as_ptr());
+    // SAFETY: the format matches the arguments one for one; the owner lives through the call.
     unsafe {
         rm!(RedisModule_Replicate)(
             ctx.0,
-            APPLY_COMMAND.as_ptr(),
-            APPLY_FORMAT.as_ptr(),
+            command,
+            format,
             key,
-            lock.owner().as_ptr().cast::<c_char>(),
-            lock.owner().len(),
-            i64::from(lock.count()),
-            expires_at.unwrap_or(0),
-            lock.token() as i64,
-            last_token() as i64,
+            a.owner,
+            a.owner_len,
+            a.count,
+            a.expires_at,
+            a.token,
+            a.counter,
         )
     };
 }

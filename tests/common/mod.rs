@@ -194,6 +194,20 @@ impl Server {
         }
     }
 
+    /// Makes this server a replica of `master` and waits until the link is up (the full sync
+    /// done).
+    pub fn replicate_from(&self, master: &Server) {
+        let mut con = self.conn();
+        ok(
+            run(
+                &mut con,
+                redis::cmd("REPLICAOF").arg("127.0.0.1").arg(master.port()),
+            ),
+            "REPLICAOF",
+        );
+        self.wait_for_info("replication", "master_link_status", "up");
+    }
+
     /// Waits until exactly `n` clients are blocked (e.g. in `LOCK.ACQUIRE ... WAIT`).
     pub fn wait_for_blocked_clients(&self, n: usize) {
         self.wait_for_info("clients", "blocked_clients", &n.to_string());
