@@ -67,6 +67,9 @@ fn the_checksum_helper_matches_redis() {
     );
 }
 
+/// Changes a payload in place, given where the packed lock starts.
+type Corruption = fn(&mut Vec<u8>, usize);
+
 #[test]
 fn corrupt_lock_payloads_are_refused_and_the_server_stays_up() {
     let server = Server::start();
@@ -74,7 +77,7 @@ fn corrupt_lock_payloads_are_refused_and_the_server_stays_up() {
     call!(&mut con, "LOCK.ACQUIRE", "k", "owner-1", 60000).expect("acquire");
     let good = dump(&mut con, "k");
     let at = lock_offset(&good, b"owner-1");
-    let corruptions: [(&str, fn(&mut Vec<u8>, usize)); 4] = [
+    let corruptions: [(&str, Corruption); 4] = [
         ("owner length longer than the bytes", |p, at| p[at] = 200),
         ("owner length shorter than the bytes", |p, at| p[at] = 3),
         ("hold count 0", |p, at| {
