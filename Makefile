@@ -31,7 +31,8 @@ run: build
 	fi
 	redis-server ./redis.conf --port $(PORT)
 
-test: build unit integration
+# Style checks first (fmt, clippy -D warnings), then the unit and the integration tests.
+test: build lint unit integration
 
 unit:
 	$(CARGO) test --release --lib
