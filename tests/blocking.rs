@@ -480,3 +480,45 @@ fn waiters_are_let_go_when_the_master_becomes_a_replica() {
     );
     call!(&mut con, "PING").expect("the server is still up");
 }
+
+#[test]
+fn a_lock_handed_to_a_client_gone_before_its_reply_is_taken_back() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let holder_token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000),
+        "holder",
+    );
+    let gone = Waiter::start(&server, "k", "gone", 60000, 0, 0);
+    let next = Waiter::start(&server, "k", "next", 60000, 0, 1);
+    // In one EXEC: the release hands the lock to `gone`, whose reply would go out only after
+    // the EXEC, and `gone` is killed before that.
+    ok(call!(&mut con, "MULTI"), "multi");
+    call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("queued");
+    call!(&mut con, "CLIENT", "KILL", "ID", gone.client_id).expect("queued");
+    let exec = call!(&mut con, "EXEC").expect("exec");
+    assert_eq!(exec, Value::Array(vec![Value::Int(0), Value::Int(1)]));
+    let next_token = next.token("the next waiter");
+    assert!(
+        next_token > holder_token + 1,
+        "gone's token was used and taken back"
+    );
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("next"));
+    assert!(gone.reply().is_err(), "the killed client got no lock");
+}
+
+#[test]
+fn a_lock_handed_to_a_client_gone_before_its_reply_is_freed_when_nobody_else_waits() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let gone = Waiter::start(&server, "k", "gone", 60000, 0, 0);
+    ok(call!(&mut con, "MULTI"), "multi");
+    call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("queued");
+    call!(&mut con, "CLIENT", "KILL", "ID", gone.client_id).expect("queued");
+    call!(&mut con, "EXEC").expect("exec");
+    wait_until("the abandoned lock to be freed", || {
+        int(call!(&mut con, "EXISTS", "k"), "exists") == 0
+    });
+    assert!(gone.reply().is_err());
+}

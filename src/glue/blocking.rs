@@ -13,15 +13,18 @@ use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleStr
 use super::api::rm;
 use super::context::{Ctx, OK};
 use super::entry::run_callback;
-use super::waiters;
+use super::handoff;
+use super::waiters::{self, KeyRef};
 
 pub struct BlockedClient {
     handle: NonNull<RedisModuleBlockedClient>,
 }
 
-/// What a blocked client is told when it wakes: the fencing token it was handed.
+/// What a blocked client is told when it wakes: the fencing token it was handed, and which
+/// lock it is (to take it back if the client is gone before the reply reaches it).
 struct Grant {
     token: u64,
+    key: KeyRef,
 }
 
 impl BlockedClient {
@@ -44,9 +47,9 @@ impl BlockedClient {
         self.handle.as_ptr() as usize
     }
 
-    /// Wakes the client with `token` as its reply.
-    pub fn unblock_granted(self, token: u64) {
-        let grant = Box::into_raw(Box::new(Grant { token })).cast::<c_void>();
+    /// Wakes the client with `token`, its lock at `key`, as its reply.
+    pub fn unblock_granted(self, token: u64, key: KeyRef) {
+        let grant = Box::into_raw(Box::new(Grant { token, key })).cast::<c_void>();
         self.release(grant);
     }
 
@@ -100,11 +103,21 @@ unsafe extern "C" fn timeout(
 }
 
 /// Socket closed, CLIENT KILL, CLIENT UNBLOCK ERROR, role change: a queued waiter leaves for
-/// good. A client already handed the lock is no longer queued and is left alone: its handle
-/// was released when it was unblocked.
+/// good. A client handed the lock a moment ago, whose reply has not gone out yet, is gone
+/// before it could learn it holds the lock: the lock is taken back (its handle was released
+/// when it was unblocked; it must not be released again).
 unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisModuleBlockedClient) {
     run_callback("a blocked client's disconnect", (), || {
-        forget_waiter(Ctx(ctx), handle);
+        let ctx = Ctx(ctx);
+        if let Some(client) = waiters::leave(ctx, handle as usize) {
+            client.unblock_empty();
+            return;
+        }
+        // SAFETY: in a disconnect callback the private data is what we unblocked it with.
+        let grant = unsafe { rm!(RedisModule_GetBlockedClientPrivateData)(ctx.0) }.cast::<Grant>();
+        if let Some(grant) = unsafe { grant.as_ref() } {
+            handoff::take_back_later(ctx, grant.key.clone(), grant.token);
+        }
     })
 }
 

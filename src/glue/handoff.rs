@@ -4,7 +4,8 @@
 //! propagated in the same step, before the waiter is woken, so no other client can take the
 //! lock in between.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
@@ -27,6 +28,9 @@ const PAUSED_RETRY_MS: i64 = 10;
 thread_local! {
     /// Set while we change lock keys ourselves, so our own deletions do not schedule checks.
     static HANDLING: Cell<bool> = const { Cell::new(false) };
+    /// Locks handed to clients that were gone before their reply went out, by timer id.
+    static TO_TAKE_BACK: RefCell<HashMap<u64, (KeyRef, u64)>> = RefCell::new(HashMap::new());
+    static LAST_TAKE_BACK: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Marks our own key changes for the duration of a scope: the lock values they unlink schedule
@@ -65,7 +69,11 @@ pub fn hand_over(
                 let token = lock.token();
                 replicate::lock_state(ctx, name, &lock, Some(expires_at));
                 key.store(lock, Some(expires_at));
-                waiter.client.unblock_granted(token);
+                let key_ref = KeyRef {
+                    db,
+                    name: key_bytes.into(),
+                };
+                waiter.client.unblock_granted(token, key_ref);
                 waiters::schedule_check(ctx, db, key_bytes, expires_at);
                 return true;
             }
@@ -138,4 +146,52 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
         return;
     }
     waiters::schedule_check(ctx, db, name, now());
+}
+
+/// The lock `token` at `key` was handed to a client that disconnected before its reply: take
+/// it back (soon, from a timer: the disconnect happens inside the server's client teardown).
+pub fn take_back_later(ctx: Ctx, key: KeyRef, token: u64) {
+    let id = LAST_TAKE_BACK.with(|last| {
+        last.set(last.get() + 1);
+        last.get()
+    });
+    TO_TAKE_BACK.with(|pending| pending.borrow_mut().insert(id, (key, token)));
+    timers::start(ctx, 0, take_back_fired, id);
+}
+
+unsafe extern "C" fn take_back_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
+    run_callback("taking back a lock", (), || {
+        let ctx = Ctx(ctx);
+        let id = timers::id_of(data);
+        // SAFETY: a plain call without arguments.
+        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
+            timers::start(ctx, PAUSED_RETRY_MS, take_back_fired, id);
+            return;
+        }
+        let Some((key, token)) = TO_TAKE_BACK.with(|pending| pending.borrow_mut().remove(&id))
+        else {
+            return;
+        };
+        if ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+            take_back(ctx, &key, token);
+        }
+    })
+}
+
+/// Frees the lock at `key` if it is still the one handed out with `token`, untouched (held
+/// once): to the next waiter, or deleted.
+fn take_back(ctx: Ctx, key: &KeyRef, token: u64) {
+    let _handling = Handling::begin();
+    ctx.select_db(key.db);
+    let name = OwnedString::new(ctx, &key.name);
+    let mut lock_key = LockKey::open_writable(ctx, name.as_ptr());
+    let untouched =
+        matches!(lock_key.lock(), Ok(Some(lock)) if lock.token() == token && lock.count() == 1);
+    if !untouched {
+        return;
+    }
+    if !hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now()) {
+        lock_key.delete();
+        replicate::deletion(ctx, name.as_ptr());
+    }
 }
