@@ -522,3 +522,17 @@ fn a_lock_handed_to_a_client_gone_before_its_reply_is_freed_when_nobody_else_wai
     });
     assert!(gone.reply().is_err());
 }
+
+#[test]
+fn after_swapdb_waiters_get_the_lock_now_free_in_their_database() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder in db 0");
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    // Database 1 has no lock at k: after the swap, database 0's k is free.
+    ok(call!(&mut con, "SWAPDB", 0, 1), "swapdb");
+    waiter.token("the waiter, in database 0");
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"));
+    ok(call!(&mut con, "SELECT", 1), "select");
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("holder"));
+}

@@ -34,19 +34,48 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *
     })
 }
 
-/// Subscribes to FLUSHDB/FLUSHALL; false if the server refused.
+type EventCallback = unsafe extern "C" fn(*mut RedisModuleCtx, RedisModuleEvent, u64, *mut c_void);
+
+/// Subscribes to FLUSHDB/FLUSHALL, SWAPDB and forks; false if the server refused.
 pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
-    let flush = RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_FLUSHDB,
-        dataver: 1,
-    };
-    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
-    let subscribed = unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, flush, Some(flushed)) };
-    if subscribed != raw::REDISMODULE_OK as c_int {
-        log(ctx, c"warning", "rlock: cannot subscribe to FLUSHDB events");
-        return false;
+    let events: [(u64, EventCallback); 3] = [
+        (raw::REDISMODULE_EVENT_FLUSHDB, flushed),
+        (raw::REDISMODULE_EVENT_SWAPDB, swapped),
+        (raw::REDISMODULE_EVENT_FORK_CHILD, forked),
+    ];
+    for (id, callback) in events {
+        let event = RedisModuleEvent { id, dataver: 1 };
+        // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
+        let subscribed =
+            unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, event, Some(callback)) };
+        if subscribed != raw::REDISMODULE_OK as c_int {
+            log(
+                ctx,
+                c"warning",
+                &format!("rlock: cannot subscribe to server event {id}"),
+            );
+            return false;
+        }
     }
     true
+}
+
+/// SWAPDB: waiters stay with their database number (as Redis' own blocked clients do), whose
+/// keys now hold other values; each key waited for in both is examined again at once.
+unsafe extern "C" fn swapped(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    _sub: u64,
+    data: *mut c_void,
+) {
+    run_callback("swapdb", (), || {
+        // SAFETY: for SWAPDB events the server passes a RedisModuleSwapDbInfo.
+        let Some(info) = (unsafe { data.cast::<raw::RedisModuleSwapDbInfo>().as_ref() }) else {
+            return;
+        };
+        waiters::schedule_all_checks(Ctx(ctx), info.dbnum_first);
+        waiters::schedule_all_checks(Ctx(ctx), info.dbnum_second);
+    })
 }
 
 /// After a flush, every key waited for in the flushed database(s) is re-examined (from a
@@ -67,17 +96,6 @@ unsafe extern "C" fn flushed(
         };
         waiters::schedule_all_checks(Ctx(ctx), info.dbnum);
     })
-}
-
-/// Subscribes to fork births; false if the server refused.
-pub fn subscribe_forks(ctx: *mut RedisModuleCtx) -> bool {
-    let fork = RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_FORK_CHILD,
-        dataver: 1,
-    };
-    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
-    let subscribed = unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, fork, Some(forked)) };
-    subscribed == raw::REDISMODULE_OK as c_int
 }
 
 /// A child was forked: if it rewrites the AOF (this runs in the parent, after the new
