@@ -536,3 +536,18 @@ fn after_swapdb_waiters_get_the_lock_now_free_in_their_database() {
     ok(call!(&mut con, "SELECT", 1), "select");
     assert_eq!(owner_of(&mut con, "k").as_deref(), Some("holder"));
 }
+
+#[test]
+fn an_admin_pexpire_on_a_lock_hands_it_over_at_the_new_expiry() {
+    let server = Server::start_with(&["--enable-debug-command", "yes"]);
+    let mut con = server.conn();
+    // Only rlock's own timer may notice the expiry: no active expiry, nobody touches the key.
+    ok(
+        call!(&mut con, "DEBUG", "SET-ACTIVE-EXPIRE", 0),
+        "no active expiry",
+    );
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 600000).expect("holder");
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    assert_eq!(int(call!(&mut con, "PEXPIRE", "k", 50), "pexpire"), 1);
+    waiter.token("after the admin's shorter expiry");
+}

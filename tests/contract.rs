@@ -1496,3 +1496,48 @@ fn the_repos_redis_conf_starts_a_server_with_the_module() {
     };
     assert_eq!(policy, "noeviction");
 }
+
+#[test]
+fn long_calls_are_refused_for_what_is_wrong_with_them() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let unknown = error(
+        call!(
+            &mut con,
+            "LOCK.ACQUIRE",
+            "k",
+            "o",
+            100,
+            "NX",
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+            "f"
+        ),
+        "many arguments",
+    );
+    assert_eq!(unknown, "ERR unknown option 'NX' in 'lock.acquire' command");
+    let twice = error(
+        call!(
+            &mut con,
+            "LOCK.ACQUIRE",
+            "k",
+            "o",
+            100,
+            "WAIT",
+            1,
+            "WAIT",
+            2,
+            "WAIT",
+            3
+        ),
+        "WAIT many times",
+    );
+    assert_eq!(
+        twice,
+        "ERR option 'WAIT' given twice in 'lock.acquire' command"
+    );
+    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "nothing taken"), 0);
+}

@@ -91,3 +91,50 @@ fn switching_the_aof_on_at_runtime_records_later_changes() {
             })
     });
 }
+
+#[test]
+fn lock_changes_count_toward_rdb_save_points() {
+    let server = Server::start_with(&["--save", "3600 1"]);
+    let mut con = server.conn();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!replication_idle(&server), "save points listen");
+    call!(&mut con, "LOCK.ACQUIRE", "k", "a", 600000).expect("acquire");
+    let changes = server.info_field("persistence", "rdb_changes_since_last_save");
+    assert_ne!(
+        changes.as_deref(),
+        Some("0"),
+        "a new lock is a change to save"
+    );
+}
+
+#[test]
+fn a_promoted_replica_hands_out_tokens_above_any_its_old_master_could_have() {
+    let master = Server::start();
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut to_master = master.conn();
+    let mut to_replica = replica.conn();
+    int(
+        call!(&mut to_master, "LOCK.ACQUIRE", "a", "o", 600000),
+        "acquire",
+    );
+    assert_eq!(int(call!(&mut to_master, "WAIT", 1, 10000), "acked"), 1);
+    ok(call!(&mut to_replica, "REPLICAOF", "NO", "ONE"), "promote");
+    // The old master goes on handing out tokens the promoted replica never hears of.
+    let mut old_master_max = 0;
+    for key in ["b", "c", "d"] {
+        old_master_max = int(
+            call!(&mut to_master, "LOCK.ACQUIRE", key, "o", 600000),
+            "old master",
+        );
+    }
+    let promoted = int(
+        call!(&mut to_replica, "LOCK.ACQUIRE", "e", "o", 600000),
+        "promoted",
+    );
+    assert!(
+        promoted > old_master_max,
+        "{promoted} after {old_master_max}"
+    );
+    assert!(promoted < 1 << 53);
+}

@@ -111,6 +111,48 @@ pub fn missing_required() -> Vec<&'static str> {
             ("CreateString", { raw::RedisModule_CreateString }.is_some()),
             ("FreeString", { raw::RedisModule_FreeString }.is_some()),
             ("Log", { raw::RedisModule_Log }.is_some()),
+            ("GetClientId", { raw::RedisModule_GetClientId }.is_some()),
+            (
+                "SubscribeToKeyspaceEvents",
+                { raw::RedisModule_SubscribeToKeyspaceEvents }.is_some(),
+            ),
+            (
+                "InfoAddFieldLongLong",
+                { raw::RedisModule_InfoAddFieldLongLong }.is_some(),
+            ),
+            (
+                "InfoAddSection",
+                { raw::RedisModule_InfoAddSection }.is_some(),
+            ),
+            (
+                "FreeServerInfo",
+                { raw::RedisModule_FreeServerInfo }.is_some(),
+            ),
+            (
+                "ServerInfoGetFieldUnsigned",
+                { raw::RedisModule_ServerInfoGetFieldUnsigned }.is_some(),
+            ),
+            (
+                "ServerInfoGetFieldC",
+                { raw::RedisModule_ServerInfoGetFieldC }.is_some(),
+            ),
+            (
+                "GetServerInfo",
+                { raw::RedisModule_GetServerInfo }.is_some(),
+            ),
+            (
+                "CommandFilterArgGet",
+                { raw::RedisModule_CommandFilterArgGet }.is_some(),
+            ),
+            (
+                "RegisterCommandFilter",
+                { raw::RedisModule_RegisterCommandFilter }.is_some(),
+            ),
+            (
+                "RegisterInfoFunc",
+                { raw::RedisModule_RegisterInfoFunc }.is_some(),
+            ),
+            ("GetAbsExpire", { raw::RedisModule_GetAbsExpire }.is_some()),
             ("BlockClient", { raw::RedisModule_BlockClient }.is_some()),
             (
                 "UnblockClient",

@@ -11,39 +11,57 @@ use super::api::rm;
 use super::context::{Ctx, OK};
 use crate::core::error::{Command, LockError};
 
-/// The most arguments after the command name that any command takes (LOCK.APPLY's six, with
-/// room for one more); more is an arity error, decided without reading them.
-const MAX_ARGS: usize = 8;
+/// Arguments after the command name read without allocating (LOCK.APPLY takes six); a longer
+/// call, always a refusal, spills into a Vec so the parser can say what is wrong with it.
+const INLINE_ARGS: usize = 8;
 
 /// A command's arguments after its name: the key as the server's string, all as bytes.
 pub struct Args<'a> {
     strings: &'a [*mut RedisModuleString],
-    bytes: [&'a [u8]; MAX_ARGS],
+    inline: [&'a [u8]; INLINE_ARGS],
+    spilled: Vec<&'a [u8]>,
 }
 
 impl<'a> Args<'a> {
-    /// `None` when there are more than `MAX_ARGS` arguments.
+    /// `None` without even a command name.
     ///
     /// # Safety
     /// `argv` must point to `argc` live strings for the lifetime `'a`.
     unsafe fn read(argv: *mut *mut RedisModuleString, argc: c_int) -> Option<Args<'a>> {
         let argc = usize::try_from(argc).unwrap_or(0);
-        if argv.is_null() || argc == 0 || argc - 1 > MAX_ARGS {
+        if argv.is_null() || argc == 0 {
             return None;
         }
         // SAFETY: the caller promises argv holds argc strings.
         let all = unsafe { std::slice::from_raw_parts(argv, argc) };
         let strings = &all[1..];
-        let mut bytes: [&[u8]; MAX_ARGS] = [&[]; MAX_ARGS];
-        for (slot, &string) in bytes.iter_mut().zip(strings) {
-            *slot = unsafe { string_bytes(string) };
+        // SAFETY (both reads): each string is live for 'a, as the caller promises.
+        let mut inline: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
+        let mut spilled = Vec::new();
+        if strings.len() <= INLINE_ARGS {
+            for (slot, &string) in inline.iter_mut().zip(strings) {
+                *slot = unsafe { string_bytes(string) };
+            }
+        } else {
+            spilled = strings
+                .iter()
+                .map(|&string| unsafe { string_bytes(string) })
+                .collect();
         }
-        Some(Args { strings, bytes })
+        Some(Args {
+            strings,
+            inline,
+            spilled,
+        })
     }
 
     /// The arguments after the command name, the key first.
     pub fn bytes(&self) -> &[&'a [u8]] {
-        &self.bytes[..self.strings.len()]
+        if self.strings.len() <= INLINE_ARGS {
+            &self.inline[..self.strings.len()]
+        } else {
+            &self.spilled
+        }
     }
 
     /// The key as the server's own string (argument 1), for opening and replicating.

@@ -14,16 +14,12 @@ use super::api::rm;
 use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::keys::{LockKey, OwnedString};
-use super::replicate;
+use super::replicate::{self, PAUSED_RETRY_MS};
 use super::timers;
 use super::token_counter::with_tokens;
 use super::waiters::{self, KeyRef};
 use crate::core::lock;
 use crate::core::Millis;
-
-/// How long to wait before retrying a handoff while the server must not replicate
-/// (CLIENT PAUSE, FAILOVER): replicating then would abort the server.
-const PAUSED_RETRY_MS: i64 = 10;
 
 thread_local! {
     /// Set while we change lock keys ourselves, so our own deletions do not schedule checks.
@@ -145,6 +141,13 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
     if HANDLING.with(Cell::get) || !waiters::anyone_waiting() {
         return;
     }
+    waiters::schedule_check(ctx, db, name, now());
+}
+
+/// Something else changed the expiry of `key` (EXPIRE on it): if anyone waits for it, look
+/// at it again at once; the check re-arms at the new expiry. Deferred to a timer, as writes
+/// from a keyspace notification replicate out of order on Redis 7.0.
+pub fn expiry_changed(ctx: Ctx, db: i32, name: &[u8]) {
     waiters::schedule_check(ctx, db, name, now());
 }
 

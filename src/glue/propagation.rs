@@ -17,7 +17,10 @@ use redis_module::raw::{self, RedisModuleCommandFilterCtx, RedisModuleCtx, Redis
 use super::api::rm;
 use super::context::{detached, log, Ctx};
 use super::entry::{run_callback, string_bytes};
+use super::replicate;
 use super::timers;
+use super::token_counter::with_tokens;
+use crate::core::tokens::TokenCounter;
 
 /// How often to ask INFO whether replicas or a backlog are gone.
 const CHECK_EVERY_MS: i64 = 1000;
@@ -27,24 +30,27 @@ thread_local! {
     /// that could have changed that.
     static REPLICAS_POSSIBLE: Cell<bool> = const { Cell::new(true) };
     static CHECK_ARMED: Cell<bool> = const { Cell::new(false) };
-    /// The AOF is on (or being switched on). Read at load and after every CONFIG SET: asking
-    /// the server for its context flags on every command costs more than the rest of a
-    /// release.
-    static AOF_ON: Cell<bool> = const { Cell::new(true) };
+    /// The AOF is on (or being switched on), or RDB save points are set (RM_Replicate is what
+    /// counts a module's change toward them). Read at load, after every CONFIG SET and before
+    /// an AOF rewrite: asking the server for its context flags on every command costs more
+    /// than the rest of a release.
+    static PERSISTED: Cell<bool> = const { Cell::new(true) };
 }
 
 /// Whether a change must be propagated now.
 pub fn needed() -> bool {
-    AOF_ON.with(Cell::get) || REPLICAS_POSSIBLE.with(Cell::get)
+    PERSISTED.with(Cell::get) || REPLICAS_POSSIBLE.with(Cell::get)
 }
 
-fn read_aof_state(ctx: Ctx) {
-    AOF_ON.with(|on| on.set(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_AOF)));
+/// Reads whether the AOF or RDB save points persist changes.
+pub fn read_persistence_state(ctx: Ctx) {
+    let persisting = raw::REDISMODULE_CTX_FLAGS_AOF | raw::REDISMODULE_CTX_FLAGS_RDB;
+    PERSISTED.with(|on| on.set(ctx.has_flag(persisting)));
 }
 
-/// Whether replication is being skipped because nothing listens (for INFO).
+/// Whether propagation is being skipped because nothing listens (for INFO).
 pub fn idle() -> bool {
-    !REPLICAS_POSSIBLE.with(Cell::get)
+    !needed()
 }
 
 /// Something may have created a replica or a backlog: propagate until INFO says otherwise.
@@ -59,7 +65,7 @@ unsafe extern "C" fn check_fired(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
     run_callback("the replication check", (), || {
         let ctx = Ctx(ctx);
         CHECK_ARMED.with(|armed| armed.set(false));
-        read_aof_state(ctx);
+        read_persistence_state(ctx);
         if nothing_listens(ctx) {
             REPLICAS_POSSIBLE.with(|flag| flag.set(false));
         } else {
@@ -119,7 +125,7 @@ pub fn watch(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
         );
         return false;
     }
-    read_aof_state(Ctx(ctx));
+    read_persistence_state(Ctx(ctx));
     replicas_possible(Ctx(ctx));
     true
 }
@@ -131,7 +137,7 @@ unsafe extern "C" fn config_changed(
     _sub: u64,
     _data: *mut c_void,
 ) {
-    run_callback("a config change", (), || read_aof_state(Ctx(ctx)));
+    run_callback("a config change", (), || read_persistence_state(Ctx(ctx)));
 }
 
 /// Runs before every command: cheap unless the command is SYNC or PSYNC.
@@ -154,11 +160,21 @@ unsafe extern "C" fn filter_sync(fctx: *mut RedisModuleCommandFilterCtx) {
     })
 }
 
+/// A role change. A replica promoted to master may have missed the last tokens its old master
+/// handed out (replication is asynchronous): it starts a new token epoch, above all of them,
+/// and tells its own replicas and AOF.
 unsafe extern "C" fn role_changed(
     ctx: *mut RedisModuleCtx,
     _event: RedisModuleEvent,
-    _sub: u64,
+    sub: u64,
     _data: *mut c_void,
 ) {
-    run_callback("a role change", (), || replicas_possible(Ctx(ctx)));
+    run_callback("a role change", (), || {
+        let ctx = Ctx(ctx);
+        replicas_possible(ctx);
+        if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {
+            with_tokens(TokenCounter::start_new_epoch);
+            replicate::token_counter_soon(ctx);
+        }
+    })
 }

@@ -6,14 +6,21 @@
 
 use std::ffi::{c_char, CStr};
 
-use redis_module::raw::RedisModuleString;
+use std::ffi::c_void;
+
+use redis_module::raw::{RedisModuleCtx, RedisModuleString};
 
 use super::api::rm;
 use super::context::Ctx;
+use super::entry::run_callback;
 use super::propagation;
+use super::timers;
 use super::token_counter::last_token;
 use crate::core::lock::Lock;
 use crate::core::Millis;
+
+/// How long to wait before retrying while clients are paused.
+pub const PAUSED_RETRY_MS: i64 = 10;
 
 /// The internal command that replays a lock state.
 pub const APPLY_COMMAND: &CStr = c"LOCK.APPLY";
@@ -86,11 +93,9 @@ pub fn verbatim(ctx: Ctx) {
     unsafe { rm!(RedisModule_ReplicateVerbatim)(ctx.0) };
 }
 
-/// Propagates the token counter (`LOCK.TOKENS counter`).
-pub fn token_counter(ctx: Ctx) {
-    if !propagation::needed() {
-        return;
-    }
+/// Propagates the token counter (`LOCK.TOKENS counter`) now; the caller checked that clients
+/// are not paused.
+pub fn emit_token_counter(ctx: Ctx) {
     // SAFETY: one long long argument for the "l" format.
     unsafe {
         rm!(RedisModule_Replicate)(
@@ -100,4 +105,23 @@ pub fn token_counter(ctx: Ctx) {
             last_token() as i64,
         )
     };
+}
+
+/// Propagates the token counter from a timer, once clients are not paused (replicating
+/// during CLIENT PAUSE or FAILOVER would abort the server). Always, whether or not anyone
+/// seems to listen: this runs only on forks and promotions.
+pub fn token_counter_soon(ctx: Ctx) {
+    timers::start(ctx, 0, token_counter_fired, 0);
+}
+
+unsafe extern "C" fn token_counter_fired(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
+    run_callback("propagating the token counter", (), || {
+        let ctx = Ctx(ctx);
+        // SAFETY: a plain call without arguments.
+        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
+            timers::start(ctx, PAUSED_RETRY_MS, token_counter_fired, 0);
+            return;
+        }
+        emit_token_counter(ctx);
+    })
 }
