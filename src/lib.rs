@@ -45,6 +45,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         && glue::events::subscribe(ctx.ctx)
         && glue::events::subscribe_keyspace(ctx.ctx)
         && glue::propagation::watch(ctx.ctx)
+        && glue::command_filter::register(ctx.ctx)
     {
         Status::Ok
     } else {

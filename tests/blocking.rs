@@ -551,3 +551,33 @@ fn an_admin_pexpire_on_a_lock_hands_it_over_at_the_new_expiry() {
     assert_eq!(int(call!(&mut con, "PEXPIRE", "k", 50), "pexpire"), 1);
     waiter.token("after the admin's shorter expiry");
 }
+
+#[test]
+fn migrate_moves_a_held_lock_away_and_its_waiters_get_nil_not_a_second_lock() {
+    let source = Server::start();
+    let target = Server::start();
+    let mut con = source.conn();
+    let token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000),
+        "holder",
+    );
+    let waiter = Waiter::start(&source, "k", "w", 60000, 0, 0);
+    let port = target.port();
+    ok(
+        call!(&mut con, "MIGRATE", "127.0.0.1", port, "k", 0, 5000),
+        "migrate",
+    );
+    nil(
+        waiter.reply(),
+        "a waiter of a lock that moved to another node",
+    );
+    assert_eq!(
+        int(call!(&mut con, "EXISTS", "k"), "nothing recreated here"),
+        0
+    );
+    let moved = lock_info(&mut target.conn(), "k").expect("held at the target");
+    assert_eq!(
+        (moved.owner.as_slice(), moved.token),
+        (&b"holder"[..], token)
+    );
+}

@@ -11,6 +11,7 @@ use std::ffi::c_void;
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
 use super::api::rm;
+use super::command_filter;
 use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::keys::{LockKey, OwnedString};
@@ -139,6 +140,14 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
 /// deletion would replicate out of order.
 pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
     if HANDLING.with(Cell::get) || !waiters::anyone_waiting() {
+        return;
+    }
+    if command_filter::is_migrating(name) {
+        // The lock moves on to another node, held: handing it over here would make a second
+        // owner. Its waiters get nil and, retrying, are redirected (cluster) to where it went.
+        for waiter in waiters::drain(ctx, db, name) {
+            waiter.client.unblock_empty();
+        }
         return;
     }
     waiters::schedule_check(ctx, db, name, now());

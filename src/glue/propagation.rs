@@ -1,22 +1,22 @@
-//! Whether anything listens to what we propagate: the AOF, replicas, or a replication backlog
-//! a replica may resume from. Redis itself drops propagated commands when nothing listens,
-//! but only after RM_Replicate has looked up the command and built its arguments, which is
-//! half the cost of a lock command. So we skip RM_Replicate when, and only when, Redis would
-//! drop it anyway.
+//! Whether anything listens to what we propagate: the AOF, RDB save points (RM_Replicate is
+//! what counts a module's change toward them), replicas, or a replication backlog a replica
+//! may resume from. With none of them Redis drops propagated commands, but only after
+//! RM_Replicate has looked up the command and built its arguments, which is half the cost of a
+//! lock command. So we skip RM_Replicate when, and only when, nothing would use it.
 //!
 //! "No replicas and no backlog" is learned from INFO, never assumed: it starts unknown (so
 //! everything is propagated), a check every second may clear it, and anything that could
-//! create a backlog or a replica (a SYNC or PSYNC command, a role change) sets it again before
-//! that command runs.
+//! create a backlog or a replica (a SYNC or PSYNC command, seen by command_filter.rs; a role
+//! change) sets it again before that command runs.
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr};
 
-use redis_module::raw::{self, RedisModuleCommandFilterCtx, RedisModuleCtx, RedisModuleEvent};
+use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
 use super::api::rm;
-use super::context::{detached, log, Ctx};
-use super::entry::{run_callback, string_bytes};
+use super::context::{log, Ctx};
+use super::entry::run_callback;
 use super::replicate;
 use super::timers;
 use super::token_counter::with_tokens;
@@ -54,7 +54,7 @@ pub fn idle() -> bool {
 }
 
 /// Something may have created a replica or a backlog: propagate until INFO says otherwise.
-fn replicas_possible(ctx: Ctx) {
+pub fn replicas_possible(ctx: Ctx) {
     REPLICAS_POSSIBLE.with(|flag| flag.set(true));
     if !CHECK_ARMED.with(|armed| armed.replace(true)) {
         timers::start(ctx, CHECK_EVERY_MS, check_fired, 0);
@@ -98,15 +98,13 @@ fn nothing_listens(ctx: Ctx) -> bool {
     }
 }
 
-/// Watches for SYNC/PSYNC (a replica attaching creates the backlog) and role changes.
+/// Watches for role changes and config changes (SYNC/PSYNC: see command_filter.rs).
 pub fn watch(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
-    // SAFETY: ctx is the loading module's context; the callbacks live as long as the module.
-    let filter = unsafe { rm!(RedisModule_RegisterCommandFilter)(ctx, Some(filter_sync), 0) };
     let role = RedisModuleEvent {
         id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
         dataver: 1,
     };
-    // SAFETY: as above.
+    // SAFETY: ctx is the loading module's context; the callbacks live as long as the module.
     let subscribed =
         unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, role, Some(role_changed)) };
     let config = RedisModuleEvent {
@@ -117,7 +115,7 @@ pub fn watch(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
     let watching_config =
         unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, config, Some(config_changed)) };
     let ok = raw::REDISMODULE_OK as c_int;
-    if filter.is_null() || subscribed != ok || watching_config != ok {
+    if subscribed != ok || watching_config != ok {
         log(
             ctx,
             c"warning",
@@ -138,26 +136,6 @@ unsafe extern "C" fn config_changed(
     _data: *mut c_void,
 ) {
     run_callback("a config change", (), || read_persistence_state(Ctx(ctx)));
-}
-
-/// Runs before every command: cheap unless the command is SYNC or PSYNC.
-unsafe extern "C" fn filter_sync(fctx: *mut RedisModuleCommandFilterCtx) {
-    run_callback("the replica watch", (), || {
-        // SAFETY: fctx is the live filter context; argument 0 is the command name.
-        let name = unsafe {
-            let name = rm!(RedisModule_CommandFilterArgGet)(fctx, 0);
-            if name.is_null() {
-                return;
-            }
-            string_bytes(name)
-        };
-        let is_sync = name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync");
-        if is_sync {
-            if let Some(ctx) = detached() {
-                replicas_possible(ctx);
-            }
-        }
-    })
 }
 
 /// A role change. A replica promoted to master may have missed the last tokens its old master
