@@ -581,3 +581,26 @@ fn migrate_moves_a_held_lock_away_and_its_waiters_get_nil_not_a_second_lock() {
         (&b"holder"[..], token)
     );
 }
+
+#[test]
+fn client_unblock_racing_a_handoff_leaves_the_granted_reply_intact() {
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    // One pipeline, run in one event-loop turn: the release hands the lock over, then an
+    // admin unblocks the waiter before its reply went out.
+    let replies: (i64, i64) = redis::pipe()
+        .cmd("LOCK.RELEASE")
+        .arg("k")
+        .arg("holder")
+        .cmd("CLIENT")
+        .arg("UNBLOCK")
+        .arg(waiter.client_id)
+        .query(&mut con)
+        .expect("pipeline");
+    assert_eq!(replies, (0, 0), "the unblock found nothing left to unblock");
+    let token = waiter.token("the handed lock's token");
+    let info = lock_info(&mut con, "k").expect("held by the waiter");
+    assert_eq!((info.owner.as_slice(), info.token), (&b"w"[..], token));
+}

@@ -111,6 +111,10 @@ pub fn missing_required() -> Vec<&'static str> {
             ("CreateString", { raw::RedisModule_CreateString }.is_some()),
             ("FreeString", { raw::RedisModule_FreeString }.is_some()),
             ("Log", { raw::RedisModule_Log }.is_some()),
+            (
+                "CommandFilterArgReplace",
+                { raw::RedisModule_CommandFilterArgReplace }.is_some(),
+            ),
             ("GetClientId", { raw::RedisModule_GetClientId }.is_some()),
             (
                 "SubscribeToKeyspaceEvents",

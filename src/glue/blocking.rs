@@ -5,6 +5,8 @@
 //! client). The crate's own `block_client()` has no reply, timeout or disconnect callbacks,
 //! hence this file.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
 
@@ -18,6 +20,25 @@ use super::waiters::{self, KeyRef};
 
 pub struct BlockedClient {
     handle: NonNull<RedisModuleBlockedClient>,
+    client_id: u64,
+}
+
+thread_local! {
+    /// Clients woken by us whose reply has not gone out yet (it goes out before the server
+    /// next polls). CLIENT UNBLOCK on one of them would swallow that reply: command_filter.rs
+    /// turns such a CLIENT UNBLOCK into a no-op.
+    static REPLY_PENDING: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+}
+
+/// Whether client `id` was woken and its reply is still to go out.
+pub fn reply_pending(id: u64) -> bool {
+    REPLY_PENDING.with(|pending| pending.borrow().contains(&id))
+}
+
+fn reply_done(ctx: Ctx) {
+    // SAFETY: ctx is a live callback context of the client concerned.
+    let id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
+    REPLY_PENDING.with(|pending| pending.borrow_mut().remove(&id));
 }
 
 /// What a blocked client is told when it wakes: the fencing token it was handed, and which
@@ -39,7 +60,9 @@ impl BlockedClient {
         let handle = NonNull::new(handle)?;
         // SAFETY: handle was just returned by BlockClient and not yet released.
         unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
-        Some(BlockedClient { handle })
+        // SAFETY: ctx is the blocking client's own context.
+        let client_id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
+        Some(BlockedClient { handle, client_id })
     }
 
     /// The handle's address: how the server's callbacks name this client to us.
@@ -50,12 +73,19 @@ impl BlockedClient {
     /// Wakes the client with `token`, its lock at `key`, as its reply.
     pub fn unblock_granted(self, token: u64, key: KeyRef) {
         let grant = Box::into_raw(Box::new(Grant { token, key })).cast::<c_void>();
+        REPLY_PENDING.with(|pending| pending.borrow_mut().insert(self.client_id));
         self.release(grant);
     }
 
-    /// Wakes the client with nil (timed out), or just frees the handle of a client that is
-    /// gone (disconnected, killed, unblocked by CLIENT UNBLOCK).
+    /// Wakes the client with nil (timed out, or the lock went away).
     pub fn unblock_empty(self) {
+        REPLY_PENDING.with(|pending| pending.borrow_mut().insert(self.client_id));
+        self.release(std::ptr::null_mut());
+    }
+
+    /// Frees the handle of a client that is gone or was already answered (disconnected,
+    /// killed, CLIENT UNBLOCK).
+    fn let_go(self) {
         self.release(std::ptr::null_mut());
     }
 
@@ -75,6 +105,7 @@ unsafe extern "C" fn reply(
 ) -> c_int {
     run_callback("a blocked client's reply", OK, || {
         let ctx = Ctx(ctx);
+        reply_done(ctx);
         // SAFETY: ctx is a blocked-reply context; privdata is null or a Grant of ours.
         let grant = unsafe { rm!(RedisModule_GetBlockedClientPrivateData)(ctx.0) }.cast::<Grant>();
         match unsafe { grant.as_ref() } {
@@ -109,8 +140,9 @@ unsafe extern "C" fn timeout(
 unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisModuleBlockedClient) {
     run_callback("a blocked client's disconnect", (), || {
         let ctx = Ctx(ctx);
+        reply_done(ctx);
         if let Some(client) = waiters::leave(ctx, handle as usize) {
-            client.unblock_empty();
+            client.let_go();
             return;
         }
         // SAFETY: in a disconnect callback the private data is what we unblocked it with.
@@ -124,7 +156,7 @@ unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisMo
 /// Removes the waiter behind `handle`, if still queued, and releases its handle.
 fn forget_waiter(ctx: Ctx, handle: *mut RedisModuleBlockedClient) {
     if let Some(client) = waiters::leave(ctx, handle as usize) {
-        client.unblock_empty();
+        client.let_go();
     }
 }
 

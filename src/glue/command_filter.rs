@@ -1,17 +1,20 @@
-//! One filter sees every command before it runs, and acts on two of them:
+//! One filter sees every command before it runs, and acts on three of them:
 //! - SYNC/PSYNC: a replica attaching creates the replication backlog, so propagation must be
 //!   on before this command runs (see propagation.rs);
 //! - MIGRATE: the keys it moves leave this node; their waiters must not be handed a lock here
-//!   while the lock lives on at the target (see handoff::lock_removed).
+//!   while the lock lives on at the target (see handoff::lock_removed);
+//! - CLIENT UNBLOCK of a client whose reply is on its way (see spare_pending_reply).
 
 use std::cell::RefCell;
 
 use redis_module::raw::{RedisModuleCommandFilterCtx, RedisModuleCtx};
 
 use super::api::rm;
+use super::blocking;
 use super::context::detached;
 use super::entry::{run_callback, string_bytes};
 use super::propagation;
+use crate::core::request::parse_integer;
 
 thread_local! {
     /// The keys of the running MIGRATE; cleared by the next command.
@@ -49,6 +52,10 @@ unsafe extern "C" fn filter(fctx: *mut RedisModuleCommandFilterCtx) {
                 *keys = migrate_keys(arg);
             }
         });
+        if name.eq_ignore_ascii_case(b"client") {
+            // SAFETY: as above.
+            unsafe { spare_pending_reply(fctx, arg(1), arg(2)) };
+        }
         if name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync") {
             if let Some(ctx) = detached() {
                 propagation::replicas_possible(ctx);
@@ -76,4 +83,34 @@ fn migrate_keys<'a>(arg: impl Fn(i32) -> Option<&'a [u8]>) -> Vec<Box<[u8]>> {
         }
     }
     keys
+}
+
+/// `CLIENT UNBLOCK id ...` on a client we woke whose reply has not gone out yet would leave it
+/// with no reply at all (Redis 7.0 skips an already-unblocked client's timeout reply): point
+/// it at a client id that does not exist instead, so it answers 0 and the reply goes out.
+///
+/// # Safety
+/// `fctx` must be the live filter context the arguments come from.
+unsafe fn spare_pending_reply(
+    fctx: *mut RedisModuleCommandFilterCtx,
+    sub: Option<&[u8]>,
+    id: Option<&[u8]>,
+) {
+    let (Some(sub), Some(id)) = (sub, id) else {
+        return;
+    };
+    let id = parse_integer(id).and_then(|id| u64::try_from(id).ok());
+    if !sub.eq_ignore_ascii_case(b"unblock") || !id.is_some_and(blocking::reply_pending) {
+        return;
+    }
+    let nobody = i64::MAX.to_string();
+    // SAFETY: a string made for the filter, which takes ownership of it (null context).
+    unsafe {
+        let string = rm!(RedisModule_CreateString)(
+            std::ptr::null_mut(),
+            nobody.as_ptr().cast(),
+            nobody.len(),
+        );
+        rm!(RedisModule_CommandFilterArgReplace)(fctx, 2, string);
+    }
 }
