@@ -43,7 +43,6 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     glue::info::register(ctx.ctx);
     if glue::registration::register_commands(ctx.ctx)
         && glue::events::subscribe(ctx.ctx)
-        && glue::events::subscribe_keyspace(ctx.ctx)
         && glue::propagation::watch(ctx.ctx)
         && glue::command_filter::register(ctx.ctx)
     {

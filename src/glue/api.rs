@@ -117,10 +117,6 @@ pub fn missing_required() -> Vec<&'static str> {
             ),
             ("GetClientId", { raw::RedisModule_GetClientId }.is_some()),
             (
-                "SubscribeToKeyspaceEvents",
-                { raw::RedisModule_SubscribeToKeyspaceEvents }.is_some(),
-            ),
-            (
                 "InfoAddFieldLongLong",
                 { raw::RedisModule_InfoAddFieldLongLong }.is_some(),
             ),

@@ -2,14 +2,12 @@
 //! keyspace (DEL, UNLINK, expiry, eviction, overwrite, RENAME) and FLUSHDB/FLUSHALL, which
 //! unlink nothing one by one.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_int, c_void};
 
-use redis_module::raw::{
-    self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx, RedisModuleString,
-};
+use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx};
 
 use super::api::rm;
-use super::context::{detached, log, Ctx, OK};
+use super::context::{detached, log, Ctx};
 use super::entry::{run_callback, string_bytes};
 use super::handoff;
 use super::replicate;
@@ -33,42 +31,6 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *
             (rm!(RedisModule_GetDbIdFromOptCtx)(ctx), string_bytes(name))
         };
         handoff::lock_removed(timer_ctx, db, name);
-    })
-}
-
-/// Subscribes to generic keyspace events (EXPIRE and friends on any key); false if refused.
-pub fn subscribe_keyspace(ctx: *mut RedisModuleCtx) -> bool {
-    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
-    let subscribed = unsafe {
-        rm!(RedisModule_SubscribeToKeyspaceEvents)(
-            ctx,
-            raw::REDISMODULE_NOTIFY_GENERIC as c_int,
-            Some(generic_event),
-        )
-    };
-    subscribed == raw::REDISMODULE_OK as c_int
-}
-
-/// An admin's EXPIRE/PEXPIRE/EXPIREAT on a lock key moves its expiry behind our timers'
-/// back: its waiters' check is moved to the new expiry (from a timer, which re-reads it).
-unsafe extern "C" fn generic_event(
-    ctx: *mut RedisModuleCtx,
-    _type: c_int,
-    event: *const c_char,
-    key: *mut RedisModuleString,
-) -> c_int {
-    run_callback("a keyspace event", OK, || {
-        if event.is_null() || !waiters::anyone_waiting() {
-            return OK;
-        }
-        // SAFETY: the server passes a NUL-terminated event name and a live key name.
-        let is_expire = unsafe { CStr::from_ptr(event) } == c"expire";
-        if is_expire {
-            let ctx = Ctx(ctx);
-            let name = unsafe { string_bytes(key) };
-            handoff::expiry_changed(ctx, ctx.selected_db(), name);
-        }
-        OK
     })
 }
 

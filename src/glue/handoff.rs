@@ -125,9 +125,8 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
                 replicate::deletion(ctx, name.as_ptr());
                 hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now);
             }
-            // Still held (renewed, or reentered): look again when it expires, if ever.
-            Some(at) => waiters::schedule_check(ctx, key.db, &key.name, at),
-            None => {}
+            // Still held (renewed, or reentered): look again when it expires, or sooner.
+            expiry => waiters::schedule_check(ctx, key.db, &key.name, expiry.unwrap_or(i64::MAX)),
         },
         Ok(None) => {
             hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now);
@@ -150,13 +149,6 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
         }
         return;
     }
-    waiters::schedule_check(ctx, db, name, now());
-}
-
-/// Something else changed the expiry of `key` (EXPIRE on it): if anyone waits for it, look
-/// at it again at once; the check re-arms at the new expiry. Deferred to a timer, as writes
-/// from a keyspace notification replicate out of order on Redis 7.0.
-pub fn expiry_changed(ctx: Ctx, db: i32, name: &[u8]) {
     waiters::schedule_check(ctx, db, name, now());
 }
 

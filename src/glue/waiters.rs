@@ -18,6 +18,11 @@ use super::timers::{self, TimerId};
 use crate::core::queue::WaitQueue;
 use crate::core::Millis;
 
+/// The longest a waited-for lock goes unexamined: an admin's EXPIRE or PEXPIRE on the key
+/// moves its expiry behind our timers' back (watching for it with keyspace events would tax
+/// every EXPIRE and DEL on the server), so the check comes back at least this often.
+pub const RECHECK_AT_LEAST_EVERY_MS: i64 = 1000;
+
 /// A client blocked in `LOCK.ACQUIRE ... WAIT`, with what it asked for.
 pub struct Waiter {
     pub owner: Box<[u8]>,
@@ -132,7 +137,7 @@ pub fn anyone_waiting() -> bool {
 
 /// Queues a blocked client behind everyone already waiting for `key`, gives up on it after
 /// `timeout_ms` (0: never), and makes sure the key is re-examined when `lock_expires_at` passes
-/// (`None`: the lock never expires, so only a release or a deletion frees it).
+/// (`None`: the lock has no expiry) or sooner.
 pub fn join(
     ctx: Ctx,
     key: KeyRef,
@@ -190,9 +195,7 @@ pub fn join(
             }
         });
     }
-    if let Some(at) = lock_expires_at {
-        schedule_check(ctx, db, &name, at);
-    }
+    schedule_check(ctx, db, &name, lock_expires_at.unwrap_or(i64::MAX));
 }
 
 /// Takes the longest-waiting client for `key`, if any.
@@ -227,6 +230,7 @@ pub fn drain(ctx: Ctx, db: i32, name: &[u8]) -> Vec<Waiter> {
 
 /// Makes sure `key` is re-examined at `at` (unix ms) or earlier, if anyone waits for it.
 pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
+    let at = at.min(now().saturating_add(RECHECK_AT_LEAST_EVERY_MS));
     let earlier_needed = with_registry(|registry| {
         let queue = registry.queue_mut(db, name)?;
         match queue.check {
