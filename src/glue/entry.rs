@@ -2,6 +2,7 @@
 //! into redis-server (it would abort the whole server), so each one is caught and answered as
 //! an error, and the command's arguments are read into byte slices once.
 
+use std::cell::Cell;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -87,6 +88,35 @@ pub unsafe fn string_bytes<'a>(string: *const RedisModuleString) -> &'a [u8] {
 
 pub type Handler = fn(Ctx, &Args) -> Result<(), LockError>;
 
+thread_local! {
+    /// The context of the LOCK.* command running now (null between commands).
+    static RUNNING: Cell<*mut RedisModuleCtx> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Whether `ctx` is the running command's own context (not a timer's or an event's).
+pub fn is_running_command(ctx: Ctx) -> bool {
+    RUNNING.with(Cell::get) == ctx.0
+}
+
+/// Marks a command as running for its duration, even if its handler panics.
+struct Running {
+    previous: *mut RedisModuleCtx,
+}
+
+impl Running {
+    fn begin(ctx: *mut RedisModuleCtx) -> Running {
+        Running {
+            previous: RUNNING.with(|running| running.replace(ctx)),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(self.previous));
+    }
+}
+
 /// Runs a command handler with its arguments read, errors replied, and panics caught.
 pub fn run_command(
     ctx: *mut RedisModuleCtx,
@@ -95,6 +125,7 @@ pub fn run_command(
     command: Command,
     handler: Handler,
 ) -> c_int {
+    let _running = Running::begin(ctx);
     let ctx = Ctx(ctx);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the server passes argc live strings that outlive this call.

@@ -30,27 +30,44 @@ thread_local! {
     /// that could have changed that.
     static REPLICAS_POSSIBLE: Cell<bool> = const { Cell::new(true) };
     static CHECK_ARMED: Cell<bool> = const { Cell::new(false) };
-    /// The AOF is on (or being switched on), or RDB save points are set (RM_Replicate is what
-    /// counts a module's change toward them). Read at load, after every CONFIG SET and before
+    /// The AOF is on (or being switched on). Read at load, after every CONFIG SET and before
     /// an AOF rewrite: asking the server for its context flags on every command costs more
     /// than the rest of a release.
-    static PERSISTED: Cell<bool> = const { Cell::new(true) };
+    static AOF_ON: Cell<bool> = const { Cell::new(true) };
+    /// RDB save points are set: they count changes, and a module's change counts only when
+    /// it propagates something. Read as AOF_ON is.
+    static SAVE_POINTS: Cell<bool> = const { Cell::new(true) };
 }
 
-/// Whether a change must be propagated now.
-pub fn needed() -> bool {
-    PERSISTED.with(Cell::get) || REPLICAS_POSSIBLE.with(Cell::get)
+/// Who would use a propagated change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listeners {
+    /// The AOF, a replica or a backlog: the effect itself must be propagated.
+    Effects,
+    /// Only RDB save points: the change must be counted; what is propagated is dropped.
+    ChangeCount,
+    Nobody,
+}
+
+pub fn listeners() -> Listeners {
+    if AOF_ON.with(Cell::get) || REPLICAS_POSSIBLE.with(Cell::get) {
+        Listeners::Effects
+    } else if SAVE_POINTS.with(Cell::get) {
+        Listeners::ChangeCount
+    } else {
+        Listeners::Nobody
+    }
 }
 
 /// Reads whether the AOF or RDB save points persist changes.
 pub fn read_persistence_state(ctx: Ctx) {
-    let persisting = raw::REDISMODULE_CTX_FLAGS_AOF | raw::REDISMODULE_CTX_FLAGS_RDB;
-    PERSISTED.with(|on| on.set(ctx.has_flag(persisting)));
+    AOF_ON.with(|on| on.set(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_AOF)));
+    SAVE_POINTS.with(|on| on.set(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_RDB)));
 }
 
 /// Whether propagation is being skipped because nothing listens (for INFO).
 pub fn idle() -> bool {
-    !needed()
+    listeners() == Listeners::Nobody
 }
 
 /// Something may have created a replica or a backlog: propagate until INFO says otherwise.

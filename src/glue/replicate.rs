@@ -8,12 +8,13 @@ use std::ffi::{c_char, CStr};
 
 use std::ffi::c_void;
 
-use redis_module::raw::{RedisModuleCtx, RedisModuleString};
+use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
 use super::api::rm;
 use super::context::Ctx;
+use super::entry;
 use super::entry::run_callback;
-use super::propagation;
+use super::propagation::{self, Listeners};
 use super::timers;
 use super::token_counter::last_token;
 use crate::core::lock::Lock;
@@ -53,9 +54,30 @@ impl ApplyArgs {
     }
 }
 
+/// Whether to propagate the effect now. When only RDB save points listen, the change is
+/// counted the cheap way instead: the running command passed on as it is, which nothing will
+/// read (no AOF, no replica, no backlog), but which counts as a change. That is only done in
+/// the running command's own context, outside MULTI (where a CONFIG SET appendonly in the same
+/// EXEC could still turn the AOF on before the pending commands are written).
+fn effect_needed(ctx: Ctx) -> bool {
+    match propagation::listeners() {
+        Listeners::Effects => true,
+        Listeners::Nobody => false,
+        Listeners::ChangeCount => {
+            let in_command = entry::is_running_command(ctx);
+            if in_command && !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MULTI) {
+                verbatim(ctx);
+                false
+            } else {
+                true
+            }
+        }
+    }
+}
+
 /// Propagates `lock`, expiring at `expires_at` (`None`: never), as the state of `key`.
 pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock, expires_at: Option<Millis>) {
-    if !propagation::needed() {
+    if !effect_needed(ctx) {
         return;
     }
     let a = ApplyArgs::of(lock, expires_at);
@@ -79,7 +101,7 @@ pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock, expires_at
 
 /// Propagates the deletion of `key`.
 pub fn deletion(ctx: Ctx, key: *mut RedisModuleString) {
-    if !propagation::needed() {
+    if !effect_needed(ctx) {
         return;
     }
     // SAFETY: one RedisModuleString argument for the "s" format.
