@@ -308,8 +308,7 @@ mod tests {
             Some(HEADER_BYTES + 8)
         );
         let bytes = lock.into_boxed_bytes();
-        let again = Lock::from_boxed_bytes(bytes).expect("valid layout");
-        assert_eq!(again, held("worker-7", 3, 99));
+        assert_eq!(Lock::from_boxed_bytes(bytes), Ok(held("worker-7", 3, 99)));
     }
 
     #[test]
