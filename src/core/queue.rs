@@ -52,11 +52,6 @@ impl<W> WaitQueue<W> {
     pub fn is_empty(&self) -> bool {
         self.waiters.is_empty()
     }
-
-    /// All waiters, first come first.
-    pub fn drain(&mut self) -> impl Iterator<Item = (u64, W)> {
-        std::mem::take(&mut self.waiters).into_iter()
-    }
 }
 
 #[cfg(test)]
@@ -101,15 +96,5 @@ mod tests {
             *waiter = "c";
         }
         assert_eq!(queue.remove(4), Some("c"));
-    }
-
-    #[test]
-    fn drain_empties_the_queue_in_order() {
-        let mut queue = WaitQueue::default();
-        queue.push(5, "x");
-        queue.push(9, "y");
-        let all: Vec<_> = queue.drain().collect();
-        assert_eq!(all, vec![(5, "x"), (9, "y")]);
-        assert!(queue.is_empty());
     }
 }

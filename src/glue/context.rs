@@ -73,10 +73,6 @@ impl Ctx {
         // SAFETY: as above; db comes from a key we saw in that database.
         unsafe { rm!(RedisModule_SelectDb)(self.0, db) };
     }
-
-    pub fn log(self, level: &std::ffi::CStr, message: &str) {
-        log(self.0, level, message);
-    }
 }
 
 /// A context for callbacks the server gives none (a key unlinked), made once at load.

@@ -113,9 +113,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
     match lock_key.lock() {
         Err(_) => {
             // Something that is not a lock replaced it: the waiters learn it by retrying.
-            for waiter in waiters::drain(ctx, key.db, &key.name) {
-                waiter.client.unblock_empty();
-            }
+            waiters::wake_all_with_nil(ctx, key.db, &key.name);
         }
         Ok(Some(_)) => match lock_key.expiry() {
             // Its ttl has run out, to the millisecond: Redis would call it expired one
@@ -144,9 +142,7 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
     if command_filter::is_migrating(name) {
         // The lock moves on to another node, held: handing it over here would make a second
         // owner. Its waiters get nil and, retrying, are redirected (cluster) to where it went.
-        for waiter in waiters::drain(ctx, db, name) {
-            waiter.client.unblock_empty();
-        }
+        waiters::wake_all_with_nil(ctx, db, name);
         return;
     }
     waiters::schedule_check(ctx, db, name, now());

@@ -219,27 +219,23 @@ pub fn leave(ctx: Ctx, client_id: usize) -> Option<BlockedClient> {
     Some(waiter.client)
 }
 
-/// Every waiter of `key`, removed (the key now holds something that is not a lock).
-pub fn drain(ctx: Ctx, db: i32, name: &[u8]) -> Vec<Waiter> {
-    let mut all = Vec::new();
+/// Wakes every waiter of `key` with nil: the lock they wait for is gone for good here (another
+/// type took the key, or MIGRATE moved it away). Retrying, they learn why.
+pub fn wake_all_with_nil(ctx: Ctx, db: i32, name: &[u8]) {
     while let Some(waiter) = pop_first(ctx, db, name) {
-        all.push(waiter);
+        waiter.client.unblock_empty();
     }
-    all
 }
 
 /// Makes sure `key` is re-examined at `at` (unix ms) or earlier, if anyone waits for it.
 pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
     let at = at.min(now().saturating_add(RECHECK_AT_LEAST_EVERY_MS));
     let earlier_needed = with_registry(|registry| {
-        let queue = registry.queue_mut(db, name)?;
+        let queue_id = registry.queue_id(db, name)?;
+        let queue = registry.queues.get_mut(&queue_id)?;
         match queue.check {
             Some((_, armed_at)) if armed_at <= at => None,
-            Some((timer, _)) => {
-                queue.check = None;
-                Some((Some(timer), queue_id_of(registry, db, name)?))
-            }
-            None => Some((None, queue_id_of(registry, db, name)?)),
+            _ => Some((queue.check.take().map(|(timer, _)| timer), queue_id)),
         }
     });
     let Some((old_timer, queue_id)) = earlier_needed else {
@@ -254,10 +250,6 @@ pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
             queue.check = Some((timer, at));
         }
     });
-}
-
-fn queue_id_of(registry: &Registry, db: i32, name: &[u8]) -> Option<u64> {
-    registry.queue_id(db, name)
 }
 
 /// Re-examines every key waited for in `db` (-1: all databases) at once: after a FLUSH.
