@@ -259,9 +259,7 @@ fn locks_survive_an_aof_restart() {
 }
 
 fn aof_rewrite_then_restart(extra: &[&str], what: &str) {
-    let mut args = vec!["--appendonly", "yes"];
-    args.extend_from_slice(extra);
-    let mut server = Server::start_with(&args);
+    let mut server = start_with_aof(extra);
     let mut con = server.conn();
     // Half before the rewrite (in the rewritten base), half after (in the new increment).
     let mut population = populate(&mut con, "p:");
@@ -304,9 +302,7 @@ fn locks_survive_a_second_aof_restart() {
 }
 
 fn tokens_rise_after_aof_restart_with_every_lock_released(extra: &[&str], rewrite: bool) {
-    let mut args = vec!["--appendonly", "yes"];
-    args.extend_from_slice(extra);
-    let mut server = Server::start_with(&args);
+    let mut server = start_with_aof(extra);
     let mut con = server.conn();
     let mut max = 0;
     for key in ["x", "y", "z"] {
@@ -317,14 +313,24 @@ fn tokens_rise_after_aof_restart_with_every_lock_released(extra: &[&str], rewrit
         rewrite_aof(&server, &mut con);
     }
     drop(con);
+    let what = format!("AOF {extra:?} rewrite={rewrite}");
+    assert_next_token_above_after_restart(&mut server, max, &what);
+}
+
+/// With no lock left, a restart, then a new acquisition gets a token above `max`.
+fn assert_next_token_above_after_restart(server: &mut Server, max: i64, what: &str) {
     server.restart();
     let mut con = server.conn();
     assert_eq!(int(call!(&mut con, "DBSIZE"), "DBSIZE"), 0);
     let next = acquire(&mut con, "x", b"me", TTL);
-    assert!(
-        next > max,
-        "AOF {extra:?} rewrite={rewrite}: token {next} is not above {max}"
-    );
+    assert!(next > max, "{what}: token {next} is not above {max}");
+}
+
+/// A server with the AOF on and `extra` arguments.
+fn start_with_aof(extra: &[&str]) -> Server {
+    let mut args = vec!["--appendonly", "yes"];
+    args.extend_from_slice(extra);
+    Server::start_with(&args)
 }
 
 #[test]
@@ -529,9 +535,7 @@ fn a_lock_apply_is_refused_from_a_replicas_normal_client() {
 }
 
 fn tokens_rise_after_aof_restart_when_the_last_lock_expired(extra: &[&str], rewrite: bool) {
-    let mut args = vec!["--appendonly", "yes"];
-    args.extend_from_slice(extra);
-    let mut server = Server::start_with(&args);
+    let mut server = start_with_aof(extra);
     let mut con = server.conn();
     let max = acquire(&mut con, "x", b"me", 1_000);
     if rewrite {
@@ -539,14 +543,8 @@ fn tokens_rise_after_aof_restart_when_the_last_lock_expired(extra: &[&str], rewr
     }
     wait_until("x to expire", || exists(&mut con, "x") == 0);
     drop(con);
-    server.restart();
-    let mut con = server.conn();
-    assert_eq!(int(call!(&mut con, "DBSIZE"), "DBSIZE"), 0);
-    let next = acquire(&mut con, "x", b"me", TTL);
-    assert!(
-        next > max,
-        "AOF {extra:?} rewrite={rewrite}, last lock expired: token {next} is not above {max}"
-    );
+    let what = format!("AOF {extra:?} rewrite={rewrite}, last lock expired");
+    assert_next_token_above_after_restart(&mut server, max, &what);
 }
 
 #[test]
