@@ -1,0 +1,22 @@
+"""rlock: the Python client of the rlock Redis module.
+
+``rlock.Lock`` is a drop-in for redis-py's ``redis.lock.Lock`` (and ``rlock.asyncio.Lock``
+for ``redis.asyncio``) whose waits happen in the server, with fencing tokens, a watchdog for
+locks without a timeout, per-thread reentrancy and optional replica sync. Times are seconds
+(floats), as in redis-py; errors are redis-py's ``LockError`` and ``LockNotOwnedError``.
+"""
+
+from redis.exceptions import LockError, LockNotOwnedError
+
+from rlock._protocol import DEFAULT_LEASE, LockInfo, ReplicaSyncError
+from rlock.lock import Lock
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "Lock",
+    "LockError",
+    "LockInfo",
+    "LockNotOwnedError",
+    "ReplicaSyncError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,73 @@
+"""Constructor settings and wait arithmetic shared by the sync and the asyncio Lock."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rlock import _protocol
+from rlock._protocol import KeyName, Seconds
+
+
+def encode_owner(token: Any) -> bytes:
+    """An owner id as bytes, encoded as redis-py encodes values (str as UTF-8)."""
+    if isinstance(token, bytes):
+        return token
+    if isinstance(token, memoryview):
+        return token.tobytes()
+    if isinstance(token, (int, float)) and not isinstance(token, bool):
+        return repr(token).encode()
+    if isinstance(token, str):
+        return token.encode()
+    raise TypeError(f"a lock token must be str or bytes, not {type(token).__name__}")
+
+
+class LockSettings:
+    """What both the sync and the asyncio Lock check and convert in their constructors."""
+
+    def __init__(
+        self,
+        name: KeyName,
+        timeout: Seconds | None,
+        lease: Seconds,
+        replicas: int,
+        replica_timeout: Seconds,
+    ) -> None:
+        # redis-py treats any false timeout (None, 0) as "no expiry": here, "watched".
+        self.ttl_ms = _protocol.seconds_to_ms(timeout, "timeout") if timeout else None
+        self.lease_ms = _protocol.seconds_to_ms(lease, "lease")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise ValueError(f"replicas must be a whole number >= 0, not {replicas!r}")
+        self.replicas = replicas
+        self.replica_timeout_ms = _protocol.seconds_to_ms(replica_timeout, "replica_timeout")
+        self.name = name
+
+    @property
+    def watched(self) -> bool:
+        """True when the lock has no timeout: the watchdog renews its lease while held."""
+        return self.ttl_ms is None
+
+    @property
+    def grant_ms(self) -> int:
+        """The ttl sent with each acquire: the timeout, or the lease for a watched lock."""
+        return self.ttl_ms if self.ttl_ms is not None else self.lease_ms
+
+
+def socket_timeout_ms(client: Any) -> int | None:
+    """The client's socket timeout in ms, if any: a wait in the server must end before it."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    seconds = kwargs.get("socket_timeout")
+    return int(seconds * 1000) if seconds else None
+
+
+def wait_slices(wait: int | None, socket_ms: int | None) -> tuple[int | None, float]:
+    """The WAIT of one call, and the deadline (monotonic seconds, inf: none) of all of them.
+
+    A wait longer than the client's socket timeout is cut into calls that each end in time,
+    at the price of queueing anew (at the back) for each.
+    """
+    if wait is None or socket_ms is None:
+        return wait, float("inf")
+    slice_ms = max(1, socket_ms * 3 // 4)
+    deadline = float("inf") if wait == 0 else time.monotonic() + wait / 1000
+    return (slice_ms if wait == 0 else min(wait, slice_ms)), deadline

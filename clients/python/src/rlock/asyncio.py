@@ -1,0 +1,462 @@
+"""rlock.asyncio.Lock: redis-py's asyncio Lock (``redis.asyncio.lock.Lock``), backed by the
+rlock module, with the watchdog as an asyncio task and cancellation-safe acquire and release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import math
+import time
+import weakref
+from collections.abc import Awaitable
+from types import SimpleNamespace, TracebackType
+from typing import Any, Callable
+
+from redis.exceptions import LockError, RedisError
+
+from rlock import _owners, _protocol
+from rlock._leases import Lease, LeaseBook, LossListener, is_transient, logger, tell
+from rlock._protocol import (
+    DEFAULT_LEASE,
+    KeyName,
+    LockInfo,
+    ReplicaSyncError,
+    Seconds,
+    lock_error,
+    not_owned,
+)
+from rlock._settings import LockSettings, encode_owner, socket_timeout_ms, wait_slices
+
+__all__ = ["Lock"]
+
+OnLost = Callable[["Lock"], Any]
+
+# Clean-up tasks run past a cancellation; kept here so they are not garbage collected early.
+_background: set[asyncio.Task[Any]] = set()
+
+#: After a cancelled acquire, its owner id is released at these delays (seconds): at once, and
+#: again in case the server handed the lock over just as the waiting connection closed.
+CANCEL_RELEASE_DELAYS = (0.0, 0.05, 0.5)
+
+
+def _in_background(coroutine: Awaitable[Any]) -> asyncio.Task[Any]:
+    task = asyncio.ensure_future(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+class TaskLocal:
+    """Attributes kept per asyncio task, as ``threading.local`` keeps them per thread: a lock
+    held by one task is not held by another on the same event loop."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_by_task", weakref.WeakKeyDictionary())
+        object.__setattr__(self, "_outside_tasks", SimpleNamespace(token=None))
+
+    def _namespace(self) -> SimpleNamespace:
+        task = asyncio.current_task()
+        if task is None:
+            namespace: SimpleNamespace = object.__getattribute__(self, "_outside_tasks")
+            return namespace
+        by_task = object.__getattribute__(self, "_by_task")
+        if task not in by_task:
+            by_task[task] = SimpleNamespace(token=None)
+        result: SimpleNamespace = by_task[task]
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._namespace(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._namespace(), name, value)
+
+
+class AsyncWatchdog:
+    """One task per event loop renews every watched lock of that loop, pipelined per client.
+    The task starts with the first watched lock and ends when none is left."""
+
+    def __init__(self) -> None:
+        self._book = LeaseBook()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, client: Any, name: KeyName, owner: bytes, lease_ms: int) -> Lease:
+        lease = self._book.hold(client, name, owner, lease_ms, time.monotonic(), None)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+        return lease
+
+    def let_go(self, lease: Lease, listener: LossListener | None = None) -> None:
+        if listener is not None and listener in lease.listeners:
+            lease.listeners.remove(listener)
+        self._book.let_go(lease)
+
+    def drop(self, lease: Lease) -> None:
+        self._book.drop(lease)
+
+    async def _run(self) -> None:
+        try:
+            while self._book:
+                now = time.monotonic()
+                next_due = self._book.next_due()
+                if next_due is not None and next_due <= now:
+                    await self._renew(self._book.take_due(now))
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), next_due - now if next_due else None)
+        finally:
+            self._task = None
+
+    async def _renew(self, due: list[Lease]) -> None:
+        by_client: dict[int, list[Lease]] = {}
+        for lease in due:
+            by_client.setdefault(id(lease.client), []).append(lease)
+        for leases in by_client.values():
+            await self._renew_on_one_client(leases)
+
+    async def _renew_on_one_client(self, leases: list[Lease]) -> None:
+        sent_at = time.monotonic()
+        pipe = leases[0].client.pipeline(transaction=False)
+        for lease in leases:
+            pipe.execute_command("LOCK.RENEW", lease.name, lease.owner, lease.lease_ms)
+        try:
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        except RedisError as error:
+            logger.warning("rlock: renewing %d lock(s) failed: %s", len(leases), error)
+            replies = [error] * len(leases)
+        to_tell: list[LossListener] = []
+        now = time.monotonic()
+        for lease, reply in zip(leases, replies):
+            if not lease.active:
+                continue  # let go while the renewal was on its way
+            if is_transient(reply):
+                if self._book.failed(lease, now):
+                    to_tell += self._book.lose(lease)
+            elif not isinstance(reply, Exception) and int(reply) == 1:
+                self._book.renewed(lease, sent_at)
+            else:
+                to_tell += self._book.lose(lease)
+        for result in tell(to_tell):
+            if inspect.isawaitable(result):
+                _in_background(result)
+
+
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncWatchdog] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def watchdog() -> AsyncWatchdog:
+    """The running event loop's watchdog."""
+    loop = asyncio.get_running_loop()
+    if loop not in _watchdogs:
+        _watchdogs[loop] = AsyncWatchdog()
+    return _watchdogs[loop]
+
+
+class Lock:
+    """A distributed lock with the constructor and methods of redis-py's asyncio Lock
+    (``redis.asyncio.lock.Lock``), for ``redis.asyncio`` clients: swap it in with
+    ``client.lock(name, lock_class=rlock.asyncio.Lock)``.
+
+    Everything is as in :class:`rlock.Lock` (times in seconds, the watchdog with ``lease``,
+    ``on_lost``, ``replicas``/``replica_timeout``, ``fencing_token``, ``lost``), except:
+
+    - ``thread_local`` (default True) makes each asyncio *task* its own holder; reentrancy is
+      through the same Lock object in the same task (each acquisition needs one release).
+    - The watchdog is one asyncio task per event loop; ``on_lost`` may be a coroutine
+      function.
+    - A cancelled ``acquire`` never leaves the lock held: if the server granted the lock just
+      as the call was cancelled, the grant is released. A cancelled ``release`` still
+      completes in the background.
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        name: KeyName,
+        timeout: Seconds | None = None,
+        sleep: Seconds = 0.1,
+        blocking: bool = True,
+        blocking_timeout: Seconds | None = None,
+        thread_local: bool = True,
+        raise_on_release_error: bool = True,
+        *,
+        lease: Seconds = DEFAULT_LEASE,
+        on_lost: OnLost | None = None,
+        replicas: int = 0,
+        replica_timeout: Seconds = 1.0,
+    ) -> None:
+        self.settings = LockSettings(name, timeout, lease, replicas, replica_timeout)
+        self.redis = redis
+        self.name = name
+        self.timeout = timeout
+        self.sleep = sleep
+        self.blocking = blocking
+        self.blocking_timeout = blocking_timeout
+        self.thread_local = bool(thread_local)
+        self.raise_on_release_error = raise_on_release_error
+        self.lease = lease
+        self.on_lost = on_lost
+        self.local: Any = TaskLocal() if self.thread_local else SimpleNamespace(token=None)
+        self._extend_script = redis.register_script(_protocol.EXTEND_SCRIPT)
+
+    # -- what redis-py's asyncio Lock offers -----------------------------------------------
+
+    async def __aenter__(self) -> Lock:
+        if await self.acquire():
+            return self
+        raise lock_error("Unable to acquire lock within the time specified", self.name)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self.release()
+        except LockError:
+            if self.raise_on_release_error:
+                raise
+            logger.warning("Lock was unlocked or no longer owned when exiting context manager.")
+
+    async def acquire(
+        self,
+        blocking: bool | None = None,
+        blocking_timeout: Seconds | None = None,
+        token: Any | None = None,
+    ) -> bool:
+        """Takes the lock; True once held, False when it could not be had in time.
+
+        As :meth:`rlock.Lock.acquire` (``blocking``, ``blocking_timeout`` in seconds, ``token``
+        the owner id), without ``sleep``. The same task acquiring through this Lock again
+        reenters it. Cancellation-safe. Raises ``ReplicaSyncError`` as the sync Lock does.
+        """
+        self._forget_if_lost()
+        wait = _protocol.wait_ms(
+            self.blocking if blocking is None else blocking,
+            self.blocking_timeout if blocking_timeout is None else blocking_timeout,
+        )
+        held: bytes | None = self.local.token
+        if held is not None and token is None:
+            return await self._reenter(held)
+        owner = (
+            _protocol.check_owner(encode_owner(token)) if token is not None else _owners.new_owner()
+        )
+        try:
+            fencing_token = await self._acquire_on_server(owner, wait)
+        except asyncio.CancelledError:
+            # The owner id is new: releasing it undoes a grant that raced the cancellation
+            # and does nothing otherwise.
+            _in_background(self._release_abandoned(owner))
+            raise
+        if fencing_token is None:
+            return False
+        self._hold(owner, fencing_token)
+        return True
+
+    async def release(self) -> None:
+        """Lets go of one acquisition; as :meth:`rlock.Lock.release`, and the release
+        completes even if the calling task is cancelled meanwhile."""
+        owner: bytes | None = self.local.token
+        if owner is None:
+            raise lock_error(
+                "Cannot release a lock that's not owned or is already unlocked.", self.name
+            )
+        if self.lost:
+            self._forget_all()
+            raise not_owned("release", self.name)
+        # The reply and the bookkeeping belong together: shielded from the caller's cancel,
+        # and the bookkeeping done on this task's state (the shielded task has its own).
+        state = self._state()
+        remaining = await asyncio.shield(_in_background(self._release_and_let_go(state, owner)))
+        if remaining is None:
+            raise not_owned("release", self.name)
+
+    async def extend(self, additional_time: Seconds, replace_ttl: bool = False) -> bool:
+        """As :meth:`rlock.Lock.extend`: seconds added to (or, with ``replace_ttl``, set as)
+        the remaining ttl of a lock with a ``timeout``."""
+        owner = self._held_owner("extend")
+        if additional_time < 0:
+            raise ValueError(f"additional_time must be >= 0 seconds, not {additional_time!r}")
+        additional_ms = max(1, math.ceil(additional_time * 1000))
+        args = _protocol.extend_args(owner, additional_ms, replace_ttl)
+        if not await self._extend_script(keys=[self.name], args=args, client=self.redis):
+            raise not_owned("extend", self.name)
+        return True
+
+    async def reacquire(self) -> bool:
+        """As :meth:`rlock.Lock.reacquire`: the ttl reset to ``timeout``."""
+        owner = self._held_owner("reacquire")
+        ttl_ms = self.settings.ttl_ms
+        if not await self.redis.execute_command("LOCK.RENEW", self.name, owner, ttl_ms):
+            raise not_owned("reacquire", self.name)
+        return True
+
+    async def locked(self) -> bool:
+        """True when anyone holds the lock."""
+        return await self.info() is not None
+
+    async def owned(self) -> bool:
+        """True when this task (this owner) holds the lock, as the server sees it now."""
+        owner: bytes | None = self.local.token
+        if owner is None or self.lost:
+            return False
+        info = await self.info()
+        return info is not None and info.owner == owner
+
+    # -- what rlock adds --------------------------------------------------------------------
+
+    async def info(self) -> LockInfo | None:
+        """The lock as the server has it now, or None when it is free."""
+        return _protocol.parse_info(await self.redis.execute_command("LOCK.INFO", self.name))
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The fencing token of this task's current acquisition, None if not held."""
+        if self.local.token is None:
+            return None
+        value: int | None = getattr(self.local, "fencing_token", None)
+        return value
+
+    @property
+    def lost(self) -> bool:
+        """True once the watchdog found this task's held lock gone (until the next acquire)."""
+        lease: Lease | None = getattr(self.local, "lease", None)
+        return lease is not None and lease.lost
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _reenter(self, owner: bytes) -> bool:
+        """Reenters a held lock. LOCK.REENTER never blocks: it is left to finish even when
+        the caller is cancelled, and a reentry that finished after the cancel is undone."""
+        reentry = _in_background(
+            self.redis.execute_command("LOCK.REENTER", self.name, owner, self.settings.grant_ms)
+        )
+        try:
+            count = await asyncio.shield(reentry)
+        except asyncio.CancelledError:
+            reentry.add_done_callback(self._undo_reentry(owner))
+            raise
+        if count is None:
+            raise not_owned("reenter", self.name)
+        self._hold(owner, self.local.fencing_token)
+        return True
+
+    def _undo_reentry(self, owner: bytes) -> Callable[[asyncio.Task[Any]], None]:
+        def undo(reentry: asyncio.Task[Any]) -> None:
+            if not reentry.cancelled() and reentry.exception() is None and reentry.result():
+                _in_background(self.redis.execute_command("LOCK.RELEASE", self.name, owner))
+
+        return undo
+
+    async def _release_abandoned(self, owner: bytes) -> None:
+        for delay in CANCEL_RELEASE_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                if await self.redis.execute_command("LOCK.RELEASE", self.name, owner) is not None:
+                    return
+            except RedisError as error:
+                logger.warning("rlock: releasing a cancelled acquire of %r: %s", self.name, error)
+
+    async def _acquire_on_server(self, owner: bytes, wait: int | None) -> int | None:
+        one_wait, deadline = wait_slices(wait, socket_timeout_ms(self.redis))
+        while True:
+            token = await self._acquire_once(owner, one_wait)
+            if token is not None or one_wait is None or one_wait == wait:
+                return token
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return None
+            one_wait = min(one_wait, left_ms)
+
+    async def _acquire_once(self, owner: bytes, wait: int | None) -> int | None:
+        settings = self.settings
+        args = _protocol.acquire_args(self.name, owner, settings.grant_ms, wait)
+        if not settings.replicas:
+            return _protocol.as_int(await self.redis.execute_command(*args))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.execute_command(*args)
+        pipe.execute_command("WAIT", settings.replicas, settings.replica_timeout_ms)
+        token_reply, acknowledged = await pipe.execute()
+        token = _protocol.as_int(token_reply)
+        if token is not None and int(acknowledged) < settings.replicas:
+            await asyncio.shield(
+                _in_background(self.redis.execute_command("LOCK.RELEASE", self.name, owner))
+            )
+            raise ReplicaSyncError(
+                f"only {acknowledged} of {settings.replicas} replicas acknowledged the lock "
+                f"{self.name!r}; released it",
+                int(acknowledged),
+                settings.replicas,
+            )
+        return token
+
+    def _state(self) -> Any:
+        """This task's (or, without thread_local, the Lock's) namespace of holding state."""
+        local = self.local
+        return local._namespace() if isinstance(local, TaskLocal) else local
+
+    async def _release_and_let_go(self, state: Any, owner: bytes) -> int | None:
+        remaining: int | None = -1
+        try:
+            remaining = _protocol.as_int(
+                await self.redis.execute_command("LOCK.RELEASE", self.name, owner)
+            )
+        finally:
+            self._let_go_once(state, remaining)
+        return remaining
+
+    def _hold(self, owner: bytes, fencing_token: int) -> None:
+        local = self.local
+        first = not getattr(local, "holds", 0)
+        local.token = owner
+        local.holds = getattr(local, "holds", 0) + 1
+        local.fencing_token = fencing_token
+        if not self.settings.watched:
+            return
+        lease = watchdog().hold(self.redis, self.name, owner, self.settings.lease_ms)
+        if first:
+            lease.listeners.append(self._tell_lost)
+        local.lease = lease
+
+    def _let_go_once(self, local: Any, remaining: int | None) -> None:
+        local.holds -= 1
+        lease: Lease | None = getattr(local, "lease", None)
+        if lease is not None:
+            if remaining in (0, None):
+                watchdog().drop(lease)
+            watchdog().let_go(lease, self._tell_lost if local.holds <= 0 else None)
+        if local.holds <= 0 or remaining in (0, None):
+            self._forget_all(local)
+
+    def _forget_all(self, local: Any = None) -> None:
+        local = self.local if local is None else local
+        local.token = None
+        local.holds = 0
+        local.fencing_token = None
+
+    def _forget_if_lost(self) -> None:
+        if self.lost:
+            self._forget_all()
+            self.local.lease = None
+
+    def _held_owner(self, action: str) -> bytes:
+        owner: bytes | None = self.local.token
+        if owner is None:
+            raise lock_error(f"Cannot {action} an unlocked lock", self.name)
+        if self.lost:
+            raise not_owned(action, self.name)
+        if self.settings.watched:
+            raise lock_error(f"Cannot {action} a lock with no timeout", self.name)
+        return owner
+
+    def _tell_lost(self) -> Any:
+        logger.warning("rlock: lock %r was lost while held", self.name)
+        return self.on_lost(self) if self.on_lost is not None else None

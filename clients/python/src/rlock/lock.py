@@ -1,0 +1,326 @@
+"""rlock.Lock: redis-py's Lock, backed by the rlock module's native commands."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from types import SimpleNamespace, TracebackType
+from typing import Any, Callable, Literal
+
+from redis.exceptions import LockError
+
+from rlock import _owners, _protocol
+from rlock._leases import Lease, logger
+from rlock._protocol import (
+    DEFAULT_LEASE,
+    KeyName,
+    LockInfo,
+    ReplicaSyncError,
+    Seconds,
+    lock_error,
+    not_owned,
+)
+from rlock._settings import LockSettings, encode_owner, socket_timeout_ms, wait_slices
+from rlock._watchdog import watchdog
+
+OnLost = Callable[["Lock"], Any]
+
+
+class Lock:
+    """A distributed lock with the constructor and methods of redis-py's ``redis.lock.Lock``.
+
+    Swap it in with ``redis_client.lock(name, lock_class=rlock.Lock, ...)`` or by constructing
+    it directly. Differences from redis-py's Lock, all on the server: a blocked ``acquire``
+    waits in line in the server (first come, first served; ``sleep`` is accepted and unused),
+    each acquisition gets a fencing token (``fencing_token``), the lock is reentrant for the
+    thread holding it, and a lock without ``timeout`` is kept alive by a watchdog instead of
+    living forever.
+
+    Arguments, times in seconds (floats allowed):
+
+    - ``timeout``: the lock's ttl. ``None`` (or 0): watched, held with ``lease`` and renewed
+      every ``lease / 3`` by one shared daemon thread until released.
+    - ``blocking`` / ``blocking_timeout``: whether ``acquire`` waits, and how long (``None``:
+      for as long as it takes).
+    - ``thread_local``: each thread is its own owner (default). With False the owner is this
+      Lock object, whichever thread uses it (e.g. to release in another thread).
+    - ``raise_on_release_error``: whether leaving a ``with`` block raises when the lock was
+      no longer held (else a warning is logged).
+    - ``lease``: keyword only, the lease of a watched lock (default 30).
+    - ``on_lost``: keyword only, called as ``on_lost(lock)`` in the watchdog thread when a
+      renewal finds a watched lock gone (expired, deleted, lost in a failover).
+    - ``replicas`` / ``replica_timeout``: keyword only; with ``replicas`` N > 0, each
+      acquisition waits (``WAIT N``, in the same round trip) up to ``replica_timeout``
+      (default 1) for N replicas to have it, else releases it and raises ``ReplicaSyncError``.
+
+    Raises ValueError (or TypeError) for a time that the server cannot take (at most 30 days,
+    at least 1 ms after rounding up).
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        name: KeyName,
+        timeout: Seconds | None = None,
+        sleep: Seconds = 0.1,
+        blocking: bool = True,
+        blocking_timeout: Seconds | None = None,
+        thread_local: bool = True,
+        raise_on_release_error: bool = True,
+        *,
+        lease: Seconds = DEFAULT_LEASE,
+        on_lost: OnLost | None = None,
+        replicas: int = 0,
+        replica_timeout: Seconds = 1.0,
+    ) -> None:
+        self.settings = LockSettings(name, timeout, lease, replicas, replica_timeout)
+        self.redis = redis
+        self.name = name
+        self.timeout = timeout
+        self.sleep = sleep
+        self.blocking = blocking
+        self.blocking_timeout = blocking_timeout
+        self.thread_local = bool(thread_local)
+        self.raise_on_release_error = raise_on_release_error
+        self.lease = lease
+        self.on_lost = on_lost
+        self.local: Any = threading.local() if self.thread_local else SimpleNamespace()
+        self.local.token = None
+        self._extend_script = redis.register_script(_protocol.EXTEND_SCRIPT)
+
+    # -- what redis-py's Lock offers --------------------------------------------------------
+
+    def __enter__(self) -> Lock:
+        if self.acquire():
+            return self
+        raise lock_error("Unable to acquire lock within the time specified", self.name)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self.release()
+        except LockError:
+            if self.raise_on_release_error:
+                raise
+            logger.warning("Lock was unlocked or no longer owned when exiting context manager.")
+
+    def acquire(
+        self,
+        sleep: Seconds | None = None,
+        blocking: bool | None = None,
+        blocking_timeout: Seconds | None = None,
+        token: Any | None = None,
+    ) -> bool:
+        """Takes the lock; True once held, False when it could not be had in time.
+
+        ``blocking`` (default: the constructor's) False tries once. Else the call waits in the
+        server's queue up to ``blocking_timeout`` seconds (``None``: the constructor's, and
+        there ``None`` means no limit). ``token`` is the owner id (str or bytes, at most 1024
+        bytes); by default the thread's own, so that a thread holding the lock reenters it
+        (each acquire then needs one release). ``sleep`` is ignored: nothing polls.
+        Afterwards ``fencing_token`` holds the acquisition's fencing token.
+
+        Raises ``ReplicaSyncError`` (a ``LockError``) when ``replicas`` were asked for and
+        too few acknowledged (the acquisition is released first), and redis-py's errors for
+        connection problems.
+        """
+        del sleep  # the wait happens in the server
+        self._forget_if_lost()
+        owner = self._owner_for(token)
+        wait = _protocol.wait_ms(
+            self.blocking if blocking is None else blocking,
+            self.blocking_timeout if blocking_timeout is None else blocking_timeout,
+        )
+        fencing_token = self._acquire_on_server(owner, wait)
+        if fencing_token is None:
+            return False
+        self._hold(owner, fencing_token)
+        return True
+
+    def release(self) -> None:
+        """Lets go of one acquisition; the lock is free once every acquisition is released.
+
+        Raises ``LockError`` when this thread does not hold the lock, and
+        ``LockNotOwnedError`` when it held it but lost it meanwhile (expired, deleted).
+        On a connection error the hold is forgotten here (and no longer renewed) before the
+        error is raised: the lock then expires by itself if the release did not get through.
+        """
+        owner = self.local.token
+        if owner is None:
+            raise lock_error(
+                "Cannot release a lock that's not owned or is already unlocked.", self.name
+            )
+        if self.lost:
+            self._forget_all()
+            raise not_owned("release", self.name)
+        remaining: int | None = -1
+        try:
+            remaining = _protocol.as_int(
+                self.redis.execute_command("LOCK.RELEASE", self.name, owner)
+            )
+        finally:
+            self._let_go_once(remaining)
+        if remaining is None:
+            raise not_owned("release", self.name)
+
+    def extend(self, additional_time: Seconds, replace_ttl: bool = False) -> Literal[True]:
+        """Adds ``additional_time`` seconds to the lock's remaining ttl (or, with
+        ``replace_ttl``, sets the ttl to it). Only for a lock with a ``timeout``: a watched
+        lock is renewed by the watchdog.
+
+        Raises ``LockError`` when the lock is not held or has no timeout, and
+        ``LockNotOwnedError`` when it is no longer held by this owner.
+        """
+        owner = self._held_owner("extend")
+        if additional_time < 0:
+            raise ValueError(f"additional_time must be >= 0 seconds, not {additional_time!r}")
+        additional_ms = math.ceil(additional_time * 1000)
+        args = _protocol.extend_args(owner, max(1, additional_ms), replace_ttl)
+        if not self._extend_script(keys=[self.name], args=args, client=self.redis):
+            raise not_owned("extend", self.name)
+        return True
+
+    def reacquire(self) -> Literal[True]:
+        """Resets the ttl of the held lock to ``timeout``. Only for a lock with a timeout.
+
+        Raises ``LockError`` when the lock is not held or has no timeout, and
+        ``LockNotOwnedError`` when it is no longer held by this owner.
+        """
+        owner = self._held_owner("reacquire")
+        renewed = self.redis.execute_command("LOCK.RENEW", self.name, owner, self.settings.ttl_ms)
+        if not renewed:
+            raise not_owned("reacquire", self.name)
+        return True
+
+    def locked(self) -> bool:
+        """True when anyone holds the lock."""
+        return self.info() is not None
+
+    def owned(self) -> bool:
+        """True when this thread (this owner) holds the lock, as the server sees it now."""
+        owner = self.local.token
+        if owner is None or self.lost:
+            return False
+        info = self.info()
+        return info is not None and info.owner == owner
+
+    # -- what rlock adds --------------------------------------------------------------------
+
+    def info(self) -> LockInfo | None:
+        """The lock as the server has it now (owner, count, ttl in seconds, fencing token,
+        waiters), or None when it is free."""
+        return _protocol.parse_info(self.redis.execute_command("LOCK.INFO", self.name))
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The fencing token of this thread's current acquisition (an int), None if not held.
+        Pass it to the resource the lock protects; it rises with every new acquisition."""
+        value: int | None = getattr(self.local, "fencing_token", None)
+        return value if self.local.token is not None else None
+
+    @property
+    def lost(self) -> bool:
+        """True once the watchdog found this thread's held lock gone (until the next acquire)."""
+        lease: Lease | None = getattr(self.local, "lease", None)
+        return lease is not None and lease.lost
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _owner_for(self, token: Any | None) -> bytes:
+        if token is not None:
+            return _protocol.check_owner(encode_owner(token))
+        held: bytes | None = self.local.token
+        if held is not None:
+            return held
+        return _owners.thread_owner() if self.thread_local else _owners.new_owner()
+
+    def _acquire_on_server(self, owner: bytes, wait: int | None) -> int | None:
+        one_wait, deadline = wait_slices(wait, socket_timeout_ms(self.redis))
+        while True:
+            token = self._acquire_once(owner, one_wait)
+            if token is not None or one_wait is None or one_wait == wait:
+                return token
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return None
+            one_wait = min(one_wait, left_ms)
+
+    def _acquire_once(self, owner: bytes, wait: int | None) -> int | None:
+        settings = self.settings
+        args = _protocol.acquire_args(self.name, owner, settings.grant_ms, wait)
+        if not settings.replicas:
+            return _protocol.as_int(self.redis.execute_command(*args))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.execute_command(*args)
+        pipe.execute_command("WAIT", settings.replicas, settings.replica_timeout_ms)
+        token_reply, acknowledged = pipe.execute()
+        token = _protocol.as_int(token_reply)
+        if token is not None and int(acknowledged) < settings.replicas:
+            self.redis.execute_command("LOCK.RELEASE", self.name, owner)
+            raise ReplicaSyncError(
+                f"only {acknowledged} of {settings.replicas} replicas acknowledged the lock "
+                f"{self.name!r}; released it",
+                int(acknowledged),
+                settings.replicas,
+            )
+        return token
+
+    def _hold(self, owner: bytes, fencing_token: int) -> None:
+        local = self.local
+        first = not getattr(local, "holds", 0)
+        local.token = owner
+        local.holds = getattr(local, "holds", 0) + 1
+        local.fencing_token = fencing_token
+        if not self.settings.watched:
+            return
+        holder = threading.current_thread() if self.thread_local else None
+        lease = watchdog().hold(
+            self.redis, self.name, owner, self.settings.lease_ms, time.monotonic(), holder
+        )
+        if first:
+            watchdog().listen(lease, self._tell_lost)
+        local.lease = lease
+
+    def _let_go_once(self, remaining: int | None) -> None:
+        """Forgets one hold after LOCK.RELEASE replied ``remaining`` (-1: no reply)."""
+        local = self.local
+        local.holds -= 1
+        lease: Lease | None = getattr(local, "lease", None)
+        if lease is not None:
+            if remaining in (0, None):
+                watchdog().drop(lease)
+            watchdog().let_go(lease, self._tell_lost if local.holds <= 0 else None)
+        if local.holds <= 0 or remaining in (0, None):
+            self._forget_all()
+
+    def _forget_all(self) -> None:
+        local = self.local
+        local.token = None
+        local.holds = 0
+        local.fencing_token = None
+
+    def _forget_if_lost(self) -> None:
+        """A lost holding is over: the next acquire starts afresh."""
+        if self.lost:
+            self._forget_all()
+            self.local.lease = None
+
+    def _held_owner(self, action: str) -> bytes:
+        owner: bytes | None = self.local.token
+        if owner is None:
+            raise lock_error(f"Cannot {action} an unlocked lock", self.name)
+        if self.lost:
+            raise not_owned(action, self.name)
+        if self.settings.watched:
+            raise lock_error(f"Cannot {action} a lock with no timeout", self.name)
+        return owner
+
+    def _tell_lost(self) -> None:
+        logger.warning("rlock: lock %r was lost while held", self.name)
+        if self.on_lost is not None:
+            self.on_lost(self)
