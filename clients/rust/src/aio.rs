@@ -1,0 +1,264 @@
+//! The async API (tokio): `Lock::acquire_async` and `AsyncLockGuard`, with a watchdog task.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionLike;
+use redis::Value;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::lease::{Lease, LeaseState};
+use crate::lock::{
+    millis, release_cmd, release_outcome, renew_cmd, renew_outcome, renew_period, Lock, Outcome,
+    Plan,
+};
+
+/// What the async API needs of a connection: redis' async `ConnectionLike`, cheap to clone
+/// and shareable between tasks, e.g. [`redis::aio::MultiplexedConnection`] or
+/// `redis::aio::ConnectionManager`.
+pub trait AsyncConnection: ConnectionLike + Clone + Send + 'static {}
+
+impl<C: ConnectionLike + Clone + Send + 'static> AsyncConnection for C {}
+
+impl Lock {
+    /// Takes the lock over a clone of `conn` and returns a guard holding another clone
+    /// (for release and, in lease mode, the watchdog task's renewals).
+    ///
+    /// Cancellation-safe: the request runs in a task of its own that outlives this future.
+    /// If this future is dropped before the answer (say, while waiting in the server's queue),
+    /// that task still reads it and, if the lock was granted, releases it at once; the task
+    /// ends by the wait's timeout at the latest. Likewise, when the connection's response
+    /// timeout cuts the wait short, a `LOCK.RELEASE` follows the acquisition on the same
+    /// connection (Redis runs one client's commands in order), so a late grant is given back.
+    ///
+    /// A `WAIT` blocks the connection in the server until it is answered, and every command
+    /// sent on it after (other tasks' too, and watchdog renewals of other locks): wait on a
+    /// connection of its own, with a response timeout above the wait (redis' multiplexed
+    /// default is 500 ms; `AsyncConnectionConfig::set_response_timeout(None)` lifts it).
+    ///
+    /// # Errors
+    /// As [`Lock::acquire`], without [`Error::NoWatchdogClient`]; plus [`Error::NoRuntime`]
+    /// outside a tokio runtime and [`Error::TaskEnded`] if the runtime shuts down meanwhile.
+    pub async fn acquire_async<C: AsyncConnection>(
+        &self,
+        conn: &mut C,
+    ) -> Result<AsyncLockGuard<C>> {
+        let plan = self.plan()?;
+        let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let (answer, answered) = oneshot::channel();
+        let conn = conn.clone();
+        let spawner = runtime.clone();
+        runtime.spawn(async move {
+            // A guard the caller no longer waits for is dropped here or with the channel, and
+            // its drop releases the lock.
+            let _ = answer.send(acquire_task(plan, conn, spawner).await);
+        });
+        answered.await.map_err(|_| Error::TaskEnded)?
+    }
+}
+
+async fn acquire_task<C: AsyncConnection>(
+    plan: Plan,
+    mut conn: C,
+    runtime: Handle,
+) -> Result<AsyncLockGuard<C>> {
+    let sent_at = Instant::now();
+    let replies: Vec<Value> = match plan.acquire_pipeline().query_async(&mut conn).await {
+        Ok(replies) => replies,
+        Err(error) => {
+            if error.is_timeout() {
+                let _ = release_cmd(&plan.key, &plan.owner)
+                    .query_async::<Value>(&mut conn)
+                    .await;
+            }
+            return Err(error.into());
+        }
+    };
+    let token = match plan.acquire_outcome(replies) {
+        Outcome::Granted(token) => token,
+        Outcome::GrantedUndone(error) => {
+            let _ = release_cmd(&plan.key, &plan.owner)
+                .query_async::<Value>(&mut conn)
+                .await;
+            return Err(error);
+        }
+        Outcome::Failed(error) => return Err(error),
+    };
+    let state = Arc::new(LeaseState::new(sent_at + plan.validity));
+    let watchdog = plan.lease.map(|lease| {
+        runtime.spawn(renew_loop(
+            conn.clone(),
+            plan.key.clone(),
+            plan.owner.clone(),
+            lease,
+            plan.ttl_ms,
+            Arc::clone(&state),
+        ))
+    });
+    Ok(AsyncLockGuard {
+        conn,
+        key: plan.key,
+        owner: plan.owner,
+        token,
+        state,
+        watchdog,
+        runtime,
+        released: false,
+    })
+}
+
+/// A held lock (async API). Release it with [`release`](Self::release)`.await`; a guard
+/// dropped without that is released best-effort by a task spawned on the runtime it was
+/// acquired on. In lease mode a watchdog task renews the lease every third of it until the
+/// guard is released, and stops when a renewal finds the lock gone: see
+/// [`is_lost`](Self::is_lost) and [`lost`](Self::lost).
+#[derive(Debug)]
+pub struct AsyncLockGuard<C: AsyncConnection> {
+    conn: C,
+    key: Vec<u8>,
+    owner: Vec<u8>,
+    token: u64,
+    state: Arc<LeaseState>,
+    watchdog: Option<JoinHandle<()>>,
+    runtime: Handle,
+    released: bool,
+}
+
+impl<C: AsyncConnection> AsyncLockGuard<C> {
+    /// The fencing token of this acquisition: greater than every token the server handed out
+    /// before; a reentry keeps the token. Pass it to the resource you protect.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The lock's key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The owner id the lock is held under.
+    pub fn owner(&self) -> &[u8] {
+        &self.owner
+    }
+
+    /// Whether the lock is known or presumed lost: a watchdog renewal found it gone (expired,
+    /// `DEL`, `FLUSHALL`, failover), or its ttl or lease ran out by the client's clock without
+    /// a confirmed renewal. Once true, stays true (the watchdog stops).
+    pub fn is_lost(&self) -> bool {
+        self.state.is_lost()
+    }
+
+    /// Resolves when [`is_lost`](Self::is_lost) becomes true; pending forever while the
+    /// watchdog keeps the lock. Cancellation-safe; use it in `tokio::select!` next to the
+    /// work the lock protects.
+    pub async fn lost(&self) {
+        loop {
+            let changed = self.state.changed.notified();
+            match self.state.get() {
+                Lease::Lost => return,
+                Lease::Until(until) => {
+                    let _ = tokio::time::timeout_at(until.into(), changed).await;
+                }
+            }
+        }
+    }
+
+    /// Resets the lock's expiry to `ttl` from now (`LOCK.RENEW`). `ttl` in whole ms, rounded
+    /// up, at least 1 ms, at most 30 days.
+    ///
+    /// # Errors
+    /// [`Error::NotHeld`] when this owner no longer holds it (the guard is then lost);
+    /// [`Error::InvalidDuration`], [`Error::Redis`].
+    pub async fn renew(&mut self, ttl: Duration) -> Result<()> {
+        let ttl_ms = millis(ttl, "ttl")?;
+        let sent_at = Instant::now();
+        let reply: Value = renew_cmd(&self.key, &self.owner, ttl_ms)
+            .query_async(&mut self.conn)
+            .await?;
+        match renew_outcome(reply) {
+            Ok(()) => {
+                self.state.extend(sent_at + Duration::from_millis(ttl_ms));
+                Ok(())
+            }
+            Err(error) => {
+                if matches!(error, Error::NotHeld) {
+                    self.state.mark_lost();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Stops the watchdog and releases the lock (one hold of it), returning the hold count
+    /// left (0: the lock is free or handed to the next waiter). If this future is dropped
+    /// before its first poll, the guard's drop releases instead; after, the release is on its
+    /// way and is not repeated.
+    ///
+    /// # Errors
+    /// [`Error::NotHeld`] when the lock was no longer held by this owner; [`Error::Redis`].
+    pub async fn release(mut self) -> Result<u64> {
+        self.stop_watchdog();
+        self.released = true;
+        let reply: Value = release_cmd(&self.key, &self.owner)
+            .query_async(&mut self.conn)
+            .await?;
+        release_outcome(reply)
+    }
+
+    fn stop_watchdog(&mut self) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.abort();
+        }
+    }
+}
+
+impl<C: AsyncConnection> Drop for AsyncLockGuard<C> {
+    fn drop(&mut self) {
+        self.stop_watchdog();
+        if self.released {
+            return;
+        }
+        let mut conn = self.conn.clone();
+        let release = release_cmd(&self.key, &self.owner);
+        self.runtime.spawn(async move {
+            let _ = release.query_async::<Value>(&mut conn).await;
+        });
+    }
+}
+
+async fn renew_loop<C: AsyncConnection>(
+    mut conn: C,
+    key: Vec<u8>,
+    owner: Vec<u8>,
+    lease: Duration,
+    ttl_ms: u64,
+    state: Arc<LeaseState>,
+) {
+    let period = renew_period(lease);
+    let renew = renew_cmd(&key, &owner, ttl_ms);
+    loop {
+        tokio::time::sleep(period).await;
+        if state.is_lost() {
+            return;
+        }
+        let sent_at = Instant::now();
+        let reply = tokio::time::timeout(period, renew.query_async::<Value>(&mut conn)).await;
+        // Transport trouble or no answer in time (`Err`): the lease deadline decides loss.
+        let outcome = match reply {
+            Ok(Ok(reply)) => renew_outcome(reply),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_) => continue,
+        };
+        match outcome {
+            Ok(()) => state.extend(sent_at + Duration::from_millis(ttl_ms)),
+            Err(Error::NotHeld) => {
+                state.mark_lost();
+                return;
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+/// Everything that can go wrong with a lock. No method of this crate panics; each failure is
+/// one of these variants.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The lock is held by another owner: at once (no wait configured) or still when the wait
+    /// ran out (the server answered nil).
+    #[error("lock not acquired: held by another owner")]
+    NotAcquired,
+
+    /// The lock was acquired, but fewer replicas than asked for acknowledged it within the
+    /// replica timeout; it has been released again (a best-effort `LOCK.RELEASE` on the same
+    /// connection; if that failed too, the lock expires after its ttl or lease).
+    #[error("lock released again: {acked} of {wanted} replicas acknowledged the acquisition")]
+    ReplicasNotSynced {
+        /// The replica count asked for with [`Lock::replicas`](crate::Lock::replicas).
+        wanted: u64,
+        /// How many replicas `WAIT` reported.
+        acked: u64,
+    },
+
+    /// The lock is no longer held by this owner (it expired, was deleted, flushed, or lost in
+    /// a failover): `LOCK.RELEASE` answered nil or `LOCK.RENEW` answered 0.
+    #[error("lock not held by this owner (expired, deleted or taken over)")]
+    NotHeld,
+
+    /// The owner id is empty or longer than 1024 bytes (the server's limit).
+    #[error("invalid owner id: {0}")]
+    InvalidOwner(&'static str),
+
+    /// A duration is out of the server's range: ttl, lease, wait and replica timeout go on
+    /// the wire as whole milliseconds (rounded up, at least 1 ms), at most 2592000000 ms
+    /// (30 days).
+    #[error("invalid {what}: {duration:?} exceeds 30 days (2592000000 ms)")]
+    InvalidDuration {
+        /// Which setting: `"ttl"`, `"lease"`, `"wait"` or `"replica timeout"`.
+        what: &'static str,
+        /// The duration given.
+        duration: Duration,
+    },
+
+    /// A lease (watchdog) lock acquired with the blocking API needs a `redis::Client` for the
+    /// watchdog's own connection: give one with [`Lock::watchdog`](crate::Lock::watchdog), or
+    /// use a fixed [`Lock::ttl`](crate::Lock::ttl).
+    #[error("lease mode needs a watchdog client: call Lock::watchdog(client) or set Lock::ttl")]
+    NoWatchdogClient,
+
+    /// The async API was called outside a tokio runtime.
+    #[error("no tokio runtime: the async API must run inside a tokio runtime")]
+    NoRuntime,
+
+    /// The background task that carries an async acquisition ended without an answer (its
+    /// runtime shut down). A lock granted to it is released by that task's drop or expires.
+    #[error("the acquiring task ended without an answer (runtime shutting down?)")]
+    TaskEnded,
+
+    /// The server answered something this client does not understand (a module of another
+    /// version?).
+    #[error("unexpected reply from the server: {0}")]
+    UnexpectedReply(String),
+
+    /// A transport error, a timeout, or a server error (`OOM`, `WRONGTYPE`, `ERR ...`), as the
+    /// `redis` crate reports it. After a response timeout of an acquisition this client has
+    /// already sent a `LOCK.RELEASE` behind it on the same connection, so a late grant does
+    /// not stay behind.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,269 @@
+//! The blocking API: `Lock::acquire` and `LockGuard`, with a watchdog thread.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redis::{ConnectionLike, Value};
+
+use crate::error::{Error, Result};
+use crate::lease::LeaseState;
+use crate::lock::{
+    millis, release_cmd, release_outcome, renew_cmd, renew_outcome, renew_period, Lock, Outcome,
+    Plan,
+};
+
+impl Lock {
+    /// Takes the lock over `conn` (blocking): `LOCK.ACQUIRE` (with `WAIT` if configured, and
+    /// Redis' `WAIT` for replicas in the same round trip), and returns a guard that releases
+    /// it when dropped.
+    ///
+    /// Lease mode (no [`ttl`](Lock::ttl)) starts a watchdog thread with its own connection from
+    /// the [`watchdog`](Lock::watchdog) client; without one this fails with
+    /// [`Error::NoWatchdogClient`] before sending anything.
+    ///
+    /// # Errors
+    /// [`Error::NotAcquired`] when another owner holds the lock (after the wait, if any);
+    /// [`Error::ReplicasNotSynced`] (the lock was released again); [`Error::InvalidOwner`],
+    /// [`Error::InvalidDuration`], [`Error::NoWatchdogClient`] for bad settings;
+    /// [`Error::Redis`] for transport and server errors. When the read timed out (a wait
+    /// longer than the connection's read timeout), a `LOCK.RELEASE` is sent behind the
+    /// acquisition on the same connection, so a late grant is given back at once.
+    pub fn acquire<'c, C: ConnectionLike>(&self, conn: &'c mut C) -> Result<LockGuard<'c, C>> {
+        let plan = self.plan()?;
+        let client = match (plan.lease, self.watchdog_client()) {
+            (Some(_), None) => return Err(Error::NoWatchdogClient),
+            (_, client) => client.cloned(),
+        };
+        let sent_at = Instant::now();
+        let replies: Vec<Value> = match plan.acquire_pipeline().query(conn) {
+            Ok(replies) => replies,
+            Err(error) => {
+                if error.is_timeout() {
+                    let _ = release_cmd(&plan.key, &plan.owner).query::<Value>(conn);
+                }
+                return Err(error.into());
+            }
+        };
+        let token = match plan.acquire_outcome(replies) {
+            Outcome::Granted(token) => token,
+            Outcome::GrantedUndone(error) => {
+                let _ = release_cmd(&plan.key, &plan.owner).query::<Value>(conn);
+                return Err(error);
+            }
+            Outcome::Failed(error) => return Err(error),
+        };
+        let state = Arc::new(LeaseState::new(sent_at + plan.validity));
+        let watchdog = match (plan.lease, client) {
+            (Some(lease), Some(client)) => Some(Watchdog::start(&plan, lease, client, &state)),
+            _ => None,
+        };
+        Ok(LockGuard {
+            conn,
+            key: plan.key,
+            owner: plan.owner,
+            token,
+            state,
+            watchdog,
+            released: false,
+        })
+    }
+}
+
+/// A held lock (blocking API), like [`std::sync::MutexGuard`]: dropping it releases the lock
+/// (one `LOCK.RELEASE` over the borrowed connection, errors ignored); [`release`](Self::release)
+/// does the same and reports the outcome. In lease mode a watchdog thread renews the lease
+/// every third of it until the guard is released, and stops when a renewal finds the lock
+/// gone ([`is_lost`](Self::is_lost)).
+#[derive(Debug)]
+pub struct LockGuard<'c, C: ConnectionLike> {
+    conn: &'c mut C,
+    key: Vec<u8>,
+    owner: Vec<u8>,
+    token: u64,
+    state: Arc<LeaseState>,
+    watchdog: Option<Watchdog>,
+    released: bool,
+}
+
+impl<C: ConnectionLike> LockGuard<'_, C> {
+    /// The fencing token of this acquisition: greater than every token the server handed out
+    /// before; a reentry keeps the token. Pass it to the resource you protect.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The lock's key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The owner id the lock is held under.
+    pub fn owner(&self) -> &[u8] {
+        &self.owner
+    }
+
+    /// Whether the lock is known or presumed lost: a watchdog renewal found it gone (expired,
+    /// `DEL`, `FLUSHALL`, failover), or its ttl or lease ran out by the client's clock without
+    /// a confirmed renewal. Once true, stays true (the watchdog stops).
+    pub fn is_lost(&self) -> bool {
+        self.state.is_lost()
+    }
+
+    /// The connection the lock was acquired over, for use while holding it.
+    pub fn connection(&mut self) -> &mut C {
+        self.conn
+    }
+
+    /// Resets the lock's expiry to `ttl` from now (`LOCK.RENEW`), e.g. for a fixed-ttl lock
+    /// that needs longer. `ttl` in whole ms, rounded up, at least 1 ms, at most 30 days.
+    ///
+    /// # Errors
+    /// [`Error::NotHeld`] when this owner no longer holds it (the guard is then lost);
+    /// [`Error::InvalidDuration`], [`Error::Redis`].
+    pub fn renew(&mut self, ttl: Duration) -> Result<()> {
+        let ttl_ms = millis(ttl, "ttl")?;
+        let sent_at = Instant::now();
+        let reply: Value = renew_cmd(&self.key, &self.owner, ttl_ms).query(self.conn)?;
+        match renew_outcome(reply) {
+            Ok(()) => {
+                self.state.extend(sent_at + Duration::from_millis(ttl_ms));
+                Ok(())
+            }
+            Err(error) => {
+                if matches!(error, Error::NotHeld) {
+                    self.state.mark_lost();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Stops the watchdog and releases the lock (one hold of it), returning the hold count
+    /// left (0: the lock is free or handed to the next waiter).
+    ///
+    /// # Errors
+    /// [`Error::NotHeld`] when the lock was no longer held by this owner; [`Error::Redis`].
+    pub fn release(mut self) -> Result<u64> {
+        self.release_inner()
+    }
+
+    fn release_inner(&mut self) -> Result<u64> {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            watchdog.stop();
+        }
+        self.released = true;
+        let reply: Value = release_cmd(&self.key, &self.owner).query(self.conn)?;
+        release_outcome(reply)
+    }
+}
+
+impl<C: ConnectionLike> Drop for LockGuard<'_, C> {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.release_inner();
+        }
+    }
+}
+
+/// A thread renewing one lease over its own connection.
+#[derive(Debug)]
+struct Watchdog {
+    /// Dropping it tells the thread to stop.
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(plan: &Plan, lease: Duration, client: redis::Client, state: &Arc<LeaseState>) -> Self {
+        let (stop, stopped) = mpsc::channel();
+        let key = plan.key.clone();
+        let owner = plan.owner.clone();
+        let ttl_ms = plan.ttl_ms;
+        let state = Arc::clone(state);
+        let thread = std::thread::Builder::new()
+            .name("rlock-watchdog".into())
+            .spawn(move || {
+                renew_loop(&client, &key, &owner, lease, ttl_ms, &state, &stopped);
+            });
+        match thread {
+            Ok(thread) => Watchdog {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            // No thread: nothing renews, so the lease runs out and the guard reports loss.
+            Err(_) => Watchdog {
+                stop: None,
+                thread: None,
+            },
+        }
+    }
+
+    /// Stops the thread and waits for it, so that no renewal follows a release.
+    fn stop(&mut self) {
+        self.stop = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn renew_loop(
+    client: &redis::Client,
+    key: &[u8],
+    owner: &[u8],
+    lease: Duration,
+    ttl_ms: u64,
+    state: &LeaseState,
+    stopped: &mpsc::Receiver<()>,
+) {
+    let period = renew_period(lease);
+    let mut conn: Option<redis::Connection> = None;
+    loop {
+        match stopped.recv_timeout(period) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if state.is_lost() {
+            return;
+        }
+        let sent_at = Instant::now();
+        match renew_once(client, &mut conn, key, owner, ttl_ms, period) {
+            Ok(()) => state.extend(sent_at + Duration::from_millis(ttl_ms)),
+            Err(Error::NotHeld) => {
+                state.mark_lost();
+                return;
+            }
+            // Transport trouble: reconnect next time; the lease deadline decides loss.
+            Err(_) => conn = None,
+        }
+    }
+}
+
+fn renew_once(
+    client: &redis::Client,
+    conn: &mut Option<redis::Connection>,
+    key: &[u8],
+    owner: &[u8],
+    ttl_ms: u64,
+    timeout: Duration,
+) -> Result<()> {
+    let conn = match conn {
+        Some(conn) => conn,
+        None => {
+            let fresh = client.get_connection_with_timeout(timeout)?;
+            fresh.set_read_timeout(Some(timeout))?;
+            fresh.set_write_timeout(Some(timeout))?;
+            conn.insert(fresh)
+        }
+    };
+    let reply: Value = renew_cmd(key, owner, ttl_ms).query(conn)?;
+    renew_outcome(reply)
+}

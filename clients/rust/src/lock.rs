@@ -1,0 +1,370 @@
+//! The lock description (a builder) and what it sends on the wire.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::error::{Error, Result};
+
+/// The server's upper bound for ttl and timeouts: 30 days in milliseconds.
+pub const MAX_MS: u64 = 2_592_000_000;
+/// The server's upper bound for an owner id, in bytes.
+pub const MAX_OWNER_LEN: usize = 1024;
+/// The lease of a lock without a fixed ttl (Redisson's `lockWatchdogTimeout`).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// How long the server keeps the lock without hearing from the holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// A fixed ttl; nothing renews it.
+    Ttl(Duration),
+    /// A lease renewed by a watchdog every third of it while the guard lives.
+    Lease(Duration),
+}
+
+/// How long `acquire` waits in the server's queue when the lock is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    No,
+    For(Duration),
+    Forever,
+}
+
+/// A named lock and how to take it: key, owner id, ttl or lease, wait, replica sync.
+///
+/// Building is cheap and infallible; the settings are checked when acquiring. A `Lock` is
+/// `Clone` and can be acquired many times; every acquisition with the same owner id while the
+/// lock is held is a reentry (the server counts holds, each guard releases one).
+///
+/// ```no_run
+/// # fn main() -> Result<(), rlock_client::Error> {
+/// use std::time::Duration;
+/// let client = redis::Client::open("redis://127.0.0.1/")?;
+/// let mut conn = client.get_connection()?;
+/// let lock = rlock_client::Lock::new("orders:42").ttl(Duration::from_secs(10));
+/// let guard = lock.acquire(&mut conn)?;      // Err(Error::NotAcquired) when taken
+/// println!("fencing token {}", guard.token());
+/// drop(guard);                               // LOCK.RELEASE
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Lock {
+    key: Vec<u8>,
+    owner: Vec<u8>,
+    expiry: Expiry,
+    wait: Wait,
+    replicas: Option<(u64, Duration)>,
+    watchdog: Option<redis::Client>,
+}
+
+/// A `Lock`'s settings checked and turned into wire values.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    pub key: Vec<u8>,
+    pub owner: Vec<u8>,
+    /// The ttl sent with `LOCK.ACQUIRE` (the lease in lease mode), in ms.
+    pub ttl_ms: u64,
+    /// The ttl or lease as a `Duration`: how long a grant is valid without renewal.
+    pub validity: Duration,
+    /// `Some(lease)` in lease mode: the watchdog renews with it.
+    pub lease: Option<Duration>,
+    /// `WAIT` argument of `LOCK.ACQUIRE` (0 = no limit), absent for a plain try.
+    pub wait_ms: Option<u64>,
+    /// `(numreplicas, timeout_ms)` for Redis' `WAIT` after the acquisition.
+    pub replicas: Option<(u64, u64)>,
+}
+
+impl Lock {
+    /// A lock on `key` with a fresh owner id (a UUID v4, one per `Lock`), lease mode with the
+    /// default lease of 30 s (renewed by a watchdog every 10 s), no waiting, no replica sync.
+    pub fn new(key: impl Into<Vec<u8>>) -> Lock {
+        Lock {
+            key: key.into(),
+            owner: uuid::Uuid::new_v4().to_string().into_bytes(),
+            expiry: Expiry::Lease(DEFAULT_LEASE),
+            wait: Wait::No,
+            replicas: None,
+            watchdog: None,
+        }
+    }
+
+    /// Uses `owner` as the owner id instead of the generated UUID: non-empty, at most 1024
+    /// bytes (checked when acquiring: [`Error::InvalidOwner`]). Holders must use distinct ids;
+    /// the same id re-acquiring a held lock is a reentry.
+    pub fn owner(mut self, owner: impl Into<Vec<u8>>) -> Lock {
+        self.owner = owner.into();
+        self
+    }
+
+    /// A fixed ttl: the server frees the lock `ttl` after the acquisition unless it is renewed
+    /// ([`LockGuard::renew`](crate::LockGuard::renew)); no watchdog. Sent in whole ms, rounded
+    /// up, at least 1 ms, at most 30 days ([`Error::InvalidDuration`]).
+    pub fn ttl(mut self, ttl: Duration) -> Lock {
+        self.expiry = Expiry::Ttl(ttl);
+        self
+    }
+
+    /// Lease mode (the default, with 30 s): the lock is taken for `lease` and a watchdog renews
+    /// it to `lease` every third of it while the guard lives; if the holder dies, the lock
+    /// frees at most `lease` later. Same range as [`ttl`](Lock::ttl). The blocking API needs a
+    /// client for the watchdog's connection ([`watchdog`](Lock::watchdog)).
+    pub fn lease(mut self, lease: Duration) -> Lock {
+        self.expiry = Expiry::Lease(lease);
+        self
+    }
+
+    /// When the lock is taken, wait in the server's first-come-first-served queue for up to
+    /// `timeout` (whole ms, rounded up, at most 30 days); [`Duration::ZERO`] means no waiting
+    /// (the default). The wait blocks the connection it is sent on: its read or response
+    /// timeout must exceed `timeout` (redis' multiplexed connections default to 500 ms).
+    pub fn wait(mut self, timeout: Duration) -> Lock {
+        self.wait = if timeout.is_zero() {
+            Wait::No
+        } else {
+            Wait::For(timeout)
+        };
+        self
+    }
+
+    /// Waits in the server's queue without a time limit (`WAIT 0`).
+    pub fn wait_forever(mut self) -> Lock {
+        self.wait = Wait::Forever;
+        self
+    }
+
+    /// After the acquisition, Redis' `WAIT numreplicas timeout` in the same round trip: when
+    /// fewer than `replicas` acknowledge it within `timeout` (whole ms, rounded up, at least
+    /// 1 ms), the lock is released again and acquiring fails with
+    /// [`Error::ReplicasNotSynced`]. `replicas == 0` checks nothing.
+    pub fn replicas(mut self, replicas: u64, timeout: Duration) -> Lock {
+        self.replicas = Some((replicas, timeout));
+        self
+    }
+
+    /// The client the blocking API's watchdog opens its own connection with (lease mode only;
+    /// the async API renews over a clone of the acquiring connection instead). The connection
+    /// is opened in the watchdog thread, so acquiring does not wait for it.
+    pub fn watchdog(mut self, client: redis::Client) -> Lock {
+        self.watchdog = Some(client);
+        self
+    }
+
+    /// The lock's key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The owner id sent to the server (a UUID string unless set with [`owner`](Lock::owner)).
+    pub fn owner_id(&self) -> &[u8] {
+        &self.owner
+    }
+
+    pub(crate) fn watchdog_client(&self) -> Option<&redis::Client> {
+        self.watchdog.as_ref()
+    }
+
+    /// Checks the settings and converts them to wire values.
+    pub(crate) fn plan(&self) -> Result<Plan> {
+        if self.owner.is_empty() {
+            return Err(Error::InvalidOwner("empty"));
+        }
+        if self.owner.len() > MAX_OWNER_LEN {
+            return Err(Error::InvalidOwner("longer than 1024 bytes"));
+        }
+        let (validity, lease) = match self.expiry {
+            Expiry::Ttl(ttl) => (ttl, None),
+            Expiry::Lease(lease) => (lease, Some(lease)),
+        };
+        let what = if lease.is_some() { "lease" } else { "ttl" };
+        let ttl_ms = millis(validity, what)?;
+        let wait_ms = match self.wait {
+            Wait::No => None,
+            Wait::For(timeout) => Some(millis(timeout, "wait")?),
+            Wait::Forever => Some(0),
+        };
+        let replicas = match self.replicas {
+            Some((n, timeout)) => Some((n, millis(timeout, "replica timeout")?)),
+            None => None,
+        };
+        Ok(Plan {
+            key: self.key.clone(),
+            owner: self.owner.clone(),
+            ttl_ms,
+            validity: Duration::from_millis(ttl_ms),
+            lease,
+            wait_ms,
+            replicas,
+        })
+    }
+}
+
+/// `duration` in whole milliseconds, rounded up, at least 1, at most [`MAX_MS`].
+pub(crate) fn millis(duration: Duration, what: &'static str) -> Result<u64> {
+    let ms = duration.as_nanos().div_ceil(1_000_000).max(1);
+    match u64::try_from(ms) {
+        Ok(ms) if ms <= MAX_MS => Ok(ms),
+        _ => Err(Error::InvalidDuration { what, duration }),
+    }
+}
+
+/// How often the watchdog renews a lease: every third of it, at least every millisecond.
+pub(crate) fn renew_period(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(1))
+}
+
+impl Plan {
+    /// `LOCK.ACQUIRE key owner ttl [WAIT t]`, then `WAIT n timeout` when replicas are asked
+    /// for: one round trip.
+    pub fn acquire_pipeline(&self) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("LOCK.ACQUIRE")
+            .arg(&self.key)
+            .arg(&self.owner)
+            .arg(self.ttl_ms);
+        if let Some(wait_ms) = self.wait_ms {
+            pipe.arg("WAIT").arg(wait_ms);
+        }
+        if let Some((n, timeout_ms)) = self.replicas {
+            pipe.cmd("WAIT").arg(n).arg(timeout_ms);
+        }
+        pipe
+    }
+
+    /// Interprets the replies of [`acquire_pipeline`](Plan::acquire_pipeline).
+    pub fn acquire_outcome(&self, replies: Vec<Value>) -> Outcome {
+        let mut replies = replies.into_iter();
+        let token = match replies.next() {
+            Some(Value::Int(token)) if token > 0 => token as u64,
+            Some(Value::Nil) => return Outcome::Failed(Error::NotAcquired),
+            Some(Value::ServerError(error)) => return Outcome::Failed(Error::Redis(error.into())),
+            other => return Outcome::Failed(unexpected("LOCK.ACQUIRE", other.as_ref())),
+        };
+        let Some((wanted, _)) = self.replicas else {
+            return Outcome::Granted(token);
+        };
+        match replies.next() {
+            Some(Value::Int(acked)) if acked >= 0 && acked as u64 >= wanted => {
+                Outcome::Granted(token)
+            }
+            Some(Value::Int(acked)) => Outcome::GrantedUndone(Error::ReplicasNotSynced {
+                wanted,
+                acked: acked.max(0) as u64,
+            }),
+            Some(Value::ServerError(error)) => Outcome::GrantedUndone(Error::Redis(error.into())),
+            other => Outcome::GrantedUndone(unexpected("WAIT", other.as_ref())),
+        }
+    }
+}
+
+/// What an acquisition round trip came to.
+pub(crate) enum Outcome {
+    /// Held, with this fencing token.
+    Granted(u64),
+    /// Granted, but it must be released again and the error returned.
+    GrantedUndone(Error),
+    /// Not granted.
+    Failed(Error),
+}
+
+/// `LOCK.RELEASE key owner`.
+pub(crate) fn release_cmd(key: &[u8], owner: &[u8]) -> redis::Cmd {
+    let mut cmd = redis::cmd("LOCK.RELEASE");
+    cmd.arg(key).arg(owner);
+    cmd
+}
+
+/// `LOCK.RENEW key owner ttl_ms`.
+pub(crate) fn renew_cmd(key: &[u8], owner: &[u8], ttl_ms: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("LOCK.RENEW");
+    cmd.arg(key).arg(owner).arg(ttl_ms);
+    cmd
+}
+
+/// The remaining hold count from `LOCK.RELEASE`'s reply.
+pub(crate) fn release_outcome(reply: Value) -> Result<u64> {
+    match reply {
+        Value::Int(count) if count >= 0 => Ok(count as u64),
+        Value::Nil => Err(Error::NotHeld),
+        Value::ServerError(error) => Err(Error::Redis(error.into())),
+        other => Err(unexpected("LOCK.RELEASE", Some(&other))),
+    }
+}
+
+/// `LOCK.RENEW`'s reply: `Ok(())` for 1, [`Error::NotHeld`] for 0.
+pub(crate) fn renew_outcome(reply: Value) -> Result<()> {
+    match reply {
+        Value::Int(1) => Ok(()),
+        Value::Int(0) => Err(Error::NotHeld),
+        Value::ServerError(error) => Err(Error::Redis(error.into())),
+        other => Err(unexpected("LOCK.RENEW", Some(&other))),
+    }
+}
+
+fn unexpected(command: &str, reply: Option<&Value>) -> Error {
+    match reply {
+        Some(value) => Error::UnexpectedReply(format!("{command} answered {value:?}")),
+        None => Error::UnexpectedReply(format!("no reply to {command}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_round_up_with_a_floor_and_a_ceiling() {
+        let ms = |d| millis(d, "ttl").ok();
+        assert_eq!(ms(Duration::ZERO), Some(1));
+        assert_eq!(ms(Duration::from_nanos(1)), Some(1));
+        assert_eq!(ms(Duration::from_micros(1500)), Some(2));
+        assert_eq!(ms(Duration::from_millis(250)), Some(250));
+        assert_eq!(ms(Duration::from_millis(MAX_MS)), Some(MAX_MS));
+        assert_eq!(
+            ms(Duration::from_millis(MAX_MS) + Duration::from_nanos(1)),
+            None
+        );
+        assert_eq!(ms(Duration::MAX), None);
+    }
+
+    #[test]
+    fn plan_checks_owner_and_durations() {
+        assert!(matches!(
+            Lock::new("k").owner("").plan(),
+            Err(Error::InvalidOwner(_))
+        ));
+        assert!(matches!(
+            Lock::new("k").owner(vec![b'x'; 1025]).plan(),
+            Err(Error::InvalidOwner(_))
+        ));
+        assert!(Lock::new("k").owner(vec![b'x'; 1024]).plan().is_ok());
+        assert!(matches!(
+            Lock::new("k")
+                .ttl(Duration::from_secs(31 * 24 * 3600))
+                .plan(),
+            Err(Error::InvalidDuration { what: "ttl", .. })
+        ));
+        assert!(matches!(
+            Lock::new("k").wait(Duration::MAX).plan(),
+            Err(Error::InvalidDuration { what: "wait", .. })
+        ));
+        let plan = Lock::new("k").plan().ok();
+        assert_eq!(plan.as_ref().map(|p| p.ttl_ms), Some(30_000));
+        assert_eq!(plan.as_ref().and_then(|p| p.wait_ms), None);
+        let plan = Lock::new("k").wait_forever().plan().ok();
+        assert_eq!(plan.and_then(|p| p.wait_ms), Some(0));
+    }
+
+    #[test]
+    fn owners_are_fresh_per_lock() {
+        assert_ne!(Lock::new("k").owner_id(), Lock::new("k").owner_id());
+        let lock = Lock::new("k");
+        assert_eq!(lock.clone().owner_id(), lock.owner_id());
+    }
+
+    #[test]
+    fn renew_period_is_a_third() {
+        assert_eq!(renew_period(DEFAULT_LEASE), Duration::from_secs(10));
+        assert_eq!(renew_period(Duration::ZERO), Duration::from_millis(1));
+    }
+}
