@@ -1,27 +1,23 @@
 # rlock: build, run and test the Redis lock module.
-# `make test` and `make run` install what a fresh Debian machine lacks (you are root there).
+# `make test` and `make run` install what a new Debian machine lacks (you are root there).
 
 PORT ?= 6379
 MODULE := target/release/librlock.so
 CARGO ?= cargo
+IMAGE ?= rlock:test
+# The container base made offline from Debian's packages (no image can be pulled here).
+IMAGE_BASE ?= rlock-base:trixie
+# Debian packages the build and the tests use: the server and its tools (7.0, the host's),
+# libclang for bindgen, debootstrap for the other server versions and the image's base.
+DEBIAN_PACKAGES := redis-server redis-tools libclang-dev debootstrap
 
-.PHONY: build run test unit integration bench clean deps lint
+.PHONY: build deps run test unit integration servers image container clients bench clean lint
 
 build: deps
 	$(CARGO) build --release -p rlock
 
-# Debian's redis-server (stock, no patches) and libclang for bindgen, installed when missing.
 deps:
-	@missing=""; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	command -v redis-benchmark >/dev/null 2>&1 || missing="$$missing redis-tools"; \
-	ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-		command -v service >/dev/null 2>&1 && service redis-server stop >/dev/null 2>&1; \
-		pkill -x redis-server 2>/dev/null; true; \
-	fi
+	@scripts/install-deps $(DEBIAN_PACKAGES)
 
 # Foreground, on 127.0.0.1:$(PORT), with the module and ./redis.conf.
 run: build
@@ -31,14 +27,39 @@ run: build
 	fi
 	redis-server ./redis.conf --port $(PORT)
 
-# Style checks first (fmt, clippy -D warnings), then the unit and the integration tests.
-test: build lint unit integration
+# Style checks first (fmt, clippy -D warnings), then unit tests, the integration suite on every
+# server version, the container image, and the client libraries.
+test: build lint unit integration container
 
 unit:
 	$(CARGO) test --release --lib
 
-integration:
-	RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock --test '*'
+servers: deps
+	@scripts/prepare-servers
+
+# The whole integration suite once per server version of target/servers/list.
+integration: build servers
+	@set -e; while read -r name server; do \
+		echo "=== integration tests on $$name ($$($$server --version | cut -d' ' -f1-3))"; \
+		RLOCK_SERVER=$$server RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock --test '*'; \
+	done < target/servers/list
+
+# The container image on the offline base (Redis 8.0 from Debian trixie).
+image: build servers
+	@docker image inspect $(IMAGE_BASE) >/dev/null 2>&1 || \
+		{ echo "importing $(IMAGE_BASE) from target/roots/trixie"; \
+		  tar -C target/roots/trixie -c . | docker import - $(IMAGE_BASE) >/dev/null; }
+	docker build -q --build-arg BASE=$(IMAGE_BASE) -t $(IMAGE) . >/dev/null
+	@echo "built $(IMAGE) (base $(IMAGE_BASE))"
+
+# Container tests when a Docker engine answers; said plainly when none does.
+container:
+	@if docker info >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory image && \
+		RLOCK_IMAGE=$(IMAGE) RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock --test container; \
+	else \
+		echo "SKIPPED: container tests (no Docker engine answers 'docker info')"; \
+	fi
 
 bench: build
 	$(CARGO) run --release -p rlock-bench -- --module $(CURDIR)/$(MODULE)

@@ -51,6 +51,14 @@ pub fn module_path() -> PathBuf {
     path
 }
 
+/// The server binary under test: `RLOCK_SERVER` (a path, or a name on PATH), else
+/// `redis-server`. `make test` points it at each server version it tests (see the README).
+pub fn server_binary() -> PathBuf {
+    std::env::var_os("RLOCK_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("redis-server"))
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -295,7 +303,8 @@ impl Server {
             .append(true)
             .open(&log_path)
             .expect("open log file");
-        let mut command = Command::new("redis-server");
+        let binary = server_binary();
+        let mut command = Command::new(&binary);
         command
             .args(self.command_line())
             .current_dir(self.options.cwd.as_deref().unwrap_or(&self.dir))
@@ -304,13 +313,14 @@ impl Server {
             .stderr(log);
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run redis-server (is it installed?): {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {} (is it installed?): {e}", binary.display()));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 return Err(self.log());
             }
-            if ping(self.port) {
+            // Another test's server may have bound this port first: only our own process counts.
+            if answers_as(self.port, child.id()) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -364,7 +374,8 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
     }
 }
 
-fn ping(port: u16) -> bool {
+/// Whether the server on `port` answers and is the process `pid` (INFO's `process_id`).
+fn answers_as(port: u16, pid: u32) -> bool {
     let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
         return false;
     };
@@ -372,10 +383,13 @@ fn ping(port: u16) -> bool {
         return false;
     };
     let _ = con.set_read_timeout(Some(Duration::from_secs(2)));
-    matches!(
-        con.req_command(&redis::cmd("PING")),
-        Ok(Value::SimpleString(ref s)) if s == "PONG"
-    )
+    let Ok(info) = con.req_command(redis::cmd("INFO").arg("server")) else {
+        return false;
+    };
+    text(&info).is_some_and(|info| {
+        info.lines()
+            .any(|line| line.trim_end() == format!("process_id:{pid}"))
+    })
 }
 
 fn free_port() -> u16 {
