@@ -115,7 +115,6 @@ async fn acquire_task<C: AsyncConnection>(
 /// acquired on. In lease mode a watchdog task renews the lease every third of it until the
 /// guard is released, and stops when a renewal finds the lock gone: see
 /// [`is_lost`](Self::is_lost) and [`lost`](Self::lost).
-#[derive(Debug)]
 pub struct AsyncLockGuard<C: AsyncConnection> {
     conn: C,
     key: Vec<u8>,
@@ -212,6 +211,17 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
         if let Some(watchdog) = self.watchdog.take() {
             watchdog.abort();
         }
+    }
+}
+
+impl<C: AsyncConnection> std::fmt::Debug for AsyncLockGuard<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncLockGuard")
+            .field("key", &String::from_utf8_lossy(&self.key))
+            .field("owner", &String::from_utf8_lossy(&self.owner))
+            .field("token", &self.token)
+            .field("lost", &self.is_lost())
+            .finish_non_exhaustive()
     }
 }
 

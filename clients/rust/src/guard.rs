@@ -76,7 +76,6 @@ impl Lock {
 /// does the same and reports the outcome. In lease mode a watchdog thread renews the lease
 /// every third of it until the guard is released, and stops when a renewal finds the lock
 /// gone ([`is_lost`](Self::is_lost)).
-#[derive(Debug)]
 pub struct LockGuard<'c, C: ConnectionLike> {
     conn: &'c mut C,
     key: Vec<u8>,
@@ -156,6 +155,17 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
         self.released = true;
         let reply: Value = release_cmd(&self.key, &self.owner).query(self.conn)?;
         release_outcome(reply)
+    }
+}
+
+impl<C: ConnectionLike> std::fmt::Debug for LockGuard<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("key", &String::from_utf8_lossy(&self.key))
+            .field("owner", &String::from_utf8_lossy(&self.owner))
+            .field("token", &self.token)
+            .field("lost", &self.is_lost())
+            .finish_non_exhaustive()
     }
 }
 
