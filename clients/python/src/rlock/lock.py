@@ -27,6 +27,14 @@ from rlock._watchdog import watchdog
 OnLost = Callable[["Lock"], Any]
 
 
+class ThreadState(threading.local):
+    """A Lock's holding state, per thread; ``token`` (the owner id while held) is None in
+    every thread until that thread acquires (redis-py's is missing outside the creator)."""
+
+    def __init__(self) -> None:
+        self.token: bytes | None = None
+
+
 class Lock:
     """A distributed lock with the constructor and methods of redis-py's ``redis.lock.Lock``.
 
@@ -85,8 +93,7 @@ class Lock:
         self.raise_on_release_error = raise_on_release_error
         self.lease = lease
         self.on_lost = on_lost
-        self.local: Any = threading.local() if self.thread_local else SimpleNamespace()
-        self.local.token = None
+        self.local: Any = ThreadState() if self.thread_local else SimpleNamespace(token=None)
         self._extend_script = redis.register_script(_protocol.EXTEND_SCRIPT)
 
     # -- what redis-py's Lock offers --------------------------------------------------------

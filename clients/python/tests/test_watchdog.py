@@ -1,0 +1,149 @@
+"""The watchdog: a lock without a timeout lives past its lease while held, renewal stops at
+release, and a lost lock is reported (on_lost, lost, LockNotOwnedError)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import wait_until
+from redis.exceptions import LockError, LockNotOwnedError
+
+import rlock
+from rlock import _watchdog
+
+LEASE = 0.3  # seconds: renewed every 0.1 s
+
+
+def outlive(seconds: float) -> None:
+    """Lets time pass (several leases) without asserting anything about timing."""
+    time.sleep(seconds)
+
+
+def watchdog_idle() -> bool:
+    return len(_watchdog.watchdog()._book) == 0
+
+
+def test_a_held_lock_outlives_its_lease(r, key):
+    lock = rlock.Lock(r, key, lease=LEASE)
+    assert lock.acquire()
+    assert 0 < r.pttl(key) <= 300
+    outlive(4 * LEASE)
+    assert lock.owned()
+    assert not lock.lost
+    lock.release()
+    assert not lock.locked()
+
+
+def test_renewal_stops_after_release(r, key):
+    lock = rlock.Lock(r, key, lease=LEASE)
+    with lock:
+        pass
+    wait_until(watchdog_idle, what="the watchdog to have nothing to renew")
+    wait_until(lambda: _watchdog.watchdog()._thread is None, what="the watchdog thread to end")
+    # another owner's lock of the same name is not renewed by the old holder's watchdog
+    r.execute_command("LOCK.ACQUIRE", key, "someone-else", 200)
+    wait_until(lambda: not r.exists(key), what="the other owner's lock to expire")
+
+
+def test_renewal_goes_on_until_the_last_reentrant_release(r, key):
+    lock = rlock.Lock(r, key, lease=LEASE)
+    assert lock.acquire()
+    assert lock.acquire()
+    lock.release()
+    outlive(3 * LEASE)
+    assert lock.owned()
+    lock.release()
+    assert not lock.locked()
+
+
+def test_many_locks_share_one_watchdog_thread(r, key):
+    locks = [rlock.Lock(r, f"{key}:{n}", lease=LEASE) for n in range(20)]
+    for lock in locks:
+        assert lock.acquire()
+    watchdog_threads = [t for t in threading.enumerate() if t.name == "rlock-watchdog"]
+    assert len(watchdog_threads) == 1
+    outlive(3 * LEASE)
+    assert all(lock.owned() for lock in locks)
+    for lock in locks:
+        lock.release()
+
+
+def lose_by_del(r, key):
+    r.delete(key)
+
+
+def lose_by_expiry(r, key):
+    r.pexpire(key, 1)
+
+
+def lose_by_flushall(r, key):
+    r.flushall()
+
+
+@pytest.mark.parametrize("lose", [lose_by_del, lose_by_expiry, lose_by_flushall])
+def test_a_lost_lock_is_reported(fresh_server, key, lose):
+    r = fresh_server.client()
+    told = threading.Event()
+    lock = rlock.Lock(r, key, lease=LEASE, on_lost=lambda lost_lock: told.set())
+    assert lock.acquire()
+    lose(r, key)
+    assert told.wait(10)
+    assert lock.lost
+    assert not lock.owned()
+    with pytest.raises(LockNotOwnedError):
+        lock.extend(1)
+    with pytest.raises(LockNotOwnedError):
+        lock.release()
+    assert lock.lost
+    with pytest.raises(LockError):
+        lock.release()
+    # the next acquire starts afresh
+    assert lock.acquire()
+    assert not lock.lost
+    lock.release()
+    r.close()
+
+
+def test_a_lost_lock_taken_by_another_owner_is_not_renewed_or_released(r, key):
+    told = threading.Event()
+    lock = rlock.Lock(r, key, lease=LEASE, on_lost=lambda lost_lock: told.set())
+    assert lock.acquire()
+    r.delete(key)
+    r.execute_command("LOCK.ACQUIRE", key, "next-owner", 60_000)
+    assert told.wait(10)
+    with pytest.raises(LockNotOwnedError):
+        lock.release()
+    assert lock.info().owner == b"next-owner"
+
+
+def test_a_context_manager_exit_after_loss_raises(r, key):
+    lock = rlock.Lock(r, key, lease=LEASE)
+    with pytest.raises(LockNotOwnedError), lock:
+        r.delete(key)
+        wait_until(lambda: lock.lost, what="the loss to be noticed")
+
+
+def test_an_ended_holder_thread_stops_the_renewal(r, key):
+    lock = rlock.Lock(r, key, lease=LEASE)
+    thread = threading.Thread(target=lock.acquire)
+    thread.start()
+    thread.join(10)
+    assert lock.locked()
+    wait_until(lambda: not lock.locked(), what="the abandoned lock to expire")
+
+
+def test_a_failing_on_lost_callback_does_not_stop_the_watchdog(r, key):
+    def explode(lost_lock):
+        raise RuntimeError("callback failure")
+
+    failing = rlock.Lock(r, f"{key}:a", lease=LEASE, on_lost=explode)
+    kept = rlock.Lock(r, f"{key}:b", lease=LEASE)
+    assert failing.acquire()
+    assert kept.acquire()
+    r.delete(f"{key}:a")
+    wait_until(lambda: failing.lost, what="the loss to be noticed")
+    outlive(3 * LEASE)
+    assert kept.owned()
+    kept.release()
