@@ -71,3 +71,11 @@ def wait_slices(wait: int | None, socket_ms: int | None) -> tuple[int | None, fl
     slice_ms = max(1, socket_ms * 3 // 4)
     deadline = float("inf") if wait == 0 else time.monotonic() + wait / 1000
     return (slice_ms if wait == 0 else min(wait, slice_ms)), deadline
+
+
+def next_slice(previous_ms: int, deadline: float) -> int | None:
+    """The WAIT of the next slice before ``deadline`` (inf: none), None once it has passed."""
+    if deadline == float("inf"):
+        return previous_ms
+    left_ms = int((deadline - time.monotonic()) * 1000)
+    return min(previous_ms, left_ms) if left_ms > 0 else None

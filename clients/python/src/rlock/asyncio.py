@@ -27,7 +27,7 @@ from rlock._protocol import (
     lock_error,
     not_owned,
 )
-from rlock._settings import LockSettings, encode_owner, socket_timeout_ms, wait_slices
+from rlock._settings import LockSettings, encode_owner, next_slice, socket_timeout_ms, wait_slices
 
 __all__ = ["Lock"]
 
@@ -371,10 +371,9 @@ class Lock:
             token = await self._acquire_once(owner, one_wait)
             if token is not None or one_wait is None or one_wait == wait:
                 return token
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0:
+            one_wait = next_slice(one_wait, deadline)
+            if one_wait is None:
                 return None
-            one_wait = min(one_wait, left_ms)
 
     async def _acquire_once(self, owner: bytes, wait: int | None) -> int | None:
         settings = self.settings
