@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::lease::{Lease, LeaseState};
 use crate::lock::{
-    millis, release_cmd, release_outcome, renew_cmd, renew_outcome, renew_period, Lock, Outcome,
-    Plan,
+    millis, release_cmd, release_outcome, renew_cmd, renew_outcome, renew_period, renew_timeout,
+    Lock, Outcome, Plan,
 };
 
 /// What the async API needs of a connection: redis' async `ConnectionLike`, cheap to clone
@@ -87,7 +87,7 @@ async fn acquire_task<C: AsyncConnection>(
         }
         Outcome::Failed(error) => return Err(error),
     };
-    let state = Arc::new(LeaseState::new(sent_at + plan.validity));
+    let state = Arc::new(LeaseState::new(plan.valid_until(sent_at, Instant::now())));
     let watchdog = plan.lease.map(|lease| {
         runtime.spawn(renew_loop(
             conn.clone(),
@@ -192,19 +192,25 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
     }
 
     /// Stops the watchdog and releases the lock (one hold of it), returning the hold count
-    /// left (0: the lock is free or handed to the next waiter). If this future is dropped
-    /// before its first poll, the guard's drop releases instead; after, the release is on its
-    /// way and is not repeated.
+    /// left (0: the lock is free or handed to the next waiter). Cancellation-safe: the
+    /// release runs in a task of its own once this future is first polled; dropped before
+    /// that, the guard's drop releases instead. Exactly one `LOCK.RELEASE` is sent either way.
     ///
     /// # Errors
     /// [`Error::NotHeld`] when the lock was no longer held by this owner; [`Error::Redis`].
     pub async fn release(mut self) -> Result<u64> {
         self.stop_watchdog();
         self.released = true;
-        let reply: Value = release_cmd(&self.key, &self.owner)
-            .query_async(&mut self.conn)
-            .await?;
-        release_outcome(reply)
+        // In a task of its own, so that dropping this future does not lose the release.
+        let mut conn = self.conn.clone();
+        let release = release_cmd(&self.key, &self.owner);
+        let task = self
+            .runtime
+            .spawn(async move { release.query_async::<Value>(&mut conn).await });
+        match task.await {
+            Ok(reply) => release_outcome(reply?),
+            Err(_) => Err(Error::TaskEnded),
+        }
     }
 
     fn stop_watchdog(&mut self) {
@@ -255,7 +261,9 @@ async fn renew_loop<C: AsyncConnection>(
             return;
         }
         let sent_at = Instant::now();
-        let reply = tokio::time::timeout(period, renew.query_async::<Value>(&mut conn)).await;
+        let reply =
+            tokio::time::timeout(renew_timeout(period), renew.query_async::<Value>(&mut conn))
+                .await;
         // Transport trouble or no answer in time (`Err`): the lease deadline decides loss.
         let outcome = match reply {
             Ok(Ok(reply)) => renew_outcome(reply),

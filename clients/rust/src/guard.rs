@@ -10,8 +10,8 @@ use redis::{ConnectionLike, Value};
 use crate::error::{Error, Result};
 use crate::lease::LeaseState;
 use crate::lock::{
-    millis, release_cmd, release_outcome, renew_cmd, renew_outcome, renew_period, Lock, Outcome,
-    Plan,
+    millis, release_cmd, release_outcome, renew_cmd, renew_outcome, renew_period, renew_timeout,
+    Lock, Outcome, Plan,
 };
 
 impl Lock {
@@ -54,7 +54,7 @@ impl Lock {
             }
             Outcome::Failed(error) => return Err(error),
         };
-        let state = Arc::new(LeaseState::new(sent_at + plan.validity));
+        let state = Arc::new(LeaseState::new(plan.valid_until(sent_at, Instant::now())));
         let watchdog = match (plan.lease, client) {
             (Some(lease), Some(client)) => Some(Watchdog::start(&plan, lease, client, &state)),
             _ => None,
@@ -245,7 +245,7 @@ fn renew_loop(
             return;
         }
         let sent_at = Instant::now();
-        match renew_once(client, &mut conn, key, owner, ttl_ms, period) {
+        match renew_once(client, &mut conn, key, owner, ttl_ms, renew_timeout(period)) {
             Ok(()) => state.extend(sent_at + Duration::from_millis(ttl_ms)),
             Err(Error::NotHeld) => {
                 state.mark_lost();

@@ -1,6 +1,6 @@
 //! The lock description (a builder) and what it sends on the wire.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::Value;
 
@@ -212,7 +212,32 @@ pub(crate) fn renew_period(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(1))
 }
 
+/// How long one renewal may take before it counts as failed: a renewal period, at least
+/// 100 ms (loss is decided by the lease deadline, not by one slow renewal).
+pub(crate) fn renew_timeout(period: Duration) -> Duration {
+    period.max(Duration::from_millis(100))
+}
+
 impl Plan {
+    /// Until when a grant is surely valid by the client's clock: the ttl or lease counted
+    /// from the moment the request was sent. After a `WAIT` the server started the ttl at the
+    /// handoff, some time between sending and the reply; the reply follows the handoff at
+    /// once (but for Redis' `WAIT` for replicas, at most its timeout), so the ttl is counted
+    /// from the reply's arrival less that timeout (late only by the one-way latency).
+    pub fn valid_until(&self, sent_at: Instant, received_at: Instant) -> Instant {
+        let start = if self.wait_ms.is_some() {
+            let replica_wait = self.replicas.map_or(Duration::ZERO, |(_, timeout_ms)| {
+                Duration::from_millis(timeout_ms)
+            });
+            received_at
+                .checked_sub(replica_wait)
+                .map_or(sent_at, |start| start.max(sent_at))
+        } else {
+            sent_at
+        };
+        start + self.validity
+    }
+
     /// `LOCK.ACQUIRE key owner ttl [WAIT t]`, then `WAIT n timeout` when replicas are asked
     /// for: one round trip.
     pub fn acquire_pipeline(&self) -> redis::Pipeline {
@@ -360,6 +385,36 @@ mod tests {
         assert_ne!(Lock::new("k").owner_id(), Lock::new("k").owner_id());
         let lock = Lock::new("k");
         assert_eq!(lock.clone().owner_id(), lock.owner_id());
+    }
+
+    #[test]
+    fn validity_counts_from_the_send_or_after_a_wait_from_the_reply() -> Result<()> {
+        let sent = Instant::now();
+        let received = sent + Duration::from_secs(100);
+        let ttl = Duration::from_secs(10);
+        let plain = Lock::new("k").ttl(ttl).plan()?;
+        assert_eq!(plain.valid_until(sent, received), sent + ttl);
+        let waited = Lock::new("k")
+            .ttl(ttl)
+            .wait(Duration::from_secs(200))
+            .plan()?;
+        assert_eq!(waited.valid_until(sent, received), received + ttl);
+        let synced = Lock::new("k")
+            .ttl(ttl)
+            .wait(Duration::from_secs(200))
+            .replicas(1, Duration::from_secs(1));
+        let synced = synced.plan()?;
+        assert_eq!(
+            synced.valid_until(sent, received),
+            received - Duration::from_secs(1) + ttl
+        );
+        let slow_replicas = Lock::new("k")
+            .ttl(ttl)
+            .wait(Duration::from_secs(200))
+            .replicas(1, Duration::from_secs(500))
+            .plan()?;
+        assert_eq!(slow_replicas.valid_until(sent, received), sent + ttl);
+        Ok(())
     }
 
     #[test]
