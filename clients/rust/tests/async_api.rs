@@ -179,8 +179,10 @@ async fn cancelled_wait_leaves_no_lock_behind() {
     let mut waiter_conn = connect(&server).await;
     let waiter = fixed("k").wait(Duration::from_secs(60));
     let mut acquiring = Box::pin(waiter.acquire_async(&mut waiter_conn));
-    // Poll it until the server has the waiter in line, then drop the future.
+    // Poll it until the server has the waiter in line, then drop the future. Biased: the
+    // acquisition is polled (and sends its request) before the blocking wait starts.
     let blocked = tokio::select! {
+        biased;
         result = &mut acquiring => panic!("acquired while the lock is held: {result:?}"),
         () = async {
             tokio::task::block_in_place(|| server.wait_for_blocked_clients(1));
