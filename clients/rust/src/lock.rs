@@ -141,7 +141,8 @@ impl Lock {
         self
     }
 
-    /// The client the blocking API's watchdog opens its own connection with (lease mode only;
+    /// The client (for the same server) the blocking API's watchdog opens its own connection
+    /// with (lease mode only;
     /// the async API renews over a clone of the acquiring connection instead). The connection
     /// is opened in the watchdog thread, so acquiring does not wait for it.
     pub fn watchdog(mut self, client: redis::Client) -> Lock {
