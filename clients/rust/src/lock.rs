@@ -142,9 +142,9 @@ impl Lock {
     }
 
     /// The client (for the same server) the blocking API's watchdog opens its own connection
-    /// with (lease mode only;
-    /// the async API renews over a clone of the acquiring connection instead). The connection
-    /// is opened in the watchdog thread, so acquiring does not wait for it.
+    /// with (lease mode only; the async API renews over a clone of the acquiring connection
+    /// instead). The connection is opened in the watchdog thread, so acquiring does not wait
+    /// for it.
     pub fn watchdog(mut self, client: redis::Client) -> Lock {
         self.watchdog = Some(client);
         self
