@@ -12,7 +12,7 @@ from redis.exceptions import LockError, LockNotOwnedError
 
 import rlock.asyncio
 
-LEASE = 0.3
+LEASE = 1.0
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ async def _is(awaitable, expected) -> bool:
 async def test_the_watchdog_keeps_a_held_lock_and_stops_after_release(ar, key):
     lock = rlock.asyncio.Lock(ar, key, lease=LEASE)
     async with lock:
-        await asyncio.sleep(4 * LEASE)
+        await asyncio.sleep(1.5 * LEASE)
         assert await lock.owned()
     assert not await lock.locked()
     watchdog = rlock.asyncio.watchdog()
