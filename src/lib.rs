@@ -31,17 +31,17 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         );
         return Status::Err;
     }
-    // SAFETY: ctx is the loading module's context. A short or corrupt RDB payload then fails
-    // the load with an error instead of aborting the server.
-    unsafe {
-        glue::api::rm!(RedisModule_SetModuleOptions)(
-            ctx.ctx,
-            redis_module::raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS as i32,
-        )
-    };
+    // A short or corrupt RDB payload fails the load with an error instead of aborting the
+    // server; and a key opened for writing counts as modified (WATCH, client-side caching) only
+    // when rlock says it changed, so a refused call leaves no trace.
+    let options = redis_module::raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS
+        | redis_module::raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED;
+    // SAFETY: ctx is the loading module's context.
+    unsafe { glue::api::rm!(RedisModule_SetModuleOptions)(ctx.ctx, options as i32) };
     glue::context::make_detached(ctx.ctx);
     glue::info::register(ctx.ctx);
     if glue::registration::register_commands(ctx.ctx)
+        && glue::configs::register(ctx.ctx)
         && glue::events::subscribe(ctx.ctx)
         && glue::propagation::watch(ctx.ctx)
         && glue::command_filter::register(ctx.ctx)

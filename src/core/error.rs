@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::lock::TransitionError;
-use super::request::{MAX_OWNER_BYTES, MAX_TTL_MS};
+use super::request::MAX_TTL_MS;
 
 /// The commands, as Redis names them in errors (lowercase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +35,12 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockError {
     Arity(Command),
-    InvalidTtl(Command),
+    /// With the largest ttl accepted.
+    InvalidTtl(Command, u64),
     InvalidTimeout(Command),
     EmptyOwner(Command),
-    OwnerTooLong(Command),
+    /// With the longest owner accepted.
+    OwnerTooLong(Command, usize),
     UnknownOption(Command, String),
     DuplicateOption(Command, &'static str),
     MissingOptionValue(Command, &'static str),
@@ -46,6 +48,8 @@ pub enum LockError {
     InvalidCounter,
     InternalOnly(Command),
     CountOverflow(Command),
+    /// `lock.max-waiters` clients already wait for this lock.
+    TooManyWaiters(u64),
     TokensExhausted(Command),
     WrongType,
     /// A bug caught at the module boundary: the server stays up and the command did nothing.
@@ -66,9 +70,9 @@ impl fmt::Display for LockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LockError::Arity(c) => write!(f, "ERR wrong number of arguments for '{}' command", c.name()),
-            LockError::InvalidTtl(c) => write!(
+            LockError::InvalidTtl(c, max) => write!(
                 f,
-                "ERR invalid ttl in '{}' command: expected an integer number of milliseconds from 1 to {MAX_TTL_MS}",
+                "ERR invalid ttl in '{}' command: expected an integer number of milliseconds from 1 to {max}",
                 c.name()
             ),
             LockError::InvalidTimeout(c) => write!(
@@ -77,9 +81,9 @@ impl fmt::Display for LockError {
                 c.name()
             ),
             LockError::EmptyOwner(c) => write!(f, "ERR empty owner in '{}' command", c.name()),
-            LockError::OwnerTooLong(c) => write!(
+            LockError::OwnerTooLong(c, max) => write!(
                 f,
-                "ERR owner longer than {MAX_OWNER_BYTES} bytes in '{}' command",
+                "ERR owner longer than {max} bytes in '{}' command",
                 c.name()
             ),
             LockError::UnknownOption(c, option) => {
@@ -99,6 +103,10 @@ impl fmt::Display for LockError {
                 f,
                 "ERR '{}' is internal: only a master's replication stream or AOF loading may send it",
                 c.name()
+            ),
+            LockError::TooManyWaiters(max) => write!(
+                f,
+                "ERR too many waiters for this lock in 'lock.acquire' command: {max} already wait (lock.max-waiters)"
             ),
             LockError::CountOverflow(c) => {
                 write!(f, "ERR hold count would overflow in '{}' command", c.name())
@@ -128,10 +136,10 @@ mod tests {
     fn every_error_starts_with_a_code_and_has_no_final_period() {
         let all = [
             LockError::Arity(Command::Acquire),
-            LockError::InvalidTtl(Command::Renew),
+            LockError::InvalidTtl(Command::Renew, MAX_TTL_MS),
             LockError::InvalidTimeout(Command::Acquire),
             LockError::EmptyOwner(Command::Release),
-            LockError::OwnerTooLong(Command::Reenter),
+            LockError::OwnerTooLong(Command::Reenter, 1024),
             LockError::UnknownOption(Command::Acquire, "FOO".into()),
             LockError::DuplicateOption(Command::Acquire, "WAIT"),
             LockError::MissingOptionValue(Command::Acquire, "WAIT"),
@@ -139,6 +147,7 @@ mod tests {
             LockError::InvalidCounter,
             LockError::InternalOnly(Command::Tokens),
             LockError::CountOverflow(Command::Reenter),
+            LockError::TooManyWaiters(10),
             LockError::TokensExhausted(Command::Acquire),
             LockError::WrongType,
             LockError::Panicked(Command::Info),

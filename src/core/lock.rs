@@ -281,6 +281,44 @@ pub fn ttl_left(expires_at: Millis, now: Millis) -> i64 {
     expires_at.saturating_sub(now).max(0)
 }
 
+/// A lock's state as replication carries it: hold count, token, absolute expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub count: u32,
+    pub token: u64,
+    pub expires_at: Option<Millis>,
+}
+
+/// What a replayed state (a master's effect) did to the lock before it, named after the
+/// master's command, so that a replica publishes the keyspace events its master did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replayed {
+    /// A new owner (a fresh acquisition, or a handoff on the master).
+    Acquired,
+    Reentered,
+    Released,
+    /// Only the expiry moved.
+    Renewed,
+    Unchanged,
+}
+
+pub fn classify_replay(before: Option<Snapshot>, after: Snapshot) -> Replayed {
+    match before {
+        Some(before) if before.token == after.token => {
+            if after.count > before.count {
+                Replayed::Reentered
+            } else if after.count < before.count {
+                Replayed::Released
+            } else if after.expires_at != before.expires_at {
+                Replayed::Renewed
+            } else {
+                Replayed::Unchanged
+            }
+        }
+        _ => Replayed::Acquired,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +543,32 @@ mod tests {
     fn to_boxed_copies_every_field() {
         let lock = held("owner", 4, 12);
         assert_eq!(lock.to_boxed(), lock);
+    }
+
+    #[test]
+    fn a_replayed_state_is_named_after_what_changed() {
+        let state = |count, token, expires_at| Snapshot {
+            count,
+            token,
+            expires_at,
+        };
+        let before = Some(state(2, 7, Some(NOW)));
+        let cases = [
+            (None, state(1, 7, Some(NOW)), Replayed::Acquired),
+            (before, state(1, 8, Some(NOW)), Replayed::Acquired),
+            (before, state(3, 7, Some(NOW)), Replayed::Reentered),
+            (before, state(3, 7, Some(NOW + 5)), Replayed::Reentered),
+            (before, state(1, 7, Some(NOW)), Replayed::Released),
+            (before, state(2, 7, Some(NOW + 5)), Replayed::Renewed),
+            (before, state(2, 7, None), Replayed::Renewed),
+            (before, state(2, 7, Some(NOW)), Replayed::Unchanged),
+        ];
+        for (before, after, expected) in cases {
+            assert_eq!(
+                classify_replay(before, after),
+                expected,
+                "{before:?} -> {after:?}"
+            );
+        }
     }
 }

@@ -13,6 +13,27 @@ pub const MAX_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 /// The longest owner id: far above a UUID plus a thread id, low enough to bound memory.
 pub const MAX_OWNER_BYTES: usize = 1024;
 
+/// What an operator may lower at runtime (module configs `lock.max-ttl`,
+/// `lock.max-owner-bytes`); never above the hard limits, which stored data is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_ttl_ms: u64,
+    pub max_owner_bytes: usize,
+}
+
+impl Limits {
+    pub const HARD: Limits = Limits {
+        max_ttl_ms: MAX_TTL_MS,
+        max_owner_bytes: MAX_OWNER_BYTES,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::HARD
+    }
+}
+
 /// `LOCK.ACQUIRE key owner ttl [WAIT timeout]`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AcquireRequest<'a> {
@@ -54,14 +75,17 @@ pub struct ApplyRequest<'a> {
     pub counter: u64,
 }
 
-pub fn parse_acquire<'a>(args: &[&'a [u8]]) -> Result<AcquireRequest<'a>, LockError> {
+pub fn parse_acquire<'a>(
+    args: &[&'a [u8]],
+    limits: &Limits,
+) -> Result<AcquireRequest<'a>, LockError> {
     let cmd = Command::Acquire;
     let (owner, ttl, options) = match args {
         [_key, owner, ttl, options @ ..] => (owner, ttl, options),
         _ => return Err(LockError::Arity(cmd)),
     };
-    let owner = parse_owner(cmd, owner)?;
-    let ttl = parse_ttl(cmd, ttl)?;
+    let owner = parse_owner(cmd, owner, limits)?;
+    let ttl = parse_ttl(cmd, ttl, limits)?;
     let mut wait = None;
     let mut rest = options;
     while let [option, tail @ ..] = rest {
@@ -81,37 +105,43 @@ pub fn parse_acquire<'a>(args: &[&'a [u8]]) -> Result<AcquireRequest<'a>, LockEr
     Ok(AcquireRequest { owner, ttl, wait })
 }
 
-pub fn parse_reenter<'a>(args: &[&'a [u8]]) -> Result<ReenterRequest<'a>, LockError> {
+pub fn parse_reenter<'a>(
+    args: &[&'a [u8]],
+    limits: &Limits,
+) -> Result<ReenterRequest<'a>, LockError> {
     let cmd = Command::Reenter;
     match args {
         [_key, owner] => Ok(ReenterRequest {
-            owner: parse_owner(cmd, owner)?,
+            owner: parse_owner(cmd, owner, limits)?,
             ttl: None,
         }),
         [_key, owner, ttl] => Ok(ReenterRequest {
-            owner: parse_owner(cmd, owner)?,
-            ttl: Some(parse_ttl(cmd, ttl)?),
+            owner: parse_owner(cmd, owner, limits)?,
+            ttl: Some(parse_ttl(cmd, ttl, limits)?),
         }),
         _ => Err(LockError::Arity(cmd)),
     }
 }
 
-pub fn parse_release<'a>(args: &[&'a [u8]]) -> Result<ReleaseRequest<'a>, LockError> {
+pub fn parse_release<'a>(
+    args: &[&'a [u8]],
+    limits: &Limits,
+) -> Result<ReleaseRequest<'a>, LockError> {
     let cmd = Command::Release;
     match args {
         [_key, owner] => Ok(ReleaseRequest {
-            owner: parse_owner(cmd, owner)?,
+            owner: parse_owner(cmd, owner, limits)?,
         }),
         _ => Err(LockError::Arity(cmd)),
     }
 }
 
-pub fn parse_renew<'a>(args: &[&'a [u8]]) -> Result<RenewRequest<'a>, LockError> {
+pub fn parse_renew<'a>(args: &[&'a [u8]], limits: &Limits) -> Result<RenewRequest<'a>, LockError> {
     let cmd = Command::Renew;
     match args {
         [_key, owner, ttl] => Ok(RenewRequest {
-            owner: parse_owner(cmd, owner)?,
-            ttl: parse_ttl(cmd, ttl)?,
+            owner: parse_owner(cmd, owner, limits)?,
+            ttl: parse_ttl(cmd, ttl, limits)?,
         }),
         _ => Err(LockError::Arity(cmd)),
     }
@@ -136,7 +166,7 @@ pub fn parse_apply<'a>(args: &[&'a [u8]]) -> Result<ApplyRequest<'a>, LockError>
     };
     let max_token = MAX_TOKEN as i64;
     Ok(ApplyRequest {
-        owner: parse_owner(cmd, owner)?,
+        owner: parse_owner(cmd, owner, &Limits::HARD)?,
         count: field("count", count, 1, u32::MAX.into())? as u32,
         expires_at: field("expiry", expires_at, 0, i64::MAX)?,
         token: field("token", token, 1, max_token)? as u64,
@@ -155,19 +185,21 @@ pub fn parse_tokens(args: &[&[u8]]) -> Result<u64, LockError> {
         .ok_or(LockError::InvalidCounter)
 }
 
-fn parse_owner(cmd: Command, owner: &[u8]) -> Result<&[u8], LockError> {
+fn parse_owner<'a>(cmd: Command, owner: &'a [u8], limits: &Limits) -> Result<&'a [u8], LockError> {
     match owner.len() {
         0 => Err(LockError::EmptyOwner(cmd)),
-        n if n > MAX_OWNER_BYTES => Err(LockError::OwnerTooLong(cmd)),
+        n if n > limits.max_owner_bytes => {
+            Err(LockError::OwnerTooLong(cmd, limits.max_owner_bytes))
+        }
         _ => Ok(owner),
     }
 }
 
-fn parse_ttl(cmd: Command, ttl: &[u8]) -> Result<u64, LockError> {
+fn parse_ttl(cmd: Command, ttl: &[u8], limits: &Limits) -> Result<u64, LockError> {
     parse_integer(ttl)
-        .filter(|&n| n >= 1 && n as u64 <= MAX_TTL_MS)
+        .filter(|&n| n >= 1 && n as u64 <= limits.max_ttl_ms)
         .map(|n| n as u64)
-        .ok_or(LockError::InvalidTtl(cmd))
+        .ok_or(LockError::InvalidTtl(cmd, limits.max_ttl_ms))
 }
 
 fn parse_timeout(cmd: Command, timeout: &[u8]) -> Result<u64, LockError> {
@@ -253,7 +285,7 @@ mod tests {
     #[test]
     fn acquire_parses_a_plain_try_and_a_wait_in_any_case() {
         assert_eq!(
-            parse_acquire(&args("k me 500")),
+            parse_acquire(&args("k me 500"), &Limits::default()),
             Ok(AcquireRequest {
                 owner: b"me",
                 ttl: 500,
@@ -262,10 +294,13 @@ mod tests {
         );
         for wait in ["WAIT", "wait", "Wait"] {
             let call = format!("k me 500 {wait} 0");
-            assert_eq!(parse_acquire(&args(&call)).map(|r| r.wait), Ok(Some(0)));
+            assert_eq!(
+                parse_acquire(&args(&call), &Limits::default()).map(|r| r.wait),
+                Ok(Some(0))
+            );
         }
         assert_eq!(
-            parse_acquire(&args("k me 1 WAIT 2592000000")).map(|r| r.wait),
+            parse_acquire(&args("k me 1 WAIT 2592000000"), &Limits::default()).map(|r| r.wait),
             Ok(Some(MAX_TTL_MS))
         );
     }
@@ -276,12 +311,15 @@ mod tests {
         let cases = [
             ("k", LockError::Arity(cmd)),
             ("k me", LockError::Arity(cmd)),
-            ("k me 0", LockError::InvalidTtl(cmd)),
-            ("k me -5", LockError::InvalidTtl(cmd)),
-            ("k me 1.5", LockError::InvalidTtl(cmd)),
-            ("k me abc", LockError::InvalidTtl(cmd)),
-            ("k me 2592000001", LockError::InvalidTtl(cmd)),
-            ("k me 99999999999999999999", LockError::InvalidTtl(cmd)),
+            ("k me 0", LockError::InvalidTtl(cmd, MAX_TTL_MS)),
+            ("k me -5", LockError::InvalidTtl(cmd, MAX_TTL_MS)),
+            ("k me 1.5", LockError::InvalidTtl(cmd, MAX_TTL_MS)),
+            ("k me abc", LockError::InvalidTtl(cmd, MAX_TTL_MS)),
+            ("k me 2592000001", LockError::InvalidTtl(cmd, MAX_TTL_MS)),
+            (
+                "k me 99999999999999999999",
+                LockError::InvalidTtl(cmd, MAX_TTL_MS),
+            ),
             ("k me 5 WAIT", LockError::MissingOptionValue(cmd, "WAIT")),
             ("k me 5 WAIT -1", LockError::InvalidTimeout(cmd)),
             ("k me 5 WAIT x", LockError::InvalidTimeout(cmd)),
@@ -297,10 +335,14 @@ mod tests {
             ),
         ];
         for (call, expected) in cases {
-            assert_eq!(parse_acquire(&args(call)), Err(expected), "{call}");
+            assert_eq!(
+                parse_acquire(&args(call), &Limits::default()),
+                Err(expected),
+                "{call}"
+            );
         }
         assert_eq!(
-            parse_acquire(&[b"k", b"", b"5"]),
+            parse_acquire(&[b"k", b"", b"5"], &Limits::default()),
             Err(LockError::EmptyOwner(cmd))
         );
     }
@@ -309,17 +351,17 @@ mod tests {
     fn owners_are_bounded_in_length_and_may_hold_any_bytes() {
         let long = vec![b'x'; MAX_OWNER_BYTES];
         assert_eq!(
-            parse_release(&[b"k", &long]).map(|r| r.owner.len()),
+            parse_release(&[b"k", &long], &Limits::default()).map(|r| r.owner.len()),
             Ok(MAX_OWNER_BYTES)
         );
         let too_long = vec![b'x'; MAX_OWNER_BYTES + 1];
         assert_eq!(
-            parse_release(&[b"k", &too_long]),
-            Err(LockError::OwnerTooLong(Command::Release))
+            parse_release(&[b"k", &too_long], &Limits::default()),
+            Err(LockError::OwnerTooLong(Command::Release, MAX_OWNER_BYTES))
         );
         let binary = [0u8, 0xff, b'\r', b'\n'];
         assert_eq!(
-            parse_release(&[b"k", &binary]).map(|r| r.owner),
+            parse_release(&[b"k", &binary], &Limits::default()).map(|r| r.owner),
             Ok(&binary[..])
         );
     }
@@ -327,13 +369,14 @@ mod tests {
     #[test]
     fn unknown_options_are_quoted_safely() {
         let Err(LockError::UnknownOption(_, quoted)) =
-            parse_acquire(&[b"k", b"me", b"5", b"a\r\nb"])
+            parse_acquire(&[b"k", b"me", b"5", b"a\r\nb"], &Limits::default())
         else {
             panic!("expected an unknown option error");
         };
         assert_eq!(quoted, "a??b");
         let long = vec![b'z'; 500];
-        let Err(LockError::UnknownOption(_, quoted)) = parse_acquire(&[b"k", b"me", b"5", &long])
+        let Err(LockError::UnknownOption(_, quoted)) =
+            parse_acquire(&[b"k", b"me", b"5", &long], &Limits::default())
         else {
             panic!("expected an unknown option error");
         };
@@ -343,55 +386,58 @@ mod tests {
     #[test]
     fn reenter_takes_an_optional_ttl() {
         assert_eq!(
-            parse_reenter(&args("k me")),
+            parse_reenter(&args("k me"), &Limits::default()),
             Ok(ReenterRequest {
                 owner: b"me",
                 ttl: None
             })
         );
         assert_eq!(
-            parse_reenter(&args("k me 10")),
+            parse_reenter(&args("k me 10"), &Limits::default()),
             Ok(ReenterRequest {
                 owner: b"me",
                 ttl: Some(10)
             })
         );
         let cmd = Command::Reenter;
-        assert_eq!(parse_reenter(&args("k")), Err(LockError::Arity(cmd)));
         assert_eq!(
-            parse_reenter(&args("k me 10 20")),
+            parse_reenter(&args("k"), &Limits::default()),
             Err(LockError::Arity(cmd))
         );
         assert_eq!(
-            parse_reenter(&args("k me 0")),
-            Err(LockError::InvalidTtl(cmd))
+            parse_reenter(&args("k me 10 20"), &Limits::default()),
+            Err(LockError::Arity(cmd))
+        );
+        assert_eq!(
+            parse_reenter(&args("k me 0"), &Limits::default()),
+            Err(LockError::InvalidTtl(cmd, MAX_TTL_MS))
         );
     }
 
     #[test]
     fn release_renew_and_info_take_exact_arguments() {
         assert_eq!(
-            parse_release(&args("k me")),
+            parse_release(&args("k me"), &Limits::default()),
             Ok(ReleaseRequest { owner: b"me" })
         );
         assert_eq!(
-            parse_release(&args("k me x")),
+            parse_release(&args("k me x"), &Limits::default()),
             Err(LockError::Arity(Command::Release))
         );
         assert_eq!(
-            parse_renew(&args("k me 9")),
+            parse_renew(&args("k me 9"), &Limits::default()),
             Ok(RenewRequest {
                 owner: b"me",
                 ttl: 9
             })
         );
         assert_eq!(
-            parse_renew(&args("k me")),
+            parse_renew(&args("k me"), &Limits::default()),
             Err(LockError::Arity(Command::Renew))
         );
         assert_eq!(
-            parse_renew(&args("k me 0")),
-            Err(LockError::InvalidTtl(Command::Renew))
+            parse_renew(&args("k me 0"), &Limits::default()),
+            Err(LockError::InvalidTtl(Command::Renew, MAX_TTL_MS))
         );
         assert_eq!(parse_info(&args("k")), Ok(()));
         assert_eq!(

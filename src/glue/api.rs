@@ -47,6 +47,14 @@ pub fn missing_required() -> Vec<&'static str> {
                 { raw::RedisModule_ModuleTypeSetValue }.is_some(),
             ),
             ("SetAbsExpire", { raw::RedisModule_SetAbsExpire }.is_some()),
+            (
+                "SignalModifiedKey",
+                { raw::RedisModule_SignalModifiedKey }.is_some(),
+            ),
+            (
+                "NotifyKeyspaceEvent",
+                { raw::RedisModule_NotifyKeyspaceEvent }.is_some(),
+            ),
             ("Milliseconds", { raw::RedisModule_Milliseconds }.is_some()),
             (
                 "GetContextFlags",
@@ -119,6 +127,23 @@ pub fn missing_required() -> Vec<&'static str> {
             (
                 "InfoAddFieldLongLong",
                 { raw::RedisModule_InfoAddFieldLongLong }.is_some(),
+            ),
+            (
+                "RegisterNumericConfig",
+                { raw::RedisModule_RegisterNumericConfig }.is_some(),
+            ),
+            ("LoadConfigs", { raw::RedisModule_LoadConfigs }.is_some()),
+            (
+                "InfoAddFieldULongLong",
+                { raw::RedisModule_InfoAddFieldULongLong }.is_some(),
+            ),
+            (
+                "InfoAddFieldCString",
+                { raw::RedisModule_InfoAddFieldCString }.is_some(),
+            ),
+            (
+                "SubscribeToKeyspaceEvents",
+                { raw::RedisModule_SubscribeToKeyspaceEvents }.is_some(),
             ),
             (
                 "InfoAddSection",

@@ -4,15 +4,18 @@
 use redis_module::raw;
 
 use super::blocking::BlockedClient;
+use super::configs;
 use super::context::{now, Ctx};
 use super::entry::{command_entry, Args};
-use super::handoff::{hand_over, Handling};
+use super::handoff::{hand_over, Freed, Handling};
 use super::keys::LockKey;
 use super::replicate;
+use super::signals::Event;
+use super::stats::{self, Counter};
 use super::token_counter::{observe, with_tokens};
 use super::waiters::{self, KeyRef};
 use crate::core::error::{Command, LockError};
-use crate::core::lock::{self, Acquire, Lock, Release};
+use crate::core::lock::{self, Acquire, Lock, Release, Replayed, Snapshot};
 use crate::core::request::{
     parse_acquire, parse_apply, parse_info, parse_reenter, parse_release, parse_renew, parse_tokens,
 };
@@ -33,7 +36,7 @@ fn key_name(args: &Args, command: Command) -> Result<*mut raw::RedisModuleString
 
 /// LOCK.ACQUIRE key owner ttl [WAIT timeout] -> fencing token | nil
 fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
-    let request = parse_acquire(args.bytes())?;
+    let request = parse_acquire(args.bytes(), &configs::limits())?;
     let name = key_name(args, Command::Acquire)?;
     let now = now();
     let mut key = LockKey::open_writable(ctx, name);
@@ -42,7 +45,8 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let mut queued = waiters::queued(db, key_bytes);
     if queued > 0 && key.lock()?.is_none() {
         // Freed a moment ago (deleted or expired before our timer ran): it is the waiters'.
-        hand_over(ctx, &mut key, name, db, key_bytes, now);
+        let freed = super::handoff::why_gone(db, key_bytes);
+        hand_over(ctx, &mut key, name, db, key_bytes, now, freed);
         queued = waiters::queued(db, key_bytes);
     }
     let held = key.lock()?;
@@ -55,27 +59,50 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             replicate::lock_state(ctx, name, &lock, Some(expires_at));
             ctx.reply_integer(lock.token() as i64);
             key.store(lock, Some(expires_at));
+            key.notify(Event::Acquire);
+            key.notify(Event::Expire);
+            stats::count(Counter::Acquisitions);
         }
         Acquire::Reentered {
             token, expires_at, ..
         } => {
             write_back_in_place(ctx, &mut key, name, Some(expires_at))?;
             ctx.reply_integer(token as i64);
+            key.notify(Event::Reenter);
+            key.notify(Event::Expire);
+            stats::count(Counter::Reentries);
         }
-        Acquire::Busy => match request.wait {
-            Some(timeout) if may_block(ctx) => match BlockedClient::block(ctx) {
-                Some(client) => {
+        Acquire::Busy => {
+            stats::count(Counter::Contended);
+            match request.wait {
+                Some(timeout) if may_block(ctx) => {
                     let at = KeyRef {
                         db,
                         name: key_bytes.into(),
                     };
-                    let wait = (request.owner, request.ttl, timeout);
-                    waiters::join(ctx, at, wait, client, key.expiry());
+                    wait_in_line(ctx, at, (request.owner, request.ttl, timeout), &key)?;
                 }
-                None => ctx.reply_null(),
-            },
-            _ => ctx.reply_null(),
-        },
+                _ => ctx.reply_null(),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Blocks the caller behind everyone already waiting for the lock at `at`.
+fn wait_in_line(
+    ctx: Ctx,
+    at: KeyRef,
+    wait: (&[u8], u64, u64),
+    key: &LockKey,
+) -> Result<(), LockError> {
+    let max = configs::max_waiters();
+    if waiters::queued(at.db, &at.name) as u64 >= max {
+        return Err(LockError::TooManyWaiters(max));
+    }
+    match BlockedClient::block(ctx) {
+        Some(client) => waiters::join(ctx, at, wait, client, key.expiry()),
+        None => ctx.reply_null(),
     }
     Ok(())
 }
@@ -87,7 +114,7 @@ fn may_block(ctx: Ctx) -> bool {
 
 /// LOCK.REENTER key owner [ttl] -> new hold count | nil
 fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
-    let request = parse_reenter(args.bytes())?;
+    let request = parse_reenter(args.bytes(), &configs::limits())?;
     let name = key_name(args, Command::Reenter)?;
     let mut key = LockKey::open_writable(ctx, name);
     let held = key.lock()?;
@@ -97,6 +124,11 @@ fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         Some(reentry) => {
             write_back_in_place(ctx, &mut key, name, reentry.expires_at)?;
             ctx.reply_integer(reentry.count.into());
+            key.notify(Event::Reenter);
+            stats::count(Counter::Reentries);
+            if reentry.expires_at.is_some() {
+                key.notify(Event::Expire);
+            }
         }
         None => ctx.reply_null(),
     }
@@ -105,7 +137,7 @@ fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
 
 /// LOCK.RELEASE key owner -> remaining hold count | nil
 fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
-    let request = parse_release(args.bytes())?;
+    let request = parse_release(args.bytes(), &configs::limits())?;
     let name = key_name(args, Command::Release)?;
     let mut key = LockKey::open_writable(ctx, name);
     let held = key.lock()?;
@@ -114,13 +146,18 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         Release::StillHeld { count } => {
             write_back_in_place(ctx, &mut key, name, None)?;
             ctx.reply_integer(count.into());
+            key.notify(Event::Release);
+            stats::count(Counter::Releases);
         }
         Release::Freed => {
             ctx.reply_integer(0);
+            stats::count(Counter::Releases);
             let _own_change = Handling::begin();
+            key.notify(Event::Release);
             if !hand_over_waiting(ctx, &mut key, args) {
                 key.delete();
                 replicate::deletion(ctx, name);
+                key.notify(Event::Del);
             }
         }
     }
@@ -133,12 +170,13 @@ fn hand_over_waiting(ctx: Ctx, key: &mut LockKey, args: &Args) -> bool {
         return false;
     };
     let db = ctx.selected_db();
-    waiters::queued(db, key_bytes) > 0 && hand_over(ctx, key, name, db, key_bytes, now())
+    waiters::queued(db, key_bytes) > 0
+        && hand_over(ctx, key, name, db, key_bytes, now(), Freed::Released)
 }
 
 /// LOCK.RENEW key owner ttl -> 1 | 0
 fn renew(ctx: Ctx, args: &Args) -> Result<(), LockError> {
-    let request = parse_renew(args.bytes())?;
+    let request = parse_renew(args.bytes(), &configs::limits())?;
     let name = key_name(args, Command::Renew)?;
     let mut key = LockKey::open_writable(ctx, name);
     let held = key.lock()?;
@@ -146,6 +184,9 @@ fn renew(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         Some(expires_at) => {
             write_back_in_place(ctx, &mut key, name, Some(expires_at))?;
             ctx.reply_integer(1);
+            key.notify(Event::Renew);
+            key.notify(Event::Expire);
+            stats::count(Counter::Renewals);
         }
         None => ctx.reply_integer(0),
     }
@@ -187,17 +228,49 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_apply(args.bytes())?;
     let name = key_name(args, Command::Apply)?;
     let mut key = LockKey::open_writable(ctx, name);
-    if let Err(LockError::WrongType) = key.lock() {
-        // The master replaced whatever this key held; follow it.
-        key.delete();
-    }
+    let before = match key.lock() {
+        Ok(Some(lock)) => Some((lock.count(), lock.token())),
+        Ok(None) => None,
+        Err(_) => {
+            // The master replaced whatever this key held; follow it.
+            key.delete();
+            None
+        }
+    };
+    let before = before.map(|(count, token)| Snapshot {
+        count,
+        token,
+        expires_at: key.expiry(),
+    });
     observe(request.token.max(request.counter));
+    let after = Snapshot {
+        count: request.count,
+        token: request.token,
+        expires_at: (request.expires_at > 0).then_some(request.expires_at),
+    };
     let lock = Lock::boxed(request.owner, request.count, request.token);
-    key.store(lock, (request.expires_at > 0).then_some(request.expires_at));
+    key.store(lock, after.expires_at);
+    notify_replayed(&key, before, after);
     // A replica's own AOF learns of the change only if we pass it on.
     replicate::verbatim(ctx);
     ctx.reply_simple(c"OK");
     Ok(())
+}
+
+/// A replica publishes the events its master did for the change it replays.
+fn notify_replayed(key: &LockKey, before: Option<Snapshot>, after: Snapshot) {
+    let event = match lock::classify_replay(before, after) {
+        Replayed::Acquired => Event::Acquire,
+        Replayed::Reentered => Event::Reenter,
+        Replayed::Released => Event::Release,
+        Replayed::Renewed => Event::Renew,
+        Replayed::Unchanged => return,
+    };
+    key.notify(event);
+    let expiry_moved = before.is_none_or(|before| before.expires_at != after.expires_at);
+    if after.expires_at.is_some() && expiry_moved {
+        key.notify(Event::Expire);
+    }
 }
 
 /// LOCK.TOKENS counter -> OK
@@ -230,6 +303,7 @@ fn write_back_in_place(
     name: *mut raw::RedisModuleString,
     new_expiry: Option<Millis>,
 ) -> Result<(), LockError> {
+    key.mark_changed();
     if let Some(at) = new_expiry {
         key.set_expiry(at);
     }

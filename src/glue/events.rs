@@ -2,16 +2,35 @@
 //! keyspace (DEL, UNLINK, expiry, eviction, overwrite, RENAME) and FLUSHDB/FLUSHALL, which
 //! unlink nothing one by one.
 
-use std::ffi::{c_int, c_void};
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void};
 
-use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx};
+use redis_module::raw::{
+    self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx, RedisModuleString,
+};
 
 use super::api::rm;
-use super::context::{detached, log, Ctx};
+use super::context::{detached, log, Ctx, OK};
 use super::entry::{run_callback, string_bytes};
 use super::handoff;
 use super::replicate;
+use super::stats::{self, Counter};
+use super::value::live_values;
 use super::waiters;
+
+thread_local! {
+    /// The last lock key unlinked, as (database, the server's key object): an "expired" event
+    /// for that very object right after means a lock expired. No copy of the name is made.
+    static LAST_UNLINKED: Cell<(i32, usize)> = const { Cell::new((-1, 0)) };
+    /// This node became a replica and has not synced since: the next full sync replaces locks
+    /// it held as a master (a split brain loses them), which INFO counts and the log says.
+    static AWAITING_FIRST_SYNC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The role-change event saw this node become a replica.
+pub fn became_replica() {
+    AWAITING_FIRST_SYNC.with(|flag| flag.set(true));
+}
 
 /// The data type's unlink2 callback (main thread).
 ///
@@ -19,29 +38,72 @@ use super::waiters;
 /// Called by the server only, with a live key-operation context.
 pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *const c_void) {
     run_callback("unlink", (), || {
+        // SAFETY: ctx is the live key-operation context of this callback.
+        let (db, key) = unsafe {
+            (
+                rm!(RedisModule_GetDbIdFromOptCtx)(ctx),
+                rm!(RedisModule_GetKeyNameFromOptCtx)(ctx),
+            )
+        };
+        LAST_UNLINKED.with(|last| last.set((db, key as usize)));
         if !waiters::anyone_waiting() {
             return;
         }
         let Some(timer_ctx) = detached() else {
             return;
         };
-        // SAFETY: ctx is the live key-operation context of this callback.
-        let (db, name) = unsafe {
-            let name = rm!(RedisModule_GetKeyNameFromOptCtx)(ctx);
-            (rm!(RedisModule_GetDbIdFromOptCtx)(ctx), string_bytes(name))
-        };
+        // SAFETY: the key name is live for this callback.
+        let name = unsafe { string_bytes(key) };
         handoff::lock_removed(timer_ctx, db, name);
     })
 }
 
 type EventCallback = unsafe extern "C" fn(*mut RedisModuleCtx, RedisModuleEvent, u64, *mut c_void);
 
-/// Subscribes to FLUSHDB/FLUSHALL, SWAPDB and forks; false if the server refused.
+/// An "expired" keyspace event (only those: no other event pays for this subscription).
+unsafe extern "C" fn key_expired(
+    ctx: *mut RedisModuleCtx,
+    _type: c_int,
+    _event: *const c_char,
+    key: *mut RedisModuleString,
+) -> c_int {
+    run_callback("an expiry", OK, || {
+        let db = Ctx(ctx).selected_db();
+        let last = LAST_UNLINKED.with(|last| last.replace((-1, 0)));
+        if last == (db, key as usize) {
+            stats::count(Counter::Expirations);
+            if waiters::anyone_waiting() {
+                // SAFETY: the key is live for this callback.
+                handoff::lock_expired(db, unsafe { string_bytes(key) });
+            }
+        }
+        OK
+    })
+}
+
+/// Subscribes to FLUSHDB/FLUSHALL, SWAPDB, forks, replication links and expiries; false if
+/// the server refused.
 pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
-    let events: [(u64, EventCallback); 3] = [
+    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
+    let watching_expiries = unsafe {
+        rm!(RedisModule_SubscribeToKeyspaceEvents)(
+            ctx,
+            raw::REDISMODULE_NOTIFY_EXPIRED,
+            Some(key_expired),
+        )
+    };
+    if watching_expiries != OK {
+        log(ctx, c"warning", "rlock: cannot subscribe to expiry events");
+        return false;
+    }
+    let events: [(u64, EventCallback); 4] = [
         (raw::REDISMODULE_EVENT_FLUSHDB, flushed),
         (raw::REDISMODULE_EVENT_SWAPDB, swapped),
         (raw::REDISMODULE_EVENT_FORK_CHILD, forked),
+        (
+            raw::REDISMODULE_EVENT_MASTER_LINK_CHANGE,
+            master_link_changed,
+        ),
     ];
     for (id, callback) in events {
         let event = RedisModuleEvent { id, dataver: 1 };
@@ -87,14 +149,53 @@ unsafe extern "C" fn flushed(
     data: *mut c_void,
 ) {
     run_callback("flush", (), || {
-        if subevent != raw::REDISMODULE_SUBEVENT_FLUSHDB_END {
-            return;
-        }
         // SAFETY: for FLUSHDB events the server passes a RedisModuleFlushInfo.
         let Some(info) = (unsafe { data.cast::<raw::RedisModuleFlushInfo>().as_ref() }) else {
             return;
         };
-        waiters::schedule_all_checks(Ctx(ctx), info.dbnum);
+        if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_START {
+            count_locks_dropped_by_sync(Ctx(ctx), info.dbnum);
+        } else if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_END {
+            waiters::schedule_all_checks(Ctx(ctx), info.dbnum);
+        }
+    })
+}
+
+/// The first full sync after this node became a replica empties every database: the locks it
+/// held as a master are gone (their owners still believe they hold them). Counted and logged,
+/// never silent.
+fn count_locks_dropped_by_sync(ctx: Ctx, dbnum: i32) {
+    let is_replica = ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_SLAVE);
+    if dbnum != -1 || !is_replica || !AWAITING_FIRST_SYNC.with(|flag| flag.replace(false)) {
+        return;
+    }
+    let dropped = live_values();
+    if dropped == 0 {
+        return;
+    }
+    stats::add(Counter::DroppedOnResync, dropped);
+    log(
+        ctx.0,
+        c"warning",
+        &format!(
+            "rlock: {dropped} locks dropped: this node became a replica and its data is being \
+             replaced by its master's (their holders may still believe they hold them)"
+        ),
+    );
+}
+
+/// The link to a master came up: whatever this node held before is settled (replaced by a
+/// full sync, or kept by a partial one).
+unsafe extern "C" fn master_link_changed(
+    _ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    subevent: u64,
+    _data: *mut c_void,
+) {
+    run_callback("a master link change", (), || {
+        if subevent == raw::REDISMODULE_SUBEVENT_MASTER_LINK_UP {
+            AWAITING_FIRST_SYNC.with(|flag| flag.set(false));
+        }
     })
 }
 

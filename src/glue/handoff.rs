@@ -5,7 +5,7 @@
 //! lock in between.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
@@ -16,6 +16,8 @@ use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::keys::{LockKey, OwnedString};
 use super::replicate::{self, PAUSED_RETRY_MS};
+use super::signals::Event;
+use super::stats::{self, Counter};
 use super::timers;
 use super::token_counter::with_tokens;
 use super::waiters::{self, KeyRef};
@@ -28,6 +30,26 @@ thread_local! {
     /// Locks handed to clients that were gone before their reply went out, by timer id.
     static TO_TAKE_BACK: RefCell<HashMap<u64, (KeyRef, u64)>> = RefCell::new(HashMap::new());
     static LAST_TAKE_BACK: Cell<u64> = const { Cell::new(0) };
+    /// Waited-for locks the server expired before our check did: their handoff is counted as
+    /// one on expiry, not on delete.
+    static EXPIRED: RefCell<HashSet<(i32, Box<[u8]>)>> = RefCell::new(HashSet::new());
+}
+
+/// The server expired the waited-for lock at `name` (its handoff follows from a check).
+pub fn lock_expired(db: i32, name: &[u8]) {
+    if waiters::queued(db, name) > 0 {
+        EXPIRED.with(|expired| expired.borrow_mut().insert((db, name.into())));
+    }
+}
+
+/// Why the lock at `name`, found gone, was freed.
+pub fn why_gone(db: i32, name: &[u8]) -> Freed {
+    let key = (db, Box::<[u8]>::from(name));
+    if EXPIRED.with(|expired| expired.borrow_mut().remove(&key)) {
+        Freed::Expired
+    } else {
+        Freed::Deleted
+    }
 }
 
 /// Marks our own key changes for the duration of a scope: the lock values they unlink schedule
@@ -50,6 +72,26 @@ impl Drop for Handling {
     }
 }
 
+/// Why a lock is being handed over (counted in INFO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freed {
+    /// Released by its owner, or taken back from a waiter gone before its reply.
+    Released,
+    Expired,
+    /// Deleted, overwritten or flushed.
+    Deleted,
+}
+
+impl Freed {
+    fn counter(self) -> Counter {
+        match self {
+            Freed::Released => Counter::HandoffsOnRelease,
+            Freed::Expired => Counter::HandoffsOnExpiry,
+            Freed::Deleted => Counter::HandoffsOnDelete,
+        }
+    }
+}
+
 /// The lock at `key` is free: gives it to the first waiter. True if someone took it.
 pub fn hand_over(
     ctx: Ctx,
@@ -58,6 +100,7 @@ pub fn hand_over(
     db: i32,
     key_bytes: &[u8],
     now: Millis,
+    freed: Freed,
 ) -> bool {
     let _handling = Handling::begin();
     while let Some(waiter) = waiters::pop_first(ctx, db, key_bytes) {
@@ -66,6 +109,9 @@ pub fn hand_over(
                 let token = lock.token();
                 replicate::lock_state(ctx, name, &lock, Some(expires_at));
                 key.store(lock, Some(expires_at));
+                key.notify(Event::Handoff);
+                key.notify(Event::Expire);
+                stats::count(freed.counter());
                 let key_ref = KeyRef {
                     db,
                     name: key_bytes.into(),
@@ -121,13 +167,34 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
             Some(at) if now >= at => {
                 lock_key.delete();
                 replicate::deletion(ctx, name.as_ptr());
-                hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now);
+                lock_key.notify(Event::Expired);
+                // Our own "expired" event marked it; consume the mark.
+                why_gone(key.db, &key.name);
+                let freed = Freed::Expired;
+                hand_over(
+                    ctx,
+                    &mut lock_key,
+                    name.as_ptr(),
+                    key.db,
+                    &key.name,
+                    now,
+                    freed,
+                );
             }
             // Still held (renewed, or reentered): look again when it expires, or sooner.
             expiry => waiters::schedule_check(ctx, key.db, &key.name, expiry.unwrap_or(i64::MAX)),
         },
         Ok(None) => {
-            hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now);
+            let freed = why_gone(key.db, &key.name);
+            hand_over(
+                ctx,
+                &mut lock_key,
+                name.as_ptr(),
+                key.db,
+                &key.name,
+                now,
+                freed,
+            );
         }
     }
 }
@@ -190,8 +257,18 @@ fn take_back(ctx: Ctx, key: &KeyRef, token: u64) {
     if !untouched {
         return;
     }
-    if !hand_over(ctx, &mut lock_key, name.as_ptr(), key.db, &key.name, now()) {
+    let freed = Freed::Released;
+    if !hand_over(
+        ctx,
+        &mut lock_key,
+        name.as_ptr(),
+        key.db,
+        &key.name,
+        now(),
+        freed,
+    ) {
         lock_key.delete();
         replicate::deletion(ctx, name.as_ptr());
+        lock_key.notify(Event::Del);
     }
 }

@@ -6,7 +6,8 @@ use redis_module::raw::{RedisModuleCtx, RedisModuleInfoCtx};
 
 use super::api::rm;
 use super::entry::run_callback;
-use super::{propagation, token_counter, waiters};
+use super::stats::{self, Counter};
+use super::{propagation, token_counter, value, waiters};
 
 /// Registers the section; replaces the crate's empty default.
 pub fn register(ctx: *mut RedisModuleCtx) {
@@ -18,18 +19,43 @@ pub fn register(ctx: *mut RedisModuleCtx) {
 unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int) {
     run_callback("INFO", (), || {
         let (queued, keys) = waiters::totals();
+        let counters = [
+            (c"acquisitions", Counter::Acquisitions),
+            (c"reentries", Counter::Reentries),
+            (c"releases", Counter::Releases),
+            (c"renewals", Counter::Renewals),
+            (c"contended", Counter::Contended),
+            (c"handoffs_on_release", Counter::HandoffsOnRelease),
+            (c"handoffs_on_expiry", Counter::HandoffsOnExpiry),
+            (c"handoffs_on_delete", Counter::HandoffsOnDelete),
+            (c"wait_timeouts", Counter::WaitTimeouts),
+            (c"expirations", Counter::Expirations),
+            (c"dropped_on_resync", Counter::DroppedOnResync),
+        ];
         // SAFETY: ctx is the live INFO context; names are static C strings.
         unsafe {
             rm!(RedisModule_InfoAddSection)(ctx, c"".as_ptr());
-            add(ctx, c"waiters", queued as i64);
-            add(ctx, c"keys_waited_for", keys as i64);
-            add(ctx, c"last_token", token_counter::last_token() as i64);
-            add(ctx, c"replication_idle", i64::from(propagation::idle()));
+            rm!(RedisModule_InfoAddFieldCString)(ctx, c"version".as_ptr(), VERSION.as_ptr());
+            add(ctx, c"held", value::live_values());
+            add(ctx, c"waiters", queued as u64);
+            add(ctx, c"keys_waited_for", keys as u64);
+            for (name, counter) in counters {
+                add(ctx, name, stats::get(counter));
+            }
+            add(ctx, c"last_token", token_counter::last_token());
+            add(ctx, c"replication_idle", u64::from(propagation::idle()));
         }
     })
 }
 
-unsafe fn add(ctx: *mut RedisModuleInfoCtx, name: &CStr, value: i64) {
+unsafe fn add(ctx: *mut RedisModuleInfoCtx, name: &CStr, value: u64) {
     // SAFETY: the caller passes the live INFO context.
-    unsafe { rm!(RedisModule_InfoAddFieldLongLong)(ctx, name.as_ptr(), value) };
+    unsafe { rm!(RedisModule_InfoAddFieldULongLong)(ctx, name.as_ptr(), value) };
 }
+
+/// The module's version, as Cargo.toml gives it.
+const VERSION: &CStr =
+    match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(version) => version,
+        Err(_) => c"unknown",
+    };

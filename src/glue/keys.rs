@@ -5,13 +5,21 @@ use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
 use super::api::rm;
 use super::context::Ctx;
 use super::datatype::lock_type;
+use super::signals::{self, Event};
 use super::value::{into_value, lock_mut};
 use crate::core::error::LockError;
 use crate::core::lock::Lock;
 use crate::core::Millis;
 
+/// The key is opened for writing even when the call may end up changing nothing, but the
+/// module option NO_IMPLICIT_SIGNAL_MODIFIED keeps the server from treating every such open as
+/// a change: only a key that really changed is signalled (WATCH, client-side caching), once,
+/// when it is closed.
 pub struct LockKey {
     key: *mut RedisModuleKey,
+    ctx: Ctx,
+    name: *mut RedisModuleString,
+    changed: bool,
 }
 
 impl LockKey {
@@ -28,7 +36,22 @@ impl LockKey {
     fn open(ctx: Ctx, name: *mut RedisModuleString, mode: u32) -> LockKey {
         // SAFETY: ctx and name are live for the running callback; the key is closed on drop.
         let key = unsafe { rm!(RedisModule_OpenKey)(ctx.0, name, mode as i32) }.cast();
-        LockKey { key }
+        LockKey {
+            key,
+            ctx,
+            name,
+            changed: false,
+        }
+    }
+
+    /// The lock was changed in place (a hold count through `lock()`): signal it on close.
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
+    /// Emits a keyspace event about this key, as the server's own commands do.
+    pub fn notify(&self, event: Event) {
+        signals::notify(self.ctx, event, self.name);
     }
 
     /// The lock the key holds: `None` when the key is empty, WRONGTYPE for another type.
@@ -65,7 +88,7 @@ impl LockKey {
 
     /// Stores a new lock (replacing whatever the key held), expiring at `expires_at`. The value
     /// goes first: setting a value drops the key's expiry.
-    pub fn store(&self, lock: Box<Lock>, expires_at: Option<Millis>) {
+    pub fn store(&mut self, lock: Box<Lock>, expires_at: Option<Millis>) {
         let value = into_value(lock);
         // SAFETY: self.key is open for writing; on success the key owns `value` and frees it
         // with our type's free callback.
@@ -75,25 +98,31 @@ impl LockKey {
             unsafe { super::value::free_value(value) };
             return;
         }
+        self.changed = true;
         if let Some(at) = expires_at {
             self.set_expiry(at);
         }
     }
 
     /// Sets the key's expiry to the absolute unix ms `at`, after an in-place change.
-    pub fn set_expiry(&self, at: Millis) {
+    pub fn set_expiry(&mut self, at: Millis) {
         // SAFETY: self.key is open for writing and holds a value.
         unsafe { rm!(RedisModule_SetAbsExpire)(self.key, at) };
+        self.changed = true;
     }
 
-    pub fn delete(&self) {
+    pub fn delete(&mut self) {
         // SAFETY: self.key is open for writing.
         unsafe { rm!(RedisModule_DeleteKey)(self.key) };
+        self.changed = true;
     }
 }
 
 impl Drop for LockKey {
     fn drop(&mut self) {
+        if self.changed {
+            signals::key_modified(self.ctx, self.name);
+        }
         if !self.key.is_null() {
             // SAFETY: opened by us, closed exactly once.
             unsafe { rm!(RedisModule_CloseKey)(self.key) };

@@ -167,6 +167,9 @@ unsafe extern "C" fn role_changed(
     run_callback("a role change", (), || {
         let ctx = Ctx(ctx);
         replicas_possible(ctx);
+        if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
+            super::events::became_replica();
+        }
         if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {
             with_tokens(TokenCounter::start_new_epoch);
             replicate::token_counter_soon(ctx);

@@ -3,11 +3,23 @@
 //! the allocation can be found again from that pointer alone.
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::core::lock::{Lock, HEADER_BYTES};
 
+/// Lock values alive in the server (in keys, or loaded and about to be): derived from the data
+/// itself, so it stays right across DEBUG RELOAD, restarts and full syncs. Atomic: the server
+/// may free values on a background thread (lazy free).
+static LIVE_VALUES: AtomicI64 = AtomicI64::new(0);
+
+/// How many lock values the server holds now.
+pub fn live_values() -> u64 {
+    u64::try_from(LIVE_VALUES.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
 /// Hands a lock to the server as a value pointer; `free_value` takes it back.
 pub fn into_value(lock: Box<Lock>) -> *mut c_void {
+    LIVE_VALUES.fetch_add(1, Ordering::Relaxed);
     Box::into_raw(lock.into_boxed_bytes())
         .cast::<u8>()
         .cast::<c_void>()
@@ -33,6 +45,7 @@ pub unsafe fn free_value(value: *mut c_void) {
     // into_value leaked, so rebuilding the Box frees it with its own layout.
     if let Some(bytes) = unsafe { value_bytes(value) } {
         drop(unsafe { Box::from_raw(bytes as *mut [u8]) });
+        LIVE_VALUES.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -295,6 +295,7 @@ unsafe extern "C" fn wait_timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void)
         });
         if let Some((waiter, timers)) = removed {
             stop_all(Ctx(ctx), timers);
+            super::stats::count(super::stats::Counter::WaitTimeouts);
             waiter.client.unblock_empty();
         }
     })
