@@ -217,28 +217,97 @@ fn wait_zero_blocks_until_the_lock_is_handed_over() {
     let mut con = server.conn();
     call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
     let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
-    std::thread::sleep(Duration::from_millis(300));
+    // A later waiter with a 1 ms timeout times out: the server's timers fire in due order, so
+    // a timeout of the WAIT 0 waiter, had it one, would have fired before.
+    nil(
+        call!(
+            &mut server.conn(),
+            "LOCK.ACQUIRE",
+            "k",
+            "later",
+            60000,
+            "WAIT",
+            1
+        ),
+        "the WAIT 1 waiter",
+    );
+    assert_eq!(
+        server.info_field("clients", "blocked_clients").as_deref(),
+        Some("1")
+    );
+    assert_eq!(waiters_of(&mut con, "k"), 1);
     assert!(!waiter.has_replied());
-    server.wait_for_blocked_clients(1);
     call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("release");
     waiter.token("w");
+}
+
+/// `LOCK.ACQUIRE key holder holder_ttl` and, right after it in the same event-loop turn (one
+/// pipeline on one connection), `LOCK.ACQUIRE key waiter waiter_ttl WAIT timeout`: the waiter
+/// certainly finds the lock held and queues, however slow the machine. Returns the holder's
+/// token and the waiter's reply, which comes once it is handed the lock or times out.
+fn hold_then_wait(
+    con: &mut redis::Connection,
+    key: &str,
+    (holder, holder_ttl): (&str, i64),
+    (waiter, waiter_ttl, timeout): (&str, i64, i64),
+) -> (i64, Value) {
+    let mut pipe = redis::pipe();
+    pipe.cmd("LOCK.ACQUIRE")
+        .arg(key)
+        .arg(holder)
+        .arg(holder_ttl)
+        .cmd("LOCK.ACQUIRE")
+        .arg(key)
+        .arg(waiter)
+        .arg(waiter_ttl)
+        .arg("WAIT")
+        .arg(timeout);
+    let replies = con
+        .req_packed_commands(&pipe.get_packed_pipeline(), 0, 2)
+        .expect("pipeline");
+    match &replies[..] {
+        [Value::Int(token), reply] => (*token, reply.clone()),
+        other => panic!("hold, then wait: {other:?}"),
+    }
 }
 
 #[test]
 fn an_expired_lock_goes_to_the_first_waiter() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = int(
-        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 150),
-        "holder",
-    );
-    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
-    let handed = waiter.token("after expiry");
+    let (token, reply) = hold_then_wait(&mut con, "k", ("holder", 150), ("w", 60000, 0));
+    let Value::Int(handed) = reply else {
+        panic!("the waiter of an expiring lock: {reply:?}");
+    };
     assert!(handed > token);
     assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"));
     nil(
         call!(&mut con, "LOCK.RELEASE", "k", "holder"),
         "the expired holder's release",
+    );
+}
+
+#[test]
+fn a_new_waiter_is_handed_the_lock_at_its_expiry_before_its_own_timeout() {
+    let server = Server::start_with(&["--enable-debug-command", "yes"]);
+    let mut con = server.conn();
+    // Only rlock's own timer may notice the expiry: no active expiry, nobody touches the key.
+    ok(
+        call!(&mut con, "DEBUG", "SET-ACTIVE-EXPIRE", 0),
+        "no active expiry",
+    );
+    // The lock expires 900 ms after the waiter queued, its timeout is due at 950 ms: both are
+    // server timers, fired in due order, so the expiry's handoff comes first however slow the
+    // machine (the once-a-second re-check would come after the timeout).
+    let (token, reply) = hold_then_wait(&mut con, "k", ("holder", 900), ("w", 60000, 950));
+    let Value::Int(handed) = reply else {
+        panic!("the waiter was not handed the lock at its expiry: {reply:?}");
+    };
+    assert!(handed > token);
+    let info = lock_info(&mut con, "k").expect("handed");
+    assert_eq!(
+        (info.owner.as_slice(), info.count, info.token, info.waiters),
+        (&b"w"[..], 1, handed, 0)
     );
 }
 
@@ -436,12 +505,13 @@ fn a_handoff_reaches_the_replica_as_what_happened() {
     replica.replicate_from(&master);
     let mut con = master.conn();
     call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
-    call!(&mut con, "LOCK.ACQUIRE", "e", "holder", 100).expect("short-lived");
     let on_release = Waiter::start(&master, "k", "w", 45000, 0, 0);
-    let on_expiry = Waiter::start(&master, "e", "x", 45000, 0, 1);
+    let (_, on_expiry) = hold_then_wait(&mut master.conn(), "e", ("holder", 100), ("x", 45000, 0));
+    let Value::Int(e_token) = on_expiry else {
+        panic!("handed on expiry: {on_expiry:?}");
+    };
     call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("release");
     let k_token = on_release.token("handed on release");
-    let e_token = on_expiry.token("handed on expiry");
     assert_eq!(int(call!(&mut con, "WAIT", 1, 10000), "replicas acked"), 1);
     for (key, owner, token) in [("k", "w", k_token), ("e", "x", e_token)] {
         let on_master = lock_info(&mut con, key).expect("held on master");

@@ -118,6 +118,12 @@ fn a_truncated_lock_payload_is_refused() {
         let payload = with_checksum(payload);
         let refused = error(call!(&mut con, "RESTORE", "bad", 0, payload), "truncated");
         assert!(refused.starts_with("ERR"), "{refused}");
+        assert_eq!(
+            int(call!(&mut con, "EXISTS", "bad"), "nothing stored"),
+            0,
+            "cut at {cut}"
+        );
     }
+    assert_eq!(lock_info(&mut con, "k").expect("untouched").count, 1);
     call!(&mut con, "PING").expect("the server is still up");
 }

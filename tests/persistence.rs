@@ -523,15 +523,26 @@ fn a_lock_apply_is_refused_from_a_replicas_normal_client() {
     let replica = Server::start();
     let mut r = replica.conn();
     replica.replicate_from(&master);
-    let refused = error(
-        call!(&mut r, "LOCK.APPLY", "k", "me", 1, "4102444800000", 5, 5),
-        "LOCK.APPLY on the replica",
-    );
-    assert!(
-        refused.starts_with("READONLY") || refused.starts_with("ERR "),
-        "{refused:?}"
-    );
+    // A replica refuses every write from a normal client before the module sees it.
+    let writes: [&[&str]; 6] = [
+        &["LOCK.APPLY", "k", "me", "1", "4102444800000", "5", "5"],
+        &["LOCK.TOKENS", "5"],
+        &["LOCK.ACQUIRE", "k", "me", "1000"],
+        &["LOCK.REENTER", "k", "me"],
+        &["LOCK.RENEW", "k", "me", "1000"],
+        &["LOCK.RELEASE", "k", "me"],
+    ];
+    for call in writes {
+        let mut command = redis::cmd(call[0]);
+        for arg in &call[1..] {
+            command.arg(*arg);
+        }
+        let refused = error(run(&mut r, &command), "a write on the replica");
+        assert!(refused.starts_with("READONLY "), "{call:?}: {refused:?}");
+    }
     assert_eq!(exists(&mut r, "k"), 0);
+    // Reads work there.
+    common::nil(call!(&mut r, "LOCK.INFO", "k"), "LOCK.INFO on the replica");
 }
 
 fn tokens_rise_after_aof_restart_when_the_last_lock_expired(extra: &[&str], rewrite: bool) {
@@ -586,6 +597,17 @@ fn mentions(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
+/// The reply a call that changes nothing must get.
+#[derive(Debug)]
+enum NoOp {
+    Nil,
+    Int(i64),
+    /// LOCK.INFO of k: held by `a`, count 2.
+    HeldByA,
+    /// An error starting with this text.
+    Error(&'static str),
+}
+
 #[test]
 fn the_aof_records_effects_and_nothing_for_refused_or_failed_calls() {
     // `always`: every write reaches the file before the reply.
@@ -607,29 +629,57 @@ fn the_aof_records_effects_and_nothing_for_refused_or_failed_calls() {
     }
 
     let size = aof.len();
-    let no_ops: Vec<Vec<&str>> = vec![
-        vec!["LOCK.ACQUIRE", "k", "b", "1000"],
-        vec!["LOCK.ACQUIRE", "k", "b", "1000", "WAIT", "20"],
-        vec!["LOCK.REENTER", "k", "b"],
-        vec!["LOCK.RENEW", "k", "b", "1000"],
-        vec!["LOCK.RELEASE", "k", "b"],
-        vec!["LOCK.RELEASE", "free", "a"],
-        vec!["LOCK.REENTER", "free", "a"],
-        vec!["LOCK.RENEW", "free", "a", "1000"],
-        vec!["LOCK.INFO", "k"],
-        vec!["LOCK.ACQUIRE", "k", "a", "0"],
-        vec!["LOCK.ACQUIRE", "k", "a"],
-        vec!["LOCK.ACQUIRE", "k", "a", "10", "NX"],
-        vec!["LOCK.ACQUIRE", "s", "a", "1000"],
-        vec!["LOCK.RELEASE", "s", "a"],
-        vec!["LOCK.APPLY", "k", "b", "1", "4102444800000", "9", "9"],
+    // Each call with the reply the README gives it: none of them changes anything.
+    let no_ops: Vec<(Vec<&str>, NoOp)> = vec![
+        (vec!["LOCK.ACQUIRE", "k", "b", "1000"], NoOp::Nil),
+        (
+            vec!["LOCK.ACQUIRE", "k", "b", "1000", "WAIT", "20"],
+            NoOp::Nil,
+        ),
+        (vec!["LOCK.REENTER", "k", "b"], NoOp::Nil),
+        (vec!["LOCK.RENEW", "k", "b", "1000"], NoOp::Int(0)),
+        (vec!["LOCK.RELEASE", "k", "b"], NoOp::Nil),
+        (vec!["LOCK.RELEASE", "free", "a"], NoOp::Nil),
+        (vec!["LOCK.REENTER", "free", "a"], NoOp::Nil),
+        (vec!["LOCK.RENEW", "free", "a", "1000"], NoOp::Int(0)),
+        (vec!["LOCK.INFO", "k"], NoOp::HeldByA),
+        (
+            vec!["LOCK.ACQUIRE", "k", "a", "0"],
+            NoOp::Error("ERR invalid ttl in 'lock.acquire' command"),
+        ),
+        (
+            vec!["LOCK.ACQUIRE", "k", "a"],
+            NoOp::Error("ERR wrong number of arguments for 'lock.acquire' command"),
+        ),
+        (
+            vec!["LOCK.ACQUIRE", "k", "a", "10", "NX"],
+            NoOp::Error("ERR unknown option 'NX' in 'lock.acquire' command"),
+        ),
+        (
+            vec!["LOCK.ACQUIRE", "s", "a", "1000"],
+            NoOp::Error("WRONGTYPE "),
+        ),
+        (vec!["LOCK.RELEASE", "s", "a"], NoOp::Error("WRONGTYPE ")),
+        (
+            vec!["LOCK.APPLY", "k", "b", "1", "4102444800000", "9", "9"],
+            NoOp::Error("ERR 'lock.apply' is internal"),
+        ),
     ];
-    for call in &no_ops {
+    for (call, expected) in &no_ops {
         let mut command = redis::cmd(call[0]);
         for arg in &call[1..] {
             command.arg(*arg);
         }
-        let _ = run(&mut con, &command);
+        let reply = run(&mut con, &command);
+        match (expected, &reply) {
+            (NoOp::Nil, Ok(redis::Value::Nil)) => {}
+            (NoOp::Int(n), Ok(redis::Value::Int(got))) if got == n => {}
+            (NoOp::HeldByA, Ok(value))
+                if common::LockInfo::parse(value)
+                    .is_some_and(|info| (info.owner.as_slice(), info.count) == (&b"a"[..], 2)) => {}
+            (NoOp::Error(prefix), Err(text)) if text.starts_with(prefix) => {}
+            _ => panic!("{call:?}: expected {expected:?}, got {reply:?}"),
+        }
         assert_eq!(
             aof_increments(&server).len(),
             size,

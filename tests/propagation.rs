@@ -6,13 +6,17 @@ mod common;
 
 use std::fs;
 
-use common::{int, lock_info, ok, wait_until, Server};
+use common::{info_field, int, lock_info, ok, run, wait_until, Server};
 
 fn replication_idle(server: &Server) -> bool {
-    server
+    match server
         .info_field("lock", "lock_replication_idle")
         .as_deref()
-        == Some("1")
+    {
+        Some("1") => true,
+        Some("0") => false,
+        other => panic!("INFO lock_replication_idle: {other:?}"),
+    }
 }
 
 #[test]
@@ -92,19 +96,80 @@ fn switching_the_aof_on_at_runtime_records_later_changes() {
     });
 }
 
+/// Acquires, reenters, renews and releases a lock, and checks that each counted as a change
+/// toward the RDB save points (INFO `rdb_changes_since_last_save`).
+fn assert_lock_changes_are_counted(server: &Server) {
+    let mut con = server.conn();
+    let changes = |con: &mut redis::Connection| -> i64 {
+        info_field(con, "persistence", "rdb_changes_since_last_save")
+            .expect("INFO rdb_changes_since_last_save")
+            .parse()
+            .expect("a number")
+    };
+    for call in [
+        &["LOCK.ACQUIRE", "k", "a", "600000"][..],
+        &["LOCK.REENTER", "k", "a"],
+        &["LOCK.RENEW", "k", "a", "600000"],
+        &["LOCK.RELEASE", "k", "a"],
+        &["LOCK.RELEASE", "k", "a"],
+    ] {
+        let before = changes(&mut con);
+        let mut command = redis::cmd(call[0]);
+        for arg in &call[1..] {
+            command.arg(*arg);
+        }
+        int(run(&mut con, &command), "lock change");
+        assert!(
+            changes(&mut con) > before,
+            "{call:?} was not counted as a change to save"
+        );
+    }
+}
+
 #[test]
 fn lock_changes_count_toward_rdb_save_points() {
     let server = Server::start_with(&["--save", "3600 1"]);
+    // The idleness check runs a second after load and every second on: let it run (waiting on
+    // the server's clock), then the changes must still be counted. The evidence is the counted
+    // changes, not the wait.
     let mut con = server.conn();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let start = server_ms(&mut con);
+    wait_until("1.5 s on the server's clock", || {
+        server_ms(&mut con) > start + 1500
+    });
     assert!(!replication_idle(&server), "save points listen");
-    call!(&mut con, "LOCK.ACQUIRE", "k", "a", 600000).expect("acquire");
-    let changes = server.info_field("persistence", "rdb_changes_since_last_save");
-    assert_ne!(
-        changes.as_deref(),
-        Some("0"),
-        "a new lock is a change to save"
+    assert_lock_changes_are_counted(&server);
+}
+
+#[test]
+fn config_set_save_turns_propagation_back_on() {
+    let server = Server::start();
+    wait_until("the master to go idle", || replication_idle(&server));
+    let mut con = server.conn();
+    ok(
+        call!(&mut con, "CONFIG", "SET", "save", "3600 1"),
+        "CONFIG SET save",
     );
+    assert!(
+        !replication_idle(&server),
+        "save points listen from the CONFIG SET on"
+    );
+    assert_lock_changes_are_counted(&server);
+}
+
+/// The server's clock in unix ms (TIME).
+fn server_ms(con: &mut redis::Connection) -> i64 {
+    match call!(con, "TIME") {
+        Ok(redis::Value::Array(parts)) if parts.len() == 2 => {
+            let number = |v: &redis::Value| {
+                common::text(v)
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .expect("TIME part")
+            };
+            number(&parts[0]) * 1000 + number(&parts[1]) / 1000
+        }
+        other => panic!("TIME: {other:?}"),
+    }
 }
 
 #[test]

@@ -4,6 +4,14 @@
 //! directory; the guard stops the server and removes the directory when it goes out of scope,
 //! also when the test panics. Nothing here sleeps to assert timing: waits poll for a state with
 //! a generous upper bound and panic with a description when it is not reached.
+//!
+//! A test can never talk to another test's server: `conn()` goes through a Unix socket in the
+//! server's own temp dir, and the TCP port (for replication, MIGRATE and raw sockets) is
+//! accepted only once the server listening on it reports the pid this guard started
+//! (`tcp_conn()` checks it again on every connection). Servers die with the test process, even
+//! when it is killed (SIGKILL as the parent-death signal, armed from one thread that lives as
+//! long as the process), and the temp dirs of a test process that is gone are removed by the
+//! next one that starts a server.
 
 #![allow(dead_code)]
 
@@ -13,6 +21,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::{ConnectionLike, Value};
@@ -152,18 +161,54 @@ impl Server {
         &self.dir
     }
 
+    /// The TCP address, for clients that need one. Prefer `conn()` (this server's own Unix
+    /// socket) or `tcp_conn()` (checked to reach this server's process).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// A new connection (RESP2), with a read timeout so that a hang fails the test.
+    /// The Unix socket in this server's temp dir (None where the path would be too long).
+    pub fn socket_path(&self) -> Option<PathBuf> {
+        let path = self.dir.join("redis.sock");
+        (path.as_os_str().len() < MAX_SOCKET_PATH).then_some(path)
+    }
+
+    /// A new connection (RESP2) to this server and no other: through its Unix socket (TCP,
+    /// checked by pid, where the temp dir's path is too long for a socket), with a read timeout
+    /// so that a hang fails the test.
     pub fn conn(&self) -> redis::Connection {
+        match self.socket_path() {
+            Some(path) => {
+                let client =
+                    redis::Client::open(redis::ConnectionAddr::Unix(path.clone())).expect("client");
+                let con = client
+                    .get_connection_with_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", path.display()));
+                con.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+                con.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+                con
+            }
+            None => self.tcp_conn(),
+        }
+    }
+
+    /// A new TCP connection to the port, checked to reach this server's process (INFO
+    /// `process_id`); the check's reply is read, so the connection starts clean.
+    pub fn tcp_conn(&self) -> redis::Connection {
         let client = redis::Client::open(self.url()).expect("client");
-        let con = client
+        let mut con = client
             .get_connection_with_timeout(Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("cannot connect to port {}: {e}", self.port));
         con.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         con.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+        let pid = self.pid().expect("the server is not running");
+        let reported = info_field(&mut con, "server", "process_id");
+        assert_eq!(
+            reported,
+            Some(pid.to_string()),
+            "port {} is answered by another server than ours (pid {pid})",
+            self.port
+        );
         con
     }
 
@@ -221,16 +266,22 @@ impl Server {
         self.wait_for_info("clients", "blocked_clients", &n.to_string());
     }
 
-    /// Stops the server (SHUTDOWN NOSAVE, or a kill when that fails) and starts it again on the
-    /// same port with the same directory and arguments, keeping the data files.
+    /// Stops the server (SHUTDOWN NOSAVE, or a kill when that fails) and starts it again with
+    /// the same directory, socket and arguments, keeping the data files: on the same port while
+    /// it is free, else (another test took it in between) on a new one (`port()` tells).
     pub fn restart(&mut self) {
         self.stop();
         let deadline = Instant::now() + START_TIMEOUT;
+        let mut tries = 0;
         loop {
             match self.spawn_and_wait() {
                 Ok(()) => return,
                 // The old socket may linger for a moment, or another test took the port.
                 Err(log) if log.contains("Address already in use") && Instant::now() < deadline => {
+                    tries += 1;
+                    if tries >= 5 {
+                        self.port = free_port();
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(log) => panic!(
@@ -247,12 +298,17 @@ impl Server {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if let Ok(client) = redis::Client::open(self.url()) {
-            if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2)) {
-                let _ = con.set_read_timeout(Some(Duration::from_secs(5)));
-                // The server closes the connection instead of answering.
-                let _ = con.req_command(redis::cmd("SHUTDOWN").arg("NOSAVE"));
+        // Through our own socket only: the port may belong to another test's server by now.
+        if let Some(path) = self.socket_path() {
+            if let Ok(client) = redis::Client::open(redis::ConnectionAddr::Unix(path)) {
+                if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2)) {
+                    let _ = con.set_read_timeout(Some(Duration::from_secs(5)));
+                    // The server closes the connection instead of answering.
+                    let _ = con.req_command(redis::cmd("SHUTDOWN").arg("NOSAVE"));
+                }
             }
+        } else {
+            terminate(&child);
         }
         if !wait_exit(&mut child, STOP_TIMEOUT) {
             let _ = child.kill();
@@ -283,8 +339,19 @@ impl Server {
             ["--save", ""],
             ["--appendonly", "no"],
             ["--daemonize", "no"],
+            // A replica's full sync starts at once, not after Redis' default 5 s wait for more
+            // replicas to join.
+            ["--repl-diskless-sync-delay", "0"],
         ] {
             args.extend(pair.iter().map(|s| s.to_string()));
+        }
+        if let Some(socket) = self.socket_path() {
+            args.extend([
+                "--unixsocket".to_string(),
+                socket.display().to_string(),
+                "--unixsocketperm".to_string(),
+                "700".to_string(),
+            ]);
         }
         if self.options.load_module {
             args.push("--loadmodule".into());
@@ -311,8 +378,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log);
-        let mut child = command
-            .spawn()
+        let mut child = spawn_tied_to_this_process(command)
             .unwrap_or_else(|e| panic!("cannot run {} (is it installed?): {e}", binary.display()));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -341,12 +407,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            terminate(&child);
             if !wait_exit(&mut child, STOP_TIMEOUT) {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -361,6 +422,74 @@ impl Drop for Server {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The longest Unix socket path (`sun_path` holds 108 bytes with the terminating zero).
+const MAX_SOCKET_PATH: usize = 100;
+
+const PR_SET_PDEATHSIG: i32 = 1;
+const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
+
+extern "C" {
+    fn prctl(option: i32, ...) -> i32;
+    fn getppid() -> i32;
+    fn kill(pid: i32, signal: i32) -> i32;
+}
+
+/// SIGTERM to our own child, by its pid (it has not been reaped, so the pid is still ours).
+fn terminate(child: &Child) {
+    // SAFETY: kill(2) on the pid of a child we have not waited for yet.
+    unsafe { kill(child.id() as i32, SIGTERM) };
+}
+
+struct SpawnRequest {
+    command: Command,
+    reply: mpsc::Sender<std::io::Result<Child>>,
+}
+
+/// Starts `command` so that it gets SIGKILL when this test process dies, however it dies.
+///
+/// The parent-death signal fires when the *thread* that forked the child exits, and cargo test
+/// runs every test on a thread of its own that ends with the test: so every server is forked
+/// by one spawner thread that lives as long as the process (it waits on a channel that is never
+/// closed). A child whose parent died before the signal was armed exits at once.
+pub fn spawn_tied_to_this_process(mut command: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let parent = std::process::id() as i32;
+    // SAFETY: the closure runs in the forked child before exec and only makes two
+    // async-signal-safe system calls.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(move || {
+            if prctl(PR_SET_PDEATHSIG, SIGKILL as std::ffi::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if getppid() != parent {
+                return Err(std::io::Error::other("the test process is gone"));
+            }
+            Ok(())
+        });
+    }
+    let spawner = SPAWNER.get_or_init(|| {
+        let (send, receive) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("rlock-test-spawner".into())
+            .spawn(move || {
+                for SpawnRequest { mut command, reply } in receive {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("start the spawner thread");
+        Mutex::new(send)
+    });
+    let (reply, result) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .send(SpawnRequest { command, reply })
+        .expect("the spawner thread is gone");
+    result.recv().expect("the spawner thread is gone")
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
@@ -397,9 +526,47 @@ fn free_port() -> u16 {
     listener.local_addr().expect("probe address").port()
 }
 
+const TEMP_PREFIX: &str = "rlock-test-";
+
+/// Removes the temp dirs of test processes that are gone (killed before their guards could
+/// clean up). A dir is named after its process: a running process' dirs are never touched.
+pub fn remove_stale_temp_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !process_alive(pid) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether `pid` names a live process (not a zombie waiting to be reaped).
+pub fn process_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses, which may itself hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
 fn make_temp_dir() -> PathBuf {
+    static CLEAN: Once = Once::new();
+    CLEAN.call_once(remove_stale_temp_dirs);
     let name = format!(
-        "rlock-test-{}-{}-{}",
+        "{TEMP_PREFIX}{}-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
         uuid::Uuid::new_v4().simple()
