@@ -40,6 +40,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     unsafe { glue::api::rm!(RedisModule_SetModuleOptions)(ctx.ctx, options as i32) };
     glue::context::make_detached(ctx.ctx);
     glue::info::register(ctx.ctx);
+    glue::cluster_floor::register(ctx.ctx);
     if glue::registration::register_commands(ctx.ctx)
         && glue::configs::register(ctx.ctx)
         && glue::events::subscribe(ctx.ctx)

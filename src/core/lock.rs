@@ -157,7 +157,7 @@ pub fn grant(
     now: Millis,
     tokens: &mut TokenCounter,
 ) -> Result<(Box<Lock>, Millis), TransitionError> {
-    let token = tokens.next_token()?;
+    let token = tokens.next_token(now)?;
     Ok((Lock::boxed(owner, 1, token), expiry(now, ttl)))
 }
 
@@ -322,6 +322,7 @@ pub fn classify_replay(before: Option<Snapshot>, after: Snapshot) -> Replayed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::tokens::clock_floor;
 
     const NOW: Millis = 1_700_000_000_000;
 
@@ -330,9 +331,7 @@ mod tests {
     }
 
     fn counter_at(last: u64) -> TokenCounter {
-        let mut tokens = TokenCounter::new();
-        tokens.observe(last);
-        tokens
+        TokenCounter::from_parts(last, 0)
     }
 
     #[test]
@@ -370,8 +369,11 @@ mod tests {
     fn acquire_on_a_free_lock_grants_count_one_and_a_new_token() {
         let mut tokens = counter_at(9);
         let got = acquire(None, b"a", 500, NOW, &mut tokens, false);
-        assert_eq!(got, Ok(Acquire::Granted(held("a", 1, 10), NOW + 500)));
-        assert_eq!(tokens.last(), 10);
+        let first = clock_floor(NOW);
+        assert_eq!(got, Ok(Acquire::Granted(held("a", 1, first), NOW + 500)));
+        let got = acquire(None, b"b", 500, NOW, &mut tokens, false);
+        assert_eq!(got, Ok(Acquire::Granted(held("b", 1, first + 1), NOW + 500)));
+        assert_eq!(tokens.last(), first + 1);
     }
 
     #[test]

@@ -1,56 +1,114 @@
-//! The server-wide fencing-token counter.
+//! The server-wide fencing-token counter: a hybrid of a counter and the wall clock.
 //!
-//! Every new acquisition of any lock gets `last + 1`. Tokens stay below 2^53 so JavaScript
-//! clients read them exactly. The top bits above `SEQUENCE_BITS` are a failover epoch: a
-//! promoted replica starts a new epoch, so its tokens exceed every token its old master could
-//! have handed out after the replica last heard from it.
+//! A new acquisition gets `max(last + 1, floor)`, where `floor = (now_ms << CLOCK_SHIFT) +
+//! lead`. On one node tokens rise by at least one per grant whatever the clock does. Across
+//! nodes they follow the clock: a node that takes over keys (a slot moved to it, keys restored
+//! on it) grants tokens above the ones the old node granted for them as long as the two clocks
+//! differ by less than the time between the old node's last grant and the new node's first (a
+//! slot move takes several admin round trips; NTP keeps clocks within milliseconds).
+//!
+//! `lead` is how far tokens run ahead of the clock. Every token a node sees (loaded, replicated,
+//! or heard from another node over the cluster bus) raises the lead to at least `seen - clock`:
+//! from then on this node assumes the token's source went on granting at the highest rate
+//! tokens allow (1024 a millisecond, far above what one Redis node serves) and stays above it.
+//! So leads spread through a cluster instead of being undercut after a slot move.
+//!
+//! A promoted replica cannot know what its old master granted after the last change it
+//! replicated, nor what that master grants while both believe they are master (a split brain).
+//! Promotion therefore adds `split_allowance_ms` of clock to the lead: the new master's tokens
+//! exceed every token the old master grants until the old master's clock passes the moment of
+//! the promotion plus that allowance.
+//!
+//! Tokens stay below 2^53 (exact in JavaScript and in a double). The clock part reaches 2^53 in
+//! the year 2248 (2^43 ms after 1970); each promotion brings that forward by its allowance
+//! (100,000 promotions with the default 10 minutes: by 1.9 years).
+//!
+//! Tokens written by earlier versions (a counter from 1, with promotion epochs in the bits above
+//! 2^45) load as they are and keep their order: the counter rises above the highest one seen.
 
-/// Bits of a token that count acquisitions within one epoch (3.5e13 acquisitions).
-pub const SEQUENCE_BITS: u32 = 45;
+/// A millisecond of wall clock is worth `1 << CLOCK_SHIFT` tokens.
+pub const CLOCK_SHIFT: u32 = 10;
 /// The largest token ever handed out: 2^53 - 1, the largest integer a double holds exactly.
 pub const MAX_TOKEN: u64 = (1 << 53) - 1;
+/// How far a promotion lifts tokens ahead of the clock by default: 10 minutes, the longest an
+/// old master is expected to keep granting after its replica took over (see the README's
+/// guarantees section for what happens past it).
+pub const DEFAULT_SPLIT_ALLOWANCE_MS: u64 = 10 * 60 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokensExhausted;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TokenCounter {
+    /// The last token handed out or seen.
     last: u64,
+    /// How many tokens ahead of the clock the floor runs.
+    lead: u64,
+}
+
+/// The token that wall-clock time `now_ms` (unix ms) is worth; 0 for a clock before 1970.
+pub fn clock_floor(now_ms: i64) -> u64 {
+    u64::try_from(now_ms)
+        .unwrap_or(0)
+        .saturating_mul(1 << CLOCK_SHIFT)
+        .min(MAX_TOKEN)
 }
 
 impl TokenCounter {
     pub const fn new() -> Self {
-        Self { last: 0 }
+        Self { last: 0, lead: 0 }
     }
 
-    /// The last token handed out (0 before the first).
+    /// A counter as kept between calls: its last token and its lead.
+    pub const fn from_parts(last: u64, lead: u64) -> Self {
+        Self { last, lead }
+    }
+
+    /// The last token handed out or seen (0 before the first).
     pub fn last(&self) -> u64 {
         self.last
     }
 
-    /// The token for a new acquisition.
-    pub fn next_token(&mut self) -> Result<u64, TokensExhausted> {
+    /// How many tokens ahead of the clock the floor runs.
+    pub fn lead(&self) -> u64 {
+        self.lead
+    }
+
+    /// The same lead in milliseconds of clock.
+    pub fn lead_ms(&self) -> u64 {
+        self.lead >> CLOCK_SHIFT
+    }
+
+    /// The lowest token a grant at `now_ms` may get: the clock's worth plus the lead.
+    pub fn floor(&self, now_ms: i64) -> u64 {
+        clock_floor(now_ms).saturating_add(self.lead).min(MAX_TOKEN)
+    }
+
+    /// The token for a new acquisition at wall-clock time `now_ms` (unix ms): above the last
+    /// one and not below the floor.
+    pub fn next_token(&mut self, now_ms: i64) -> Result<u64, TokensExhausted> {
         if self.last >= MAX_TOKEN {
             return Err(TokensExhausted);
         }
-        self.last += 1;
+        self.last = (self.last + 1).max(self.floor(now_ms));
         Ok(self.last)
     }
 
-    /// Raises the counter to a token seen in loaded or replicated data, so that no later
-    /// token can repeat or undercut it.
-    pub fn observe(&mut self, seen: u64) {
-        self.last = self.last.max(seen.min(MAX_TOKEN));
+    /// Takes in a token seen at `now_ms` in loaded, replicated or broadcast data: no later token
+    /// repeats or undercuts it, nor what its source can grant after it at the clock's rate.
+    pub fn observe(&mut self, seen: u64, now_ms: i64) {
+        let seen = seen.min(MAX_TOKEN);
+        self.last = self.last.max(seen);
+        self.lead = self.lead.max(seen.saturating_sub(clock_floor(now_ms)));
     }
 
-    /// Moves to the next epoch: the next token exceeds every token of the current epoch.
-    pub fn start_new_epoch(&mut self) {
-        let next_epoch_start = ((self.last >> SEQUENCE_BITS) + 1) << SEQUENCE_BITS;
-        self.last = (next_epoch_start - 1).min(MAX_TOKEN);
-    }
-
-    pub fn epoch(token: u64) -> u64 {
-        token >> SEQUENCE_BITS
+    /// A replica became master at `now_ms`: tokens jump `split_allowance_ms` of clock above
+    /// everything it knows, so that its next token exceeds every token its old master granted or
+    /// grants until the old master's clock passes `now_ms + split_allowance_ms`.
+    pub fn promote(&mut self, now_ms: i64, split_allowance_ms: u64) {
+        let known = self.last.max(self.floor(now_ms));
+        let jump = split_allowance_ms.saturating_mul(1 << CLOCK_SHIFT);
+        self.lead = (known - clock_floor(now_ms)).saturating_add(jump);
     }
 }
 
@@ -58,41 +116,156 @@ impl TokenCounter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_start_at_one_and_rise() {
-        let mut tokens = TokenCounter::new();
-        assert_eq!(tokens.next_token(), Ok(1));
-        assert_eq!(tokens.next_token(), Ok(2));
-        assert_eq!(tokens.last(), 2);
+    /// 2026-11-30 in unix ms.
+    const NOW: i64 = 1_796_000_000_000;
+    const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+
+    fn token(tokens: &mut TokenCounter, now_ms: i64) -> u64 {
+        tokens.next_token(now_ms).unwrap_or_default()
     }
 
     #[test]
-    fn observing_a_higher_token_raises_the_counter_and_a_lower_one_does_not() {
+    fn the_first_token_is_the_clocks_floor_and_later_ones_rise_by_one_within_a_millisecond() {
         let mut tokens = TokenCounter::new();
-        tokens.observe(41);
-        assert_eq!(tokens.next_token(), Ok(42));
-        tokens.observe(7);
-        assert_eq!(tokens.next_token(), Ok(43));
+        assert_eq!(tokens.next_token(NOW), Ok(clock_floor(NOW)));
+        assert_eq!(tokens.next_token(NOW), Ok(clock_floor(NOW) + 1));
+        assert_eq!(tokens.last(), clock_floor(NOW) + 1);
+    }
+
+    #[test]
+    fn tokens_follow_the_clock_and_never_fall_when_it_steps_back() {
+        let mut tokens = TokenCounter::new();
+        let first = token(&mut tokens, NOW);
+        let later = token(&mut tokens, NOW + 5);
+        assert_eq!(later, clock_floor(NOW + 5));
+        assert_eq!(token(&mut tokens, NOW - 60_000), later + 1);
+        assert!(first < later);
+    }
+
+    #[test]
+    fn a_node_whose_clock_is_later_grants_above_another_nodes_earlier_grants() {
+        let mut a = TokenCounter::new();
+        let mut last_of_a = 0;
+        for _ in 0..1000 {
+            last_of_a = token(&mut a, NOW);
+        }
+        let mut b = TokenCounter::new();
+        assert!(token(&mut b, NOW + 1) > last_of_a);
+    }
+
+    #[test]
+    fn a_seen_token_is_never_repeated_nor_undercut_by_its_sources_later_grants() {
+        // The source leads its clock by a minute and grants at the highest rate tokens allow.
+        let mut source = TokenCounter::from_parts(0, 60_000 << CLOCK_SHIFT);
+        let seen = token(&mut source, NOW);
+        let mut node = TokenCounter::new();
+        node.observe(seen, NOW);
+        assert_eq!(node.lead_ms(), 60_000);
+        for ms in [1, 2, 500, 59_999, 600_000] {
+            let mut source_last = 0;
+            for _ in 0..1024 {
+                source_last = token(&mut source, NOW + ms);
+            }
+            assert!(token(&mut node, NOW + ms + 1) > source_last, "at +{ms} ms");
+        }
+    }
+
+    #[test]
+    fn observing_a_lower_token_changes_nothing() {
+        let mut tokens = TokenCounter::new();
+        tokens.observe(clock_floor(NOW) + 41, NOW);
+        assert_eq!(tokens.next_token(NOW), Ok(clock_floor(NOW) + 42));
+        let before = tokens;
+        tokens.observe(7, NOW);
+        assert_eq!(tokens, before);
+    }
+
+    #[test]
+    fn tokens_of_earlier_versions_keep_their_order() {
+        // Epoch 3 of the old layout lies below today's clock floor; epoch 60 above it.
+        let old = (3u64 << 45) + 17;
+        let mut tokens = TokenCounter::new();
+        tokens.observe(old, NOW);
+        assert_eq!(tokens.lead(), 0);
+        assert!(token(&mut tokens, NOW) > old);
+        let old_high_epoch = (60u64 << 45) + 9;
+        tokens.observe(old_high_epoch, NOW);
+        assert_eq!(tokens.next_token(NOW), Ok(old_high_epoch + 1));
     }
 
     #[test]
     fn tokens_stop_below_two_to_the_53() {
         let mut tokens = TokenCounter::new();
-        tokens.observe(MAX_TOKEN - 1);
-        assert_eq!(tokens.next_token(), Ok(MAX_TOKEN));
-        assert_eq!(tokens.next_token(), Err(TokensExhausted));
+        tokens.observe(MAX_TOKEN - 1, NOW);
+        assert_eq!(tokens.next_token(NOW), Ok(MAX_TOKEN));
+        assert_eq!(tokens.next_token(NOW + 1), Err(TokensExhausted));
         assert_eq!(tokens.last(), MAX_TOKEN);
-        tokens.observe(u64::MAX);
+        tokens.observe(u64::MAX, NOW);
         assert_eq!(tokens.last(), MAX_TOKEN);
+        assert_eq!(clock_floor(i64::MAX), MAX_TOKEN);
+        assert_eq!(clock_floor(-5), 0);
+        let mut ahead = TokenCounter::from_parts(0, u64::MAX);
+        assert_eq!(ahead.next_token(NOW), Ok(MAX_TOKEN));
+        ahead.promote(NOW, u64::MAX);
+        assert_eq!(ahead.next_token(NOW), Err(TokensExhausted));
     }
 
     #[test]
-    fn a_new_epoch_outranks_every_token_of_the_old_one() {
+    fn a_promotion_outranks_what_the_old_master_grants_within_the_allowance() {
+        // The replica saw the old master's counter up to `replicated`; the old master goes on
+        // granting, unreplicated, at the highest rate tokens allow, for the whole allowance.
+        let mut old_master = TokenCounter::new();
+        let replicated = token(&mut old_master, NOW);
+        let mut replica = TokenCounter::new();
+        replica.observe(replicated, NOW);
+        replica.promote(NOW, DEFAULT_SPLIT_ALLOWANCE_MS);
+        assert_eq!(replica.lead_ms(), DEFAULT_SPLIT_ALLOWANCE_MS);
+        let allowance = DEFAULT_SPLIT_ALLOWANCE_MS as i64;
+        for ms in [0, 1, allowance / 2, allowance - 1] {
+            let mut last_of_old_master = 0;
+            for _ in 0..1024 {
+                last_of_old_master = token(&mut old_master, NOW + ms);
+            }
+            assert!(
+                token(&mut replica, NOW + ms) > last_of_old_master,
+                "at +{ms} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn a_promotion_lifts_above_an_old_masters_own_lead() {
+        // The old master was itself promoted a moment ago: its tokens lead its clock.
+        let mut old_master = TokenCounter::new();
+        old_master.promote(NOW, DEFAULT_SPLIT_ALLOWANCE_MS);
+        let replicated = token(&mut old_master, NOW);
+        let mut replica = TokenCounter::new();
+        replica.observe(replicated, NOW);
+        replica.promote(NOW + 1, DEFAULT_SPLIT_ALLOWANCE_MS);
+        let first_of_new_master = token(&mut replica, NOW + 1);
+        let mut last_of_old_master = 0;
+        for _ in 0..100_000 {
+            last_of_old_master = token(&mut old_master, NOW + 1);
+        }
+        assert!(first_of_new_master > last_of_old_master);
+    }
+
+    #[test]
+    fn a_hundred_thousand_promotions_in_a_row_still_leave_centuries_of_tokens() {
         let mut tokens = TokenCounter::new();
-        tokens.observe(12345);
-        tokens.start_new_epoch();
-        let first = 1 << SEQUENCE_BITS;
-        assert_eq!(tokens.next_token(), Ok(first));
-        assert_eq!(TokenCounter::epoch(first), 1);
+        let mut previous = 0;
+        for promotion in 0..100_000i64 {
+            tokens.promote(NOW + promotion, DEFAULT_SPLIT_ALLOWANCE_MS);
+            let next = token(&mut tokens, NOW + promotion);
+            assert!(next > previous);
+            previous = next;
+        }
+        assert_eq!(
+            tokens.lead_ms() / YEAR_MS,
+            1,
+            "under two years of clock spent"
+        );
+        let left_ms = (MAX_TOKEN - tokens.last()) >> CLOCK_SHIFT;
+        assert!(left_ms / YEAR_MS > 200, "{} years left", left_ms / YEAR_MS);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod blocking;
+pub mod cluster_floor;
 pub mod command_filter;
 pub mod commands;
 pub mod configs;
