@@ -372,7 +372,10 @@ mod tests {
         let first = clock_floor(NOW);
         assert_eq!(got, Ok(Acquire::Granted(held("a", 1, first), NOW + 500)));
         let got = acquire(None, b"b", 500, NOW, &mut tokens, false);
-        assert_eq!(got, Ok(Acquire::Granted(held("b", 1, first + 1), NOW + 500)));
+        assert_eq!(
+            got,
+            Ok(Acquire::Granted(held("b", 1, first + 1), NOW + 500))
+        );
         assert_eq!(tokens.last(), first + 1);
     }
 
