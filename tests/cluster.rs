@@ -474,6 +474,17 @@ fn hundreds_of_promotions_keep_tokens_rising_and_lock_grants_working() {
         assert_eq!(release(&mut con, "k", "o"), 0);
         previous = token;
     }
+    // INFO shows the jumps as the tokens' lead over the clock: 300 promotions of 10 minutes,
+    // less the time the loop took.
+    let lead_ms: i64 = server
+        .info_field("lock", "lock_token_lead_ms")
+        .expect("INFO lock has lock_token_lead_ms")
+        .parse()
+        .expect("a number");
+    assert!(
+        lead_ms > 299 * 600_000 && lead_ms <= 300 * 600_000,
+        "lead {lead_ms} ms"
+    );
 }
 
 /// A Sentinel watching `master_port` as `rlock`, quorum 2. Sentinel rewrites its config file:
