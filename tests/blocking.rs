@@ -164,13 +164,21 @@ fn a_newcomer_never_takes_a_freed_lock_from_the_queue() {
     let mut con = server.conn();
     call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
     let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
-    // Inside one EXEC the key is freed and a newcomer tries at once, before any timer runs.
+    // Inside one EXEC the key is freed and a newcomer tries at once, before any timer runs:
+    // its call hands the lock to the waiter first, in the same step.
     ok(call!(&mut con, "MULTI"), "multi");
     call!(&mut con, "DEL", "k").expect("queued");
     call!(&mut con, "LOCK.ACQUIRE", "k", "newcomer", 60000).expect("queued");
+    call!(&mut con, "LOCK.INFO", "k").expect("queued");
     let exec = call!(&mut con, "EXEC").expect("exec");
-    assert_eq!(exec, Value::Array(vec![Value::Int(1), Value::Nil]));
-    waiter.token("waiter's token");
+    let Value::Array(replies) = exec else {
+        panic!("EXEC answered {exec:?}");
+    };
+    assert_eq!(replies[..2], [Value::Int(1), Value::Nil]);
+    let info = common::LockInfo::parse(&replies[2]).expect("handed inside the EXEC");
+    assert_eq!((info.owner.as_slice(), info.count), (&b"w"[..], 1));
+    let token = waiter.token("waiter's token");
+    assert_eq!(info.token, token);
     assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"));
 }
 
