@@ -249,6 +249,16 @@ fn wait_zero_blocks_until_the_lock_is_handed_over() {
     waiter.token("w");
 }
 
+/// A counter of `INFO lock`; a missing field fails the test.
+#[track_caller]
+fn lock_counter(con: &mut redis::Connection, name: &str) -> i64 {
+    let value =
+        common::info_field(con, "lock", name).unwrap_or_else(|| panic!("INFO lock has no {name}"));
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("INFO lock {name}:{value}"))
+}
+
 /// `LOCK.ACQUIRE key holder holder_ttl` and, right after it in the same event-loop turn (one
 /// pipeline on one connection), `LOCK.ACQUIRE key waiter waiter_ttl WAIT timeout`: the waiter
 /// certainly finds the lock held and queues, however slow the machine. Returns the holder's
@@ -288,6 +298,9 @@ fn an_expired_lock_goes_to_the_first_waiter() {
         panic!("the waiter of an expiring lock: {reply:?}");
     };
     assert!(handed > token);
+    // It queued (found the lock held) and was handed the lock by its expiry.
+    assert_eq!(lock_counter(&mut con, "lock_contended"), 1);
+    assert_eq!(lock_counter(&mut con, "lock_handoffs_on_expiry"), 1);
     assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"));
     nil(
         call!(&mut con, "LOCK.RELEASE", "k", "holder"),
@@ -312,6 +325,9 @@ fn a_new_waiter_is_handed_the_lock_at_its_expiry_before_its_own_timeout() {
         panic!("the waiter was not handed the lock at its expiry: {reply:?}");
     };
     assert!(handed > token);
+    assert_eq!(lock_counter(&mut con, "lock_contended"), 1);
+    assert_eq!(lock_counter(&mut con, "lock_handoffs_on_expiry"), 1);
+    assert_eq!(lock_counter(&mut con, "lock_wait_timeouts"), 0);
     let info = lock_info(&mut con, "k").expect("handed");
     assert_eq!(
         (info.owner.as_slice(), info.count, info.token, info.waiters),
