@@ -615,3 +615,56 @@ fn two_sentinel_failovers_in_a_row_keep_every_lock_and_the_token_order() {
     let last = acquire(&mut con, "after", "holder");
     assert!(held.iter().all(|(_, token)| last > *token));
 }
+
+#[test]
+fn an_old_master_granting_after_its_replica_took_over_stays_below_the_new_master() {
+    let master = Server::start_with(&["--repl-diskless-sync-delay", "0"]);
+    let replica = Server::start_with(&["--repl-diskless-sync-delay", "0"]);
+    replica.replicate_from(&master);
+    let mut on_old = master.conn();
+    let mut on_new = replica.conn();
+    let before = acquire(&mut on_old, "before", "holder");
+    wait_replicas(&mut on_old, 1);
+
+    // A split brain as Sentinel makes one without min-replicas-to-write: the replica is
+    // promoted while the old master goes on serving its clients.
+    ok(
+        run(&mut on_new, redis::cmd("REPLICAOF").arg("NO").arg("ONE")),
+        "REPLICAOF NO ONE",
+    );
+    let keys: Vec<String> = (0..5).map(|i| format!("split:{i}")).collect();
+    let new_side: Vec<i64> = keys
+        .iter()
+        .map(|key| acquire(&mut on_new, key, "new-side"))
+        .collect();
+    // Later in time than every grant above, for the same keys: still below them.
+    for (key, new_token) in keys.iter().zip(&new_side) {
+        let old_token = acquire(&mut on_old, key, "old-side");
+        assert!(
+            *new_token > old_token && old_token > before,
+            "{key}: new side {new_token}, old side {old_token}, before {before}"
+        );
+    }
+
+    // Healing: the old master follows the new one and counts the locks its data lost.
+    ok(
+        run(
+            &mut on_old,
+            redis::cmd("REPLICAOF").arg("127.0.0.1").arg(replica.port()),
+        ),
+        "REPLICAOF",
+    );
+    master.wait_for_info("replication", "master_link_status", "up");
+    master.wait_for_info("lock", "lock_dropped_on_resync", "6");
+    for key in &keys {
+        nil(
+            run(
+                &mut on_new,
+                redis::cmd("LOCK.RELEASE").arg(key).arg("old-side"),
+            ),
+            "the old side's release",
+        );
+    }
+    let info = lock_info(&mut on_new, "before").expect("the replicated lock survived");
+    assert_eq!(info.stable(), (b"holder".to_vec(), 1, before, 0));
+}

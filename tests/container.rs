@@ -56,6 +56,31 @@ impl Network {
         docker(&["network", "create", &name]);
         Network { name }
     }
+
+    /// A network with a /24 of its own, so that a container can keep its address when it is
+    /// disconnected and connected again. Returns the network and its prefix ("10.x.y").
+    fn create_with_subnet() -> (Network, String) {
+        let name = unique("net");
+        // A /24 no other network of this engine uses: try a few at random.
+        for _ in 0..20 {
+            let n = uuid::Uuid::new_v4().as_u128();
+            let prefix = format!("10.{}.{}", 200 + (n % 50) as u8, (n >> 8) as u8);
+            let created = Command::new("docker")
+                .args([
+                    "network",
+                    "create",
+                    "--subnet",
+                    &format!("{prefix}.0/24"),
+                    &name,
+                ])
+                .output()
+                .expect("run docker");
+            if created.status.success() {
+                return (Network { name }, prefix);
+            }
+        }
+        panic!("no free /24 for a test network");
+    }
 }
 
 impl Drop for Network {
@@ -176,6 +201,34 @@ impl Container {
             self.name,
             self.logs()
         );
+    }
+
+    /// `redis-cli` run inside the container (its loopback): its output, replies and error
+    /// replies alike (reachable even when the container has no network at all).
+    fn cli(&self, command: &[&str]) -> String {
+        let mut args = vec!["exec", self.id.as_str(), "redis-cli", "--no-auth-warning"];
+        if let Some(password) = &self.password {
+            args.extend(["-a", password.as_str()]);
+        }
+        args.extend(command);
+        let output = Command::new("docker")
+            .args(&args)
+            .output()
+            .expect("run docker exec");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// A field of `INFO section` (or of `CLUSTER INFO` for section "cluster-info").
+    fn info(&self, section: &str, field: &str) -> Option<String> {
+        let text = if section == "cluster-info" {
+            self.cli(&["CLUSTER", "INFO"])
+        } else {
+            self.cli(&["INFO", section])
+        };
+        text.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key == field).then(|| value.trim().to_string())
+        })
     }
 
     /// `redis-cli` run inside the container (its loopback), or None when it failed.
@@ -407,10 +460,218 @@ fn without_a_password_only_the_containers_own_loopback_may_connect() {
     let mut reply = String::new();
     let _ = stream.read_to_string(&mut reply);
     assert!(reply.starts_with("-DENIED"), "{reply:?}");
-    assert_eq!(
-        server
-            .redis_cli_inside(&["LOCK.ACQUIRE", "k", "inside", "1000"])
-            .as_deref(),
-        Some("1")
+    let inside = server.redis_cli_inside(&["LOCK.ACQUIRE", "k", "inside", "1000"]);
+    assert!(
+        inside
+            .as_deref()
+            .and_then(token_of)
+            .is_some_and(|token| token > 0),
+        "LOCK.ACQUIRE from the container's loopback: {inside:?}"
     );
+}
+
+/// Waits up to a minute for `condition`, polling every 100 ms.
+fn wait_minute(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        if Instant::now() > deadline {
+            panic!("timed out after 60 s waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A token from `redis-cli` output, or None for nil or an error reply.
+fn token_of(output: &str) -> Option<i64> {
+    output.parse().ok()
+}
+
+/// Six cluster nodes in containers at fixed addresses: masters 0..3 own a third of the slots
+/// each, nodes 3..6 replicate them in order.
+struct ContainerCluster {
+    nodes: Vec<Container>,
+    addresses: Vec<String>,
+    network: Network,
+}
+
+impl ContainerCluster {
+    fn start(image: &str) -> ContainerCluster {
+        let (network, prefix) = Network::create_with_subnet();
+        let addresses: Vec<String> = (0..6).map(|i| format!("{prefix}.{}", 10 + i)).collect();
+        let nodes: Vec<Container> = addresses
+            .iter()
+            .map(|address| {
+                Container::start(
+                    image,
+                    &network,
+                    Some(PASSWORD),
+                    &["--ip", address],
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "1000",
+                        "--cluster-replica-validity-factor",
+                        "0",
+                        "--repl-diskless-sync-delay",
+                        "0",
+                        "--appendonly",
+                        "no",
+                    ],
+                )
+            })
+            .collect();
+        for address in &addresses[1..] {
+            assert_eq!(nodes[0].cli(&["CLUSTER", "MEET", address, "6379"]), "OK");
+        }
+        for (i, range) in [("0", "5460"), ("5461", "10922"), ("10923", "16383")]
+            .iter()
+            .enumerate()
+        {
+            let reply = nodes[i].cli(&["CLUSTER", "ADDSLOTSRANGE", range.0, range.1]);
+            assert_eq!(reply, "OK");
+        }
+        for node in &nodes {
+            wait_minute("every node to know all six", || {
+                node.cli(&["CLUSTER", "NODES"]).lines().count() == 6
+            });
+        }
+        for i in 0..3 {
+            let master_id = nodes[i].cli(&["CLUSTER", "MYID"]);
+            assert_eq!(
+                nodes[i + 3].cli(&["CLUSTER", "REPLICATE", &master_id]),
+                "OK"
+            );
+        }
+        for node in &nodes {
+            wait_minute("cluster_state:ok everywhere", || {
+                node.info("cluster-info", "cluster_state").as_deref() == Some("ok")
+            });
+        }
+        for replica in &nodes[3..] {
+            wait_minute("every replica's link", || {
+                replica.info("replication", "master_link_status").as_deref() == Some("up")
+            });
+        }
+        ContainerCluster {
+            nodes,
+            addresses,
+            network,
+        }
+    }
+}
+
+#[test]
+fn a_split_brain_leaves_every_old_side_token_below_the_new_sides_and_counts_the_lost_locks() {
+    let Some(image) = image() else { return };
+    let cluster = ContainerCluster::start(&image);
+    // Keys with one hash tag live in one slot; find the master that owns it.
+    let keys: Vec<String> = (0..5).map(|i| format!("{{split}}:{i}")).collect();
+    let owner = (0..3)
+        .find(|&i| {
+            !cluster.nodes[i]
+                .cli(&["LOCK.INFO", &keys[0]])
+                .starts_with("MOVED")
+        })
+        .expect("a master owns the slot");
+    let old_master = &cluster.nodes[owner];
+    let replica = &cluster.nodes[owner + 3];
+
+    // A lock both sides keep: taken and replicated before the split.
+    let kept = old_master.cli(&["LOCK.ACQUIRE", "{split}:kept", "keeper", "600000"]);
+    let kept = token_of(&kept).expect("a token for the kept lock");
+    assert_eq!(old_master.cli(&["WAIT", "1", "10000"]), "1");
+
+    // Cut the old master off from its replica and the cluster bus. Its clients (here: inside
+    // its container) go on using it until it notices it lost the majority.
+    docker(&[
+        "network",
+        "disconnect",
+        &cluster.network.name,
+        &old_master.id,
+    ]);
+    let mut old_side = Vec::new();
+    for key in &keys {
+        if let Some(token) = token_of(&old_master.cli(&["LOCK.ACQUIRE", key, "old-side", "600000"]))
+        {
+            old_side.push((key.clone(), token));
+        }
+    }
+    assert!(!old_side.is_empty(), "the cut-off master granted nothing");
+
+    wait_minute("the replica to take over", || {
+        replica.info("replication", "role").as_deref() == Some("master")
+    });
+    wait_minute("the majority's cluster_state:ok", || {
+        replica.info("cluster-info", "cluster_state").as_deref() == Some("ok")
+    });
+    // Both sides grant. The new side takes the old side's keys and fresh ones; then the old
+    // side, for as long as it still accepts writes (Redis Cluster stops a minority master about
+    // a node timeout after the split), takes the fresh ones too: later in time than the new
+    // side's grants for them, yet it must rank below them (the promotion's jump).
+    let late_keys: Vec<String> = (0..5).map(|i| format!("{{split}}:late:{i}")).collect();
+    let mut new_side = Vec::new();
+    for key in keys.iter().chain(&late_keys) {
+        let reply = replica.cli(&["LOCK.ACQUIRE", key, "new-side", "600000"]);
+        let token =
+            token_of(&reply).unwrap_or_else(|| panic!("the new master refused {key}: {reply}"));
+        new_side.push((key.clone(), token));
+    }
+    for key in &late_keys {
+        let reply = old_master.cli(&["LOCK.ACQUIRE", key, "old-side", "600000"]);
+        if let Some(token) = token_of(&reply) {
+            old_side.push((key.clone(), token));
+        }
+    }
+    eprintln!("split brain: old side {old_side:?}, new side {new_side:?}");
+    for (key, old_token) in &old_side {
+        let new_token = new_side.iter().find(|(k, _)| k == key).map(|(_, t)| *t);
+        assert!(
+            new_token.is_some_and(|new_token| new_token > *old_token),
+            "{key}: old side {old_token}, new side {new_token:?}"
+        );
+    }
+    let kept_info = replica.cli(&["LOCK.INFO", "{split}:kept"]);
+    assert!(
+        kept_info.contains("keeper") && kept_info.contains(&kept.to_string()),
+        "{kept_info}"
+    );
+
+    // Heal: the old master rejoins at its address, becomes a replica, and counts what it lost.
+    let old_address = &cluster.addresses[owner];
+    docker(&[
+        "network",
+        "connect",
+        "--ip",
+        old_address,
+        &cluster.network.name,
+        &old_master.id,
+    ]);
+    wait_minute("the old master to rejoin as a replica in sync", || {
+        old_master.info("replication", "role").as_deref() == Some("slave")
+            && old_master
+                .info("replication", "master_link_status")
+                .as_deref()
+                == Some("up")
+    });
+    let dropped: usize = old_master
+        .info("lock", "lock_dropped_on_resync")
+        .expect("INFO lock has lock_dropped_on_resync")
+        .parse()
+        .expect("a count");
+    let distinct_old_keys = {
+        let mut keys: Vec<&String> = old_side.iter().map(|(k, _)| k).collect();
+        keys.sort();
+        keys.dedup();
+        keys.len()
+    };
+    // Everything it held went with its data: the kept lock and the old side's grants.
+    assert_eq!(dropped, distinct_old_keys + 1);
+    // The old holders' next calls find nothing of theirs.
+    for (key, _) in &old_side {
+        assert_eq!(replica.cli(&["LOCK.RELEASE", key, "old-side"]), "");
+        assert_eq!(replica.cli(&["LOCK.RENEW", key, "old-side", "1000"]), "0");
+    }
 }
