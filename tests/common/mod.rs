@@ -361,8 +361,8 @@ impl Server {
         args
     }
 
-    /// Starts the process and waits until PING answers PONG. On failure the process is gone
-    /// and the log is returned.
+    /// Starts the process and waits until it answers as itself, its data loaded. On failure the
+    /// process is gone and the log is returned.
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let log_path = self.log_path();
         let log = fs::OpenOptions::new()
@@ -503,7 +503,8 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
     }
 }
 
-/// Whether the server on `port` answers and is the process `pid` (INFO's `process_id`).
+/// Whether the server on `port` answers, is the process `pid` (INFO's `process_id`) and has
+/// loaded its data.
 fn answers_as(port: u16, pid: u32) -> bool {
     let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
         return false;
@@ -515,10 +516,17 @@ fn answers_as(port: u16, pid: u32) -> bool {
     let Ok(info) = con.req_command(redis::cmd("INFO").arg("server")) else {
         return false;
     };
-    text(&info).is_some_and(|info| {
+    let ours = text(&info).is_some_and(|info| {
         info.lines()
             .any(|line| line.trim_end() == format!("process_id:{pid}"))
-    })
+    });
+    // INFO answers while the data set is still loading (an AOF after a restart), when every
+    // other command gets LOADING: ready means loaded.
+    ours && con
+        .req_command(redis::cmd("INFO").arg("persistence"))
+        .ok()
+        .and_then(|info| text(&info))
+        .is_some_and(|info| info.lines().any(|line| line.trim_end() == "loading:0"))
 }
 
 fn free_port() -> u16 {
