@@ -11,7 +11,7 @@ IMAGE_BASE ?= rlock-base:trixie
 # libclang for bindgen, debootstrap for the other server versions and the image's base.
 DEBIAN_PACKAGES := redis-server redis-tools libclang-dev debootstrap
 
-.PHONY: build deps run test unit integration servers image container clients bench clean lint
+.PHONY: build deps run test unit integration servers image container clients python-client rust-client bench clean lint
 
 build: deps
 	$(CARGO) build --release -p rlock
@@ -29,7 +29,7 @@ run: build
 
 # Style checks first (fmt, clippy -D warnings), then unit tests, the integration suite on every
 # server version, the container image, and the client libraries.
-test: build lint unit integration container
+test: build lint unit integration container clients
 
 unit:
 	$(CARGO) test --release --lib
@@ -61,8 +61,19 @@ container:
 		echo "SKIPPED: container tests (no Docker engine answers 'docker info')"; \
 	fi
 
+# The client libraries against the real module (Redis 7.0): Python (a venv under target/,
+# ruff, mypy, pytest) and Rust (the rlock-client crate).
+clients: python-client rust-client
+
+python-client: build
+	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-tests
+
+rust-client: build
+	RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock-client
+
 bench: build
 	$(CARGO) run --release -p rlock-bench -- --module $(CURDIR)/$(MODULE)
+	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench
 
 lint:
 	$(CARGO) fmt --check
