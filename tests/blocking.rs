@@ -336,6 +336,36 @@ fn a_new_waiter_is_handed_the_lock_at_its_expiry_before_its_own_timeout() {
 }
 
 #[test]
+fn a_held_lock_stays_with_its_holder_across_the_waiters_rechecks() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 600000),
+        "holder",
+    );
+    // The key is re-examined a second after the waiter queued (admin EXPIREs are noticed that
+    // way); the waiter's timeout comes after that check (server timers fire in due order), and
+    // the lock, held for ten minutes, must still be the holder's.
+    nil(
+        call!(
+            &mut server.conn(),
+            "LOCK.ACQUIRE",
+            "k",
+            "w",
+            60000,
+            "WAIT",
+            1500
+        ),
+        "a waiter on a lock held across its re-checks",
+    );
+    let info = lock_info(&mut con, "k").expect("still held");
+    assert_eq!(
+        (info.owner.as_slice(), info.count, info.token, info.waiters),
+        (&b"holder"[..], 1, token, 0)
+    );
+}
+
+#[test]
 fn a_renewal_that_shortens_the_lock_hands_it_over_at_the_new_expiry() {
     let server = Server::start();
     let mut con = server.conn();
@@ -368,8 +398,11 @@ fn del_unlink_flushdb_and_flushall_hand_the_lock_over() {
             command.arg(*arg);
         }
         run(&mut con, &command).expect("free the key");
-        waiter.token(&format!("after {free:?}"));
+        // At once, not at the next once-a-second re-check: the handoff is a 0 ms timer armed
+        // while the command ran, and the server fires due timers in the same event-loop turn,
+        // before it writes the command's reply. So it is done when the reply arrives.
         assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"), "{free:?}");
+        waiter.token(&format!("after {free:?}"));
         call!(&mut con, "DEL", "k").expect("clean up");
     }
 }
@@ -599,6 +632,39 @@ fn a_lock_handed_to_a_client_gone_before_its_reply_is_taken_back() {
     );
     assert_eq!(owner_of(&mut con, "k").as_deref(), Some("next"));
     assert!(gone.reply().is_err(), "the killed client got no lock");
+}
+
+#[test]
+fn locks_handed_to_two_clients_gone_in_one_step_are_both_taken_back() {
+    let server = Server::start();
+    let mut con = server.conn();
+    for key in ["a", "b"] {
+        call!(&mut con, "LOCK.ACQUIRE", key, "holder", 60000).expect("holder");
+    }
+    let gone_a = Waiter::start(&server, "a", "gone-a", 60000, 0, 0);
+    let gone_b = Waiter::start(&server, "b", "gone-b", 60000, 0, 1);
+    ok(call!(&mut con, "MULTI"), "multi");
+    for key in ["a", "b"] {
+        call!(&mut con, "LOCK.RELEASE", key, "holder").expect("queued");
+    }
+    for gone in [&gone_a, &gone_b] {
+        call!(&mut con, "CLIENT", "KILL", "ID", gone.client_id).expect("queued");
+    }
+    let exec = call!(&mut con, "EXEC").expect("exec");
+    assert_eq!(
+        exec,
+        Value::Array(vec![
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(1),
+            Value::Int(1)
+        ])
+    );
+    wait_until("both abandoned locks to be freed", || {
+        int(call!(&mut con, "EXISTS", "a", "b"), "exists") == 0
+    });
+    assert!(gone_a.reply().is_err());
+    assert!(gone_b.reply().is_err());
 }
 
 #[test]

@@ -419,6 +419,31 @@ fn sync_replica(master: &mut redis::Connection) {
 }
 
 #[test]
+fn a_lock_made_permanent_stays_permanent_on_a_replica_and_after_an_aof_restart() {
+    let mut master = start_with_aof(&[]);
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut con = master.conn();
+    let token = acquire(&mut con, "k", b"a", TTL);
+    assert_eq!(int(call!(&mut con, "PERSIST", "k"), "PERSIST"), 1);
+    // Lock commands on the permanent lock propagate its state with no expiry (0).
+    assert_eq!(int(call!(&mut con, "LOCK.REENTER", "k", "a"), "REENTER"), 2);
+    assert_eq!(int(call!(&mut con, "LOCK.REENTER", "k", "a"), "REENTER"), 3);
+    assert_eq!(release(&mut con, "k", b"a"), 2);
+    assert_eq!(int(call!(&mut con, "WAIT", 1, 10000), "replicas acked"), 1);
+    let mut on_replica = replica.conn();
+    for (what, con) in [("master", &mut con), ("replica", &mut on_replica)] {
+        let info = lock_info(con, "k").unwrap_or_else(|| panic!("held on the {what}"));
+        assert_eq!((info.count, info.ttl, info.token), (2, -1, token), "{what}");
+        assert_eq!(int(call!(con, "PTTL", "k"), "PTTL"), -1, "{what}");
+    }
+    master.restart();
+    let mut con = master.conn();
+    let info = lock_info(&mut con, "k").expect("held after the AOF restart");
+    assert_eq!((info.count, info.ttl, info.token), (2, -1, token));
+}
+
+#[test]
 fn a_replica_ends_in_the_masters_state() {
     let master = Server::start();
     let replica = Server::start();
