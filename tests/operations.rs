@@ -742,3 +742,71 @@ fn configs_load_from_the_command_line_and_module_loadex() {
     );
     assert_eq!(config_get(&mut con, "lock.max-ttl"), "60000");
 }
+
+// ---------------------------------------------------------------------------------------
+// LOCK.HELP
+
+/// The lines of a help reply, each checked to be a simple string (as OBJECT HELP replies).
+fn help_lines(reply: Result<Value, String>, what: &str) -> Vec<String> {
+    let Ok(Value::Array(items)) = reply else {
+        panic!("{what}: expected an array, got {reply:?}");
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::SimpleString(line) => line.clone(),
+            other => panic!("{what}: expected simple strings, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn lock_help_lists_every_client_command_as_object_help_does() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let object = help_lines(call!(&mut con, "OBJECT", "HELP"), "OBJECT HELP");
+    let lines = help_lines(call!(&mut con, "LOCK.HELP"), "LOCK.HELP");
+
+    // The same shape: a heading, then per command its syntax and indented description, HELP
+    // last with the server's own wording.
+    assert!(object[0].ends_with("Subcommands are:"), "{object:?}");
+    assert!(lines[0].ends_with("Commands are:"), "{lines:?}");
+    assert_eq!(lines.len() % 2, 1, "{lines:?}");
+    for entry in lines[1..].chunks(2) {
+        assert!(entry[0].starts_with("LOCK."), "syntax line: {entry:?}");
+        assert!(entry[1].starts_with("    "), "description: {entry:?}");
+        assert!(!entry[1][4..].starts_with(' '), "one indent: {entry:?}");
+        assert!(entry[1].len() <= 80, "fits a terminal: {entry:?}");
+    }
+    assert_eq!(lines[lines.len() - 2], "LOCK.HELP");
+    // Redis 7.0 says "Prints this help.", later servers "Print this help.".
+    let object_last = object[object.len() - 1].replace("Prints", "Print");
+    assert_eq!(lines[lines.len() - 1], object_last);
+
+    // Every command a client may send, once; the internal ones are left out.
+    let mut listed: Vec<String> = lines[1..]
+        .chunks(2)
+        .map(|entry| entry[0].split(' ').next().unwrap().to_lowercase())
+        .collect();
+    listed.sort();
+    let Ok(Value::Array(names)) = call!(&mut con, "COMMAND", "LIST", "FILTERBY", "MODULE", "lock")
+    else {
+        panic!("COMMAND LIST FILTERBY MODULE lock failed");
+    };
+    let mut public: Vec<String> = names
+        .iter()
+        .filter_map(text)
+        .filter(|name| name != "lock.apply" && name != "lock.tokens")
+        .collect();
+    public.sort();
+    assert_eq!(listed, public);
+
+    assert!(lines.contains(
+        &"LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout]".to_string()
+    ));
+    let text = error(call!(&mut con, "LOCK.HELP", "acquire"), "LOCK.HELP acquire");
+    assert!(
+        text.starts_with("ERR wrong number of arguments for 'lock.help' command"),
+        "{text}"
+    );
+}

@@ -16,6 +16,7 @@ pub mod datatype;
 pub mod entry;
 pub mod events;
 pub mod handoff;
+pub mod help;
 pub mod info;
 pub mod keys;
 pub mod propagation;

@@ -8,6 +8,7 @@ use redis_module::raw::{self, RedisModuleCmdFunc, RedisModuleCtx};
 use super::api::rm;
 use super::commands;
 use super::context::log;
+use super::help;
 
 struct CommandSpec {
     name: &'static CStr,
@@ -62,6 +63,14 @@ const COMMANDS: &[CommandSpec] = &[
         arity: 2,
         key_flags: raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
         summary: c"Shows a lock's owner, hold count, ttl, fencing token and waiters",
+    },
+    CommandSpec {
+        name: c"lock.help",
+        entry: Some(help::help_entry),
+        flags: c"fast allow-loading allow-stale",
+        arity: 1,
+        key_flags: 0,
+        summary: c"Lists the LOCK commands with their syntax, one line of description each",
     },
     CommandSpec {
         name: c"lock.apply",
