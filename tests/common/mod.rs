@@ -521,12 +521,12 @@ fn answers_as(port: u16, pid: u32) -> bool {
             .any(|line| line.trim_end() == format!("process_id:{pid}"))
     });
     // INFO answers while the data set is still loading (an AOF after a restart), when every
-    // other command gets LOADING: ready means loaded.
+    // other command gets LOADING: ready means loaded. (A Sentinel has no persistence section.)
     ours && con
         .req_command(redis::cmd("INFO").arg("persistence"))
         .ok()
         .and_then(|info| text(&info))
-        .is_some_and(|info| info.lines().any(|line| line.trim_end() == "loading:0"))
+        .is_some_and(|info| !info.lines().any(|line| line.trim_end() == "loading:1"))
 }
 
 fn free_port() -> u16 {
