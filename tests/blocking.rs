@@ -764,3 +764,79 @@ fn client_unblock_racing_a_handoff_leaves_the_granted_reply_intact() {
     let info = lock_info(&mut con, "k").expect("held by the waiter");
     assert_eq!((info.owner.as_slice(), info.token), (&b"w"[..], token));
 }
+
+/// `INFO lock` handoff counters: (on release, on expiry, on delete).
+fn handoffs(con: &mut redis::Connection) -> (i64, i64, i64) {
+    (
+        lock_counter(con, "lock_handoffs_on_release"),
+        lock_counter(con, "lock_handoffs_on_expiry"),
+        lock_counter(con, "lock_handoffs_on_delete"),
+    )
+}
+
+/// Sends `calls` as one pipeline: the server runs them in one event-loop turn, with no timer
+/// in between. Returns the replies.
+fn in_one_turn(con: &mut redis::Connection, calls: &[&[&str]]) -> Vec<Value> {
+    let mut pipe = redis::pipe();
+    for call in calls {
+        pipe.cmd(call[0]);
+        for arg in &call[1..] {
+            pipe.arg(*arg);
+        }
+    }
+    con.req_packed_commands(&pipe.get_packed_pipeline(), 0, calls.len())
+        .expect("pipeline")
+}
+
+#[test]
+fn handoffs_are_counted_by_why_the_lock_was_freed() {
+    let server = Server::start_with(&["--enable-debug-command", "yes"]);
+    let mut con = server.conn();
+    ok(
+        call!(&mut con, "DEBUG", "SET-ACTIVE-EXPIRE", 0),
+        "no active expiry",
+    );
+    assert_eq!(handoffs(&mut con), (0, 0, 0));
+
+    // Released.
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 600000).expect("holder");
+    let waiter = Waiter::start(&server, "k", "w1", 600000, 0, 0);
+    call!(&mut con, "LOCK.RELEASE", "k", "holder").expect("release");
+    waiter.token("handed on release");
+    assert_eq!(handoffs(&mut con), (1, 0, 0));
+
+    // Expired by the server itself, before rlock's own check: an admin's PEXPIRE (noticed by
+    // rlock only at the next re-check), the server asleep past the expiry, then a read that
+    // makes the server expire the key, all in one turn.
+    let waiter = Waiter::start(&server, "k", "w2", 600000, 0, 0);
+    let replies = in_one_turn(
+        &mut con,
+        &[
+            &["PEXPIRE", "k", "50"],
+            &["DEBUG", "SLEEP", "0.1"],
+            &["EXISTS", "k"],
+        ],
+    );
+    assert_eq!(replies[2], Value::Int(0), "the server expired the key");
+    waiter.token("handed after the server expired the lock");
+    assert_eq!(handoffs(&mut con), (1, 1, 0));
+
+    // A lock nobody waits for, expired by the server, leaves no mark that would make a later
+    // deletion of the same key count as an expiry.
+    call!(&mut con, "LOCK.RELEASE", "k", "w2").expect("release");
+    call!(&mut con, "LOCK.ACQUIRE", "j", "holder", 600000).expect("holder");
+    let replies = in_one_turn(
+        &mut con,
+        &[
+            &["PEXPIRE", "j", "1"],
+            &["DEBUG", "SLEEP", "0.01"],
+            &["EXISTS", "j"],
+        ],
+    );
+    assert_eq!(replies[2], Value::Int(0), "the server expired the key");
+    call!(&mut con, "LOCK.ACQUIRE", "j", "holder", 600000).expect("holder");
+    let waiter = Waiter::start(&server, "j", "w3", 600000, 0, 0);
+    assert_eq!(int(call!(&mut con, "DEL", "j"), "DEL"), 1);
+    waiter.token("handed on DEL");
+    assert_eq!(handoffs(&mut con), (1, 1, 1));
+}
