@@ -68,7 +68,7 @@ impl Node {
             "0",
         ]);
         let mut con = server.conn();
-        let id = match run(&mut con, &redis::cmd("CLUSTER").arg("MYID")) {
+        let id = match run(&mut con, redis::cmd("CLUSTER").arg("MYID")) {
             Ok(value) => common::text(&value).expect("CLUSTER MYID is a string"),
             Err(e) => panic!("CLUSTER MYID: {e}"),
         };
@@ -85,7 +85,7 @@ impl Node {
 
     fn cluster_info(&self, field: &str) -> Option<String> {
         let mut con = self.con();
-        let info = run(&mut con, &redis::cmd("CLUSTER").arg("INFO")).ok()?;
+        let info = run(&mut con, redis::cmd("CLUSTER").arg("INFO")).ok()?;
         common::text(&info)?.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
             (key == field).then(|| value.trim().to_string())
@@ -94,7 +94,7 @@ impl Node {
 
     fn known_nodes(&self) -> usize {
         let mut con = self.con();
-        match run(&mut con, &redis::cmd("CLUSTER").arg("NODES")) {
+        match run(&mut con, redis::cmd("CLUSTER").arg("NODES")) {
             Ok(value) => common::text(&value).map_or(0, |nodes| nodes.lines().count()),
             Err(_) => 0,
         }
