@@ -9,6 +9,7 @@ pub mod api;
 pub mod blocking;
 pub mod cluster_floor;
 pub mod command_filter;
+pub mod command_info;
 pub mod commands;
 pub mod configs;
 pub mod context;
