@@ -95,8 +95,11 @@ class LeaseBook:
         self.renewed(lease, now)
         return lease
 
-    def let_go(self, lease: Lease) -> None:
-        """Counts one hold less; at none the lease is no longer renewed."""
+    def let_go(self, lease: Lease, listener: LossListener | None = None) -> None:
+        """Counts one hold less (and forgets ``listener``); at none the lease is no longer
+        renewed."""
+        if listener is not None and listener in lease.listeners:
+            lease.listeners.remove(listener)
         lease.holds -= 1
         if lease.holds <= 0:
             self.drop(lease)
@@ -131,27 +134,58 @@ class LeaseBook:
         due: list[Lease] = []
         while self._heap and self._heap[0][0] <= now:
             at, _, lease = heapq.heappop(self._heap)
-            if _current((at, 0, lease)):
+            if _current(lease, at):
                 due.append(lease)
         return due
 
     def next_due(self) -> float | None:
         """When the earliest scheduled renewal is due (monotonic seconds), None if none."""
-        while self._heap and (
-            not self._heap[0][2].active or self._heap[0][2].due != self._heap[0][0]
-        ):
+        while self._heap and not _current(self._heap[0][2], self._heap[0][0]):
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
+
+    def record(
+        self, leases: list[Lease], replies: list[Any], sent_at: float, now: float
+    ) -> list[LossListener]:
+        """Books the replies (``now``) to renewals of ``leases`` sent at ``sent_at``; returns
+        the listeners of the leases found lost, to tell (outside any lock)."""
+        to_tell: list[LossListener] = []
+        for lease, reply in zip(leases, replies):
+            if not lease.active:
+                continue  # let go while the renewal was on its way
+            if is_transient(reply):
+                if self.failed(lease, now):
+                    to_tell += self.lose(lease)
+            elif not isinstance(reply, Exception) and int(reply) == 1:
+                self.renewed(lease, sent_at)
+            else:
+                to_tell += self.lose(lease)
+        return to_tell
 
     def _schedule(self, lease: Lease, at: float) -> None:
         lease.due = at
         heapq.heappush(self._heap, (at, next(self._order), lease))
 
 
-def _current(entry: tuple[float, int, Lease]) -> bool:
-    """A heap entry still in force: its lease active and not rescheduled since."""
-    at, _, lease = entry
+def _current(lease: Lease, at: float) -> bool:
+    """A heap entry (``lease`` due ``at``) still in force: active and not rescheduled since."""
     return lease.active and lease.due == at
+
+
+def by_client(leases: list[Lease]) -> list[list[Lease]]:
+    """The leases grouped by their client, for one renewal pipeline per client."""
+    groups: dict[int, list[Lease]] = {}
+    for lease in leases:
+        groups.setdefault(id(lease.client), []).append(lease)
+    return list(groups.values())
+
+
+def renewal_pipeline(leases: list[Lease]) -> Any:
+    """A pipeline (not a transaction) renewing each of ``leases``, all on one client."""
+    pipe = leases[0].client.pipeline(transaction=False)
+    for lease in leases:
+        pipe.execute_command("LOCK.RENEW", lease.name, lease.owner, lease.lease_ms)
+    return pipe
 
 
 def is_transient(reply: Any) -> bool:

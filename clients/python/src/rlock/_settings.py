@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from rlock import _protocol
@@ -60,22 +61,26 @@ def socket_timeout_ms(client: Any) -> int | None:
     return int(seconds * 1000) if seconds else None
 
 
-def wait_slices(wait: int | None, socket_ms: int | None) -> tuple[int | None, float]:
-    """The WAIT of one call, and the deadline (monotonic seconds, inf: none) of all of them.
+def wait_slices(wait: int | None, socket_ms: int | None) -> Iterator[int | None]:
+    """The WAIT of each LOCK.ACQUIRE call for a wait of ``wait`` ms (None: one try, 0: no
+    limit), until one is granted.
 
-    A wait longer than the client's socket timeout is cut into calls that each end in time,
-    at the price of queueing anew (at the back) for each.
+    A wait longer than three quarters of the client's socket timeout is cut into calls that
+    each end in time, at the price of queueing anew (at the back) for each; the calls stop
+    once the whole wait has passed.
     """
     if wait is None or socket_ms is None:
-        return wait, float("inf")
+        yield wait
+        return
     slice_ms = max(1, socket_ms * 3 // 4)
-    deadline = float("inf") if wait == 0 else time.monotonic() + wait / 1000
-    return (slice_ms if wait == 0 else min(wait, slice_ms)), deadline
-
-
-def next_slice(previous_ms: int, deadline: float) -> int | None:
-    """The WAIT of the next slice before ``deadline`` (inf: none), None once it has passed."""
-    if deadline == float("inf"):
-        return previous_ms
-    left_ms = int((deadline - time.monotonic()) * 1000)
-    return min(previous_ms, left_ms) if left_ms > 0 else None
+    if wait == 0:
+        while True:
+            yield slice_ms
+    deadline = time.monotonic() + wait / 1000
+    one_wait = min(wait, slice_ms)
+    while True:
+        yield one_wait
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if one_wait == wait or left_ms <= 0:
+            return
+        one_wait = min(one_wait, left_ms)

@@ -9,12 +9,19 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import defaultdict
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from rlock._leases import Lease, LeaseBook, LossListener, is_transient, logger, tell
+from rlock._leases import (
+    Lease,
+    LeaseBook,
+    LossListener,
+    by_client,
+    logger,
+    renewal_pipeline,
+    tell,
+)
 from rlock._protocol import KeyName
 
 
@@ -47,9 +54,7 @@ class ThreadWatchdog:
     def let_go(self, lease: Lease, listener: LossListener | None = None) -> None:
         """Counts one hold less (and forgets ``listener``); at none, renewing stops."""
         with self._changed:
-            if listener is not None and listener in lease.listeners:
-                lease.listeners.remove(listener)
-            self._book.let_go(lease)
+            self._book.let_go(lease, listener)
 
     def drop(self, lease: Lease) -> None:
         """Stops renewing at once (the server says the lock is no longer held)."""
@@ -81,10 +86,7 @@ class ThreadWatchdog:
                 self._changed.wait(None if next_due is None else next_due - now)
 
     def _renew(self, due: list[Lease]) -> None:
-        by_client: defaultdict[int, list[Lease]] = defaultdict(list)
-        for lease in due:
-            by_client[id(lease.client)].append(lease)
-        for leases in by_client.values():
+        for leases in by_client(due):
             self._renew_on_one_client(leases)
 
     def _renew_on_one_client(self, leases: list[Lease]) -> None:
@@ -92,15 +94,15 @@ class ThreadWatchdog:
         if not leases:
             return
         sent_at = time.monotonic()
-        pipe = leases[0].client.pipeline(transaction=False)
-        for lease in leases:
-            pipe.execute_command("LOCK.RENEW", lease.name, lease.owner, lease.lease_ms)
         try:
-            replies: list[Any] = pipe.execute(raise_on_error=False)
+            replies: list[Any] = renewal_pipeline(leases).execute(raise_on_error=False)
         except RedisError as error:
             logger.warning("rlock: renewing %d lock(s) failed: %s", len(leases), error)
             replies = [error] * len(leases)
-        self._record(leases, replies, sent_at)
+        with self._changed:
+            to_tell = self._book.record(leases, replies, sent_at, time.monotonic())
+            self._changed.notify()
+        tell(to_tell)
 
     def _without_dead_holders(self, leases: list[Lease]) -> list[Lease]:
         alive = []
@@ -114,23 +116,6 @@ class ThreadWatchdog:
             else:
                 alive.append(lease)
         return alive
-
-    def _record(self, leases: list[Lease], replies: list[Any], sent_at: float) -> None:
-        to_tell: list[LossListener] = []
-        with self._changed:
-            now = time.monotonic()
-            for lease, reply in zip(leases, replies):
-                if not lease.active:
-                    continue  # let go while the renewal was on its way
-                if is_transient(reply):
-                    if self._book.failed(lease, now):
-                        to_tell += self._book.lose(lease)
-                elif not isinstance(reply, Exception) and int(reply) == 1:
-                    self._book.renewed(lease, sent_at)
-                else:
-                    to_tell += self._book.lose(lease)
-            self._changed.notify()
-        tell(to_tell)
 
 
 _watchdog = ThreadWatchdog()

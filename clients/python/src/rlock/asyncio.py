@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import math
 import time
 import weakref
 from collections.abc import Awaitable
@@ -17,17 +16,18 @@ from typing import Any, Callable
 from redis.exceptions import LockError, RedisError
 
 from rlock import _owners, _protocol
-from rlock._leases import Lease, LeaseBook, LossListener, is_transient, logger, tell
-from rlock._protocol import (
-    DEFAULT_LEASE,
-    KeyName,
-    LockInfo,
-    ReplicaSyncError,
-    Seconds,
-    lock_error,
-    not_owned,
+from rlock._base import LockBase
+from rlock._leases import (
+    Lease,
+    LeaseBook,
+    LossListener,
+    by_client,
+    logger,
+    renewal_pipeline,
+    tell,
 )
-from rlock._settings import LockSettings, encode_owner, next_slice, socket_timeout_ms, wait_slices
+from rlock._protocol import KeyName, LockInfo, Seconds, lock_error, not_owned
+from rlock._settings import encode_owner, socket_timeout_ms, wait_slices
 
 __all__ = ["Lock"]
 
@@ -90,10 +90,11 @@ class AsyncWatchdog:
         self._wake.set()
         return lease
 
+    def listen(self, lease: Lease, listener: LossListener) -> None:
+        lease.listeners.append(listener)
+
     def let_go(self, lease: Lease, listener: LossListener | None = None) -> None:
-        if listener is not None and listener in lease.listeners:
-            lease.listeners.remove(listener)
-        self._book.let_go(lease)
+        self._book.let_go(lease, listener)
 
     def drop(self, lease: Lease) -> None:
         self._book.drop(lease)
@@ -113,35 +114,17 @@ class AsyncWatchdog:
             self._task = None
 
     async def _renew(self, due: list[Lease]) -> None:
-        by_client: dict[int, list[Lease]] = {}
-        for lease in due:
-            by_client.setdefault(id(lease.client), []).append(lease)
-        for leases in by_client.values():
+        for leases in by_client(due):
             await self._renew_on_one_client(leases)
 
     async def _renew_on_one_client(self, leases: list[Lease]) -> None:
         sent_at = time.monotonic()
-        pipe = leases[0].client.pipeline(transaction=False)
-        for lease in leases:
-            pipe.execute_command("LOCK.RENEW", lease.name, lease.owner, lease.lease_ms)
         try:
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            replies: list[Any] = await renewal_pipeline(leases).execute(raise_on_error=False)
         except RedisError as error:
             logger.warning("rlock: renewing %d lock(s) failed: %s", len(leases), error)
             replies = [error] * len(leases)
-        to_tell: list[LossListener] = []
-        now = time.monotonic()
-        for lease, reply in zip(leases, replies):
-            if not lease.active:
-                continue  # let go while the renewal was on its way
-            if is_transient(reply):
-                if self._book.failed(lease, now):
-                    to_tell += self._book.lose(lease)
-            elif not isinstance(reply, Exception) and int(reply) == 1:
-                self._book.renewed(lease, sent_at)
-            else:
-                to_tell += self._book.lose(lease)
-        for result in tell(to_tell):
+        for result in tell(self._book.record(leases, replies, sent_at, time.monotonic())):
             if inspect.isawaitable(result):
                 _in_background(result)
 
@@ -159,7 +142,7 @@ def watchdog() -> AsyncWatchdog:
     return _watchdogs[loop]
 
 
-class Lock:
+class Lock(LockBase):
     """A distributed lock with the constructor and methods of redis-py's asyncio Lock
     (``redis.asyncio.lock.Lock``), for ``redis.asyncio`` clients: swap it in with
     ``client.lock(name, lock_class=rlock.asyncio.Lock)``.
@@ -176,35 +159,8 @@ class Lock:
       completes in the background.
     """
 
-    def __init__(
-        self,
-        redis: Any,
-        name: KeyName,
-        timeout: Seconds | None = None,
-        sleep: Seconds = 0.1,
-        blocking: bool = True,
-        blocking_timeout: Seconds | None = None,
-        thread_local: bool = True,
-        raise_on_release_error: bool = True,
-        *,
-        lease: Seconds = DEFAULT_LEASE,
-        on_lost: OnLost | None = None,
-        replicas: int = 0,
-        replica_timeout: Seconds = 1.0,
-    ) -> None:
-        self.settings = LockSettings(name, timeout, lease, replicas, replica_timeout)
-        self.redis = redis
-        self.name = name
-        self.timeout = timeout
-        self.sleep = sleep
-        self.blocking = blocking
-        self.blocking_timeout = blocking_timeout
-        self.thread_local = bool(thread_local)
-        self.raise_on_release_error = raise_on_release_error
-        self.lease = lease
-        self.on_lost = on_lost
-        self.local: Any = TaskLocal() if self.thread_local else SimpleNamespace(token=None)
-        self._extend_script = redis.register_script(_protocol.EXTEND_SCRIPT)
+    def _holder_local(self) -> TaskLocal:
+        return TaskLocal()
 
     # -- what redis-py's asyncio Lock offers -----------------------------------------------
 
@@ -239,10 +195,7 @@ class Lock:
         reenters it. Cancellation-safe. Raises ``ReplicaSyncError`` as the sync Lock does.
         """
         self._forget_if_lost()
-        wait = _protocol.wait_ms(
-            self.blocking if blocking is None else blocking,
-            self.blocking_timeout if blocking_timeout is None else blocking_timeout,
-        )
+        wait = self._wait_ms(blocking, blocking_timeout)
         held: bytes | None = self.local.token
         if held is not None and token is None:
             return await self._reenter(held)
@@ -264,14 +217,7 @@ class Lock:
     async def release(self) -> None:
         """Lets go of one acquisition; as :meth:`rlock.Lock.release`, and the release
         completes even if the calling task is cancelled meanwhile."""
-        owner: bytes | None = self.local.token
-        if owner is None:
-            raise lock_error(
-                "Cannot release a lock that's not owned or is already unlocked.", self.name
-            )
-        if self.lost:
-            self._forget_all()
-            raise not_owned("release", self.name)
+        owner = self._releasing_owner()
         # The reply and the bookkeeping belong together: shielded from the caller's cancel,
         # and the bookkeeping done on this task's state (the shielded task has its own).
         state = self._state()
@@ -282,11 +228,7 @@ class Lock:
     async def extend(self, additional_time: Seconds, replace_ttl: bool = False) -> bool:
         """As :meth:`rlock.Lock.extend`: seconds added to (or, with ``replace_ttl``, set as)
         the remaining ttl of a lock with a ``timeout``."""
-        owner = self._held_owner("extend")
-        if additional_time < 0:
-            raise ValueError(f"additional_time must be >= 0 seconds, not {additional_time!r}")
-        additional_ms = max(1, math.ceil(additional_time * 1000))
-        args = _protocol.extend_args(owner, additional_ms, replace_ttl)
+        args = self._extend_args(additional_time, replace_ttl)
         if not await self._extend_script(keys=[self.name], args=args, client=self.redis):
             raise not_owned("extend", self.name)
         return True
@@ -316,20 +258,6 @@ class Lock:
     async def info(self) -> LockInfo | None:
         """The lock as the server has it now, or None when it is free."""
         return _protocol.parse_info(await self.redis.execute_command("LOCK.INFO", self.name))
-
-    @property
-    def fencing_token(self) -> int | None:
-        """The fencing token of this task's current acquisition, None if not held."""
-        if self.local.token is None:
-            return None
-        value: int | None = getattr(self.local, "fencing_token", None)
-        return value
-
-    @property
-    def lost(self) -> bool:
-        """True once the watchdog found this task's held lock gone (until the next acquire)."""
-        lease: Lease | None = getattr(self.local, "lease", None)
-        return lease is not None and lease.lost
 
     # -- internals --------------------------------------------------------------------------
 
@@ -366,35 +294,23 @@ class Lock:
                 logger.warning("rlock: releasing a cancelled acquire of %r: %s", self.name, error)
 
     async def _acquire_on_server(self, owner: bytes, wait: int | None) -> int | None:
-        one_wait, deadline = wait_slices(wait, socket_timeout_ms(self.redis))
-        while True:
+        for one_wait in wait_slices(wait, socket_timeout_ms(self.redis)):
             token = await self._acquire_once(owner, one_wait)
-            if token is not None or one_wait is None or one_wait == wait:
+            if token is not None:
                 return token
-            one_wait = next_slice(one_wait, deadline)
-            if one_wait is None:
-                return None
+        return None
 
     async def _acquire_once(self, owner: bytes, wait: int | None) -> int | None:
-        settings = self.settings
-        args = _protocol.acquire_args(self.name, owner, settings.grant_ms, wait)
-        if not settings.replicas:
+        args = self._acquire_args(owner, wait)
+        if not self.settings.replicas:
             return _protocol.as_int(await self.redis.execute_command(*args))
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.execute_command(*args)
-        pipe.execute_command("WAIT", settings.replicas, settings.replica_timeout_ms)
-        token_reply, acknowledged = await pipe.execute()
+        token_reply, acknowledged = await self._replica_pipeline(args).execute()
         token = _protocol.as_int(token_reply)
-        if token is not None and int(acknowledged) < settings.replicas:
+        if (shortfall := self._replica_shortfall(token, acknowledged)) is not None:
             await asyncio.shield(
                 _in_background(self.redis.execute_command("LOCK.RELEASE", self.name, owner))
             )
-            raise ReplicaSyncError(
-                f"only {acknowledged} of {settings.replicas} replicas acknowledged the lock "
-                f"{self.name!r}; released it",
-                int(acknowledged),
-                settings.replicas,
-            )
+            raise shortfall
         return token
 
     def _state(self) -> Any:
@@ -412,50 +328,8 @@ class Lock:
             self._let_go_once(state, remaining)
         return remaining
 
-    def _hold(self, owner: bytes, fencing_token: int) -> None:
-        local = self.local
-        first = not getattr(local, "holds", 0)
-        local.token = owner
-        local.holds = getattr(local, "holds", 0) + 1
-        local.fencing_token = fencing_token
-        if not self.settings.watched:
-            return
-        lease = watchdog().hold(self.redis, self.name, owner, self.settings.lease_ms)
-        if first:
-            lease.listeners.append(self._tell_lost)
-        local.lease = lease
+    def _watchdog(self) -> AsyncWatchdog:
+        return watchdog()
 
-    def _let_go_once(self, local: Any, remaining: int | None) -> None:
-        local.holds -= 1
-        lease: Lease | None = getattr(local, "lease", None)
-        if lease is not None:
-            if remaining in (0, None):
-                watchdog().drop(lease)
-            watchdog().let_go(lease, self._tell_lost if local.holds <= 0 else None)
-        if local.holds <= 0 or remaining in (0, None):
-            self._forget_all(local)
-
-    def _forget_all(self, local: Any = None) -> None:
-        local = self.local if local is None else local
-        local.token = None
-        local.holds = 0
-        local.fencing_token = None
-
-    def _forget_if_lost(self) -> None:
-        if self.lost:
-            self._forget_all()
-            self.local.lease = None
-
-    def _held_owner(self, action: str) -> bytes:
-        owner: bytes | None = self.local.token
-        if owner is None:
-            raise lock_error(f"Cannot {action} an unlocked lock", self.name)
-        if self.lost:
-            raise not_owned(action, self.name)
-        if self.settings.watched:
-            raise lock_error(f"Cannot {action} a lock with no timeout", self.name)
-        return owner
-
-    def _tell_lost(self) -> Any:
-        logger.warning("rlock: lock %r was lost while held", self.name)
-        return self.on_lost(self) if self.on_lost is not None else None
+    def _watch(self, owner: bytes) -> Lease:
+        return watchdog().hold(self.redis, self.name, owner, self.settings.lease_ms)

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from types import SimpleNamespace, TracebackType
+from types import TracebackType
 from typing import Any, Callable, Literal
 
 from redis.exceptions import LockError
 
 from rlock import _owners, _protocol
+from rlock._base import LockBase
 from rlock._leases import Lease, logger
-from rlock._protocol import (
-    DEFAULT_LEASE,
-    KeyName,
-    LockInfo,
-    ReplicaSyncError,
-    Seconds,
-    lock_error,
-    not_owned,
-)
-from rlock._settings import LockSettings, encode_owner, next_slice, socket_timeout_ms, wait_slices
-from rlock._watchdog import watchdog
+from rlock._protocol import LockInfo, Seconds, lock_error, not_owned
+from rlock._settings import encode_owner, socket_timeout_ms, wait_slices
+from rlock._watchdog import ThreadWatchdog, watchdog
 
 OnLost = Callable[["Lock"], Any]
 
@@ -35,7 +27,7 @@ class ThreadState(threading.local):
         self.token: bytes | None = None
 
 
-class Lock:
+class Lock(LockBase):
     """A distributed lock with the constructor and methods of redis-py's ``redis.lock.Lock``.
 
     Swap it in with ``redis_client.lock(name, lock_class=rlock.Lock, ...)`` or by constructing
@@ -66,35 +58,8 @@ class Lock:
     at least 1 ms after rounding up).
     """
 
-    def __init__(
-        self,
-        redis: Any,
-        name: KeyName,
-        timeout: Seconds | None = None,
-        sleep: Seconds = 0.1,
-        blocking: bool = True,
-        blocking_timeout: Seconds | None = None,
-        thread_local: bool = True,
-        raise_on_release_error: bool = True,
-        *,
-        lease: Seconds = DEFAULT_LEASE,
-        on_lost: OnLost | None = None,
-        replicas: int = 0,
-        replica_timeout: Seconds = 1.0,
-    ) -> None:
-        self.settings = LockSettings(name, timeout, lease, replicas, replica_timeout)
-        self.redis = redis
-        self.name = name
-        self.timeout = timeout
-        self.sleep = sleep
-        self.blocking = blocking
-        self.blocking_timeout = blocking_timeout
-        self.thread_local = bool(thread_local)
-        self.raise_on_release_error = raise_on_release_error
-        self.lease = lease
-        self.on_lost = on_lost
-        self.local: Any = ThreadState() if self.thread_local else SimpleNamespace(token=None)
-        self._extend_script = redis.register_script(_protocol.EXTEND_SCRIPT)
+    def _holder_local(self) -> ThreadState:
+        return ThreadState()
 
     # -- what redis-py's Lock offers --------------------------------------------------------
 
@@ -139,11 +104,7 @@ class Lock:
         del sleep  # the wait happens in the server
         self._forget_if_lost()
         owner = self._owner_for(token)
-        wait = _protocol.wait_ms(
-            self.blocking if blocking is None else blocking,
-            self.blocking_timeout if blocking_timeout is None else blocking_timeout,
-        )
-        fencing_token = self._acquire_on_server(owner, wait)
+        fencing_token = self._acquire_on_server(owner, self._wait_ms(blocking, blocking_timeout))
         if fencing_token is None:
             return False
         self._hold(owner, fencing_token)
@@ -157,21 +118,14 @@ class Lock:
         On a connection error the hold is forgotten here (and no longer renewed) before the
         error is raised: the lock then expires by itself if the release did not get through.
         """
-        owner = self.local.token
-        if owner is None:
-            raise lock_error(
-                "Cannot release a lock that's not owned or is already unlocked.", self.name
-            )
-        if self.lost:
-            self._forget_all()
-            raise not_owned("release", self.name)
+        owner = self._releasing_owner()
         remaining: int | None = -1
         try:
             remaining = _protocol.as_int(
                 self.redis.execute_command("LOCK.RELEASE", self.name, owner)
             )
         finally:
-            self._let_go_once(remaining)
+            self._let_go_once(self.local, remaining)
         if remaining is None:
             raise not_owned("release", self.name)
 
@@ -183,11 +137,7 @@ class Lock:
         Raises ``LockError`` when the lock is not held or has no timeout, and
         ``LockNotOwnedError`` when it is no longer held by this owner.
         """
-        owner = self._held_owner("extend")
-        if additional_time < 0:
-            raise ValueError(f"additional_time must be >= 0 seconds, not {additional_time!r}")
-        additional_ms = math.ceil(additional_time * 1000)
-        args = _protocol.extend_args(owner, max(1, additional_ms), replace_ttl)
+        args = self._extend_args(additional_time, replace_ttl)
         if not self._extend_script(keys=[self.name], args=args, client=self.redis):
             raise not_owned("extend", self.name)
         return True
@@ -223,19 +173,6 @@ class Lock:
         waiters), or None when it is free."""
         return _protocol.parse_info(self.redis.execute_command("LOCK.INFO", self.name))
 
-    @property
-    def fencing_token(self) -> int | None:
-        """The fencing token of this thread's current acquisition (an int), None if not held.
-        Pass it to the resource the lock protects; it rises with every new acquisition."""
-        value: int | None = getattr(self.local, "fencing_token", None)
-        return value if self.local.token is not None else None
-
-    @property
-    def lost(self) -> bool:
-        """True once the watchdog found this thread's held lock gone (until the next acquire)."""
-        lease: Lease | None = getattr(self.local, "lease", None)
-        return lease is not None and lease.lost
-
     # -- internals --------------------------------------------------------------------------
 
     def _owner_for(self, token: Any | None) -> bytes:
@@ -247,86 +184,28 @@ class Lock:
         return _owners.thread_owner() if self.thread_local else _owners.new_owner()
 
     def _acquire_on_server(self, owner: bytes, wait: int | None) -> int | None:
-        one_wait, deadline = wait_slices(wait, socket_timeout_ms(self.redis))
-        while True:
+        for one_wait in wait_slices(wait, socket_timeout_ms(self.redis)):
             token = self._acquire_once(owner, one_wait)
-            if token is not None or one_wait is None or one_wait == wait:
+            if token is not None:
                 return token
-            one_wait = next_slice(one_wait, deadline)
-            if one_wait is None:
-                return None
+        return None
 
     def _acquire_once(self, owner: bytes, wait: int | None) -> int | None:
-        settings = self.settings
-        args = _protocol.acquire_args(self.name, owner, settings.grant_ms, wait)
-        if not settings.replicas:
+        args = self._acquire_args(owner, wait)
+        if not self.settings.replicas:
             return _protocol.as_int(self.redis.execute_command(*args))
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.execute_command(*args)
-        pipe.execute_command("WAIT", settings.replicas, settings.replica_timeout_ms)
-        token_reply, acknowledged = pipe.execute()
+        token_reply, acknowledged = self._replica_pipeline(args).execute()
         token = _protocol.as_int(token_reply)
-        if token is not None and int(acknowledged) < settings.replicas:
+        if (shortfall := self._replica_shortfall(token, acknowledged)) is not None:
             self.redis.execute_command("LOCK.RELEASE", self.name, owner)
-            raise ReplicaSyncError(
-                f"only {acknowledged} of {settings.replicas} replicas acknowledged the lock "
-                f"{self.name!r}; released it",
-                int(acknowledged),
-                settings.replicas,
-            )
+            raise shortfall
         return token
 
-    def _hold(self, owner: bytes, fencing_token: int) -> None:
-        local = self.local
-        first = not getattr(local, "holds", 0)
-        local.token = owner
-        local.holds = getattr(local, "holds", 0) + 1
-        local.fencing_token = fencing_token
-        if not self.settings.watched:
-            return
+    def _watchdog(self) -> ThreadWatchdog:
+        return watchdog()
+
+    def _watch(self, owner: bytes) -> Lease:
         holder = threading.current_thread() if self.thread_local else None
-        lease = watchdog().hold(
+        return watchdog().hold(
             self.redis, self.name, owner, self.settings.lease_ms, time.monotonic(), holder
         )
-        if first:
-            watchdog().listen(lease, self._tell_lost)
-        local.lease = lease
-
-    def _let_go_once(self, remaining: int | None) -> None:
-        """Forgets one hold after LOCK.RELEASE replied ``remaining`` (-1: no reply)."""
-        local = self.local
-        local.holds -= 1
-        lease: Lease | None = getattr(local, "lease", None)
-        if lease is not None:
-            if remaining in (0, None):
-                watchdog().drop(lease)
-            watchdog().let_go(lease, self._tell_lost if local.holds <= 0 else None)
-        if local.holds <= 0 or remaining in (0, None):
-            self._forget_all()
-
-    def _forget_all(self) -> None:
-        local = self.local
-        local.token = None
-        local.holds = 0
-        local.fencing_token = None
-
-    def _forget_if_lost(self) -> None:
-        """A lost holding is over: the next acquire starts afresh."""
-        if self.lost:
-            self._forget_all()
-            self.local.lease = None
-
-    def _held_owner(self, action: str) -> bytes:
-        owner: bytes | None = self.local.token
-        if owner is None:
-            raise lock_error(f"Cannot {action} an unlocked lock", self.name)
-        if self.lost:
-            raise not_owned(action, self.name)
-        if self.settings.watched:
-            raise lock_error(f"Cannot {action} a lock with no timeout", self.name)
-        return owner
-
-    def _tell_lost(self) -> None:
-        logger.warning("rlock: lock %r was lost while held", self.name)
-        if self.on_lost is not None:
-            self.on_lost(self)
