@@ -44,6 +44,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     if glue::registration::register_commands(ctx.ctx)
         && glue::configs::register(ctx.ctx)
         && glue::events::subscribe(ctx.ctx)
+        && glue::sessions::subscribe(ctx.ctx)
         && glue::propagation::watch(ctx.ctx)
         && glue::command_filter::register(ctx.ctx)
     {

@@ -1,17 +1,210 @@
 //! A lock as bytes in RDB files (and DUMP payloads), versioned so that later versions of rlock
 //! still load what earlier ones saved. Decoding never panics: a corrupt payload is an error.
 //!
-//! - Version 2 (written now): the packed lock itself (`lock::Lock`); its expiry is the key's,
-//!   which the RDB file stores with the key.
+//! - Version 3 (written now): the value as it is kept, tagged by its first two bytes. A plain
+//!   lock (one exclusive holder, no session) is the version 2 layout, byte for byte. Any other
+//!   holds (shared, semaphore, session) start with the tag `FF FF` (an owner length no plain
+//!   lock can have): `FF FF | total length u32 | kind u8 (0 lock, 1 semaphore) | limit u32 |
+//!   holders u16 | holders...`, each holder `flags u8 (1 exclusive, 2 session) | client id u64 |
+//!   expires_at i64 (unix ms, 0: none) | token and count u64 (packed as in a plain lock) | owner
+//!   length u16 | owner`. Every holder carries its own absolute expiry; the key's expiry is the
+//!   latest of them. A session's client id means nothing outside the process that took it:
+//!   loading (or replaying) one keeps the session flag with the id 0 (unknown), so the hold
+//!   ends by its ttl.
+//! - Version 2: the packed lock itself (`lock::Lock`); its expiry is the key's, which the RDB
+//!   file stores with the key.
 //! - Version 1: count (u32 LE) | expires_at (i64 LE, unix ms) | token (u64 LE) | owner. The
 //!   expiry field duplicated the key's own and is dropped on load.
 
+use std::collections::HashSet;
+
+use super::holds::{Holder, Holds, Kind, MAX_HOLDERS};
 use super::lock::{Lock, MAX_COUNT};
 use super::request::MAX_OWNER_BYTES;
 use super::tokens::MAX_TOKEN;
+use super::Millis;
 
 /// The encoding version this build writes; Redis stores it with every saved value.
-pub const ENCODING_VERSION: i32 = 2;
+pub const ENCODING_VERSION: i32 = 3;
+
+/// The first two bytes of every value that is not a plain lock.
+pub const HOLDS_TAG: [u8; 2] = [0xFF, 0xFF];
+const HOLDS_HEADER_BYTES: usize = 2 + 4 + 1 + 4 + 2;
+const HOLDER_HEADER_BYTES: usize = 1 + 8 + 8 + 8 + 2;
+const FLAG_EXCLUSIVE: u8 = 1;
+const FLAG_SESSION: u8 = 2;
+
+/// A decoded value.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Value {
+    Plain(Box<Lock>),
+    Holds(Holds),
+}
+
+/// The total size of a value (plain or tagged) whose first bytes are `header`.
+pub fn value_size(header: &[u8]) -> Option<usize> {
+    if header.get(..2)? == HOLDS_TAG {
+        let len = header.get(2..6)?;
+        usize::try_from(u32::from_le_bytes([len[0], len[1], len[2], len[3]])).ok()
+    } else {
+        Lock::size_from_header(header)
+    }
+}
+
+/// The tagged bytes of `holds` (the caller keeps a plain lock in its packed form instead).
+pub fn encode_holds(holds: &Holds) -> Box<[u8]> {
+    let size = HOLDS_HEADER_BYTES
+        + holds
+            .holders
+            .iter()
+            .map(|holder| HOLDER_HEADER_BYTES + holder.owner.len())
+            .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&HOLDS_TAG);
+    bytes.extend_from_slice(&u32::try_from(size).unwrap_or(u32::MAX).to_le_bytes());
+    let (kind, limit) = match holds.kind {
+        Kind::Lock => (0u8, 0u32),
+        Kind::Semaphore(n) => (1, n),
+    };
+    bytes.push(kind);
+    bytes.extend_from_slice(&limit.to_le_bytes());
+    let count = u16::try_from(holds.holders.len()).unwrap_or(u16::MAX);
+    bytes.extend_from_slice(&count.to_le_bytes());
+    for holder in holds.holders.iter().take(usize::from(count)) {
+        let mut flags = 0;
+        if holder.exclusive {
+            flags |= FLAG_EXCLUSIVE;
+        }
+        if holder.session.is_some() {
+            flags |= FLAG_SESSION;
+        }
+        bytes.push(flags);
+        bytes.extend_from_slice(&holder.session.unwrap_or(0).to_le_bytes());
+        bytes.extend_from_slice(&holder.expires_at.unwrap_or(0).to_le_bytes());
+        let packed = Lock::boxed(b"", holder.count, holder.token);
+        bytes.extend_from_slice(&packed.as_bytes()[2..]);
+        let owner_len = u16::try_from(holder.owner.len()).unwrap_or(u16::MAX);
+        bytes.extend_from_slice(&owner_len.to_le_bytes());
+        bytes.extend_from_slice(&holder.owner[..usize::from(owner_len)]);
+    }
+    bytes.into_boxed_slice()
+}
+
+/// Tagged bytes back to holds, every field checked. `keep_clients`: the bytes are this
+/// process's own value (session client ids mean something); else they become 0 (unknown).
+pub fn decode_holds(bytes: &[u8], keep_clients: bool) -> Result<Holds, DecodeError> {
+    let mut reader = Reader(bytes);
+    if reader.take(2)? != HOLDS_TAG {
+        return Err(DecodeError::InvalidField("tag"));
+    }
+    if usize::try_from(reader.u32()?).ok() != Some(bytes.len()) {
+        return Err(DecodeError::InvalidField("length"));
+    }
+    let kind = match (reader.u8()?, reader.u32()?) {
+        (0, 0) => Kind::Lock,
+        (1, n) if (1..=MAX_HOLDERS).contains(&n) => Kind::Semaphore(n),
+        _ => return Err(DecodeError::InvalidField("kind")),
+    };
+    let count = reader.u16()?;
+    if count == 0 || u32::from(count) > MAX_HOLDERS {
+        return Err(DecodeError::InvalidField("holders"));
+    }
+    let mut holders = Vec::with_capacity(usize::from(count));
+    let mut owners = HashSet::new();
+    let mut tokens = HashSet::new();
+    for _ in 0..count {
+        let flags = reader.u8()?;
+        let client = reader.u64()?;
+        let expires_at = reader.i64()?;
+        let packed = reader.u64()?;
+        let owner_len = reader.u16()?;
+        let owner = reader.take(usize::from(owner_len))?;
+        let mut plain = Vec::with_capacity(10 + owner.len());
+        plain.extend_from_slice(&owner_len.to_le_bytes());
+        plain.extend_from_slice(&packed.to_le_bytes());
+        plain.extend_from_slice(owner);
+        let lock = Lock::from_boxed_bytes(plain.into()).map_err(|_| DecodeError::Truncated)?;
+        validate(&lock)?;
+        if flags & !(FLAG_EXCLUSIVE | FLAG_SESSION) != 0 {
+            return Err(DecodeError::InvalidField("flags"));
+        }
+        if expires_at < 0 {
+            return Err(DecodeError::InvalidField("expiry"));
+        }
+        if !owners.insert(owner) {
+            return Err(DecodeError::InvalidField("owner"));
+        }
+        if !tokens.insert(lock.token()) {
+            return Err(DecodeError::InvalidField("token"));
+        }
+        let session = (flags & FLAG_SESSION != 0).then_some(if keep_clients { client } else { 0 });
+        holders.push(Holder {
+            owner: owner.into(),
+            count: lock.count(),
+            token: lock.token(),
+            expires_at: (expires_at > 0).then_some(expires_at as Millis),
+            exclusive: flags & FLAG_EXCLUSIVE != 0,
+            session,
+        });
+    }
+    if !reader.0.is_empty() {
+        return Err(DecodeError::InvalidField("length"));
+    }
+    let exclusive = holders.iter().filter(|holder| holder.exclusive).count();
+    let consistent = match kind {
+        Kind::Lock => exclusive == 0 || holders.len() == 1,
+        Kind::Semaphore(n) => exclusive == 0 && holders.len() as u64 <= u64::from(n),
+    };
+    if !consistent {
+        return Err(DecodeError::InvalidField("holders"));
+    }
+    Ok(Holds { kind, holders })
+}
+
+/// A saved or replayed value: a plain lock (versions 1 to 3) or tagged holds (version 3).
+pub fn decode_value(version: i32, bytes: &[u8]) -> Result<Value, DecodeError> {
+    if version == 3 && bytes.get(..2) == Some(&HOLDS_TAG[..]) {
+        return decode_holds(bytes, false).map(Value::Holds);
+    }
+    decode(version, bytes).map(Value::Plain)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        self.take(N)?.try_into().map_err(|_| DecodeError::Truncated)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        self.array().map(i64::from_le_bytes)
+    }
+}
 
 const V1_HEADER_BYTES: usize = 4 + 8 + 8;
 
@@ -29,7 +222,7 @@ pub fn encode(lock: &Lock) -> &[u8] {
 
 pub fn decode(version: i32, bytes: &[u8]) -> Result<Box<Lock>, DecodeError> {
     let lock = match version {
-        2 => Lock::from_boxed_bytes(bytes.into()).map_err(|_| DecodeError::Truncated)?,
+        2 | 3 => Lock::from_boxed_bytes(bytes.into()).map_err(|_| DecodeError::Truncated)?,
         1 => decode_v1(bytes)?,
         other => return Err(DecodeError::UnknownVersion(other)),
     };
@@ -118,7 +311,8 @@ mod tests {
     #[test]
     fn unknown_versions_and_impossible_fields_are_refused() {
         let bytes = encode(&sample()).to_vec();
-        assert_eq!(decode(3, &bytes), Err(DecodeError::UnknownVersion(3)));
+        assert_eq!(decode(4, &bytes), Err(DecodeError::UnknownVersion(4)));
+        assert_eq!(decode_value(4, &bytes), Err(DecodeError::UnknownVersion(4)));
         assert_eq!(decode(0, &bytes), Err(DecodeError::UnknownVersion(0)));
         let zero_count = Lock::boxed(b"a", 0, 1);
         assert_eq!(
@@ -151,6 +345,144 @@ mod tests {
                 .collect();
             let _ = decode(1, &bytes);
             let _ = decode(2, &bytes);
+            let _ = decode_value(3, &bytes);
+            let mut tagged = HOLDS_TAG.to_vec();
+            tagged.extend_from_slice(&(bytes.len() as u32 + 6).to_le_bytes());
+            tagged.extend_from_slice(&bytes);
+            let _ = decode_value(3, &tagged);
         }
+    }
+
+    fn sample_holds() -> Holds {
+        Holds {
+            kind: Kind::Semaphore(3),
+            holders: vec![
+                Holder {
+                    owner: b"reader-1".to_vec().into(),
+                    count: 2,
+                    token: 41,
+                    expires_at: Some(1_700_000_000_500),
+                    exclusive: false,
+                    session: Some(17),
+                },
+                Holder {
+                    owner: b"r2".to_vec().into(),
+                    count: 1,
+                    token: 44,
+                    expires_at: Some(1_700_000_000_900),
+                    exclusive: false,
+                    session: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn version_three_writes_a_plain_lock_as_version_two_did() {
+        let lock = Lock::boxed(b"ab", 2, 5);
+        let bytes = [2, 0, 5, 0, 0, 0, 0, 0, 0x40, 0, b'a', b'b'];
+        assert_eq!(decode_value(3, &bytes), Ok(Value::Plain(lock.to_boxed())));
+        assert_eq!(decode_value(2, &bytes), Ok(Value::Plain(lock.to_boxed())));
+        assert_eq!(value_size(&bytes), Some(bytes.len()));
+    }
+
+    #[test]
+    fn holds_survive_a_round_trip_and_lose_their_client_ids_on_load() {
+        let holds = sample_holds();
+        let bytes = encode_holds(&holds);
+        assert_eq!(value_size(&bytes), Some(bytes.len()));
+        assert_eq!(decode_holds(&bytes, true), Ok(holds.clone()));
+        let Ok(Value::Holds(loaded)) = decode_value(3, &bytes) else {
+            panic!("tagged bytes decode as holds");
+        };
+        assert_eq!(
+            loaded.holders[0].session,
+            Some(0),
+            "the connection is unknown"
+        );
+        assert_eq!(loaded.holders[1].session, None);
+        assert_eq!(loaded.holders[0].expires_at, holds.holders[0].expires_at);
+    }
+
+    #[test]
+    fn holds_bytes_are_pinned() {
+        let holds = Holds {
+            kind: Kind::Lock,
+            holders: vec![Holder {
+                owner: b"r".to_vec().into(),
+                count: 1,
+                token: 5,
+                expires_at: Some(0x0102),
+                exclusive: false,
+                session: None,
+            }],
+        };
+        let bytes: Vec<u8> = [
+            &[0xFF, 0xFF, 41, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0][..],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[2, 1, 0, 0, 0, 0, 0, 0],
+            &[5, 0, 0, 0, 0, 0, 0x20, 0],
+            &[1, 0, b'r'],
+        ]
+        .concat();
+        assert_eq!(&*encode_holds(&holds), &bytes[..]);
+        assert_eq!(decode_holds(&bytes, false), Ok(holds));
+    }
+
+    #[test]
+    fn every_truncation_or_inconsistency_of_holds_is_refused() {
+        let bytes = encode_holds(&sample_holds()).to_vec();
+        for len in 0..bytes.len() {
+            let mut cut = bytes[..len].to_vec();
+            if cut.len() >= 6 {
+                cut[2..6].copy_from_slice(&(len as u32).to_le_bytes());
+            }
+            assert!(decode_value(3, &cut).is_err(), "cut at {len}");
+        }
+        let mut over = sample_holds();
+        over.kind = Kind::Semaphore(1);
+        assert_eq!(
+            decode_holds(&encode_holds(&over), false),
+            Err(DecodeError::InvalidField("holders"))
+        );
+        let mut two_writers = sample_holds();
+        two_writers.kind = Kind::Lock;
+        two_writers.holders[0].exclusive = true;
+        assert_eq!(
+            decode_holds(&encode_holds(&two_writers), false),
+            Err(DecodeError::InvalidField("holders"))
+        );
+        let mut same_owner = sample_holds();
+        same_owner.holders[1].owner = same_owner.holders[0].owner.clone();
+        assert_eq!(
+            decode_holds(&encode_holds(&same_owner), false),
+            Err(DecodeError::InvalidField("owner"))
+        );
+        let mut same_token = sample_holds();
+        same_token.holders[1].token = 41;
+        assert_eq!(
+            decode_holds(&encode_holds(&same_token), false),
+            Err(DecodeError::InvalidField("token"))
+        );
+        let mut zero_count = sample_holds();
+        zero_count.holders[0].count = 0;
+        assert!(decode_holds(&encode_holds(&zero_count), false).is_err());
+        let empty = Holds::default();
+        assert_eq!(
+            decode_holds(&encode_holds(&empty), false),
+            Err(DecodeError::InvalidField("holders"))
+        );
+        let mut bad_flags = bytes.clone();
+        bad_flags[HOLDS_HEADER_BYTES] |= 8;
+        assert_eq!(
+            decode_holds(&bad_flags, false),
+            Err(DecodeError::InvalidField("flags"))
+        );
+        let mut bad_kind = bytes.clone();
+        bad_kind[6] = 2;
+        assert_eq!(
+            decode_holds(&bad_kind, false),
+            Err(DecodeError::InvalidField("kind"))
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::holds::{HoldError, Mode, Want};
 use super::lock::TransitionError;
 use super::request::MAX_TTL_MS;
 
@@ -44,6 +45,19 @@ pub enum LockError {
     UnknownOption(Command, String),
     DuplicateOption(Command, &'static str),
     MissingOptionValue(Command, &'static str),
+    ConflictingOptions(Command, &'static str, &'static str),
+    /// With the largest limit accepted.
+    InvalidLimit(Command, u32),
+    /// `LIMIT asked` on a key held as a semaphore of `held`.
+    LimitDiffers {
+        held: u32,
+        asked: u32,
+    },
+    /// The owner holds the key in a way the request cannot reenter.
+    HoldConflict {
+        held: Mode,
+        asked: Want,
+    },
     InvalidApply(&'static str),
     InvalidCounter,
     InternalOnly(Command),
@@ -63,6 +77,31 @@ impl LockError {
             TransitionError::CountOverflow => LockError::CountOverflow(command),
             TransitionError::TokensExhausted => LockError::TokensExhausted(command),
         }
+    }
+
+    /// The reply for a hold that `command` could not take.
+    pub fn from_hold(command: Command, error: HoldError) -> LockError {
+        match error {
+            HoldError::Transition(error) => LockError::from_transition(command, error),
+            HoldError::LimitDiffers { held, asked } => LockError::LimitDiffers { held, asked },
+            HoldError::Conflict { held, asked } => LockError::HoldConflict { held, asked },
+        }
+    }
+}
+
+fn mode_name(mode: Mode) -> String {
+    match mode {
+        Mode::Exclusive => "exclusive".into(),
+        Mode::Shared => "shared".into(),
+        Mode::Limit(n) => format!("as a permit of LIMIT {n}"),
+    }
+}
+
+fn want_name(want: Want) -> String {
+    match want {
+        Want::Exclusive => "exclusive".into(),
+        Want::Shared => "shared".into(),
+        Want::Limit(n) => format!("as a permit of LIMIT {n}"),
     }
 }
 
@@ -95,6 +134,28 @@ impl fmt::Display for LockError {
             LockError::MissingOptionValue(c, option) => {
                 write!(f, "ERR option '{option}' needs a value in '{}' command", c.name())
             }
+            LockError::ConflictingOptions(c, a, b) => write!(
+                f,
+                "ERR options '{a}' and '{b}' cannot be combined in '{}' command",
+                c.name()
+            ),
+            LockError::InvalidLimit(c, max) => write!(
+                f,
+                "ERR invalid limit in '{}' command: expected an integer from 1 to {max}",
+                c.name()
+            ),
+            LockError::LimitDiffers { held, asked } => write!(
+                f,
+                "ERR LIMIT {asked} differs from the key's LIMIT {held} in 'lock.acquire' command: \
+                 the limit changes only once every permit is released (an admin may force that with DEL)"
+            ),
+            LockError::HoldConflict { held, asked } => write!(
+                f,
+                "ERR the owner holds this key {} and cannot also hold it {} in 'lock.acquire' command \
+                 (release first: an upgrade in place deadlocks)",
+                mode_name(*held),
+                want_name(*asked)
+            ),
             LockError::InvalidApply(field) => {
                 write!(f, "ERR invalid {field} in 'lock.apply' command")
             }
@@ -143,6 +204,13 @@ mod tests {
             LockError::UnknownOption(Command::Acquire, "FOO".into()),
             LockError::DuplicateOption(Command::Acquire, "WAIT"),
             LockError::MissingOptionValue(Command::Acquire, "WAIT"),
+            LockError::ConflictingOptions(Command::Acquire, "SHARED", "LIMIT"),
+            LockError::InvalidLimit(Command::Acquire, 10),
+            LockError::LimitDiffers { held: 3, asked: 4 },
+            LockError::HoldConflict {
+                held: Mode::Shared,
+                asked: Want::Exclusive,
+            },
             LockError::InvalidApply("count"),
             LockError::InvalidCounter,
             LockError::InternalOnly(Command::Tokens),

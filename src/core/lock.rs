@@ -101,7 +101,7 @@ impl Lock {
         Lock::boxed(self.owner(), self.count(), self.token())
     }
 
-    fn set_count(&mut self, count: u32) {
+    pub fn set_count(&mut self, count: u32) {
         let packed = pack(self.token(), count);
         self.0[TOKEN_AND_COUNT_AT..HEADER_BYTES].copy_from_slice(&packed.to_le_bytes());
     }

@@ -5,6 +5,7 @@
 
 pub mod encoding;
 pub mod error;
+pub mod holds;
 pub mod lock;
 pub mod queue;
 pub mod request;

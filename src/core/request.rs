@@ -5,6 +5,7 @@
 //! itself, so requests carry only the rest.
 
 use super::error::{Command, LockError};
+use super::holds::{Want, MAX_HOLDERS};
 use super::tokens::MAX_TOKEN;
 use super::Millis;
 
@@ -34,13 +35,17 @@ impl Default for Limits {
     }
 }
 
-/// `LOCK.ACQUIRE key owner ttl [WAIT timeout]`
+/// `LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout]`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AcquireRequest<'a> {
     pub owner: &'a [u8],
     pub ttl: u64,
     /// `Some(0)` waits with no limit; `None` is a plain try.
     pub wait: Option<u64>,
+    /// Exclusive unless `SHARED` or `LIMIT n` was given.
+    pub want: Want,
+    /// `SESSION`: the hold also ends when the calling connection closes.
+    pub session: bool,
 }
 
 /// `LOCK.REENTER key owner [ttl]`
@@ -87,6 +92,8 @@ pub fn parse_acquire<'a>(
     let owner = parse_owner(cmd, owner, limits)?;
     let ttl = parse_ttl(cmd, ttl, limits)?;
     let mut wait = None;
+    let mut want = Want::Exclusive;
+    let mut session = false;
     let mut rest = options;
     while let [option, tail @ ..] = rest {
         if option.eq_ignore_ascii_case(b"WAIT") {
@@ -98,11 +105,46 @@ pub fn parse_acquire<'a>(
             }
             wait = Some(parse_timeout(cmd, timeout)?);
             rest = tail;
+        } else if option.eq_ignore_ascii_case(b"SHARED") {
+            match want {
+                Want::Shared => return Err(LockError::DuplicateOption(cmd, "SHARED")),
+                Want::Limit(_) => {
+                    return Err(LockError::ConflictingOptions(cmd, "SHARED", "LIMIT"))
+                }
+                Want::Exclusive => want = Want::Shared,
+            }
+            rest = tail;
+        } else if option.eq_ignore_ascii_case(b"LIMIT") {
+            let [n, tail @ ..] = tail else {
+                return Err(LockError::MissingOptionValue(cmd, "LIMIT"));
+            };
+            match want {
+                Want::Limit(_) => return Err(LockError::DuplicateOption(cmd, "LIMIT")),
+                Want::Shared => return Err(LockError::ConflictingOptions(cmd, "SHARED", "LIMIT")),
+                Want::Exclusive => {}
+            }
+            let n = parse_integer(n)
+                .filter(|&n| n >= 1 && n <= i64::from(MAX_HOLDERS))
+                .ok_or(LockError::InvalidLimit(cmd, MAX_HOLDERS))?;
+            want = Want::Limit(n as u32);
+            rest = tail;
+        } else if option.eq_ignore_ascii_case(b"SESSION") {
+            if session {
+                return Err(LockError::DuplicateOption(cmd, "SESSION"));
+            }
+            session = true;
+            rest = tail;
         } else {
             return Err(LockError::UnknownOption(cmd, printable(option)));
         }
     }
-    Ok(AcquireRequest { owner, ttl, wait })
+    Ok(AcquireRequest {
+        owner,
+        ttl,
+        wait,
+        want,
+        session,
+    })
 }
 
 pub fn parse_reenter<'a>(
@@ -172,6 +214,21 @@ pub fn parse_apply<'a>(args: &[&'a [u8]]) -> Result<ApplyRequest<'a>, LockError>
         token: field("token", token, 1, max_token)? as u64,
         counter: field("counter", counter, 0, max_token)? as u64,
     })
+}
+
+/// `LOCK.APPLY key HOLDS counter state`: a master's holds (shared, semaphore or session), as
+/// the tagged bytes of `encoding::encode_holds`; the bytes are checked by the caller's decode.
+pub fn parse_apply_holds<'a>(args: &[&'a [u8]]) -> Result<(u64, &'a [u8]), LockError> {
+    let [_key, tag, counter, state] = args else {
+        return Err(LockError::Arity(Command::Apply));
+    };
+    if !tag.eq_ignore_ascii_case(b"HOLDS") {
+        return Err(LockError::InvalidApply("form"));
+    }
+    let counter = parse_integer(counter)
+        .filter(|&n| n >= 0 && n as u64 <= MAX_TOKEN)
+        .ok_or(LockError::InvalidApply("counter"))?;
+    Ok((counter as u64, state))
 }
 
 /// `LOCK.TOKENS counter`: a master's token counter, replayed (no key).
@@ -289,7 +346,9 @@ mod tests {
             Ok(AcquireRequest {
                 owner: b"me",
                 ttl: 500,
-                wait: None
+                wait: None,
+                want: Want::Exclusive,
+                session: false,
             })
         );
         for wait in ["WAIT", "wait", "Wait"] {
@@ -490,5 +549,83 @@ mod tests {
         for (call, expected) in cases {
             assert_eq!(parse_apply(&args(call)), Err(expected), "{call}");
         }
+    }
+
+    #[test]
+    fn acquire_parses_shared_limit_and_session_in_any_order() {
+        fn parse(call: &'static str) -> Result<AcquireRequest<'static>, LockError> {
+            parse_acquire(&args(call), &Limits::default())
+        }
+        let got = parse("k me 5 shared SESSION WAIT 10").expect("parses");
+        assert_eq!(
+            (got.want, got.session, got.wait),
+            (Want::Shared, true, Some(10))
+        );
+        let got = parse("k me 5 WAIT 0 LIMIT 3").expect("parses");
+        assert_eq!((got.want, got.session), (Want::Limit(3), false));
+        let got = parse("k me 5 session limit 10000").expect("parses");
+        assert_eq!((got.want, got.session), (Want::Limit(MAX_HOLDERS), true));
+    }
+
+    #[test]
+    fn acquire_refuses_conflicting_or_malformed_hold_options() {
+        let cmd = Command::Acquire;
+        let cases = [
+            (
+                "k me 5 SHARED LIMIT 3",
+                LockError::ConflictingOptions(cmd, "SHARED", "LIMIT"),
+            ),
+            (
+                "k me 5 LIMIT 3 SHARED",
+                LockError::ConflictingOptions(cmd, "SHARED", "LIMIT"),
+            ),
+            (
+                "k me 5 SHARED SHARED",
+                LockError::DuplicateOption(cmd, "SHARED"),
+            ),
+            (
+                "k me 5 LIMIT 2 LIMIT 2",
+                LockError::DuplicateOption(cmd, "LIMIT"),
+            ),
+            (
+                "k me 5 SESSION SESSION",
+                LockError::DuplicateOption(cmd, "SESSION"),
+            ),
+            ("k me 5 LIMIT", LockError::MissingOptionValue(cmd, "LIMIT")),
+            ("k me 5 LIMIT 0", LockError::InvalidLimit(cmd, MAX_HOLDERS)),
+            ("k me 5 LIMIT -1", LockError::InvalidLimit(cmd, MAX_HOLDERS)),
+            (
+                "k me 5 LIMIT 10001",
+                LockError::InvalidLimit(cmd, MAX_HOLDERS),
+            ),
+            ("k me 5 LIMIT x", LockError::InvalidLimit(cmd, MAX_HOLDERS)),
+        ];
+        for (call, expected) in cases {
+            assert_eq!(
+                parse_acquire(&args(call), &Limits::default()),
+                Err(expected),
+                "{call}"
+            );
+        }
+    }
+
+    #[test]
+    fn apply_holds_takes_a_tag_a_counter_and_the_state() {
+        assert_eq!(
+            parse_apply_holds(&args("k HOLDS 9 xyz")),
+            Ok((9, &b"xyz"[..]))
+        );
+        assert_eq!(
+            parse_apply_holds(&args("k OTHER 9 xyz")),
+            Err(LockError::InvalidApply("form"))
+        );
+        assert_eq!(
+            parse_apply_holds(&args("k HOLDS -1 xyz")),
+            Err(LockError::InvalidApply("counter"))
+        );
+        assert_eq!(
+            parse_apply_holds(&args("k HOLDS 1")),
+            Err(LockError::Arity(Command::Apply))
+        );
     }
 }

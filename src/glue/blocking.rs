@@ -65,6 +65,11 @@ impl BlockedClient {
         Some(BlockedClient { handle, client_id })
     }
 
+    /// The blocked client's connection id (CLIENT ID).
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
     /// The handle's address: how the server's callbacks name this client to us.
     pub fn id(&self) -> usize {
         self.handle.as_ptr() as usize

@@ -3,21 +3,26 @@
 
 use redis_module::raw;
 
+use super::api::rm;
 use super::blocking::BlockedClient;
 use super::configs;
 use super::context::{now, Ctx};
 use super::entry::{command_entry, Args};
-use super::handoff::{hand_over, Freed, Handling};
+use super::handoff::{settle, why_gone, Freed, Handling};
 use super::keys::LockKey;
 use super::replicate;
+use super::sessions;
 use super::signals::Event;
 use super::stats::{self, Counter};
 use super::token_counter::{observe, with_tokens};
-use super::waiters::{self, KeyRef};
+use super::waiters::{self, KeyRef, Wanted};
+use crate::core::encoding::decode_holds;
 use crate::core::error::{Command, LockError};
-use crate::core::lock::{self, Acquire, Lock, Release, Replayed, Snapshot};
+use crate::core::holds::{self, Acquired, Ask, Holder, Holds, Mode, Released};
+use crate::core::lock::{self, Lock, Replayed};
 use crate::core::request::{
-    parse_acquire, parse_apply, parse_info, parse_reenter, parse_release, parse_renew, parse_tokens,
+    parse_acquire, parse_apply, parse_apply_holds, parse_info, parse_reenter, parse_release,
+    parse_renew, parse_tokens,
 };
 use crate::core::Millis;
 
@@ -34,45 +39,76 @@ fn key_name(args: &Args, command: Command) -> Result<*mut raw::RedisModuleString
     args.key().ok_or(LockError::Arity(command))
 }
 
-/// LOCK.ACQUIRE key owner ttl [WAIT timeout] -> fencing token | nil
+/// LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout] -> token | nil
 fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_acquire(args.bytes(), &configs::limits())?;
     let name = key_name(args, Command::Acquire)?;
     let now = now();
+    let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
     let db = ctx.selected_db();
     let key_bytes = args.bytes()[0];
+    let mut holds = key.holds()?.unwrap_or_default();
     let mut queued = waiters::queued(db, key_bytes);
-    if queued > 0 && key.lock()?.is_none() {
-        // Freed a moment ago (deleted or expired before our timer ran): it is the waiters'.
-        let freed = super::handoff::why_gone(db, key_bytes);
-        hand_over(ctx, &mut key, name, db, key_bytes, now, freed);
-        queued = waiters::queued(db, key_bytes);
+    if queued > 0 {
+        // Holds gone a moment ago (deleted, or expired before our timer ran) are the
+        // waiters' first.
+        let was_free = holds.is_free();
+        let expired = holds.expire(now);
+        if was_free || expired > 0 {
+            let freed = if was_free {
+                why_gone(db, key_bytes)
+            } else {
+                Freed::Expired
+            };
+            let changed = expired > 0;
+            settle(
+                ctx, &mut key, name, db, key_bytes, &mut holds, now, freed, changed,
+            );
+            queued = waiters::queued(db, key_bytes);
+        }
     }
-    let held = key.lock()?;
-    let outcome = with_tokens(|tokens| {
-        lock::acquire(held, request.owner, request.ttl, now, tokens, queued > 0)
-    })
-    .map_err(|error| LockError::from_transition(Command::Acquire, error))?;
+    // SAFETY: ctx is the running command's context.
+    let session = request
+        .session
+        .then(|| unsafe { rm!(RedisModule_GetClientId)(ctx.0) });
+    let ask = Ask {
+        owner: request.owner,
+        want: request.want,
+        ttl: request.ttl,
+        session,
+    };
+    let mut after = holds.clone();
+    let outcome = with_tokens(|tokens| holds::acquire(&mut after, &ask, now, tokens, queued > 0))
+        .map_err(|error| LockError::from_hold(Command::Acquire, error))?;
     match outcome {
-        Acquire::Granted(lock, expires_at) => {
-            replicate::lock_state(ctx, name, &lock, Some(expires_at));
-            ctx.reply_integer(lock.token() as i64);
-            key.store(lock, Some(expires_at));
+        Acquired::Granted { token } => {
+            key.put(&after);
+            replicate::holds_state(ctx, name, &after);
+            ctx.reply_integer(token as i64);
             key.notify(Event::Acquire);
             key.notify(Event::Expire);
             stats::count(Counter::Acquisitions);
+            stats::count_kind(request.want);
+            if let Some(client) = session {
+                let at = KeyRef {
+                    db,
+                    name: key_bytes.into(),
+                };
+                sessions::register(client, at);
+            }
+            reschedule_check(ctx, db, key_bytes, &after);
         }
-        Acquire::Reentered {
-            token, expires_at, ..
-        } => {
-            write_back_in_place(ctx, &mut key, name, Some(expires_at))?;
+        Acquired::Reentered { token, .. } => {
+            key.put(&after);
+            replicate::holds_state(ctx, name, &after);
             ctx.reply_integer(token as i64);
             key.notify(Event::Reenter);
             key.notify(Event::Expire);
             stats::count(Counter::Reentries);
+            reschedule_check(ctx, db, key_bytes, &after);
         }
-        Acquire::Busy => {
+        Acquired::Busy => {
             stats::count(Counter::Contended);
             match request.wait {
                 Some(timeout) if may_block(ctx) => {
@@ -80,7 +116,14 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
                         db,
                         name: key_bytes.into(),
                     };
-                    wait_in_line(ctx, at, (request.owner, request.ttl, timeout), &key)?;
+                    let wanted = Wanted {
+                        owner: request.owner,
+                        ttl: request.ttl,
+                        want: request.want,
+                        session: request.session,
+                        timeout_ms: timeout,
+                    };
+                    wait_in_line(ctx, at, wanted, after.next_expiry())?;
                 }
                 _ => ctx.reply_null(),
             }
@@ -89,19 +132,20 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     Ok(())
 }
 
-/// Blocks the caller behind everyone already waiting for the lock at `at`.
+/// Blocks the caller behind everyone already waiting for the lock at `at`; the key is looked
+/// at again when its next holder expires (`None`: none does).
 fn wait_in_line(
     ctx: Ctx,
     at: KeyRef,
-    wait: (&[u8], u64, u64),
-    key: &LockKey,
+    wanted: Wanted,
+    next_expiry: Option<Millis>,
 ) -> Result<(), LockError> {
     let max = configs::max_waiters();
     if waiters::queued(at.db, &at.name) as u64 >= max {
         return Err(LockError::TooManyWaiters(max));
     }
     match BlockedClient::block(ctx) {
-        Some(client) => waiters::join(ctx, at, wait, client, key.expiry()),
+        Some(client) => waiters::join(ctx, at, wanted, client, next_expiry),
         None => ctx.reply_null(),
     }
     Ok(())
@@ -116,18 +160,24 @@ fn may_block(ctx: Ctx) -> bool {
 fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_reenter(args.bytes(), &configs::limits())?;
     let name = key_name(args, Command::Reenter)?;
+    let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
-    let held = key.lock()?;
-    match lock::reenter(held, request.owner, request.ttl, now())
-        .map_err(|error| LockError::from_transition(Command::Reenter, error))?
+    let Some(mut holds) = key.holds()? else {
+        ctx.reply_null();
+        return Ok(());
+    };
+    match holds::reenter(&mut holds, request.owner, request.ttl, now())
+        .map_err(|error| LockError::from_hold(Command::Reenter, error))?
     {
-        Some(reentry) => {
-            write_back_in_place(ctx, &mut key, name, reentry.expires_at)?;
-            ctx.reply_integer(reentry.count.into());
+        Some(count) => {
+            key.put(&holds);
+            replicate::holds_state(ctx, name, &holds);
+            ctx.reply_integer(count.into());
             key.notify(Event::Reenter);
             stats::count(Counter::Reentries);
-            if reentry.expires_at.is_some() {
+            if request.ttl.is_some() {
                 key.notify(Event::Expire);
+                reschedule_check(ctx, ctx.selected_db(), args.bytes()[0], &holds);
             }
         }
         None => ctx.reply_null(),
@@ -139,24 +189,32 @@ fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
 fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_release(args.bytes(), &configs::limits())?;
     let name = key_name(args, Command::Release)?;
+    let now = now();
+    let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
-    let held = key.lock()?;
-    match lock::release(held, request.owner) {
-        Release::NotHeld => ctx.reply_null(),
-        Release::StillHeld { count } => {
-            write_back_in_place(ctx, &mut key, name, None)?;
+    let Some(mut holds) = key.holds()? else {
+        ctx.reply_null();
+        return Ok(());
+    };
+    match holds::release(&mut holds, request.owner, now) {
+        Released::NotHeld => ctx.reply_null(),
+        Released::StillHeld { count } => {
+            key.put(&holds);
+            replicate::holds_state(ctx, name, &holds);
             ctx.reply_integer(count.into());
             key.notify(Event::Release);
             stats::count(Counter::Releases);
         }
-        Release::Freed => {
+        Released::Left => {
             ctx.reply_integer(0);
             stats::count(Counter::Releases);
-            let _own_change = Handling::begin();
             key.notify(Event::Release);
-            if !hand_over_waiting(ctx, &mut key, args) {
-                key.delete();
-                replicate::deletion(ctx, name);
+            let db = ctx.selected_db();
+            let key_bytes = args.bytes()[0];
+            let freed = Freed::Released;
+            if settle(
+                ctx, &mut key, name, db, key_bytes, &mut holds, now, freed, true,
+            ) {
                 key.notify(Event::Del);
             }
         }
@@ -164,93 +222,153 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     Ok(())
 }
 
-/// Hands a freed lock to the longest waiter of its key, if anyone waits; true if handed.
-fn hand_over_waiting(ctx: Ctx, key: &mut LockKey, args: &Args) -> bool {
-    let (Some(&key_bytes), Some(name)) = (args.bytes().first(), args.key()) else {
-        return false;
-    };
-    let db = ctx.selected_db();
-    waiters::queued(db, key_bytes) > 0
-        && hand_over(ctx, key, name, db, key_bytes, now(), Freed::Released)
-}
-
 /// LOCK.RENEW key owner ttl -> 1 | 0
 fn renew(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_renew(args.bytes(), &configs::limits())?;
     let name = key_name(args, Command::Renew)?;
+    let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
-    let held = key.lock()?;
-    match lock::renew(held.as_deref(), request.owner, request.ttl, now()) {
-        Some(expires_at) => {
-            write_back_in_place(ctx, &mut key, name, Some(expires_at))?;
+    let Some(mut holds) = key.holds()? else {
+        ctx.reply_integer(0);
+        return Ok(());
+    };
+    match holds::renew(&mut holds, request.owner, request.ttl, now()) {
+        Some(_) => {
+            key.put(&holds);
+            replicate::holds_state(ctx, name, &holds);
             ctx.reply_integer(1);
             key.notify(Event::Renew);
             key.notify(Event::Expire);
             stats::count(Counter::Renewals);
+            reschedule_check(ctx, ctx.selected_db(), args.bytes()[0], &holds);
         }
         None => ctx.reply_integer(0),
     }
     Ok(())
 }
 
-/// LOCK.INFO key -> nil | {owner, count, ttl, token, waiters}
+/// If anyone waits for the key, it is looked at again when its next holder expires.
+fn reschedule_check(ctx: Ctx, db: i32, key_bytes: &[u8], holds: &Holds) {
+    if let (Some(at), true) = (holds.next_expiry(), waiters::anyone_waiting()) {
+        waiters::schedule_check(ctx, db, key_bytes, at);
+    }
+}
+
+/// LOCK.INFO key -> nil | an exclusive lock's {owner, count, ttl, token, waiters} (and
+/// `session` 1 for a session hold) | {mode, [limit,] holders: [{owner, count, ttl, token,
+/// session}...], waiters}
 fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     parse_info(args.bytes())?;
     let name = key_name(args, Command::Info)?;
     let now = now();
     let mut key = LockKey::open_readable(ctx, name);
-    // As PTTL: -1 for a lock an admin made permanent.
-    let ttl = key.expiry().map_or(-1, |at| lock::ttl_left(at, now));
-    let Some(lock) = key.lock()? else {
+    let Some(mut holds) = key.holds()? else {
         ctx.reply_null();
         return Ok(());
     };
-    ctx.reply_map(5);
-    ctx.reply_simple(c"owner");
-    ctx.reply_bytes(lock.owner());
-    ctx.reply_simple(c"count");
-    ctx.reply_integer(lock.count().into());
-    ctx.reply_simple(c"ttl");
-    ctx.reply_integer(ttl);
-    ctx.reply_simple(c"token");
-    ctx.reply_integer(lock.token() as i64);
+    // Holders past their expiry are gone, whether or not a write dropped them yet.
+    holds.expire(now);
+    let waiting = waiters::queued(ctx.selected_db(), args.bytes()[0]) as i64;
+    // As PTTL: -1 for a lock an admin made permanent.
+    let ttl = |holder: &Holder| holder.expires_at.map_or(-1, |at| lock::ttl_left(at, now));
+    let mode = holds.mode();
+    if let (Mode::Exclusive, [holder]) = (mode, holds.holders.as_slice()) {
+        let session = holder.session.is_some();
+        ctx.reply_map(5 + usize::from(session));
+        ctx.reply_simple(c"owner");
+        ctx.reply_bytes(&holder.owner);
+        ctx.reply_simple(c"count");
+        ctx.reply_integer(holder.count.into());
+        ctx.reply_simple(c"ttl");
+        ctx.reply_integer(ttl(holder));
+        ctx.reply_simple(c"token");
+        ctx.reply_integer(holder.token as i64);
+        ctx.reply_simple(c"waiters");
+        ctx.reply_integer(waiting);
+        if session {
+            ctx.reply_simple(c"session");
+            ctx.reply_integer(1);
+        }
+        return Ok(());
+    }
+    if holds.is_free() {
+        ctx.reply_null();
+        return Ok(());
+    }
+    let limit = match mode {
+        Mode::Limit(n) => Some(n),
+        _ => None,
+    };
+    ctx.reply_map(3 + usize::from(limit.is_some()));
+    ctx.reply_simple(c"mode");
+    ctx.reply_simple(if limit.is_some() { c"limit" } else { c"shared" });
+    if let Some(n) = limit {
+        ctx.reply_simple(c"limit");
+        ctx.reply_integer(n.into());
+    }
+    ctx.reply_simple(c"holders");
+    // SAFETY: ctx is the running command's context.
+    unsafe { rm!(RedisModule_ReplyWithArray)(ctx.0, holds.holders.len() as std::os::raw::c_long) };
+    for holder in &holds.holders {
+        ctx.reply_map(5);
+        ctx.reply_simple(c"owner");
+        ctx.reply_bytes(&holder.owner);
+        ctx.reply_simple(c"count");
+        ctx.reply_integer(holder.count.into());
+        ctx.reply_simple(c"ttl");
+        ctx.reply_integer(ttl(holder));
+        ctx.reply_simple(c"token");
+        ctx.reply_integer(holder.token as i64);
+        ctx.reply_simple(c"session");
+        ctx.reply_integer(holder.session.is_some().into());
+    }
     ctx.reply_simple(c"waiters");
-    let waiting = waiters::queued(ctx.selected_db(), args.bytes()[0]);
-    ctx.reply_integer(waiting as i64);
+    ctx.reply_integer(waiting);
     Ok(())
 }
 
 /// LOCK.APPLY key owner count expires_at token counter -> OK
+/// LOCK.APPLY key HOLDS counter state -> OK
 ///
 /// Internal: replays a master's lock state on a replica or from the AOF, exactly as given.
 fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     refuse_unless_replayed(ctx, Command::Apply)?;
-    let request = parse_apply(args.bytes())?;
+    let (after, counter) = if args.bytes().len() == 4 {
+        let (counter, state) = parse_apply_holds(args.bytes())?;
+        let holds = decode_holds(state, false).map_err(|_| LockError::InvalidApply("state"))?;
+        (holds, counter)
+    } else {
+        let request = parse_apply(args.bytes())?;
+        let expires_at = (request.expires_at > 0).then_some(request.expires_at);
+        let lock = Lock::boxed(request.owner, request.count, request.token);
+        (
+            Holds::from_lock(&lock, expires_at),
+            request.token.max(request.counter),
+        )
+    };
     let name = key_name(args, Command::Apply)?;
+    let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
-    let before = match key.lock() {
-        Ok(Some(lock)) => Some((lock.count(), lock.token())),
-        Ok(None) => None,
+    let before = match key.holds() {
+        Ok(before) => before,
         Err(_) => {
             // The master replaced whatever this key held; follow it.
             key.delete();
             None
         }
     };
-    let before = before.map(|(count, token)| Snapshot {
-        count,
-        token,
-        expires_at: key.expiry(),
-    });
-    observe(request.token.max(request.counter));
-    let after = Snapshot {
-        count: request.count,
-        token: request.token,
-        expires_at: (request.expires_at > 0).then_some(request.expires_at),
-    };
-    let lock = Lock::boxed(request.owner, request.count, request.token);
-    key.store(lock, after.expires_at);
-    notify_replayed(&key, before, after);
+    observe(counter);
+    for holder in &after.holders {
+        observe(holder.token);
+    }
+    let before_expiry = before.as_ref().and_then(Holds::key_expiry);
+    if let Some((lock, expires_at)) = after.as_plain_lock() {
+        // Stored whole, as the master sent it (an admin's PERSIST travels as expiry 0).
+        key.store(lock, expires_at);
+    } else {
+        key.put(&after);
+    }
+    notify_replayed(&key, before, &after, before_expiry);
     // A replica's own AOF learns of the change only if we pass it on.
     replicate::verbatim(ctx);
     ctx.reply_simple(c"OK");
@@ -258,8 +376,17 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
 }
 
 /// A replica publishes the events its master did for the change it replays.
-fn notify_replayed(key: &LockKey, before: Option<Snapshot>, after: Snapshot) {
-    let event = match lock::classify_replay(before, after) {
+fn notify_replayed(
+    key: &LockKey,
+    before: Option<Holds>,
+    after: &Holds,
+    before_expiry: Option<Millis>,
+) {
+    let replayed = match &before {
+        Some(before) => holds::classify_replay(before, after),
+        None => Replayed::Acquired,
+    };
+    let event = match replayed {
         Replayed::Acquired => Event::Acquire,
         Replayed::Reentered => Event::Reenter,
         Replayed::Released => Event::Release,
@@ -267,8 +394,9 @@ fn notify_replayed(key: &LockKey, before: Option<Snapshot>, after: Snapshot) {
         Replayed::Unchanged => return,
     };
     key.notify(event);
-    let expiry_moved = before.is_none_or(|before| before.expires_at != after.expires_at);
-    if after.expires_at.is_some() && expiry_moved {
+    let after_expiry = after.key_expiry();
+    let expiry_moved = before.is_none() || before_expiry != after_expiry;
+    if after_expiry.is_some() && expiry_moved {
         key.notify(Event::Expire);
     }
 }
@@ -293,28 +421,4 @@ fn refuse_unless_replayed(ctx: Ctx, command: Command) -> Result<(), LockError> {
     } else {
         Err(LockError::InternalOnly(command))
     }
-}
-
-/// After an in-place change: the key's expiry moves to `new_expiry` (if any), the new state
-/// is propagated, and waiters are woken at the new expiry if it came earlier.
-fn write_back_in_place(
-    ctx: Ctx,
-    key: &mut LockKey,
-    name: *mut raw::RedisModuleString,
-    new_expiry: Option<Millis>,
-) -> Result<(), LockError> {
-    key.mark_changed();
-    if let Some(at) = new_expiry {
-        key.set_expiry(at);
-    }
-    let expires_at = key.expiry();
-    if let Some(lock) = key.lock()? {
-        replicate::lock_state(ctx, name, lock, expires_at);
-    }
-    if let (Some(at), true) = (new_expiry, waiters::anyone_waiting()) {
-        // SAFETY: name is the live key argument of the running command.
-        let bytes = unsafe { super::entry::string_bytes(name) };
-        waiters::schedule_check(ctx, ctx.selected_db(), bytes, at);
-    }
-    Ok(())
 }

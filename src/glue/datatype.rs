@@ -11,10 +11,10 @@ use redis_module::raw::{
 use super::api::rm;
 use super::context::log;
 use super::entry::run_callback;
-use super::replicate::{ApplyArgs, APPLY_COMMAND, APPLY_FORMAT};
+use super::replicate::{ApplyArgs, APPLY_COMMAND, APPLY_FORMAT, HOLDS_FORMAT, HOLDS_TAG};
 use super::token_counter::{last_token, observe};
-use super::value::{free_value, into_value, lock_mut};
-use crate::core::encoding::{decode, encode, ENCODING_VERSION};
+use super::value::{free_value, into_value, into_value_checked, stored, Stored};
+use crate::core::encoding::{decode_holds, decode_value, encode_holds, Value, ENCODING_VERSION};
 
 /// The type's name as `TYPE key` shows it (Redis wants exactly 9 characters).
 pub const TYPE_NAME: &str = "rlocklock";
@@ -64,13 +64,19 @@ unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_
         }
         // SAFETY: the server returned len bytes at buffer.
         let bytes = unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), len) };
-        let decoded = decode(encver, bytes);
+        let decoded = decode_value(encver, bytes);
         // SAFETY: allocated by LoadStringBuffer, freed once.
         unsafe { rm!(RedisModule_Free)(buffer.cast::<c_void>()) };
         match decoded {
-            Ok(lock) => {
+            Ok(Value::Plain(lock)) => {
                 observe(lock.token());
                 into_value(lock)
+            }
+            Ok(Value::Holds(holds)) => {
+                for holder in &holds.holders {
+                    observe(holder.token);
+                }
+                into_value_checked(encode_holds(&holds)).unwrap_or(std::ptr::null_mut())
             }
             Err(error) => {
                 log(
@@ -87,10 +93,11 @@ unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_
 unsafe extern "C" fn rdb_save(rdb: *mut RedisModuleIO, value: *mut c_void) {
     run_callback("rdb_save", (), || {
         // SAFETY: the server passes a value of our type.
-        let Some(lock) = (unsafe { lock_mut(value) }) else {
-            return;
+        let bytes = match unsafe { stored(value) } {
+            Some(Stored::Plain(lock)) => lock.as_bytes(),
+            Some(Stored::Holds(bytes)) => bytes,
+            None => return,
         };
-        let bytes = encode(lock);
         // SAFETY: rdb is the live saving stream; the server copies the buffer.
         unsafe {
             rm!(RedisModule_SaveStringBuffer)(rdb, bytes.as_ptr().cast::<c_char>(), bytes.len())
@@ -105,8 +112,27 @@ unsafe extern "C" fn aof_rewrite(
 ) {
     run_callback("aof_rewrite", (), || {
         // SAFETY: the server passes a value of our type.
-        let Some(lock) = (unsafe { lock_mut(value) }) else {
-            return;
+        let lock = match unsafe { stored(value) } {
+            Some(Stored::Plain(lock)) => lock,
+            Some(Stored::Holds(state)) => {
+                // Every holder's absolute expiry is in the state; the key's (the latest)
+                // follows as PEXPIREAT.
+                // SAFETY: the format matches the arguments one for one.
+                unsafe {
+                    rm!(RedisModule_EmitAOF)(
+                        aof,
+                        APPLY_COMMAND.as_ptr(),
+                        HOLDS_FORMAT.as_ptr(),
+                        key,
+                        HOLDS_TAG.as_ptr(),
+                        last_token() as i64,
+                        state.as_ptr().cast::<c_char>(),
+                        state.len(),
+                    )
+                };
+                return;
+            }
+            None => return,
         };
         // No expiry in the command: the server writes the key's PEXPIREAT right after it.
         let a = ApplyArgs::of(lock, None);
@@ -131,17 +157,28 @@ unsafe extern "C" fn aof_rewrite(
 
 unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
     // SAFETY: the server passes a value of our type, which mem_usage only reads.
-    match unsafe { lock_mut(value.cast_mut()) } {
-        Some(lock) => lock.as_bytes().len(),
-        None => 0,
-    }
+    unsafe { super::value::size_of(value.cast_mut()) }
 }
 
 unsafe extern "C" fn digest(md: *mut RedisModuleDigest, value: *mut c_void) {
     run_callback("digest", (), || {
         // SAFETY: the server passes a value of our type.
-        let Some(lock) = (unsafe { lock_mut(value) }) else {
-            return;
+        let lock = match unsafe { stored(value) } {
+            Some(Stored::Plain(lock)) => lock,
+            Some(Stored::Holds(bytes)) => {
+                // Without the client ids, which differ between a master and its replicas.
+                let Ok(holds) = decode_holds(bytes, false) else {
+                    return;
+                };
+                let state = encode_holds(&holds);
+                // SAFETY: md is the live digest; the buffer is read during the call.
+                unsafe {
+                    rm!(RedisModule_DigestAddStringBuffer)(md, state.as_ptr().cast(), state.len());
+                    rm!(RedisModule_DigestEndSequence)(md);
+                }
+                return;
+            }
+            None => return,
         };
         let owner = lock.owner();
         // SAFETY: md is the live digest; the buffer is read during the call. The expiry is the
@@ -168,8 +205,13 @@ unsafe extern "C" fn copy(
 ) -> *mut c_void {
     run_callback("copy", std::ptr::null_mut(), || {
         // SAFETY: the server passes a value of our type, which copy only reads.
-        match unsafe { lock_mut(value.cast_mut()) } {
-            Some(lock) => into_value(lock.to_boxed()),
+        match unsafe { stored(value.cast_mut()) } {
+            Some(Stored::Plain(lock)) => into_value(lock.to_boxed()),
+            // A copy is not bound to the connection: its session holds end by their ttl.
+            Some(Stored::Holds(bytes)) => decode_holds(bytes, false)
+                .ok()
+                .and_then(|holds| into_value_checked(encode_holds(&holds)))
+                .unwrap_or(std::ptr::null_mut()),
             None => std::ptr::null_mut(),
         }
     })

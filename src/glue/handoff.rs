@@ -21,7 +21,7 @@ use super::stats::{self, Counter};
 use super::timers;
 use super::token_counter::with_tokens;
 use super::waiters::{self, KeyRef};
-use crate::core::lock;
+use crate::core::holds::{self, Admission, Ask, Holds};
 use crate::core::Millis;
 
 thread_local! {
@@ -92,39 +92,77 @@ impl Freed {
     }
 }
 
-/// The lock at `key` is free: gives it to the first waiter. True if someone took it.
-pub fn hand_over(
+/// Serves the queue of `key` from `holds`, which the caller may have changed (`changed`) and
+/// not yet stored: admits the queue's heads while they fit (a run of shared requests together,
+/// a waiter whose owner holds the key as a reentry), stores and propagates the result (the key
+/// deleted when nobody holds it), and only then wakes the admitted clients. Whether the key
+/// was deleted.
+#[allow(clippy::too_many_arguments)]
+pub fn settle(
     ctx: Ctx,
     key: &mut LockKey,
     name: *mut RedisModuleString,
     db: i32,
     key_bytes: &[u8],
+    holds: &mut Holds,
     now: Millis,
     freed: Freed,
+    changed: bool,
 ) -> bool {
     let _handling = Handling::begin();
-    while let Some(waiter) = waiters::pop_first(ctx, db, key_bytes) {
-        match with_tokens(|tokens| lock::grant(&waiter.owner, waiter.ttl, now, tokens)) {
-            Ok((lock, expires_at)) => {
-                let token = lock.token();
-                replicate::lock_state(ctx, name, &lock, Some(expires_at));
-                key.store(lock, Some(expires_at));
-                key.notify(Event::Handoff);
-                key.notify(Event::Expire);
-                stats::count(freed.counter());
-                let key_ref = KeyRef {
-                    db,
-                    name: key_bytes.into(),
-                };
-                waiter.client.unblock_granted(token, key_ref);
-                waiters::schedule_check(ctx, db, key_bytes, expires_at);
-                return true;
+    let mut granted = Vec::new();
+    let mut refused = Vec::new();
+    while let Some(head) = waiters::head(db, key_bytes) {
+        let ask = Ask {
+            owner: &head.owner,
+            want: head.want,
+            ttl: head.ttl,
+            session: head.session,
+        };
+        let admission = with_tokens(|tokens| holds::admit(holds, &ask, now, tokens));
+        let token = match admission {
+            Admission::Wait => break,
+            Admission::Granted { token } | Admission::Reentered { token, .. } => Some(token),
+            Admission::Refused => None,
+        };
+        let Some(waiter) = waiters::pop_first(ctx, db, key_bytes) else {
+            break;
+        };
+        match token {
+            Some(token) => {
+                if matches!(admission, Admission::Granted { .. }) {
+                    stats::count_kind(head.want);
+                }
+                granted.push((waiter, token, head.session))
             }
-            // No token left below 2^53: nobody can be granted anything; each waiter gets nil.
-            Err(_) => waiter.client.unblock_empty(),
+            None => refused.push(waiter),
         }
     }
-    false
+    let deleted = holds.is_free();
+    if changed || !granted.is_empty() {
+        key.put(holds);
+        replicate::holds_state(ctx, name, holds);
+    }
+    let key_ref = KeyRef {
+        db,
+        name: key_bytes.into(),
+    };
+    for (waiter, token, session) in granted {
+        key.notify(Event::Handoff);
+        key.notify(Event::Expire);
+        stats::count(freed.counter());
+        if let Some(client) = session {
+            super::sessions::register(client, key_ref.clone());
+        }
+        waiter.client.unblock_granted(token, key_ref.clone());
+    }
+    for waiter in refused {
+        waiter.client.unblock_empty();
+    }
+    if waiters::queued(db, key_bytes) > 0 {
+        waiters::schedule_check(ctx, db, key_bytes, holds.next_expiry().unwrap_or(i64::MAX));
+    }
+    deleted
 }
 
 /// A key's check timer fired: hand the lock over if it is free, else look again at its expiry.
@@ -156,44 +194,68 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
     let name = OwnedString::new(ctx, &key.name);
     let mut lock_key = LockKey::open_writable(ctx, name.as_ptr());
     let now = now();
-    match lock_key.lock() {
+    let (db, bytes) = (key.db, &key.name[..]);
+    match lock_key.holds() {
         Err(_) => {
             // Something that is not a lock replaced it: the waiters learn it by retrying.
             waiters::wake_all_with_nil(ctx, key.db, &key.name);
         }
-        Ok(Some(_)) => match lock_key.expiry() {
-            // Its ttl has run out, to the millisecond: Redis would call it expired one
-            // millisecond later; the waiters need not wait for that.
-            Some(at) if now >= at => {
+        Ok(Some(mut holds)) => {
+            let expired = holds.expire(now);
+            if expired > 0 && holds.is_free() {
+                // Every ttl has run out, to the millisecond: Redis would call it expired one
+                // millisecond later; the waiters need not wait for that.
                 lock_key.delete();
                 replicate::deletion(ctx, name.as_ptr());
                 lock_key.notify(Event::Expired);
                 // Our own "expired" event marked it; consume the mark.
                 why_gone(key.db, &key.name);
                 let freed = Freed::Expired;
-                hand_over(
+                settle(
                     ctx,
                     &mut lock_key,
                     name.as_ptr(),
-                    key.db,
-                    &key.name,
+                    db,
+                    bytes,
+                    &mut holds,
                     now,
                     freed,
+                    false,
                 );
+            } else if expired > 0 {
+                // Some holders expired, others hold on: their weight goes to the queue.
+                stats::add(Counter::Expirations, expired as u64);
+                let freed = Freed::Expired;
+                settle(
+                    ctx,
+                    &mut lock_key,
+                    name.as_ptr(),
+                    db,
+                    bytes,
+                    &mut holds,
+                    now,
+                    freed,
+                    true,
+                );
+            } else {
+                // Still held (renewed, or reentered): look again at the next expiry, or sooner.
+                let at = holds.next_expiry().unwrap_or(i64::MAX);
+                waiters::schedule_check(ctx, key.db, &key.name, at);
             }
-            // Still held (renewed, or reentered): look again when it expires, or sooner.
-            expiry => waiters::schedule_check(ctx, key.db, &key.name, expiry.unwrap_or(i64::MAX)),
-        },
+        }
         Ok(None) => {
             let freed = why_gone(key.db, &key.name);
-            hand_over(
+            let mut holds = Holds::default();
+            settle(
                 ctx,
                 &mut lock_key,
                 name.as_ptr(),
-                key.db,
-                &key.name,
+                db,
+                bytes,
+                &mut holds,
                 now,
                 freed,
+                false,
             );
         }
     }
@@ -245,30 +307,36 @@ unsafe extern "C" fn take_back_fired(ctx: *mut RedisModuleCtx, data: *mut c_void
     })
 }
 
-/// Frees the lock at `key` if it is still the one handed out with `token`, untouched (held
-/// once): to the next waiter, or deleted.
+/// Ends the hold handed out with `token` at `key` if it is still untouched (held once): to the
+/// next waiters, or the key deleted.
 fn take_back(ctx: Ctx, key: &KeyRef, token: u64) {
     let _handling = Handling::begin();
     ctx.select_db(key.db);
     let name = OwnedString::new(ctx, &key.name);
     let mut lock_key = LockKey::open_writable(ctx, name.as_ptr());
-    let untouched =
-        matches!(lock_key.lock(), Ok(Some(lock)) if lock.token() == token && lock.count() == 1);
-    if !untouched {
+    let Ok(Some(mut holds)) = lock_key.holds() else {
+        return;
+    };
+    let before = holds.holders.len();
+    holds
+        .holders
+        .retain(|holder| !(holder.token == token && holder.count == 1));
+    if holds.holders.len() == before {
         return;
     }
+    let (db, bytes) = (key.db, &key.name[..]);
     let freed = Freed::Released;
-    if !hand_over(
+    if settle(
         ctx,
         &mut lock_key,
         name.as_ptr(),
-        key.db,
-        &key.name,
+        db,
+        bytes,
+        &mut holds,
         now(),
         freed,
+        true,
     ) {
-        lock_key.delete();
-        replicate::deletion(ctx, name.as_ptr());
         lock_key.notify(Event::Del);
     }
 }

@@ -31,6 +31,9 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             (c"wait_timeouts", Counter::WaitTimeouts),
             (c"expirations", Counter::Expirations),
             (c"dropped_on_resync", Counter::DroppedOnResync),
+            (c"shared_holds", Counter::SharedHolds),
+            (c"limit_holds", Counter::LimitHolds),
+            (c"session_ends", Counter::SessionEnds),
         ];
         // SAFETY: ctx is the live INFO context; names are static C strings.
         unsafe {
@@ -39,6 +42,11 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             add(ctx, c"held", value::live_values());
             add(ctx, c"waiters", queued as u64);
             add(ctx, c"keys_waited_for", keys as u64);
+            add(
+                ctx,
+                c"session_connections",
+                super::sessions::connections() as u64,
+            );
             for (name, counter) in counters {
                 add(ctx, name, stats::get(counter));
             }

@@ -6,8 +6,10 @@ use super::api::rm;
 use super::context::Ctx;
 use super::datatype::lock_type;
 use super::signals::{self, Event};
-use super::value::{into_value, lock_mut};
+use super::value::{into_value, into_value_checked, stored, Stored};
+use crate::core::encoding::{decode_holds, encode_holds};
 use crate::core::error::LockError;
+use crate::core::holds::Holds;
 use crate::core::lock::Lock;
 use crate::core::Millis;
 
@@ -54,8 +56,8 @@ impl LockKey {
         signals::notify(self.ctx, event, self.name);
     }
 
-    /// The lock the key holds: `None` when the key is empty, WRONGTYPE for another type.
-    pub fn lock(&mut self) -> Result<Option<&mut Lock>, LockError> {
+    /// The value the key holds: `None` when the key is empty, WRONGTYPE for another type.
+    fn value(&mut self) -> Result<Option<Stored<'_>>, LockError> {
         if self.key.is_null() {
             return Ok(None);
         }
@@ -73,7 +75,50 @@ impl LockKey {
         // SAFETY: values of our type always come from into_value; the key owns it and nothing
         // else touches it while this command runs (we hold &mut self).
         let value = unsafe { rm!(RedisModule_ModuleTypeGetValue)(self.key) };
-        Ok(unsafe { lock_mut(value) })
+        Ok(unsafe { stored(value) })
+    }
+
+    /// The holds on the key (a copy to change and `put` back): `None` when the key is empty,
+    /// WRONGTYPE for another type. A plain lock's holder expires with the key.
+    pub fn holds(&mut self) -> Result<Option<Holds>, LockError> {
+        let expiry = self.expiry();
+        match self.value()? {
+            None => Ok(None),
+            Some(Stored::Plain(lock)) => Ok(Some(Holds::from_lock(lock, expiry))),
+            // Our own bytes, checked when they were made: a failure is a bug, shown as one.
+            Some(Stored::Holds(bytes)) => decode_holds(bytes, true)
+                .map(Some)
+                .map_err(|_| LockError::WrongType),
+        }
+    }
+
+    /// Stores `holds` as the key's value: deleted when free, the packed form for a plain lock
+    /// (changed in place when it is the same lock), else tagged bytes; the key expires with
+    /// the latest holder. The caller runs under `handoff::Handling` (a replaced value is
+    /// unlinked, which must not schedule a check).
+    pub fn put(&mut self, holds: &Holds) {
+        if holds.is_free() {
+            self.delete();
+            return;
+        }
+        let Some((lock, expires_at)) = holds.as_plain_lock() else {
+            if let Some(value) = into_value_checked(encode_holds(holds)) {
+                self.set_value(value, holds.key_expiry());
+            }
+            return;
+        };
+        let current = self.expiry();
+        if let Ok(Some(Stored::Plain(held))) = self.value() {
+            if held.token() == lock.token() && held.owner() == lock.owner() {
+                held.set_count(lock.count());
+                self.mark_changed();
+                if let (Some(at), true) = (expires_at, expires_at != current) {
+                    self.set_expiry(at);
+                }
+                return;
+            }
+        }
+        self.store(lock, expires_at);
     }
 
     /// The key's expiry in unix ms: the lock's. `None` when it has none (PERSIST by an admin).
@@ -89,7 +134,10 @@ impl LockKey {
     /// Stores a new lock (replacing whatever the key held), expiring at `expires_at`. The value
     /// goes first: setting a value drops the key's expiry.
     pub fn store(&mut self, lock: Box<Lock>, expires_at: Option<Millis>) {
-        let value = into_value(lock);
+        self.set_value(into_value(lock), expires_at);
+    }
+
+    fn set_value(&mut self, value: *mut std::ffi::c_void, expires_at: Option<Millis>) {
         // SAFETY: self.key is open for writing; on success the key owns `value` and frees it
         // with our type's free callback.
         let stored = unsafe { rm!(RedisModule_ModuleTypeSetValue)(self.key, lock_type(), value) };

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod propagation;
 pub mod registration;
 pub mod replicate;
+pub mod sessions;
 pub mod signals;
 pub mod stats;
 pub mod timers;

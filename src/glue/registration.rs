@@ -162,7 +162,7 @@ const COMMANDS: &[CommandSpec] = &[
         entry: Some(commands::apply_entry),
         flags: c"write",
         acl: c"write",
-        arity: 7,
+        arity: -5,
         key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Internal: replays a master's lock state (replication and AOF only)",
         complexity: c"O(1)",

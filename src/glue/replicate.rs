@@ -3,6 +3,11 @@
 //! A lock's whole state travels as `LOCK.APPLY key owner count expires_at token counter`, with
 //! the absolute expiry in unix ms and the server's token counter, so a replica or an AOF
 //! replay ends in the master's state whatever its clock; a freed lock travels as `DEL key`.
+//! Holds that are not one plain lock (shared, semaphore, session) travel whole as
+//! `LOCK.APPLY key HOLDS counter state`, the state being their tagged bytes
+//! (`encoding::encode_holds`): every holder with its own absolute expiry and token. A replica
+//! of an older rlock refuses that form (an error in its log, the key left as it was): upgrade
+//! replicas before using SHARED, LIMIT or SESSION.
 
 use std::ffi::{c_char, CStr};
 
@@ -17,6 +22,8 @@ use super::entry::run_callback;
 use super::propagation::{self, Listeners};
 use super::timers;
 use super::token_counter::last_token;
+use crate::core::encoding::encode_holds;
+use crate::core::holds::Holds;
 use crate::core::lock::Lock;
 use crate::core::Millis;
 
@@ -95,6 +102,40 @@ pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock, expires_at
             a.expires_at,
             a.token,
             a.counter,
+        )
+    };
+}
+
+/// The arguments of `LOCK.APPLY key HOLDS counter state` for RM_Replicate / RM_EmitAOF.
+pub const HOLDS_FORMAT: &CStr = c"sclb";
+pub const HOLDS_TAG: &CStr = c"HOLDS";
+
+/// Propagates `holds` as the whole state of `key`: a plain lock as before, other holds in the
+/// HOLDS form, no holders as a deletion.
+pub fn holds_state(ctx: Ctx, key: *mut RedisModuleString, holds: &Holds) {
+    if holds.is_free() {
+        deletion(ctx, key);
+        return;
+    }
+    if let Some((lock, expires_at)) = holds.as_plain_lock() {
+        lock_state(ctx, key, &lock, expires_at);
+        return;
+    }
+    if !effect_needed(ctx) {
+        return;
+    }
+    let state = encode_holds(holds);
+    // SAFETY: the format matches the arguments one for one; the bytes live through the call.
+    unsafe {
+        rm!(RedisModule_Replicate)(
+            ctx.0,
+            APPLY_COMMAND.as_ptr(),
+            HOLDS_FORMAT.as_ptr(),
+            key,
+            HOLDS_TAG.as_ptr(),
+            last_token() as i64,
+            state.as_ptr().cast::<c_char>(),
+            state.len(),
         )
     };
 }

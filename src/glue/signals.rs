@@ -24,6 +24,8 @@ pub enum Event {
     Renew,
     /// A freed lock given to the longest waiter.
     Handoff,
+    /// Session holds ended because their connection closed.
+    SessionEnd,
     /// The key's expiry was set or moved (generic class, `g`), as EXPIRE does.
     Expire,
     /// The key went away (generic), as DEL does.
@@ -42,6 +44,7 @@ impl Event {
             Event::Release => (module, c"lock.release"),
             Event::Renew => (module, c"lock.renew"),
             Event::Handoff => (module, c"lock.handoff"),
+            Event::SessionEnd => (module, c"lock.session_end"),
             Event::Expire => (generic, c"expire"),
             Event::Del => (generic, c"del"),
             Event::Expired => (raw::REDISMODULE_NOTIFY_EXPIRED, c"expired"),

@@ -26,11 +26,26 @@ pub enum Counter {
     Expirations,
     /// Locks thrown away because this node became a replica and its data was replaced.
     DroppedOnResync,
+    /// Of `Acquisitions` and handoffs: new shared holds, and new semaphore permits.
+    SharedHolds,
+    LimitHolds,
+    /// Session holds ended because their connection closed.
+    SessionEnds,
 }
 
-const COUNTERS: usize = Counter::DroppedOnResync as usize + 1;
+const COUNTERS: usize = Counter::SessionEnds as usize + 1;
 
 static COUNTS: [AtomicU64; COUNTERS] = [const { AtomicU64::new(0) }; COUNTERS];
+
+/// Counts a new hold of a kind other than exclusive.
+pub fn count_kind(want: crate::core::holds::Want) {
+    use crate::core::holds::Want;
+    match want {
+        Want::Exclusive => {}
+        Want::Shared => count(Counter::SharedHolds),
+        Want::Limit(_) => count(Counter::LimitHolds),
+    }
+}
 
 pub fn count(counter: Counter) {
     add(counter, 1);

@@ -1,10 +1,12 @@
-//! A lock as the server keeps it: one allocation (the packed `Lock` bytes), reached through
-//! the one thin pointer the server stores per value. The lock's first bytes say its size, so
-//! the allocation can be found again from that pointer alone.
+//! A lock as the server keeps it: one allocation, reached through the one thin pointer the
+//! server stores per value: the packed `Lock` bytes for a plain lock (one exclusive holder, no
+//! session), else the tagged bytes of its holds (`encoding::encode_holds`). The first bytes say
+//! the size, so the allocation can be found again from that pointer alone.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use crate::core::encoding::{value_size, HOLDS_TAG};
 use crate::core::lock::{Lock, HEADER_BYTES};
 
 /// Lock values alive in the server (in keys, or loaded and about to be): derived from the data
@@ -19,10 +21,49 @@ pub fn live_values() -> u64 {
 
 /// Hands a lock to the server as a value pointer; `free_value` takes it back.
 pub fn into_value(lock: Box<Lock>) -> *mut c_void {
+    into_value_bytes(lock.into_boxed_bytes())
+}
+
+/// Hands a value's bytes to the server (a packed lock, or tagged holds whose size field is
+/// right: `encode_holds` makes them so). `None` if their size field does not match.
+pub fn into_value_checked(bytes: Box<[u8]>) -> Option<*mut c_void> {
+    (bytes.len() >= HEADER_BYTES && value_size(&bytes) == Some(bytes.len()))
+        .then(|| into_value_bytes(bytes))
+}
+
+fn into_value_bytes(bytes: Box<[u8]>) -> *mut c_void {
     LIVE_VALUES.fetch_add(1, Ordering::Relaxed);
-    Box::into_raw(lock.into_boxed_bytes())
-        .cast::<u8>()
-        .cast::<c_void>()
+    Box::into_raw(bytes).cast::<u8>().cast::<c_void>()
+}
+
+/// A value of ours, as it is kept.
+pub enum Stored<'a> {
+    Plain(&'a mut Lock),
+    /// Tagged holds (`encoding::decode_holds` reads them).
+    Holds(&'a [u8]),
+}
+
+/// The value behind a value pointer of our type.
+///
+/// # Safety
+/// As `lock_mut`.
+pub unsafe fn stored<'a>(value: *mut c_void) -> Option<Stored<'a>> {
+    // SAFETY: the caller promises a live value of ours.
+    let bytes = unsafe { value_bytes(value)? };
+    if bytes.starts_with(&HOLDS_TAG) {
+        Some(Stored::Holds(bytes))
+    } else {
+        Lock::from_bytes_mut(bytes).map(Stored::Plain)
+    }
+}
+
+/// The bytes a value of ours takes (MEMORY USAGE).
+///
+/// # Safety
+/// As `lock_mut`.
+pub unsafe fn size_of(value: *mut c_void) -> usize {
+    // SAFETY: the caller promises a live value of ours.
+    unsafe { value_bytes(value) }.map_or(0, |bytes| bytes.len())
 }
 
 /// The lock behind a value pointer of our type.
@@ -33,6 +74,9 @@ pub fn into_value(lock: Box<Lock>) -> *mut c_void {
 pub unsafe fn lock_mut<'a>(value: *mut c_void) -> Option<&'a mut Lock> {
     // SAFETY: the caller promises a live value of ours, at least HEADER_BYTES long.
     let bytes = unsafe { value_bytes(value)? };
+    if bytes.starts_with(&HOLDS_TAG) {
+        return None;
+    }
     Lock::from_bytes_mut(bytes)
 }
 
@@ -58,7 +102,7 @@ unsafe fn value_bytes<'a>(value: *mut c_void) -> Option<&'a mut [u8]> {
     let start = value.cast::<u8>();
     // SAFETY: every value of ours is at least HEADER_BYTES long; the header gives the rest.
     let header = unsafe { std::slice::from_raw_parts(start, HEADER_BYTES) };
-    let size = Lock::size_from_header(header)?;
+    let size = value_size(header)?;
     // SAFETY: the allocation is exactly `size` bytes (the lock's layout was valid when made).
     Some(unsafe { std::slice::from_raw_parts_mut(start, size) })
 }

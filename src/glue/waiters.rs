@@ -15,6 +15,7 @@ use super::blocking::BlockedClient;
 use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::timers::{self, TimerId};
+use crate::core::holds::Want;
 use crate::core::queue::WaitQueue;
 use crate::core::Millis;
 
@@ -27,8 +28,28 @@ pub const RECHECK_AT_LEAST_EVERY_MS: i64 = 1000;
 pub struct Waiter {
     pub owner: Box<[u8]>,
     pub ttl: u64,
+    pub want: Want,
+    /// A `SESSION` request: the hold it gets is bound to the waiting client's connection.
+    pub session: bool,
     pub client: BlockedClient,
     timeout_timer: Option<TimerId>,
+}
+
+/// What a waiter asks for: owner, ttl, kind, `SESSION`, and its WAIT timeout.
+pub struct Wanted<'a> {
+    pub owner: &'a [u8],
+    pub ttl: u64,
+    pub want: Want,
+    pub session: bool,
+    pub timeout_ms: u64,
+}
+
+/// The queue head's request, copied out: owner, ttl, kind, and its session's client id.
+pub struct Head {
+    pub owner: Box<[u8]>,
+    pub ttl: u64,
+    pub want: Want,
+    pub session: Option<u64>,
 }
 
 /// A key (database and name) that clients wait for.
@@ -141,7 +162,7 @@ pub fn anyone_waiting() -> bool {
 pub fn join(
     ctx: Ctx,
     key: KeyRef,
-    (owner, ttl, timeout_ms): (&[u8], u64, u64),
+    wanted: Wanted,
     client: BlockedClient,
     lock_expires_at: Option<Millis>,
 ) {
@@ -174,8 +195,10 @@ pub fn join(
             queue.waiters.push(
                 seq,
                 Waiter {
-                    owner: owner.into(),
-                    ttl,
+                    owner: wanted.owner.into(),
+                    ttl: wanted.ttl,
+                    want: wanted.want,
+                    session: wanted.session,
                     client,
                     timeout_timer: None,
                 },
@@ -183,8 +206,8 @@ pub fn join(
         }
         (seq, key.name, key.db)
     });
-    if timeout_ms > 0 {
-        let timer = timers::start(ctx, timeout_ms as i64, wait_timed_out, seq);
+    if wanted.timeout_ms > 0 {
+        let timer = timers::start(ctx, wanted.timeout_ms as i64, wait_timed_out, seq);
         with_registry(|registry| {
             let queue_id = registry.queue_of_waiter.get(&seq).copied();
             let waiter = queue_id
@@ -196,6 +219,19 @@ pub fn join(
         });
     }
     schedule_check(ctx, db, &name, lock_expires_at.unwrap_or(i64::MAX));
+}
+
+/// The longest-waiting client's request for `key`, left in the queue.
+pub fn head(db: i32, name: &[u8]) -> Option<Head> {
+    with_registry(|registry| {
+        let (_, waiter) = registry.queue_mut(db, name)?.waiters.first()?;
+        Some(Head {
+            owner: waiter.owner.clone(),
+            ttl: waiter.ttl,
+            want: waiter.want,
+            session: waiter.session.then(|| waiter.client.client_id()),
+        })
+    })
 }
 
 /// Takes the longest-waiting client for `key`, if any.
