@@ -10,10 +10,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::held::Held;
 use crate::lease::{Lease, LeaseState};
 use crate::lock::{
-    millis, release_cmd, release_outcome, renew_cmd, renew_outcome, renew_period, renew_timeout,
-    Lock, Outcome, Plan,
+    millis, release_outcome, renew_cmd, renew_outcome, renew_period, renew_timeout, Lock, Plan,
 };
 
 /// What the async API needs of a connection: redis' async `ConnectionLike`, cheap to clone
@@ -66,44 +66,25 @@ async fn acquire_task<C: AsyncConnection>(
     runtime: Handle,
 ) -> Result<AsyncLockGuard<C>> {
     let sent_at = Instant::now();
-    let replies: Vec<Value> = match plan.acquire_pipeline().query_async(&mut conn).await {
-        Ok(replies) => replies,
-        Err(error) => {
-            if error.is_timeout() {
-                let _ = release_cmd(&plan.key, &plan.owner)
-                    .query_async::<Value>(&mut conn)
-                    .await;
-            }
-            return Err(error.into());
-        }
-    };
-    let token = match plan.acquire_outcome(replies) {
-        Outcome::Granted(token) => token,
-        Outcome::GrantedUndone(error) => {
-            let _ = release_cmd(&plan.key, &plan.owner)
-                .query_async::<Value>(&mut conn)
-                .await;
-            return Err(error);
-        }
-        Outcome::Failed(error) => return Err(error),
-    };
-    let state = Arc::new(LeaseState::new(plan.valid_until(sent_at, Instant::now())));
+    let replies = plan.acquire_pipeline().query_async(&mut conn).await;
+    let settled = plan.settle(replies, sent_at);
+    if let Some(give_back) = settled.give_back {
+        let _ = give_back.query_async::<Value>(&mut conn).await;
+    }
+    let held = settled.result?;
     let watchdog = plan.lease.map(|lease| {
         runtime.spawn(renew_loop(
             conn.clone(),
-            plan.key.clone(),
-            plan.owner.clone(),
+            held.key.clone(),
+            held.owner.clone(),
             lease,
             plan.ttl_ms,
-            Arc::clone(&state),
+            Arc::clone(&held.state),
         ))
     });
     Ok(AsyncLockGuard {
         conn,
-        key: plan.key,
-        owner: plan.owner,
-        token,
-        state,
+        held,
         watchdog,
         runtime,
         released: false,
@@ -117,10 +98,7 @@ async fn acquire_task<C: AsyncConnection>(
 /// [`is_lost`](Self::is_lost) and [`lost`](Self::lost).
 pub struct AsyncLockGuard<C: AsyncConnection> {
     conn: C,
-    key: Vec<u8>,
-    owner: Vec<u8>,
-    token: u64,
-    state: Arc<LeaseState>,
+    held: Held,
     watchdog: Option<JoinHandle<()>>,
     runtime: Handle,
     released: bool,
@@ -130,24 +108,24 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
     /// The fencing token of this acquisition: greater than every token the server handed out
     /// before; a reentry keeps the token. Pass it to the resource you protect.
     pub fn token(&self) -> u64 {
-        self.token
+        self.held.token
     }
 
     /// The lock's key.
     pub fn key(&self) -> &[u8] {
-        &self.key
+        &self.held.key
     }
 
     /// The owner id the lock is held under.
     pub fn owner(&self) -> &[u8] {
-        &self.owner
+        &self.held.owner
     }
 
     /// Whether the lock is known or presumed lost: a watchdog renewal found it gone (expired,
     /// `DEL`, `FLUSHALL`, failover), or its ttl or lease ran out by the client's clock without
     /// a confirmed renewal. Once true, stays true (the watchdog stops).
     pub fn is_lost(&self) -> bool {
-        self.state.is_lost()
+        self.held.state.is_lost()
     }
 
     /// Resolves when [`is_lost`](Self::is_lost) becomes true; pending forever while the
@@ -155,8 +133,8 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
     /// work the lock protects.
     pub async fn lost(&self) {
         loop {
-            let changed = self.state.changed.notified();
-            match self.state.get() {
+            let changed = self.held.state.changed.notified();
+            match self.held.state.get() {
                 Lease::Lost => return,
                 Lease::Until(until) => {
                     let _ = tokio::time::timeout_at(until.into(), changed).await;
@@ -174,21 +152,12 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
     pub async fn renew(&mut self, ttl: Duration) -> Result<()> {
         let ttl_ms = millis(ttl, "ttl")?;
         let sent_at = Instant::now();
-        let reply: Value = renew_cmd(&self.key, &self.owner, ttl_ms)
+        let reply = renew_cmd(&self.held.key, &self.held.owner, ttl_ms)
             .query_async(&mut self.conn)
-            .await?;
-        match renew_outcome(reply) {
-            Ok(()) => {
-                self.state.extend(sent_at + Duration::from_millis(ttl_ms));
-                Ok(())
-            }
-            Err(error) => {
-                if matches!(error, Error::NotHeld) {
-                    self.state.mark_lost();
-                }
-                Err(error)
-            }
-        }
+            .await;
+        self.held
+            .state
+            .book_renewal(sent_at, ttl_ms, renew_outcome(reply))
     }
 
     /// Stops the watchdog and releases the lock (one hold of it), returning the hold count
@@ -202,15 +171,18 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
         self.stop_watchdog();
         self.released = true;
         // In a task of its own, so that dropping this future does not lose the release.
-        let mut conn = self.conn.clone();
-        let release = release_cmd(&self.key, &self.owner);
-        let task = self
-            .runtime
-            .spawn(async move { release.query_async::<Value>(&mut conn).await });
-        match task.await {
-            Ok(reply) => release_outcome(reply?),
+        match self.spawn_release().await {
+            Ok(reply) => release_outcome(reply),
             Err(_) => Err(Error::TaskEnded),
         }
+    }
+
+    /// `LOCK.RELEASE` in a task of its own on the guard's runtime.
+    fn spawn_release(&self) -> JoinHandle<redis::RedisResult<Value>> {
+        let mut conn = self.conn.clone();
+        let release = self.held.release_cmd();
+        self.runtime
+            .spawn(async move { release.query_async::<Value>(&mut conn).await })
     }
 
     fn stop_watchdog(&mut self) {
@@ -222,26 +194,17 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
 
 impl<C: AsyncConnection> std::fmt::Debug for AsyncLockGuard<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncLockGuard")
-            .field("key", &String::from_utf8_lossy(&self.key))
-            .field("owner", &String::from_utf8_lossy(&self.owner))
-            .field("token", &self.token)
-            .field("lost", &self.is_lost())
-            .finish_non_exhaustive()
+        self.held.debug("AsyncLockGuard", f)
     }
 }
 
 impl<C: AsyncConnection> Drop for AsyncLockGuard<C> {
     fn drop(&mut self) {
         self.stop_watchdog();
-        if self.released {
-            return;
+        if !self.released {
+            // Best effort: the task is left to run, its reply unread.
+            drop(self.spawn_release());
         }
-        let mut conn = self.conn.clone();
-        let release = release_cmd(&self.key, &self.owner);
-        self.runtime.spawn(async move {
-            let _ = release.query_async::<Value>(&mut conn).await;
-        });
     }
 }
 
@@ -264,19 +227,11 @@ async fn renew_loop<C: AsyncConnection>(
         let reply =
             tokio::time::timeout(renew_timeout(period), renew.query_async::<Value>(&mut conn))
                 .await;
-        // Transport trouble or no answer in time (`Err`): the lease deadline decides loss.
-        let outcome = match reply {
-            Ok(Ok(reply)) => renew_outcome(reply),
-            Ok(Err(error)) => Err(error.into()),
-            Err(_) => continue,
-        };
-        match outcome {
-            Ok(()) => state.extend(sent_at + Duration::from_millis(ttl_ms)),
-            Err(Error::NotHeld) => {
-                state.mark_lost();
-                return;
-            }
-            Err(_) => {}
+        // No answer in time: the lease deadline decides loss.
+        let Ok(reply) = reply else { continue };
+        // Transport trouble: the same; the server saying the lock is gone: lost.
+        if let Err(Error::NotHeld) = state.book_renewal(sent_at, ttl_ms, renew_outcome(reply)) {
+            return;
         }
     }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use redis::{ConnectionLike, Value};
 
 use crate::error::{Error, Result};
+use crate::held::Held;
 use crate::lease::LeaseState;
 use crate::lock::{
-    millis, release_cmd, release_outcome, renew_cmd, renew_outcome, renew_period, renew_timeout,
-    Lock, Outcome, Plan,
+    millis, release_outcome, renew_cmd, renew_outcome, renew_period, renew_timeout, Lock,
 };
 
 impl Lock {
@@ -37,34 +37,18 @@ impl Lock {
             (_, client) => client.cloned(),
         };
         let sent_at = Instant::now();
-        let replies: Vec<Value> = match plan.acquire_pipeline().query(conn) {
-            Ok(replies) => replies,
-            Err(error) => {
-                if error.is_timeout() {
-                    let _ = release_cmd(&plan.key, &plan.owner).query::<Value>(conn);
-                }
-                return Err(error.into());
-            }
-        };
-        let token = match plan.acquire_outcome(replies) {
-            Outcome::Granted(token) => token,
-            Outcome::GrantedUndone(error) => {
-                let _ = release_cmd(&plan.key, &plan.owner).query::<Value>(conn);
-                return Err(error);
-            }
-            Outcome::Failed(error) => return Err(error),
-        };
-        let state = Arc::new(LeaseState::new(plan.valid_until(sent_at, Instant::now())));
+        let settled = plan.settle(plan.acquire_pipeline().query(conn), sent_at);
+        if let Some(give_back) = settled.give_back {
+            let _ = give_back.query::<Value>(conn);
+        }
+        let held = settled.result?;
         let watchdog = match (plan.lease, client) {
-            (Some(lease), Some(client)) => Some(Watchdog::start(&plan, lease, client, &state)),
+            (Some(lease), Some(client)) => Some(Watchdog::start(&held, lease, plan.ttl_ms, client)),
             _ => None,
         };
         Ok(LockGuard {
             conn,
-            key: plan.key,
-            owner: plan.owner,
-            token,
-            state,
+            held,
             watchdog,
             released: false,
         })
@@ -78,10 +62,7 @@ impl Lock {
 /// gone ([`is_lost`](Self::is_lost)).
 pub struct LockGuard<'c, C: ConnectionLike> {
     conn: &'c mut C,
-    key: Vec<u8>,
-    owner: Vec<u8>,
-    token: u64,
-    state: Arc<LeaseState>,
+    held: Held,
     watchdog: Option<Watchdog>,
     released: bool,
 }
@@ -90,24 +71,24 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
     /// The fencing token of this acquisition: greater than every token the server handed out
     /// before; a reentry keeps the token. Pass it to the resource you protect.
     pub fn token(&self) -> u64 {
-        self.token
+        self.held.token
     }
 
     /// The lock's key.
     pub fn key(&self) -> &[u8] {
-        &self.key
+        &self.held.key
     }
 
     /// The owner id the lock is held under.
     pub fn owner(&self) -> &[u8] {
-        &self.owner
+        &self.held.owner
     }
 
     /// Whether the lock is known or presumed lost: a watchdog renewal found it gone (expired,
     /// `DEL`, `FLUSHALL`, failover), or its ttl or lease ran out by the client's clock without
     /// a confirmed renewal. Once true, stays true (the watchdog stops).
     pub fn is_lost(&self) -> bool {
-        self.state.is_lost()
+        self.held.state.is_lost()
     }
 
     /// The connection the lock was acquired over, for use while holding it.
@@ -124,19 +105,10 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
     pub fn renew(&mut self, ttl: Duration) -> Result<()> {
         let ttl_ms = millis(ttl, "ttl")?;
         let sent_at = Instant::now();
-        let reply: Value = renew_cmd(&self.key, &self.owner, ttl_ms).query(self.conn)?;
-        match renew_outcome(reply) {
-            Ok(()) => {
-                self.state.extend(sent_at + Duration::from_millis(ttl_ms));
-                Ok(())
-            }
-            Err(error) => {
-                if matches!(error, Error::NotHeld) {
-                    self.state.mark_lost();
-                }
-                Err(error)
-            }
-        }
+        let reply = renew_cmd(&self.held.key, &self.held.owner, ttl_ms).query(self.conn);
+        self.held
+            .state
+            .book_renewal(sent_at, ttl_ms, renew_outcome(reply))
     }
 
     /// Stops the watchdog and releases the lock (one hold of it), returning the hold count
@@ -153,19 +125,13 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
             watchdog.stop();
         }
         self.released = true;
-        let reply: Value = release_cmd(&self.key, &self.owner).query(self.conn)?;
-        release_outcome(reply)
+        release_outcome(self.held.release_cmd().query(self.conn))
     }
 }
 
 impl<C: ConnectionLike> std::fmt::Debug for LockGuard<'_, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockGuard")
-            .field("key", &String::from_utf8_lossy(&self.key))
-            .field("owner", &String::from_utf8_lossy(&self.owner))
-            .field("token", &self.token)
-            .field("lost", &self.is_lost())
-            .finish_non_exhaustive()
+        self.held.debug("LockGuard", f)
     }
 }
 
@@ -186,12 +152,11 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn start(plan: &Plan, lease: Duration, client: redis::Client, state: &Arc<LeaseState>) -> Self {
+    fn start(held: &Held, lease: Duration, ttl_ms: u64, client: redis::Client) -> Self {
         let (stop, stopped) = mpsc::channel();
-        let key = plan.key.clone();
-        let owner = plan.owner.clone();
-        let ttl_ms = plan.ttl_ms;
-        let state = Arc::clone(state);
+        let key = held.key.clone();
+        let owner = held.owner.clone();
+        let state = Arc::clone(&held.state);
         let thread = std::thread::Builder::new()
             .name("rlock-watchdog".into())
             .spawn(move || {
@@ -245,12 +210,10 @@ fn renew_loop(
             return;
         }
         let sent_at = Instant::now();
-        match renew_once(client, &mut conn, key, owner, ttl_ms, renew_timeout(period)) {
-            Ok(()) => state.extend(sent_at + Duration::from_millis(ttl_ms)),
-            Err(Error::NotHeld) => {
-                state.mark_lost();
-                return;
-            }
+        let outcome = renew_once(client, &mut conn, key, owner, ttl_ms, renew_timeout(period));
+        match state.book_renewal(sent_at, ttl_ms, outcome) {
+            Ok(()) => {}
+            Err(Error::NotHeld) => return,
             // Transport trouble: reconnect next time; the lease deadline decides loss.
             Err(_) => conn = None,
         }
@@ -274,6 +237,5 @@ fn renew_once(
             conn.insert(fresh)
         }
     };
-    let reply: Value = renew_cmd(key, owner, ttl_ms).query(conn)?;
-    renew_outcome(reply)
+    renew_outcome(renew_cmd(key, owner, ttl_ms).query(conn))
 }

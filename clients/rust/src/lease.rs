@@ -1,7 +1,9 @@
 //! What a guard knows about its lock's expiry, shared with its watchdog.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
 
 /// The holder's view of the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +65,18 @@ impl LeaseState {
         }
         drop(lease);
         self.notify();
+    }
+
+    /// Books the outcome of a `LOCK.RENEW` to `ttl_ms` sent at `sent_at`: held until
+    /// `sent_at + ttl` when confirmed, lost for [`Error::NotHeld`], unchanged for a failure on
+    /// the way (the deadline decides). Returns the outcome.
+    pub fn book_renewal(&self, sent_at: Instant, ttl_ms: u64, outcome: Result<()>) -> Result<()> {
+        match &outcome {
+            Ok(()) => self.extend(sent_at + Duration::from_millis(ttl_ms)),
+            Err(Error::NotHeld) => self.mark_lost(),
+            Err(_) => {}
+        }
+        outcome
     }
 
     pub fn mark_lost(&self) {

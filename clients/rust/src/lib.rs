@@ -39,6 +39,7 @@
 mod aio;
 mod error;
 mod guard;
+mod held;
 mod lease;
 mod lock;
 

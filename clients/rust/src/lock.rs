@@ -1,10 +1,13 @@
 //! The lock description (a builder) and what it sends on the wire.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Value;
 
 use crate::error::{Error, Result};
+use crate::held::Held;
+use crate::lease::LeaseState;
 
 /// The server's upper bound for ttl and timeouts: 30 days in milliseconds.
 pub const MAX_MS: u64 = 2_592_000_000;
@@ -257,8 +260,38 @@ impl Plan {
         pipe
     }
 
+    /// What the round trip of [`acquire_pipeline`](Plan::acquire_pipeline), sent at
+    /// `sent_at`, came to: the held lock or the error, and whether `LOCK.RELEASE` must follow
+    /// on the same connection first. It must after a grant refused for want of replicas, and
+    /// after a read that timed out (a late grant is then given back at once: Redis runs one
+    /// client's commands in order).
+    pub fn settle(&self, replies: redis::RedisResult<Vec<Value>>, sent_at: Instant) -> Settled {
+        let (give_back, result) = match replies {
+            Ok(replies) => match self.acquire_outcome(replies) {
+                Outcome::Granted(token) => (false, Ok(self.held(token, sent_at))),
+                Outcome::GrantedUndone(error) => (true, Err(error)),
+                Outcome::Failed(error) => (false, Err(error)),
+            },
+            Err(error) => (error.is_timeout(), Err(error.into())),
+        };
+        Settled {
+            give_back: give_back.then(|| release_cmd(&self.key, &self.owner)),
+            result,
+        }
+    }
+
+    fn held(&self, token: u64, sent_at: Instant) -> Held {
+        let valid_until = self.valid_until(sent_at, Instant::now());
+        Held {
+            key: self.key.clone(),
+            owner: self.owner.clone(),
+            token,
+            state: Arc::new(LeaseState::new(valid_until)),
+        }
+    }
+
     /// Interprets the replies of [`acquire_pipeline`](Plan::acquire_pipeline).
-    pub fn acquire_outcome(&self, replies: Vec<Value>) -> Outcome {
+    fn acquire_outcome(&self, replies: Vec<Value>) -> Outcome {
         let mut replies = replies.into_iter();
         let token = match replies.next() {
             Some(Value::Int(token)) if token > 0 => token as u64,
@@ -283,8 +316,15 @@ impl Plan {
     }
 }
 
-/// What an acquisition round trip came to.
-pub(crate) enum Outcome {
+/// What an acquisition round trip came to, for the blocking and the async API to carry out.
+pub(crate) struct Settled {
+    /// `LOCK.RELEASE`, to send (errors ignored) before returning `result`.
+    pub give_back: Option<redis::Cmd>,
+    pub result: Result<Held>,
+}
+
+/// What the replies of an acquisition say.
+enum Outcome {
     /// Held, with this fencing token.
     Granted(u64),
     /// Granted, but it must be released again and the error returned.
@@ -308,8 +348,8 @@ pub(crate) fn renew_cmd(key: &[u8], owner: &[u8], ttl_ms: u64) -> redis::Cmd {
 }
 
 /// The remaining hold count from `LOCK.RELEASE`'s reply.
-pub(crate) fn release_outcome(reply: Value) -> Result<u64> {
-    match reply {
+pub(crate) fn release_outcome(reply: redis::RedisResult<Value>) -> Result<u64> {
+    match reply? {
         Value::Int(count) if count >= 0 => Ok(count as u64),
         Value::Nil => Err(Error::NotHeld),
         Value::ServerError(error) => Err(Error::Redis(error.into())),
@@ -318,8 +358,8 @@ pub(crate) fn release_outcome(reply: Value) -> Result<u64> {
 }
 
 /// `LOCK.RENEW`'s reply: `Ok(())` for 1, [`Error::NotHeld`] for 0.
-pub(crate) fn renew_outcome(reply: Value) -> Result<()> {
-    match reply {
+pub(crate) fn renew_outcome(reply: redis::RedisResult<Value>) -> Result<()> {
+    match reply? {
         Value::Int(1) => Ok(()),
         Value::Int(0) => Err(Error::NotHeld),
         Value::ServerError(error) => Err(Error::Redis(error.into())),
