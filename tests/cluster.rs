@@ -668,3 +668,42 @@ fn an_old_master_granting_after_its_replica_took_over_stays_below_the_new_master
     let info = lock_info(&mut on_new, "before").expect("the replicated lock survived");
     assert_eq!(info.stable(), (b"holder".to_vec(), 1, before, 0));
 }
+
+#[test]
+fn a_promotions_lead_survives_a_reload_and_an_aof_restart() {
+    let mut server = Server::start_with(&["--appendonly", "yes", "--enable-debug-command", "yes"]);
+    let mut con = server.conn();
+    let nowhere = free_port();
+    ok(
+        run(
+            &mut con,
+            redis::cmd("REPLICAOF").arg("127.0.0.1").arg(nowhere),
+        ),
+        "REPLICAOF",
+    );
+    ok(
+        run(&mut con, redis::cmd("REPLICAOF").arg("NO").arg("ONE")),
+        "REPLICAOF NO ONE",
+    );
+    let lead = || server_lead(&server);
+    assert_eq!(lead(), 600_000, "a fresh server's first promotion");
+    ok(
+        run(&mut con, redis::cmd("DEBUG").arg("RELOAD")),
+        "DEBUG RELOAD",
+    );
+    assert_eq!(lead(), 600_000, "after DEBUG RELOAD");
+    // From the AOF alone (its RDB base predates the promotion) the lead comes back less the
+    // time the server was down: LOCK.TOKENS carried the floor.
+    drop(con);
+    server.restart();
+    let lead = server_lead(&server);
+    assert!(lead > 0 && lead <= 600_000, "after a restart: {lead}");
+}
+
+fn server_lead(server: &Server) -> i64 {
+    server
+        .info_field("lock", "lock_token_lead_ms")
+        .expect("INFO lock has lock_token_lead_ms")
+        .parse()
+        .expect("a number")
+}

@@ -102,6 +102,12 @@ impl TokenCounter {
         self.lead = self.lead.max(seen.saturating_sub(clock_floor(now_ms)));
     }
 
+    /// Takes back a lead saved with the data (RDB aux data): a restart keeps tokens as far
+    /// ahead of the clock as they were.
+    pub fn restore_lead(&mut self, lead: u64) {
+        self.lead = self.lead.max(lead.min(MAX_TOKEN));
+    }
+
     /// A replica became master at `now_ms`: tokens jump `split_allowance_ms` of clock above
     /// everything it knows, so that its next token exceeds every token its old master granted or
     /// grants until the old master's clock passes `now_ms + split_allowance_ms`.
@@ -248,6 +254,27 @@ mod tests {
             last_of_old_master = token(&mut old_master, NOW + 1);
         }
         assert!(first_of_new_master > last_of_old_master);
+    }
+
+    #[test]
+    fn a_restored_lead_keeps_tokens_above_what_was_granted_before_a_crash() {
+        // Granted after a promotion, then lost in a crash before any save: only the last
+        // token saved before, and the lead, come back.
+        let mut before = TokenCounter::new();
+        before.promote(NOW, DEFAULT_SPLIT_ALLOWANCE_MS);
+        let saved = token(&mut before, NOW);
+        let lost = token(&mut before, NOW + 1000);
+        let mut restarted = TokenCounter::new();
+        restarted.observe(saved, NOW + 2000);
+        restarted.restore_lead(before.lead());
+        assert_eq!(restarted.lead(), before.lead());
+        assert!(token(&mut restarted, NOW + 2000) > lost);
+        restarted.restore_lead(0);
+        assert_eq!(
+            restarted.lead(),
+            before.lead(),
+            "a lower lead changes nothing"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::api::rm;
 use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::timers;
-use super::token_counter::with_tokens;
+use super::token_counter::{token_floor, with_tokens};
 
 /// Our message type on the cluster bus (the bus keeps each module's types apart).
 const FLOOR_MESSAGE: u8 = 1;
@@ -46,7 +46,7 @@ pub fn broadcast(ctx: Ctx) {
         return;
     }
     let sent_at = now();
-    let floor = with_tokens(|tokens| tokens.last().max(tokens.floor(sent_at)));
+    let floor = token_floor(sent_at);
     let payload = encode_floor(floor, sent_at);
     // SAFETY: ctx is live; a null target broadcasts; the payload outlives the call, which
     // copies it. A failure (the bus is down) is retried by the next tick.

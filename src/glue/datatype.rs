@@ -12,7 +12,7 @@ use super::api::rm;
 use super::context::log;
 use super::entry::run_callback;
 use super::replicate::{ApplyArgs, APPLY_COMMAND, APPLY_FORMAT, HOLDS_FORMAT, HOLDS_TAG};
-use super::token_counter::{last_token, observe};
+use super::token_counter::{self, last_token, observe};
 use super::value::{free_value, into_value, into_value_checked, stored, Stored};
 use crate::core::encoding::{decode_holds, decode_value, encode_holds, Value, ENCODING_VERSION};
 
@@ -219,8 +219,11 @@ unsafe extern "C" fn copy(
 
 unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, _when: c_int) {
     run_callback("aux_save", (), || {
-        // SAFETY: rdb is the live saving stream.
-        unsafe { rm!(RedisModule_SaveUnsigned)(rdb, last_token()) };
+        // SAFETY: rdb is the live saving stream. Version 3 adds the lead (core/tokens.rs).
+        unsafe {
+            rm!(RedisModule_SaveUnsigned)(rdb, last_token());
+            rm!(RedisModule_SaveUnsigned)(rdb, token_counter::lead());
+        };
     })
 }
 
@@ -231,10 +234,16 @@ unsafe extern "C" fn aux_load(rdb: *mut RedisModuleIO, encver: c_int, _when: c_i
         }
         // SAFETY: rdb is the live loading stream.
         let last = unsafe { rm!(RedisModule_LoadUnsigned)(rdb) };
+        let lead = if encver >= 3 {
+            // SAFETY: as above.
+            unsafe { rm!(RedisModule_LoadUnsigned)(rdb) }
+        } else {
+            0
+        };
         if unsafe { rm!(RedisModule_IsIOError)(rdb) } != 0 {
             return raw::REDISMODULE_ERR as c_int;
         }
-        observe(last);
+        token_counter::restore(last, lead);
         raw::REDISMODULE_OK as c_int
     })
 }

@@ -16,12 +16,12 @@ use std::ffi::c_void;
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
 use super::api::rm;
-use super::context::Ctx;
+use super::context::{now, Ctx};
 use super::entry;
 use super::entry::run_callback;
 use super::propagation::{self, Listeners};
 use super::timers;
-use super::token_counter::last_token;
+use super::token_counter::{last_token, token_floor};
 use crate::core::encoding::encode_holds;
 use crate::core::holds::Holds;
 use crate::core::lock::Lock;
@@ -157,16 +157,14 @@ pub fn verbatim(ctx: Ctx) {
 }
 
 /// Propagates the token counter (`LOCK.TOKENS counter`) now; the caller checked that clients
-/// are not paused.
+/// are not paused. It sends the floor (the last token, or the clock plus the lead when that is
+/// higher): a replay then keeps tokens above it, so a promotion's lead outlives a restart from
+/// an AOF (less the time the server was down).
 pub fn emit_token_counter(ctx: Ctx) {
+    let floor = token_floor(now());
     // SAFETY: one long long argument for the "l" format.
     unsafe {
-        rm!(RedisModule_Replicate)(
-            ctx.0,
-            c"LOCK.TOKENS".as_ptr(),
-            c"l".as_ptr(),
-            last_token() as i64,
-        )
+        rm!(RedisModule_Replicate)(ctx.0, c"LOCK.TOKENS".as_ptr(), c"l".as_ptr(), floor as i64)
     };
 }
 

@@ -1,7 +1,6 @@
-//! The server-wide fencing-token counter, kept beside the data: saved as RDB aux data, carried
-//! in every replicated or AOF-logged lock state, raised by every token loaded or heard from
-//! another node. Its lead over the clock is not saved: a token loaded ahead of the clock brings
-//! it back (core/tokens.rs).
+//! The server-wide fencing-token counter, kept beside the data: saved with its lead over the
+//! clock as RDB aux data, carried in every replicated or AOF-logged lock state, raised by every
+//! token loaded or heard from another node (core/tokens.rs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,6 +27,26 @@ pub fn with_tokens<T>(change: impl FnOnce(&mut TokenCounter) -> T) -> T {
 
 pub fn last_token() -> u64 {
     LAST_TOKEN.load(Ordering::Relaxed)
+}
+
+/// The lowest token a grant at `now_ms` would get (minus one): the last token, or the clock
+/// plus the lead when that is higher.
+pub fn token_floor(now_ms: i64) -> u64 {
+    with_tokens(|tokens| tokens.last().max(tokens.floor(now_ms)))
+}
+
+/// The counter's lead over the clock, in tokens (saved as RDB aux data).
+pub fn lead() -> u64 {
+    LEAD.load(Ordering::Relaxed)
+}
+
+/// The counter and lead that RDB aux data saved.
+pub fn restore(last: u64, lead: u64) {
+    let now = now();
+    with_tokens(|tokens| {
+        tokens.observe(last, now);
+        tokens.restore_lead(lead);
+    });
 }
 
 /// The counter's lead over the clock, in ms.
