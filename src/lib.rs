@@ -46,7 +46,6 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         && glue::events::subscribe(ctx.ctx)
         && glue::sessions::subscribe(ctx.ctx)
         && glue::propagation::watch(ctx.ctx)
-        && glue::command_filter::register(ctx.ctx)
     {
         Status::Ok
     } else {

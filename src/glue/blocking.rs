@@ -35,6 +35,11 @@ pub fn reply_pending(id: u64) -> bool {
     REPLY_PENDING.with(|pending| pending.borrow().contains(&id))
 }
 
+/// Whether any woken client's reply is still to go out.
+pub fn any_reply_pending() -> bool {
+    REPLY_PENDING.with(|pending| !pending.borrow().is_empty())
+}
+
 fn reply_done(ctx: Ctx) {
     // SAFETY: ctx is a live callback context of the client concerned.
     let id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };

@@ -1,30 +1,68 @@
-//! One filter sees every command before it runs, and acts on three of them:
-//! - SYNC/PSYNC: a replica attaching creates the replication backlog, so propagation must be
-//!   on before this command runs (see propagation.rs);
+//! A command filter, registered only while someone waits for a lock (or a woken waiter's reply
+//! is still to go out), acts on two commands:
 //! - MIGRATE: the keys it moves leave this node; their waiters must not be handed a lock here
 //!   while the lock lives on at the target (see handoff::lock_removed);
 //! - CLIENT UNBLOCK of a client whose reply is on its way (see spare_pending_reply).
+//!
+//! A filter sees every command on the server, so it costs every command (~200 instructions)
+//! while it is registered; with nobody waiting neither command concerns rlock. A replica
+//! attaching (SYNC/PSYNC), the third command rlock once watched here, is now seen by its fork
+//! (events.rs).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
 
-use redis_module::raw::{RedisModuleCommandFilterCtx, RedisModuleCtx};
+use redis_module::raw::{RedisModuleCommandFilter, RedisModuleCommandFilterCtx, RedisModuleCtx};
 
 use super::api::rm;
 use super::blocking;
-use super::context::detached;
+use super::context::{detached, Ctx};
 use super::entry::{run_callback, string_bytes};
-use super::propagation;
+use super::timers;
+use super::waiters;
 use crate::core::request::parse_integer;
 
 thread_local! {
     /// The keys of the running MIGRATE; cleared by the next command.
     static MIGRATING: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    /// The registered filter, if any.
+    static FILTER: Cell<*mut RedisModuleCommandFilter> = const { Cell::new(std::ptr::null_mut()) };
+    /// A timer will see whether the filter can go.
+    static RETIRE_ARMED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Registers the filter; false if the server refused.
-pub fn register(ctx: *mut RedisModuleCtx) -> bool {
-    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
-    !unsafe { rm!(RedisModule_RegisterCommandFilter)(ctx, Some(filter), 0) }.is_null()
+/// Whether the filter has work: someone waits, or a woken waiter's reply is still to go out.
+fn needed() -> bool {
+    waiters::anyone_waiting() || blocking::any_reply_pending()
+}
+
+/// Registers the filter if someone waits now (called after every LOCK.ACQUIRE: the only
+/// command that makes a waiter). False if the server refused.
+pub fn register_if_needed(ctx: Ctx) -> bool {
+    if !FILTER.with(Cell::get).is_null() || !needed() {
+        return true;
+    }
+    MIGRATING.with(|keys| keys.borrow_mut().clear());
+    // SAFETY: ctx is a live context of this module; the callback lives as long as the module.
+    let filter = unsafe { rm!(RedisModule_RegisterCommandFilter)(ctx.0, Some(filter), 0) };
+    FILTER.with(|cell| cell.set(filter));
+    !filter.is_null()
+}
+
+/// Unregisters the filter once nobody waits; from a timer, never from inside the filter
+/// (the server is walking its filter list then).
+unsafe extern "C" fn retire(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
+    run_callback("the command filter's retirement", (), || {
+        RETIRE_ARMED.with(|armed| armed.set(false));
+        let filter = FILTER.with(Cell::get);
+        if filter.is_null() || needed() {
+            return;
+        }
+        // SAFETY: ctx is this module's timer context; filter is ours and still registered.
+        unsafe { rm!(RedisModule_UnregisterCommandFilter)(ctx, filter) };
+        FILTER.with(|cell| cell.set(std::ptr::null_mut()));
+        MIGRATING.with(|keys| keys.borrow_mut().clear());
+    })
 }
 
 /// Whether `name` is being moved away by the running MIGRATE.
@@ -32,7 +70,6 @@ pub fn is_migrating(name: &[u8]) -> bool {
     MIGRATING.with(|keys| keys.borrow().iter().any(|key| **key == *name))
 }
 
-/// Cheap for every command but the two it looks for.
 unsafe extern "C" fn filter(fctx: *mut RedisModuleCommandFilterCtx) {
     run_callback("the command filter", (), || {
         // SAFETY: fctx is the live filter context of this call.
@@ -56,10 +93,12 @@ unsafe extern "C" fn filter(fctx: *mut RedisModuleCommandFilterCtx) {
             // SAFETY: as above.
             unsafe { spare_pending_reply(fctx, arg(1), arg(2)) };
         }
-        if name.eq_ignore_ascii_case(b"psync") || name.eq_ignore_ascii_case(b"sync") {
-            if let Some(ctx) = detached() {
-                propagation::replicas_possible(ctx);
-            }
+        if needed() || RETIRE_ARMED.with(Cell::get) {
+            return;
+        }
+        if let Some(ctx) = detached() {
+            RETIRE_ARMED.with(|armed| armed.set(true));
+            timers::start(ctx, 0, retire, 0);
         }
     })
 }

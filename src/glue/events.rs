@@ -199,7 +199,8 @@ unsafe extern "C" fn master_link_changed(
     })
 }
 
-/// A child was forked: if it rewrites the AOF (this runs in the parent, after the new
+/// A child was forked: a replica may be attaching, so propagation turns on (propagation.rs).
+/// If it rewrites the AOF (this runs in the parent, after the new
 /// incremental AOF file was opened), the token counter is written after the rewrite's base,
 /// where it survives. A base without an RDB preamble keeps no aux data and forgets released
 /// locks. Other forks (RDB saves, full syncs) carry the counter as aux data already, and a
@@ -212,7 +213,14 @@ unsafe extern "C" fn forked(
 ) {
     run_callback("fork", (), || {
         let ctx = Ctx(ctx);
-        if subevent != raw::REDISMODULE_SUBEVENT_FORK_CHILD_BORN || !rewriting_aof(ctx) {
+        if subevent != raw::REDISMODULE_SUBEVENT_FORK_CHILD_BORN {
+            return;
+        }
+        // A full sync forks for its snapshot (also a diskless one, and Valkey's dual-channel
+        // sync): everything changed before the fork is in it, every later change must be
+        // propagated to the replica's stream.
+        super::propagation::replicas_possible(ctx);
+        if !rewriting_aof(ctx) {
             return;
         }
         // CONFIG SET appendonly yes forks before its config event: learn the AOF is on now.

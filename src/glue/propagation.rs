@@ -6,8 +6,8 @@
 //!
 //! "No replicas and no backlog" is learned from INFO, never assumed: it starts unknown (so
 //! everything is propagated), a check every second may clear it, and anything that could
-//! create a backlog or a replica (a SYNC or PSYNC command, seen by command_filter.rs; a role
-//! change) sets it again before that command runs.
+//! create a replica's stream (the fork of a full sync, seen by events.rs; a role change) sets it
+//! again before any change could be missed: what came before the fork is in its snapshot.
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr};
@@ -116,7 +116,7 @@ fn nothing_listens(ctx: Ctx) -> bool {
     }
 }
 
-/// Watches for role changes and config changes (SYNC/PSYNC: see command_filter.rs).
+/// Watches for role changes and config changes (replicas attaching: see events.rs).
 pub fn watch(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
     let role = RedisModuleEvent {
         id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,

@@ -7,9 +7,11 @@ use std::ffi::{c_int, CStr};
 use redis_module::raw::{self, RedisModuleCmdFunc, RedisModuleCommand, RedisModuleCtx};
 
 use super::api::rm;
+use super::command_filter;
 use super::command_info::{key_specs, Arg, ArgKind, RawArgs};
 use super::commands;
-use super::context::log;
+use super::context::{log, Ctx};
+use super::entry::run_callback;
 use super::help;
 
 struct CommandSpec {
@@ -40,7 +42,7 @@ const TTL: Arg = Arg::integer(c"ttl");
 const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: c"lock.acquire",
-        entry: Some(commands::acquire_entry),
+        entry: Some(acquire_then_filter),
         flags: c"write deny-oom fast blocking",
         acl: c"write fast blocking",
         arity: -4,
@@ -181,6 +183,21 @@ const COMMANDS: &[CommandSpec] = &[
         args: &[Arg::integer(c"counter")],
     },
 ];
+
+/// LOCK.ACQUIRE, then the command filter if the call made a waiter (see command_filter.rs).
+extern "C" fn acquire_then_filter(
+    ctx: *mut RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    let status = commands::acquire_entry(ctx, argv, argc);
+    run_callback("the command filter's registration", (), || {
+        if !command_filter::register_if_needed(Ctx(ctx)) {
+            log(ctx, c"warning", "rlock: cannot register the command filter");
+        }
+    });
+    status
+}
 
 /// The ACL category every LOCK command is in, where the server lets modules add one.
 const ACL_CATEGORY: &CStr = c"lock";

@@ -175,11 +175,7 @@ async def test_a_grant_racing_the_cancellation_is_released(ar, key):
 async def test_a_cancelled_release_still_releases(ar, key):
     lock = rlock.asyncio.Lock(ar, key, timeout=10, thread_local=False)
     assert await lock.acquire()
-    releasing = asyncio.ensure_future(lock.release())
-    await asyncio.sleep(0)
-    releasing.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await releasing
+    await _cancel_after_one_step(lock.release())
     await eventually(lambda: _is(lock.locked(), False), what="the release to complete")
 
 
@@ -187,14 +183,20 @@ async def test_a_cancelled_reentry_is_undone(ar, key):
     # thread_local=False: the Lock object is the holder, so the test task may release it
     lock = rlock.asyncio.Lock(ar, key, timeout=10, thread_local=False)
     assert await lock.acquire()
-    reentering = asyncio.ensure_future(lock.acquire())
-    await asyncio.sleep(0)
-    reentering.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await reentering
+    await _cancel_after_one_step(lock.acquire())
     await eventually(lambda: _is(_count(lock), 1), what="the reentry to be undone")
     await lock.release()
     assert not await lock.locked()
+
+
+async def _cancel_after_one_step(coroutine) -> None:
+    """Runs ``coroutine`` in a task, cancels it after its first step, and checks that the
+    task ends cancelled."""
+    task = asyncio.ensure_future(coroutine)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def _count(lock) -> int:

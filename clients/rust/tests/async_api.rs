@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{lock_info, Server, WAIT_TIMEOUT};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
-use rlock_client::{Error, Lock};
+use rlock_client::{AsyncLockGuard, Error, Lock};
 
 /// A multiplexed connection without a response timeout (waits may be long).
 async fn connect(server: &Server) -> MultiplexedConnection {
@@ -35,6 +35,12 @@ async fn connect_with(
 
 fn fixed(key: &str) -> Lock {
     Lock::new(key).ttl(Duration::from_secs(60))
+}
+
+/// Waits (at most the harness' timeout) for `guard.lost()` to resolve.
+async fn until_lost(guard: &AsyncLockGuard<MultiplexedConnection>, what: &str) {
+    let lost = tokio::time::timeout(WAIT_TIMEOUT, guard.lost()).await;
+    assert!(lost.is_ok(), "timed out waiting for {what}");
 }
 
 /// Polls the server until `key` is free.
@@ -121,9 +127,7 @@ async fn watchdog_keeps_the_lease_then_reports_loss_after_del() {
     assert!(!guard.is_lost());
 
     redis::cmd("DEL").arg("k").exec(&mut check).expect("DEL");
-    tokio::time::timeout(WAIT_TIMEOUT, guard.lost())
-        .await
-        .expect("lost() resolves after DEL");
+    until_lost(&guard, "lost() resolves after DEL").await;
     assert!(guard.is_lost());
     assert!(matches!(guard.release().await, Err(Error::NotHeld)));
 }
@@ -142,14 +146,10 @@ async fn loss_after_expiry_and_after_flushall() {
         .arg(1)
         .exec(&mut admin)
         .expect("PEXPIRE");
-    tokio::time::timeout(WAIT_TIMEOUT, a.lost())
-        .await
-        .expect("loss after expiry");
+    until_lost(&a, "loss after expiry").await;
     assert!(!b.is_lost());
     redis::cmd("FLUSHALL").exec(&mut admin).expect("FLUSHALL");
-    tokio::time::timeout(WAIT_TIMEOUT, b.lost())
-        .await
-        .expect("loss after FLUSHALL");
+    until_lost(&b, "loss after FLUSHALL").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,9 +161,7 @@ async fn a_fixed_ttl_guard_is_lost_when_the_ttl_passes() {
         .acquire_async(&mut conn)
         .await
         .expect("acquire");
-    tokio::time::timeout(WAIT_TIMEOUT, guard.lost())
-        .await
-        .expect("lost() resolves at the ttl");
+    until_lost(&guard, "lost() resolves at the ttl").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
