@@ -74,6 +74,7 @@ rust-client: build
 bench: build
 	$(CARGO) run --release -p rlock-bench -- --module $(CURDIR)/$(MODULE)
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench
+	python3 bench/command_tax.py $(CURDIR)/$(MODULE)
 
 lint:
 	$(CARGO) fmt --check
