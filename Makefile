@@ -53,8 +53,10 @@ image: build servers
 	@echo "built $(IMAGE) (base $(IMAGE_BASE))"
 
 # Container tests when a Docker engine answers; said plainly when none does.
+# An engine on the fuse-overlayfs storage driver needs that package to build and run images.
 container:
 	@if docker info >/dev/null 2>&1; then \
+		if [ "$$(docker info --format '{{.Driver}}')" = fuse-overlayfs ]; then scripts/install-deps fuse-overlayfs; fi && \
 		$(MAKE) --no-print-directory image && \
 		RLOCK_IMAGE=$(IMAGE) RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock --test container; \
 	else \
