@@ -8,15 +8,28 @@ locks without a timeout, per-thread reentrancy and optional replica sync. Times 
 
 from redis.exceptions import LockError, LockNotOwnedError
 
-from rlock._protocol import DEFAULT_LEASE, LockInfo, ReplicaSyncError
+from rlock._protocol import (
+    DEFAULT_LEASE,
+    HoldConflictError,
+    HolderInfo,
+    LimitMismatchError,
+    LockInfo,
+    ReplicaSyncError,
+)
+from rlock.holds import ReadWriteLock, Semaphore
 from rlock.lock import Lock
 
 __all__ = [
     "DEFAULT_LEASE",
+    "HoldConflictError",
+    "HolderInfo",
+    "LimitMismatchError",
     "Lock",
     "LockError",
     "LockInfo",
     "LockNotOwnedError",
+    "ReadWriteLock",
     "ReplicaSyncError",
+    "Semaphore",
 ]
 __version__ = "0.1.0"

@@ -9,9 +9,19 @@ import math
 from types import SimpleNamespace
 from typing import Any, Callable, Protocol
 
+from redis.exceptions import LockError, ResponseError
+
 from rlock import _protocol
 from rlock._leases import Lease, LossListener, logger
-from rlock._protocol import DEFAULT_LEASE, KeyName, ReplicaSyncError, Seconds, lock_error, not_owned
+from rlock._protocol import (
+    DEFAULT_LEASE,
+    KeyName,
+    LockInfo,
+    ReplicaSyncError,
+    Seconds,
+    lock_error,
+    not_owned,
+)
 from rlock._settings import LockSettings
 
 OnLost = Callable[[Any], Any]
@@ -47,8 +57,13 @@ class LockBase:
         on_lost: OnLost | None = None,
         replicas: int = 0,
         replica_timeout: Seconds = 1.0,
+        shared: bool = False,
+        limit: int | None = None,
+        session: bool = False,
     ) -> None:
-        self.settings = LockSettings(name, timeout, lease, replicas, replica_timeout)
+        self.settings = LockSettings(
+            name, timeout, lease, replicas, replica_timeout, shared, limit, session
+        )
         self.redis = redis
         self.name = name
         self.timeout = timeout
@@ -59,6 +74,9 @@ class LockBase:
         self.raise_on_release_error = raise_on_release_error
         self.lease = lease
         self.on_lost = on_lost
+        self.shared = bool(shared)
+        self.limit = limit
+        self.session = bool(session)
         self.local: Any = self._holder_local() if self.thread_local else SimpleNamespace(token=None)
         self._extend_script = redis.register_script(_protocol.EXTEND_SCRIPT)
 
@@ -73,6 +91,10 @@ class LockBase:
 
     def _watch(self, owner: bytes) -> Lease:
         """Starts (or counts one more hold on) the watchdog's renewals of a held lock."""
+        raise NotImplementedError
+
+    def _close_session(self, client: Any) -> None:
+        """Closes a holder's dedicated session connection (which ends its session holds)."""
         raise NotImplementedError
 
     # -- properties ----------------------------------------------------------------------------
@@ -100,11 +122,38 @@ class LockBase:
         )
 
     def _acquire_args(self, owner: bytes, wait: int | None) -> list[Any]:
-        return _protocol.acquire_args(self.name, owner, self.settings.grant_ms, wait)
+        return _protocol.acquire_args(
+            self.name, owner, self.settings.grant_ms, wait, self.settings.hold_options
+        )
+
+    def _acquiring_client(self) -> Any:
+        """The client LOCK.ACQUIRE goes over: the Redis client, or for a session hold this
+        holder's dedicated connection (a single-connection client taken from the same pool,
+        kept until the holder's last release), since the hold lives with that connection."""
+        if not self.settings.session:
+            return self.redis
+        client = getattr(self.local, "session_client", None)
+        if client is None:
+            client = self.local.session_client = self.redis.client()
+        return client
+
+    def _typed(self, error: ResponseError) -> LockError | None:
+        """A server refusal of the kind of hold as a typed error; None for another error."""
+        return _protocol.hold_error(error, self.name)
+
+    def _after_failed_acquire(self) -> None:
+        """An acquire that did not take the lock: a holder holding nothing needs no session
+        connection."""
+        if self.local.token is None:
+            self._end_session()
+
+    def _holds(self, info: LockInfo | None, owner: bytes | None) -> bool:
+        """Whether ``info`` shows a hold of ``owner``."""
+        return info is not None and owner is not None and info.holder(owner) is not None
 
     def _replica_pipeline(self, acquire_args: list[Any]) -> Any:
         """LOCK.ACQUIRE and Redis' WAIT for the replicas, in one round trip (not executed)."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._acquiring_client().pipeline(transaction=False)
         pipe.execute_command(*acquire_args)
         pipe.execute_command("WAIT", self.settings.replicas, self.settings.replica_timeout_ms)
         return pipe
@@ -187,6 +236,15 @@ class LockBase:
         local.token = None
         local.holds = 0
         local.fencing_token = None
+        self._end_session(local)
+
+    def _end_session(self, local: Any = None) -> None:
+        """Closes the holder's session connection, if any (it holds nothing any more)."""
+        local = self.local if local is None else local
+        client = getattr(local, "session_client", None)
+        if client is not None:
+            local.session_client = None
+            self._close_session(client)
 
     def _forget_if_lost(self) -> None:
         """A lost holding is over: the next acquire starts afresh."""

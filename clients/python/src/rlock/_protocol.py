@@ -6,15 +6,18 @@ Shared by the sync and asyncio locks so both speak to the server in exactly the 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Union
 
-from redis.exceptions import LockError, LockNotOwnedError
+from redis.exceptions import LockError, LockNotOwnedError, ResponseError
 
 #: The server's upper bound for a ttl or a WAIT timeout, in milliseconds (30 days).
 MAX_MS = 2_592_000_000
 #: The server's upper bound for an owner id, in bytes.
 MAX_OWNER_BYTES = 1024
+#: The server's upper bound for a semaphore's permits (``LIMIT n``) and for shared holders.
+MAX_LIMIT = 10_000
 #: The lease of a watched lock when none is given, in seconds (Redisson's 30 s).
 DEFAULT_LEASE = 30.0
 
@@ -63,9 +66,28 @@ def check_owner(owner: bytes) -> bytes:
     return owner
 
 
-def acquire_args(name: KeyName, owner: bytes, ttl_ms: int, wait: int | None) -> list[Any]:
+def hold_options(shared: bool, limit: int | None, session: bool) -> list[Any]:
+    """LOCK.ACQUIRE's options for the kind of hold: ``SHARED`` or ``LIMIT n``, ``SESSION``.
+    Raises ValueError for what the server would refuse."""
+    options: list[Any] = []
+    if limit is not None:
+        if shared:
+            raise ValueError("a hold is either shared or one of a semaphore's permits, not both")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"permits must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}")
+        options += ["LIMIT", limit]
+    elif shared:
+        options.append("SHARED")
+    if session:
+        options.append("SESSION")
+    return options
+
+
+def acquire_args(
+    name: KeyName, owner: bytes, ttl_ms: int, wait: int | None, options: list[Any]
+) -> list[Any]:
     """LOCK.ACQUIRE's arguments; ``wait`` None sends no WAIT (one try)."""
-    args: list[Any] = ["LOCK.ACQUIRE", name, owner, ttl_ms]
+    args: list[Any] = ["LOCK.ACQUIRE", name, owner, ttl_ms, *options]
     if wait is not None:
         args += ["WAIT", wait]
     return args
@@ -77,41 +99,89 @@ def as_int(reply: Any) -> int | None:
 
 
 @dataclass(frozen=True)
-class LockInfo:
-    """What LOCK.INFO tells about a held lock.
-
-    ``ttl`` is in seconds (a float; None when an admin made the lock permanent), ``owner``
-    is the holder's id as bytes, ``count`` its hold count, ``token`` the fencing token and
-    ``waiters`` the number of clients queued in the server.
-    """
+class HolderInfo:
+    """One holder of a key as LOCK.INFO tells it: ``owner`` (bytes), ``count`` (its hold
+    count), ``ttl`` (seconds left, None when permanent), ``token`` (its fencing token) and
+    ``session`` (True when the hold also ends with the connection that took it)."""
 
     owner: bytes
     count: int
     ttl: float | None
     token: int
+    session: bool = False
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """What LOCK.INFO tells about a held key.
+
+    ``mode`` is ``"exclusive"`` (a plain lock, or a read-write lock held for writing),
+    ``"shared"`` (held for reading) or ``"limit"`` (a semaphore of ``limit`` permits).
+    ``holders`` lists every holder (one for an exclusive lock) and ``waiters`` counts the
+    clients queued in the server.
+
+    For an exclusive lock ``owner``, ``count``, ``ttl`` (seconds, None when an admin made it
+    permanent) and ``token`` are its holder's; for shared and semaphore keys they are None
+    (see ``holders``).
+    """
+
+    owner: bytes | None
+    count: int | None
+    ttl: float | None
+    token: int | None
     waiters: int
+    mode: str = "exclusive"
+    limit: int | None = None
+    holders: tuple[HolderInfo, ...] = ()
+
+    def holder(self, owner: bytes) -> HolderInfo | None:
+        """The hold of ``owner``, if it has one."""
+        return next((h for h in self.holders if h.owner == owner), None)
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def parse_info(reply: Any) -> LockInfo | None:
-    """Parses LOCK.INFO's map (RESP3) or flat field/value array (RESP2); None when free."""
-    if reply is None:
-        return None
+def _fields(reply: Any) -> dict[str, Any]:
+    """A map (RESP3) or flat field/value array (RESP2) as a dict with str keys."""
     if isinstance(reply, dict):
-        fields = {_text(k): v for k, v in reply.items()}
-    else:
-        fields = {_text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+        return {_text(k): v for k, v in reply.items()}
+    return {_text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+
+
+def _holder(fields: dict[str, Any]) -> HolderInfo:
     owner = fields["owner"]
     ttl_ms = int(fields["ttl"])
-    return LockInfo(
+    return HolderInfo(
         owner=owner if isinstance(owner, bytes) else str(owner).encode(),
         count=int(fields["count"]),
         ttl=None if ttl_ms < 0 else ttl_ms / 1000,
         token=int(fields["token"]),
-        waiters=int(fields["waiters"]),
+        session=bool(int(fields.get("session", 0))),
+    )
+
+
+def parse_info(reply: Any) -> LockInfo | None:
+    """Parses LOCK.INFO's reply, either shape (an exclusive lock's fields, or ``mode`` and
+    ``holders``); None when free."""
+    if reply is None:
+        return None
+    fields = _fields(reply)
+    waiters = int(fields["waiters"])
+    if "mode" not in fields:
+        only = _holder(fields)
+        return LockInfo(only.owner, only.count, only.ttl, only.token, waiters, holders=(only,))
+    limit = fields.get("limit")
+    return LockInfo(
+        owner=None,
+        count=None,
+        ttl=None,
+        token=None,
+        waiters=waiters,
+        mode=_text(fields["mode"]),
+        limit=None if limit is None else int(limit),
+        holders=tuple(_holder(_fields(h)) for h in fields["holders"]),
     )
 
 
@@ -156,3 +226,38 @@ class ReplicaSyncError(LockError):
         self.message = message
         self.acknowledged = acknowledged
         self.required = required
+
+
+class LimitMismatchError(LockError, ResponseError):
+    """Raised by a semaphore permit's ``acquire`` when the key is held as a semaphore of
+    another number of permits (the server's ``ERR LIMIT m differs from the key's LIMIT n``).
+    The limit changes only once every permit is back. ``limit`` is the key's, ``requested``
+    the one asked for."""
+
+    def __init__(self, message: str, limit: int, requested: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.limit = limit
+        self.requested = requested
+
+
+class HoldConflictError(LockError, ResponseError):
+    """Raised by ``acquire`` when its owner already holds the key in a way it cannot reenter
+    as asked, e.g. a reader asking for the write lock (an upgrade in place would deadlock:
+    release the read lock first)."""
+
+
+_LIMIT_DIFFERS = re.compile(r"LIMIT (\d+) differs from the key's LIMIT (\d+)")
+
+
+def hold_error(error: ResponseError, name: KeyName) -> LockError | None:
+    """The typed error for a server refusal about the kind of hold, None for any other."""
+    text = str(error)
+    if (match := _LIMIT_DIFFERS.search(text)) is not None:
+        typed: LockError = LimitMismatchError(text, int(match[2]), int(match[1]))
+    elif "cannot also hold it" in text:
+        typed = HoldConflictError(text)
+    else:
+        return None
+    typed.lock_name = name  # type: ignore[assignment]
+    return typed

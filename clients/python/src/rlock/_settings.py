@@ -33,6 +33,9 @@ class LockSettings:
         lease: Seconds,
         replicas: int,
         replica_timeout: Seconds,
+        shared: bool = False,
+        limit: int | None = None,
+        session: bool = False,
     ) -> None:
         # redis-py treats any false timeout (None, 0) as "no expiry": here, "watched".
         self.ttl_ms = _protocol.seconds_to_ms(timeout, "timeout") if timeout else None
@@ -42,6 +45,8 @@ class LockSettings:
         self.replicas = replicas
         self.replica_timeout_ms = _protocol.seconds_to_ms(replica_timeout, "replica_timeout")
         self.name = name
+        self.hold_options = _protocol.hold_options(shared, limit, session)
+        self.session = bool(session)
 
     @property
     def watched(self) -> bool:

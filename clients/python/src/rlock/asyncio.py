@@ -13,10 +13,11 @@ from collections.abc import Awaitable
 from types import SimpleNamespace, TracebackType
 from typing import Any, Callable
 
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError, RedisError, ResponseError
 
 from rlock import _owners, _protocol
 from rlock._base import LockBase
+from rlock._kinds import ReadWriteLockBase, SemaphoreBase
 from rlock._leases import (
     Lease,
     LeaseBook,
@@ -29,7 +30,7 @@ from rlock._leases import (
 from rlock._protocol import KeyName, LockInfo, Seconds, lock_error, not_owned
 from rlock._settings import encode_owner, socket_timeout_ms, wait_slices
 
-__all__ = ["Lock"]
+__all__ = ["Lock", "ReadWriteLock", "Semaphore"]
 
 OnLost = Callable[["Lock"], Any]
 
@@ -46,6 +47,16 @@ def _in_background(coroutine: Awaitable[Any]) -> asyncio.Task[Any]:
     _background.add(task)
     task.add_done_callback(_background.discard)
     return task
+
+
+async def _close_dedicated(client: Any) -> None:
+    """Disconnects and closes a session connection: the server ends its session holds."""
+    connection = getattr(client, "connection", None)
+    try:
+        if connection is not None:
+            await connection.disconnect()
+    finally:
+        await client.aclose()
 
 
 class TaskLocal:
@@ -208,8 +219,13 @@ class Lock(LockBase):
             # The owner id is new: releasing it undoes a grant that raced the cancellation
             # and does nothing otherwise.
             _in_background(self._release_abandoned(owner))
+            self._after_failed_acquire()
+            raise
+        except BaseException:
+            self._after_failed_acquire()
             raise
         if fencing_token is None:
+            self._after_failed_acquire()
             return False
         self._hold(owner, fencing_token)
         return True
@@ -250,8 +266,7 @@ class Lock(LockBase):
         owner: bytes | None = self.local.token
         if owner is None or self.lost:
             return False
-        info = await self.info()
-        return info is not None and info.owner == owner
+        return self._holds(await self.info(), owner)
 
     # -- what rlock adds --------------------------------------------------------------------
 
@@ -302,9 +317,14 @@ class Lock(LockBase):
 
     async def _acquire_once(self, owner: bytes, wait: int | None) -> int | None:
         args = self._acquire_args(owner, wait)
-        if not self.settings.replicas:
-            return _protocol.as_int(await self.redis.execute_command(*args))
-        token_reply, acknowledged = await self._replica_pipeline(args).execute()
+        try:
+            if not self.settings.replicas:
+                return _protocol.as_int(await self._acquiring_client().execute_command(*args))
+            token_reply, acknowledged = await self._replica_pipeline(args).execute()
+        except ResponseError as error:
+            if (typed := self._typed(error)) is None:
+                raise
+            raise typed from error
         token = _protocol.as_int(token_reply)
         if (shortfall := self._replica_shortfall(token, acknowledged)) is not None:
             await asyncio.shield(
@@ -328,8 +348,47 @@ class Lock(LockBase):
             self._let_go_once(state, remaining)
         return remaining
 
+    def _close_session(self, client: Any) -> None:
+        _in_background(_close_dedicated(client))
+
     def _watchdog(self) -> AsyncWatchdog:
         return watchdog()
 
     def _watch(self, owner: bytes) -> Lease:
         return watchdog().hold(self.redis, self.name, owner, self.settings.lease_ms)
+
+
+class ReadWriteLock(ReadWriteLockBase[Lock]):
+    """As :class:`rlock.ReadWriteLock`, for ``redis.asyncio``: ``read_lock()`` and
+    ``write_lock()`` are :class:`rlock.asyncio.Lock` objects. As with that Lock, reentry is
+    through the same Lock object in the same task: a task holding the write lock that then
+    acquires the read lock waits behind itself; take the read lock with the write lock's
+    owner id (``acquire(token=...)``) or keep to the write lock."""
+
+    def _new_lock(self, *args: Any, **options: Any) -> Lock:
+        return Lock(*args, **options)
+
+
+class Semaphore(SemaphoreBase[Lock]):
+    """As :class:`rlock.Semaphore`, for ``redis.asyncio``: permits are
+    :class:`rlock.asyncio.Lock` objects; ``acquire``, ``info`` and ``available_permits``
+    are coroutines; ``async with sem.permit() as p:`` holds one permit."""
+
+    def _new_lock(self, *args: Any, **options: Any) -> Lock:
+        return Lock(*args, **options)
+
+    async def acquire(
+        self, blocking: bool | None = None, blocking_timeout: Seconds | None = None
+    ) -> Lock | None:
+        """Takes one permit: the held permit, or None when none could be had in time."""
+        permit = self.permit()
+        held = await permit.acquire(blocking=blocking, blocking_timeout=blocking_timeout)
+        return permit if held else None
+
+    async def info(self) -> LockInfo | None:
+        """The key as the server has it now (``holders``: one per permit held)."""
+        return _protocol.parse_info(await self.redis.execute_command("LOCK.INFO", self.name))
+
+    async def available_permits(self) -> int:
+        """How many permits are free now (0 while the key is held otherwise)."""
+        return self._available(self.permits, await self.info())

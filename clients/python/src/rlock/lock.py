@@ -7,7 +7,7 @@ import time
 from types import TracebackType
 from typing import Any, Callable, Literal
 
-from redis.exceptions import LockError
+from redis.exceptions import LockError, ResponseError
 
 from rlock import _owners, _protocol
 from rlock._base import LockBase
@@ -53,6 +53,10 @@ class Lock(LockBase):
     - ``replicas`` / ``replica_timeout``: keyword only; with ``replicas`` N > 0, each
       acquisition waits (``WAIT N``, in the same round trip) up to ``replica_timeout``
       (default 1) for N replicas to have it, else releases it and raises ``ReplicaSyncError``.
+    - ``shared`` / ``limit`` / ``session``: keyword only, the kind of hold (``SHARED``,
+      ``LIMIT n``, ``SESSION``); see :class:`rlock.ReadWriteLock` and :class:`rlock.Semaphore`.
+      A session hold is taken over a dedicated connection per holder, closed at its last
+      release; it also ends when that connection closes.
 
     Raises ValueError (or TypeError) for a time that the server cannot take (at most 30 days,
     at least 1 ms after rounding up).
@@ -104,8 +108,15 @@ class Lock(LockBase):
         del sleep  # the wait happens in the server
         self._forget_if_lost()
         owner = self._owner_for(token)
-        fencing_token = self._acquire_on_server(owner, self._wait_ms(blocking, blocking_timeout))
+        try:
+            fencing_token = self._acquire_on_server(
+                owner, self._wait_ms(blocking, blocking_timeout)
+            )
+        except BaseException:
+            self._after_failed_acquire()
+            raise
         if fencing_token is None:
+            self._after_failed_acquire()
             return False
         self._hold(owner, fencing_token)
         return True
@@ -163,8 +174,7 @@ class Lock(LockBase):
         owner = self.local.token
         if owner is None or self.lost:
             return False
-        info = self.info()
-        return info is not None and info.owner == owner
+        return self._holds(self.info(), owner)
 
     # -- what rlock adds --------------------------------------------------------------------
 
@@ -192,14 +202,25 @@ class Lock(LockBase):
 
     def _acquire_once(self, owner: bytes, wait: int | None) -> int | None:
         args = self._acquire_args(owner, wait)
-        if not self.settings.replicas:
-            return _protocol.as_int(self.redis.execute_command(*args))
-        token_reply, acknowledged = self._replica_pipeline(args).execute()
+        try:
+            if not self.settings.replicas:
+                return _protocol.as_int(self._acquiring_client().execute_command(*args))
+            token_reply, acknowledged = self._replica_pipeline(args).execute()
+        except ResponseError as error:
+            if (typed := self._typed(error)) is None:
+                raise
+            raise typed from error
         token = _protocol.as_int(token_reply)
         if (shortfall := self._replica_shortfall(token, acknowledged)) is not None:
             self.redis.execute_command("LOCK.RELEASE", self.name, owner)
             raise shortfall
         return token
+
+    def _close_session(self, client: Any) -> None:
+        connection = getattr(client, "connection", None)
+        if connection is not None:
+            connection.disconnect()  # the server ends the connection's session holds
+        client.close()
 
     def _watchdog(self) -> ThreadWatchdog:
         return watchdog()
