@@ -28,6 +28,27 @@ pub enum Error {
     #[error("lock not held by this owner (expired, deleted or taken over)")]
     NotHeld,
 
+    /// A semaphore permit ([`Lock::limit`](crate::Lock::limit)) asked for with another
+    /// number of permits than the key is held with: the number changes only once every
+    /// permit is back (or an admin `DEL`s the key).
+    #[error("the key is a semaphore of {held} permits, not {asked}")]
+    LimitMismatch {
+        /// The key's number of permits.
+        held: u32,
+        /// The number asked for.
+        asked: u32,
+    },
+
+    /// The owner already holds the key in a way it cannot reenter as asked: holding it shared
+    /// and asking exclusive (an upgrade in place would deadlock: release first), or holding a
+    /// permit and asking for another kind. The server's message.
+    #[error("{0}")]
+    HoldConflict(String),
+
+    /// A semaphore's number of permits outside 1 to 10000 (the server's range).
+    #[error("invalid limit {0}: a semaphore has 1 to 10000 permits")]
+    InvalidLimit(u32),
+
     /// The owner id is empty or longer than 1024 bytes (the server's limit).
     #[error("invalid owner id: {0}")]
     InvalidOwner(&'static str),

@@ -12,6 +12,9 @@
 //! * Re-acquiring with the same owner id (the same `Lock`, or one with the same
 //!   [`Lock::owner`]) while it is held is a reentry: the server counts holds, the token stays,
 //!   each guard releases one hold.
+//! * Besides exclusive locks: shared (read) holds ([`Lock::shared`]), semaphore permits
+//!   ([`Lock::limit`]) and session holds that end with their connection ([`Lock::session`]),
+//!   with the same guards.
 //! * Every failure is an [`Error`]; nothing panics.
 //!
 //! Durations are [`std::time::Duration`]s, sent as whole milliseconds rounded up (at least
@@ -47,4 +50,4 @@ mod lock;
 pub use aio::{AsyncConnection, AsyncLockGuard};
 pub use error::{Error, Result};
 pub use guard::LockGuard;
-pub use lock::{Lock, DEFAULT_LEASE, MAX_MS, MAX_OWNER_LEN};
+pub use lock::{Lock, DEFAULT_LEASE, MAX_LIMIT, MAX_MS, MAX_OWNER_LEN};

@@ -33,7 +33,23 @@ enum Wait {
     Forever,
 }
 
-/// A named lock and how to take it: key, owner id, ttl or lease, wait, replica sync.
+/// The kind of hold `LOCK.ACQUIRE` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Nobody else holds the key (the default).
+    Exclusive,
+    /// `SHARED`: any number of shared holders at once; an exclusive hold excludes them.
+    Shared,
+    /// `LIMIT n`: one of the key's `n` permits.
+    Limit(u32),
+}
+
+/// The server's upper bound for a semaphore's permits (`LIMIT n`).
+pub const MAX_LIMIT: u32 = 10_000;
+
+/// A named lock and how to take it: key, owner id, ttl or lease, wait, replica sync, and the
+/// kind of hold (exclusive, [`shared`](Lock::shared), a [`limit`](Lock::limit) permit, a
+/// [`session`](Lock::session) hold).
 ///
 /// Building is cheap and infallible; the settings are checked when acquiring. A `Lock` is
 /// `Clone` and can be acquired many times; every acquisition with the same owner id while the
@@ -58,6 +74,8 @@ pub struct Lock {
     wait: Wait,
     replicas: Option<(u64, Duration)>,
     watchdog: Option<redis::Client>,
+    kind: Kind,
+    session: bool,
 }
 
 /// A `Lock`'s settings checked and turned into wire values.
@@ -75,6 +93,8 @@ pub(crate) struct Plan {
     pub wait_ms: Option<u64>,
     /// `(numreplicas, timeout_ms)` for Redis' `WAIT` after the acquisition.
     pub replicas: Option<(u64, u64)>,
+    /// `SHARED` or `LIMIT n`, and `SESSION`, as sent after the ttl.
+    pub options: Vec<String>,
 }
 
 impl Lock {
@@ -88,7 +108,40 @@ impl Lock {
             wait: Wait::No,
             replicas: None,
             watchdog: None,
+            kind: Kind::Exclusive,
+            session: false,
         }
+    }
+
+    /// A shared (read) hold (`SHARED`): any number of owners hold the key shared at once,
+    /// while an exclusive hold (a `Lock` without `shared`) excludes them all, as Redisson's
+    /// `RReadWriteLock`. Waiting is first come, first served across both: a shared request
+    /// never passes a queued exclusive one. Replaces a [`limit`](Lock::limit).
+    pub fn shared(mut self) -> Lock {
+        self.kind = Kind::Shared;
+        self
+    }
+
+    /// One permit of a semaphore of `permits` (`LIMIT n`, 1 to 10000, checked when acquiring:
+    /// [`Error::InvalidLimit`]): up to `permits` owners hold the key at once, each with its
+    /// own token and expiry, as Redisson's `RPermitExpirableSemaphore`. The first permit fixes
+    /// the number; asking with another while any is held fails with
+    /// [`Error::LimitMismatch`]. Replaces [`shared`](Lock::shared).
+    pub fn limit(mut self, permits: u32) -> Lock {
+        self.kind = Kind::Limit(permits);
+        self
+    }
+
+    /// A session hold (`SESSION`, with any kind): it also ends, and passes to the next waiter,
+    /// when the connection that took it closes. The hold lives with the acquiring connection:
+    /// keep that connection open while holding (the blocking guard borrows it; an async guard
+    /// keeps a clone, and every clone of a multiplexed connection shares one socket). A
+    /// reconnect (say by a `ConnectionManager`) ends the hold; in lease mode the watchdog then
+    /// reports it lost. The ttl or lease still applies, and after a failover or restart it is
+    /// the only end besides a release.
+    pub fn session(mut self) -> Lock {
+        self.session = true;
+        self
     }
 
     /// Uses `owner` as the owner id instead of the generated UUID: non-empty, at most 1024
@@ -190,6 +243,17 @@ impl Lock {
             Some((n, timeout)) => Some((n, millis(timeout, "replica timeout")?)),
             None => None,
         };
+        let mut options = match self.kind {
+            Kind::Exclusive => vec![],
+            Kind::Shared => vec!["SHARED".to_string()],
+            Kind::Limit(n) if (1..=MAX_LIMIT).contains(&n) => {
+                vec!["LIMIT".to_string(), n.to_string()]
+            }
+            Kind::Limit(n) => return Err(Error::InvalidLimit(n)),
+        };
+        if self.session {
+            options.push("SESSION".to_string());
+        }
         Ok(Plan {
             key: self.key.clone(),
             owner: self.owner.clone(),
@@ -198,6 +262,7 @@ impl Lock {
             lease,
             wait_ms,
             replicas,
+            options,
         })
     }
 }
@@ -242,7 +307,7 @@ impl Plan {
         start + self.validity
     }
 
-    /// `LOCK.ACQUIRE key owner ttl [WAIT t]`, then `WAIT n timeout` when replicas are asked
+    /// `LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT t]`, then `WAIT n timeout` when replicas are asked
     /// for: one round trip.
     pub fn acquire_pipeline(&self) -> redis::Pipeline {
         let mut pipe = redis::pipe();
@@ -250,7 +315,8 @@ impl Plan {
         pipe.cmd("LOCK.ACQUIRE")
             .arg(&self.key)
             .arg(&self.owner)
-            .arg(self.ttl_ms);
+            .arg(self.ttl_ms)
+            .arg(&self.options);
         if let Some(wait_ms) = self.wait_ms {
             pipe.arg("WAIT").arg(wait_ms);
         }
@@ -296,7 +362,7 @@ impl Plan {
         let token = match replies.next() {
             Some(Value::Int(token)) if token > 0 => token as u64,
             Some(Value::Nil) => return Outcome::Failed(Error::NotAcquired),
-            Some(Value::ServerError(error)) => return Outcome::Failed(Error::Redis(error.into())),
+            Some(Value::ServerError(error)) => return Outcome::Failed(acquire_error(error)),
             other => return Outcome::Failed(unexpected("LOCK.ACQUIRE", other.as_ref())),
         };
         let Some((wanted, _)) = self.replicas else {
@@ -365,6 +431,25 @@ pub(crate) fn renew_outcome(reply: redis::RedisResult<Value>) -> Result<()> {
         Value::ServerError(error) => Err(Error::Redis(error.into())),
         other => Err(unexpected("LOCK.RENEW", Some(&other))),
     }
+}
+
+/// A server error of `LOCK.ACQUIRE`: the refusals about the kind of hold typed, others as
+/// [`Error::Redis`].
+fn acquire_error(error: redis::ServerError) -> Error {
+    let detail = error.details().unwrap_or_default();
+    if let Some(rest) = detail.strip_prefix("LIMIT ") {
+        let mut numbers = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|part| !part.is_empty())
+            .map(str::parse::<u32>);
+        if let (Some(Ok(asked)), Some(Ok(held))) = (numbers.next(), numbers.next()) {
+            return Error::LimitMismatch { held, asked };
+        }
+    }
+    if detail.contains("cannot also hold it") {
+        return Error::HoldConflict(detail.to_string());
+    }
+    Error::Redis(error.into())
 }
 
 fn unexpected(command: &str, reply: Option<&Value>) -> Error {
@@ -455,6 +540,27 @@ mod tests {
             .replicas(1, Duration::from_secs(500))
             .plan()?;
         assert_eq!(slow_replicas.valid_until(sent, received), sent + ttl);
+        Ok(())
+    }
+
+    #[test]
+    fn hold_kinds_become_options() -> Result<()> {
+        let options = |lock: Lock| lock.plan().map(|plan| plan.options.join(" "));
+        assert_eq!(options(Lock::new("k"))?, "");
+        assert_eq!(options(Lock::new("k").shared())?, "SHARED");
+        assert_eq!(
+            options(Lock::new("k").limit(3).session())?,
+            "LIMIT 3 SESSION"
+        );
+        assert_eq!(options(Lock::new("k").limit(3).shared())?, "SHARED");
+        assert!(matches!(
+            Lock::new("k").limit(0).plan(),
+            Err(Error::InvalidLimit(0))
+        ));
+        assert!(matches!(
+            Lock::new("k").limit(MAX_LIMIT + 1).plan(),
+            Err(Error::InvalidLimit(_))
+        ));
         Ok(())
     }
 
