@@ -41,10 +41,18 @@ impl Traces {
 
 /// A server that listens on every channel: AOF (propagation), save points (dirty counter),
 /// and keyspace events of every class.
+///
+/// `appendfsync always` makes `aof_current_size` exact at every reply: the AOF buffer is
+/// written before the replies go out. With the default `everysec` the server postpones that
+/// write (up to 2 s) while its background fsync of the previous second is still running, so on
+/// a busy disk one call's bytes were counted during a later one (a refused call "propagated"
+/// the 37 bytes of the previous `SET k:sentinel x`, a handoff "propagated" nothing).
 fn observed_server() -> Server {
     Server::start_with(&[
         "--appendonly",
         "yes",
+        "--appendfsync",
+        "always",
         "--save",
         "3600 1",
         "--notify-keyspace-events",
