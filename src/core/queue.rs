@@ -49,6 +49,11 @@ impl<W> WaitQueue<W> {
         self.waiters.len()
     }
 
+    /// The waiters, longest-waiting first.
+    pub fn iter(&self) -> impl Iterator<Item = &W> {
+        self.waiters.values()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.waiters.is_empty()
     }

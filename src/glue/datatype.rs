@@ -2,15 +2,17 @@
 //! frees a lock value.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis_module::native_types::RedisType;
 use redis_module::raw::{
-    self, RedisModuleDigest, RedisModuleIO, RedisModuleString, RedisModuleType,
+    self, RedisModuleDigest, RedisModuleIO, RedisModuleKeyOptCtx, RedisModuleString,
+    RedisModuleType,
 };
 
 use super::api::rm;
 use super::context::log;
-use super::entry::run_callback;
+use super::entry::{run_callback, string_bytes};
 use super::replicate::{ApplyArgs, APPLY_COMMAND, APPLY_FORMAT, HOLDS_FORMAT, HOLDS_TAG};
 use super::token_counter::{self, last_token, observe};
 use super::value::{free_value, into_value, into_value_checked, stored, Stored};
@@ -40,7 +42,7 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
         defrag: None,
         copy2: None,
         free_effort2: None,
-        mem_usage2: None,
+        mem_usage2: Some(mem_usage2),
         unlink2: Some(super::events::lock_unlinked),
     },
 );
@@ -155,9 +157,119 @@ unsafe extern "C" fn aof_rewrite(
     })
 }
 
+/// MEMORY USAGE without the key (a server that does not pass it): the value alone.
 unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
-    // SAFETY: the server passes a value of our type, which mem_usage only reads.
-    unsafe { super::value::size_of(value.cast_mut()) }
+    // SAFETY: the server passes a value of our type, which is only read.
+    run_callback("mem_usage", 0, || unsafe { value_memory(value) })
+}
+
+/// MEMORY USAGE of a lock key (Redis 7.0+, Valkey): what the value really costs in the
+/// allocator, the two small objects the server keeps per module value and leaves out of its own
+/// count, and the entries of the clients queued for the key.
+unsafe extern "C" fn mem_usage2(
+    ctx: *mut RedisModuleKeyOptCtx,
+    value: *const c_void,
+    _sample_size: usize,
+) -> usize {
+    run_callback("mem_usage", 0, || {
+        // SAFETY: the server passes a value of our type, which is only read.
+        let own = unsafe { value_memory(value) };
+        // SAFETY: ctx is the live key context of this call.
+        let queued =
+            unsafe { key_of(ctx) }.map_or(0, |(db, name)| super::waiters::queue_memory(db, name));
+        own.saturating_add(queued)
+    })
+}
+
+/// The key and database a MEMORY USAGE is for, if the server says.
+///
+/// # Safety
+/// `ctx` must be null or a live key context.
+unsafe fn key_of<'a>(ctx: *mut RedisModuleKeyOptCtx) -> Option<(i32, &'a [u8])> {
+    if ctx.is_null() {
+        return None;
+    }
+    // SAFETY: reads of function pointers written once by RedisModule_Init; ctx is live.
+    let (key_name, db_id) = unsafe {
+        ({ raw::RedisModule_GetKeyNameFromOptCtx }?, {
+            raw::RedisModule_GetDbIdFromOptCtx
+        }?)
+    };
+    // SAFETY: as above; the name lives as long as the call.
+    let name = unsafe { key_name(ctx) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: a live server string.
+    Some((unsafe { db_id(ctx) }, unsafe { string_bytes(name) }))
+}
+
+/// A value's real cost: its allocation as the allocator sized it, plus the object (`robj`) and
+/// the module-value wrapper (a type pointer and the value pointer) the server allocates for
+/// every module value. MEMORY USAGE counts both for its own types (a string's `robj`, its
+/// `sds`), but leaves them to the module for a module type.
+///
+/// # Safety
+/// `value` must be null or a live value of ours.
+unsafe fn value_memory(value: *const c_void) -> usize {
+    // SAFETY: the caller promises a live value of ours.
+    let bytes = unsafe { super::value::size_of(value.cast_mut()) };
+    if bytes == 0 {
+        return 0;
+    }
+    // SAFETY: every value of ours is one allocation of the server's allocator (RedisAlloc).
+    let allocated = match unsafe { raw::RedisModule_MallocSize } {
+        Some(malloc_size) => unsafe { malloc_size(value.cast_mut()) }.max(bytes),
+        None => bytes,
+    };
+    allocated + server_objects()
+}
+
+/// `robj` (type, encoding, LRU bits, refcount, a pointer) and `moduleValue` (two pointers).
+const SERVER_OBJECT_BYTES: [usize; 2] = [
+    4 + 4 + std::mem::size_of::<*const c_void>(),
+    2 * std::mem::size_of::<*const c_void>(),
+];
+
+/// What the allocator gives for SERVER_OBJECT_BYTES, probed once (0: not yet).
+static SERVER_OBJECTS: AtomicUsize = AtomicUsize::new(0);
+
+fn server_objects() -> usize {
+    let known = SERVER_OBJECTS.load(Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
+    let total = SERVER_OBJECT_BYTES
+        .iter()
+        .map(|&size| allocation_for(size))
+        .sum();
+    SERVER_OBJECTS.store(total, Ordering::Relaxed);
+    total
+}
+
+/// How many bytes the server's allocator hands out for a request of `size` (its size class).
+fn allocation_for(size: usize) -> usize {
+    // SAFETY: reads of function pointers written once by RedisModule_Init.
+    let calls = unsafe {
+        (
+            raw::RedisModule_Alloc,
+            raw::RedisModule_MallocSize,
+            raw::RedisModule_Free,
+        )
+    };
+    let (Some(alloc), Some(malloc_size), Some(free)) = calls else {
+        return size;
+    };
+    // SAFETY: a fresh allocation, measured and freed at once.
+    unsafe {
+        let probe = alloc(size);
+        if probe.is_null() {
+            return size;
+        }
+        let allocated = malloc_size(probe);
+        free(probe);
+        allocated.max(size)
+    }
 }
 
 unsafe extern "C" fn digest(md: *mut RedisModuleDigest, value: *mut c_void) {

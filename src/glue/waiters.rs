@@ -151,6 +151,65 @@ pub fn queued(db: i32, name: &[u8]) -> usize {
     })
 }
 
+/// What the queue for `key` takes in rlock's memory (MEMORY USAGE adds it to the lock's own
+/// size): the queue's entries in the registry and its copies of the key name, and per waiter its
+/// queue entry, owner and index entries. The owners and names as the allocator sized them, the
+/// tables and the queue's tree nodes from their layouts. A waiting client's connection and its
+/// blocked-client state are the server's (counted under clients, e.g. `mem_clients_normal`).
+pub fn queue_memory(db: i32, name: &[u8]) -> usize {
+    with_registry(|registry| {
+        if registry.queues.is_empty() {
+            return 0;
+        }
+        let Some(queue) = registry.queue_mut(db, name) else {
+            return 0;
+        };
+        let waiting = queue.waiters.len();
+        let owners: usize = queue.waiters.iter().map(|w| heap_size(&w.owner)).sum();
+        // queues and by_key: one entry each; the name in KeyQueue and as by_key's key.
+        let per_queue = table_entry(std::mem::size_of::<(u64, KeyQueue)>())
+            + table_entry(std::mem::size_of::<(Box<[u8]>, u64)>())
+            + 2 * heap_size(&queue.key.name);
+        // queue_of_waiter and waiter_of_client: one entry each per waiter.
+        let per_waiter = 2 * table_entry(std::mem::size_of::<(u64, u64)>());
+        per_queue + owners + waiting * per_waiter + tree_nodes(waiting)
+    })
+}
+
+/// The share of a hash table entry: the entry, its control byte, at most 7/8 of buckets full.
+fn table_entry(size: usize) -> usize {
+    (size + 1) * 8 / 7
+}
+
+/// The B-tree nodes holding `n` waiters: leaves of up to 11 entries (each a parent pointer, two
+/// u16 and 11 keys and values), and an internal node (a leaf plus 12 edges) per 11 leaves.
+fn tree_nodes(n: usize) -> usize {
+    const CAPACITY: usize = 11;
+    let leaf = 16 + CAPACITY * (std::mem::size_of::<u64>() + std::mem::size_of::<Waiter>());
+    let leaves = n.div_ceil(CAPACITY);
+    let internal = if leaves > 1 {
+        leaves.div_ceil(CAPACITY)
+    } else {
+        0
+    };
+    leaves * leaf + internal * (leaf + (CAPACITY + 1) * std::mem::size_of::<usize>())
+}
+
+/// The allocation behind a boxed byte string, as the server's allocator sized it.
+fn heap_size(bytes: &[u8]) -> usize {
+    if bytes.is_empty() {
+        return 0;
+    }
+    // SAFETY: a read of a function pointer written once by RedisModule_Init; a non-empty box
+    // is one allocation of the server's allocator (RedisAlloc), measured in place.
+    match unsafe { redis_module::raw::RedisModule_MallocSize } {
+        Some(malloc_size) => {
+            unsafe { malloc_size(bytes.as_ptr().cast_mut().cast::<c_void>()) }.max(bytes.len())
+        }
+        None => bytes.len(),
+    }
+}
+
 /// Whether anyone waits for anything: lets hot paths skip the registry.
 pub fn anyone_waiting() -> bool {
     with_registry(|registry| !registry.queues.is_empty())
