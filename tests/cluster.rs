@@ -92,10 +92,11 @@ impl Node {
         })
     }
 
+    /// The nodes this one knows, handshakes in progress left out.
     fn known_nodes(&self) -> usize {
         let mut con = self.con();
         match run(&mut con, redis::cmd("CLUSTER").arg("NODES")) {
-            Ok(value) => common::text(&value).map_or(0, |nodes| nodes.lines().count()),
+            Ok(value) => common::text(&value).map_or(0, |nodes| count_known(&nodes)),
             Err(_) => 0,
         }
     }
@@ -103,6 +104,18 @@ impl Node {
     fn role(&self) -> Option<String> {
         self.server.info_field("replication", "role")
     }
+}
+
+/// The lines of a CLUSTER NODES reply whose flags (third field) show no handshake.
+fn count_known(nodes: &str) -> usize {
+    nodes
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(2)
+                .is_some_and(|flags| !flags.contains("handshake"))
+        })
+        .count()
 }
 
 /// Masters and their replicas (`replicas[i]` replicates `masters[i]`), with the slots split
@@ -116,16 +129,19 @@ impl Cluster {
     fn start(masters: usize) -> Cluster {
         let masters: Vec<Node> = (0..masters).map(|_| Node::start()).collect();
         let replicas: Vec<Node> = (0..masters.len()).map(|_| Node::start()).collect();
-        let mut first = masters[0].con();
-        for node in masters.iter().chain(&replicas).skip(1) {
-            let meet = redis::cmd("CLUSTER")
-                .arg("MEET")
-                .arg("127.0.0.1")
-                .arg(node.server.port())
-                .arg(node.bus_port)
-                .clone();
-            ok(run(&mut first, &meet), "CLUSTER MEET");
-        }
+        let meet_all = || {
+            let mut first = masters[0].con();
+            for node in masters.iter().chain(&replicas).skip(1) {
+                let meet = redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(node.server.port())
+                    .arg(node.bus_port)
+                    .clone();
+                ok(run(&mut first, &meet), "CLUSTER MEET");
+            }
+        };
+        meet_all();
         let per_master = 16384 / masters.len();
         for (i, master) in masters.iter().enumerate() {
             let low = i * per_master;
@@ -142,12 +158,24 @@ impl Cluster {
                 .clone();
             ok(run(&mut con, &add), "CLUSTER ADDSLOTSRANGE");
         }
+        // A handshake not finished within the node timeout is dropped (a loaded machine is slow
+        // enough): meet again until every node knows every other.
         let all = masters.len() * 2;
-        for node in masters.iter().chain(&replicas) {
-            wait_long("every node to know every other", || {
-                node.known_nodes() == all
-            });
-        }
+        let mut last_meet = Instant::now();
+        wait_long("every node to know every other", || {
+            if masters
+                .iter()
+                .chain(&replicas)
+                .all(|node| node.known_nodes() == all)
+            {
+                return true;
+            }
+            if last_meet.elapsed() > Duration::from_secs(2) {
+                meet_all();
+                last_meet = Instant::now();
+            }
+            false
+        });
         for (replica, master) in replicas.iter().zip(&masters) {
             let mut con = replica.con();
             let replicate = redis::cmd("CLUSTER")
