@@ -352,8 +352,10 @@ fn memory_usage_counts_the_owner() {
         "MEMORY USAGE long",
     );
     assert!(short > 0, "MEMORY USAGE of a lock: {short}");
+    // MEMORY USAGE counts allocations as the allocator sized them: the short lock's rounding
+    // up (to 24 usable bytes under glibc malloc, Valkey 9.1's build) shrinks the difference.
     assert!(
-        long - short >= 999,
+        long - short >= 1000 - 32,
         "a 1000-byte owner counts: {short} -> {long}"
     );
     nil(
