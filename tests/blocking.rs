@@ -824,9 +824,9 @@ fn handoffs_are_counted_by_why_the_lock_was_freed() {
     waiter.token("handed after the server expired the lock");
     assert_eq!(handoffs(&mut con), (1, 1, 0));
 
-    // A lock nobody waits for, expired by the server, leaves no mark that would make a later
-    // deletion of the same key count as an expiry.
-    call!(&mut con, "LOCK.RELEASE", "k", "w2").expect("release");
+    // A lock nobody waits for, expired by the server while others wait for another key,
+    // leaves no mark that would make a later deletion of the same key count as an expiry.
+    let other = Waiter::start(&server, "k", "other", 600000, 0, 0);
     call!(&mut con, "LOCK.ACQUIRE", "j", "holder", 600000).expect("holder");
     let replies = in_one_turn(
         &mut con,
@@ -838,8 +838,11 @@ fn handoffs_are_counted_by_why_the_lock_was_freed() {
     );
     assert_eq!(replies[2], Value::Int(0), "the server expired the key");
     call!(&mut con, "LOCK.ACQUIRE", "j", "holder", 600000).expect("holder");
-    let waiter = Waiter::start(&server, "j", "w3", 600000, 0, 0);
+    let waiter = Waiter::start(&server, "j", "w3", 600000, 0, 1);
     assert_eq!(int(call!(&mut con, "DEL", "j"), "DEL"), 1);
     waiter.token("handed on DEL");
     assert_eq!(handoffs(&mut con), (1, 1, 1));
+    call!(&mut con, "LOCK.RELEASE", "k", "w2").expect("release");
+    other.token("handed on release");
+    assert_eq!(handoffs(&mut con), (2, 1, 1));
 }
