@@ -473,6 +473,19 @@ fn migrate_carries_a_held_lock_with_its_token_and_answers_the_waiter_left_behind
     assert!(acquire(&mut on_target, &key, "next") > token);
 }
 
+/// Makes the server a replica of `nowhere` (a port nobody serves) and a master again: a
+/// promotion that needs no sync.
+fn promote_from_nowhere(con: &mut redis::Connection, nowhere: u16) {
+    ok(
+        run(con, redis::cmd("REPLICAOF").arg("127.0.0.1").arg(nowhere)),
+        "REPLICAOF",
+    );
+    ok(
+        run(con, redis::cmd("REPLICAOF").arg("NO").arg("ONE")),
+        "REPLICAOF NO ONE",
+    );
+}
+
 #[test]
 fn hundreds_of_promotions_keep_tokens_rising_and_lock_grants_working() {
     let server = Server::start();
@@ -482,17 +495,7 @@ fn hundreds_of_promotions_keep_tokens_rising_and_lock_grants_working() {
     let mut previous = acquire(&mut con, "k", "o");
     assert_eq!(release(&mut con, "k", "o"), 0);
     for round in 0..300 {
-        ok(
-            run(
-                &mut con,
-                redis::cmd("REPLICAOF").arg("127.0.0.1").arg(nowhere),
-            ),
-            "REPLICAOF",
-        );
-        ok(
-            run(&mut con, redis::cmd("REPLICAOF").arg("NO").arg("ONE")),
-            "REPLICAOF NO ONE",
-        );
+        promote_from_nowhere(&mut con, nowhere);
         let token = acquire(&mut con, "k", "o");
         assert!(
             token >= previous + PROMOTION_JUMP,
@@ -702,17 +705,7 @@ fn a_promotions_lead_survives_a_reload_and_an_aof_restart() {
     let mut server = Server::start_with(&["--appendonly", "yes", "--enable-debug-command", "yes"]);
     let mut con = server.conn();
     let nowhere = free_port();
-    ok(
-        run(
-            &mut con,
-            redis::cmd("REPLICAOF").arg("127.0.0.1").arg(nowhere),
-        ),
-        "REPLICAOF",
-    );
-    ok(
-        run(&mut con, redis::cmd("REPLICAOF").arg("NO").arg("ONE")),
-        "REPLICAOF NO ONE",
-    );
+    promote_from_nowhere(&mut con, nowhere);
     let lead = || server_lead(&server);
     assert_eq!(lead(), 600_000, "a fresh server's first promotion");
     ok(

@@ -275,14 +275,7 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     if let (Mode::Exclusive, [holder]) = (mode, holds.holders.as_slice()) {
         let session = holder.session.is_some();
         ctx.reply_map(5 + usize::from(session));
-        ctx.reply_simple(c"owner");
-        ctx.reply_bytes(&holder.owner);
-        ctx.reply_simple(c"count");
-        ctx.reply_integer(holder.count.into());
-        ctx.reply_simple(c"ttl");
-        ctx.reply_integer(ttl(holder));
-        ctx.reply_simple(c"token");
-        ctx.reply_integer(holder.token as i64);
+        reply_holder(ctx, holder, ttl(holder));
         ctx.reply_simple(c"waiters");
         ctx.reply_integer(waiting);
         if session {
@@ -311,20 +304,26 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     unsafe { rm!(RedisModule_ReplyWithArray)(ctx.0, holds.holders.len() as std::os::raw::c_long) };
     for holder in &holds.holders {
         ctx.reply_map(5);
-        ctx.reply_simple(c"owner");
-        ctx.reply_bytes(&holder.owner);
-        ctx.reply_simple(c"count");
-        ctx.reply_integer(holder.count.into());
-        ctx.reply_simple(c"ttl");
-        ctx.reply_integer(ttl(holder));
-        ctx.reply_simple(c"token");
-        ctx.reply_integer(holder.token as i64);
+        reply_holder(ctx, holder, ttl(holder));
         ctx.reply_simple(c"session");
         ctx.reply_integer(holder.session.is_some().into());
     }
     ctx.reply_simple(c"waiters");
     ctx.reply_integer(waiting);
     Ok(())
+}
+
+/// The four fields every holder shows in LOCK.INFO, as pairs: owner, count, ttl (ms left, -1
+/// for a permanent lock), token.
+fn reply_holder(ctx: Ctx, holder: &Holder, ttl: i64) {
+    ctx.reply_simple(c"owner");
+    ctx.reply_bytes(&holder.owner);
+    ctx.reply_simple(c"count");
+    ctx.reply_integer(holder.count.into());
+    ctx.reply_simple(c"ttl");
+    ctx.reply_integer(ttl);
+    ctx.reply_simple(c"token");
+    ctx.reply_integer(holder.token as i64);
 }
 
 /// LOCK.APPLY key owner count expires_at token counter -> OK

@@ -202,15 +202,20 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
         }
         Ok(Some(mut holds)) => {
             let expired = holds.expire(now);
-            if expired > 0 && holds.is_free() {
-                // Every ttl has run out, to the millisecond: Redis would call it expired one
-                // millisecond later; the waiters need not wait for that.
-                lock_key.delete();
-                replicate::deletion(ctx, name.as_ptr());
-                lock_key.notify(Event::Expired);
-                // Our own "expired" event marked it; consume the mark.
-                why_gone(key.db, &key.name);
-                let freed = Freed::Expired;
+            if expired > 0 {
+                let others_hold_on = !holds.is_free();
+                if others_hold_on {
+                    // Some holders expired, others hold on: their weight goes to the queue.
+                    stats::add(Counter::Expirations, expired as u64);
+                } else {
+                    // Every ttl has run out, to the millisecond: Redis would call it expired
+                    // one millisecond later; the waiters need not wait for that.
+                    lock_key.delete();
+                    replicate::deletion(ctx, name.as_ptr());
+                    lock_key.notify(Event::Expired);
+                    // Our own "expired" event marked it; consume the mark.
+                    why_gone(key.db, &key.name);
+                }
                 settle(
                     ctx,
                     &mut lock_key,
@@ -219,23 +224,8 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
                     bytes,
                     &mut holds,
                     now,
-                    freed,
-                    false,
-                );
-            } else if expired > 0 {
-                // Some holders expired, others hold on: their weight goes to the queue.
-                stats::add(Counter::Expirations, expired as u64);
-                let freed = Freed::Expired;
-                settle(
-                    ctx,
-                    &mut lock_key,
-                    name.as_ptr(),
-                    db,
-                    bytes,
-                    &mut holds,
-                    now,
-                    freed,
-                    true,
+                    Freed::Expired,
+                    others_hold_on,
                 );
             } else {
                 // Still held (renewed, or reentered): look again at the next expiry, or sooner.
