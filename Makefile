@@ -11,7 +11,7 @@ IMAGE_BASE ?= rlock-base:trixie
 # libclang for bindgen, debootstrap for the other server versions and the image's base.
 DEBIAN_PACKAGES := redis-server redis-tools libclang-dev debootstrap
 
-.PHONY: build deps run test unit integration servers image container clients python-client rust-client bench clean lint
+.PHONY: build deps run test unit integration servers image container clients python-client rust-client bench mutants clean lint
 
 build: deps
 	$(CARGO) build --release -p rlock
@@ -77,6 +77,23 @@ bench: build
 	$(CARGO) run --release -p rlock-bench -- --module $(CURDIR)/$(MODULE)
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench
 	python3 bench/command_tax.py $(CURDIR)/$(MODULE)
+
+# Mutation testing (cargo-mutants; not part of `make test`): each mutant of src/ is built in its
+# own copy of the tree with its own librlock.so (.cargo/mutants-cargo) and must fail the unit
+# tests or the integration suite (host redis-server, or RLOCK_SERVER). By default only code that
+# differs from $(MUTANTS_BASE), committed or not (new untracked files are not in the diff);
+# ALL=1 mutates everything (hours, see README). Harmless survivors, with reasons:
+# .cargo/mutants.toml. Results: target/mutants.out/. Runs the cargo-mutants binary itself:
+# `cargo mutants` would reset CARGO and bypass the wrapper.
+MUTANTS_BASE ?= main
+mutants: deps
+	@command -v cargo-mutants >/dev/null || $(CARGO) install --locked cargo-mutants
+	@mkdir -p target
+	@if [ -n "$(ALL)" ]; then scope=; else \
+		git diff $(MUTANTS_BASE) -- src > target/mutants.diff; scope="--in-diff target/mutants.diff"; fi; \
+	env -u RLOCK_MODULE -u RLOCK_IMAGE -u CARGO_TARGET_DIR \
+		CARGO=$(CURDIR)/.cargo/mutants-cargo RLOCK_REAL_CARGO=$(CARGO) \
+		cargo-mutants mutants --output target $$scope $(MUTANTS_ARGS)
 
 lint:
 	$(CARGO) fmt --check

@@ -614,7 +614,11 @@ fn info_lock_held_stays_right_across_reload_and_restart() {
     assert_eq!(lock_info_field(&mut con, "last_token"), last_token);
     int(call!(&mut con, "DEL", "a"), "DEL");
     ok(call!(&mut con, "FLUSHALL"), "FLUSHALL");
-    assert_eq!(lock_info_field(&mut con, "held"), 0);
+    // A server whose FLUSHALL is lazy by default (Valkey 9) frees the values on a background
+    // thread after the reply: the count falls when they are freed (docs/operations.md).
+    wait_until("lock_held to fall to 0 after FLUSHALL", || {
+        lock_info_field(&mut con, "held") == 0
+    });
 }
 
 #[test]
