@@ -728,3 +728,37 @@ fn server_lead(server: &Server) -> i64 {
         .parse()
         .expect("a number")
 }
+
+#[test]
+fn the_split_allowance_is_a_config_that_refuses_bad_values() {
+    let server = Server::start_with(&["--lock.split-allowance-ms", "5000"]);
+    let mut con = server.conn();
+    let nowhere = free_port();
+    promote_from_nowhere(&mut con, nowhere);
+    assert_eq!(server_lead(&server), 5000);
+    for bad in ["999", "86400001", "-1", "ten"] {
+        error(
+            run(
+                &mut con,
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("lock.split-allowance-ms")
+                    .arg(bad),
+            ),
+            "a split allowance out of range",
+        );
+    }
+    ok(
+        run(
+            &mut con,
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("lock.split-allowance-ms")
+                .arg(60_000),
+        ),
+        "CONFIG SET",
+    );
+    // Each promotion adds the allowance in force to the lead.
+    promote_from_nowhere(&mut con, nowhere);
+    assert_eq!(server_lead(&server), 5000 + 60_000);
+}

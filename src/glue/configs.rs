@@ -1,6 +1,6 @@
 //! Module configs (`CONFIG SET/GET lock.*`, redis.conf, `MODULE LOADEX ... CONFIG`): limits an
-//! operator may lower. The server checks each value against its range and refuses anything
-//! outside it with an error, changing nothing.
+//! operator may lower, and the split allowance of a promotion. The server checks each value
+//! against its range and refuses anything outside it with an error, changing nothing.
 
 use std::ffi::{c_char, c_longlong, c_uint, c_void, CStr};
 use std::os::raw::c_int;
@@ -11,6 +11,7 @@ use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 use super::api::rm;
 use super::context::{log, OK};
 use crate::core::request::{Limits, MAX_OWNER_BYTES, MAX_TTL_MS};
+use crate::core::tokens::DEFAULT_SPLIT_ALLOWANCE_MS;
 
 struct NumericConfig {
     name: &'static CStr,
@@ -22,8 +23,13 @@ struct NumericConfig {
 const MAX_TTL: usize = 0;
 const MAX_OWNER: usize = 1;
 const MAX_WAITERS: usize = 2;
+const SPLIT_ALLOWANCE: usize = 3;
 
-const CONFIGS: [NumericConfig; 3] = [
+/// The longest split allowance: a day of clock per promotion (core/tokens.rs: the budget runs
+/// to the year 2248, so even a day per promotion leaves room for tens of thousands of them).
+const MAX_SPLIT_ALLOWANCE_MS: i64 = 24 * 3600 * 1000;
+
+const CONFIGS: [NumericConfig; 4] = [
     NumericConfig {
         name: c"max-ttl",
         default: MAX_TTL_MS as i64,
@@ -42,12 +48,19 @@ const CONFIGS: [NumericConfig; 3] = [
         min: 1,
         max: i64::MAX,
     },
+    NumericConfig {
+        name: c"split-allowance-ms",
+        default: DEFAULT_SPLIT_ALLOWANCE_MS as i64,
+        min: 1000,
+        max: MAX_SPLIT_ALLOWANCE_MS,
+    },
 ];
 
-static VALUES: [AtomicI64; 3] = [
+static VALUES: [AtomicI64; 4] = [
     AtomicI64::new(CONFIGS[MAX_TTL].default),
     AtomicI64::new(CONFIGS[MAX_OWNER].default),
     AtomicI64::new(CONFIGS[MAX_WAITERS].default),
+    AtomicI64::new(CONFIGS[SPLIT_ALLOWANCE].default),
 ];
 
 fn value(index: usize) -> u64 {
@@ -65,6 +78,11 @@ pub fn limits() -> Limits {
 /// How many clients may wait for one lock.
 pub fn max_waiters() -> u64 {
     value(MAX_WAITERS)
+}
+
+/// How far a promotion lifts tokens ahead of the clock, in ms (core/tokens.rs `promote`).
+pub fn split_allowance_ms() -> u64 {
+    value(SPLIT_ALLOWANCE)
 }
 
 /// Registers the configs and loads their values from the config file or MODULE LOADEX; false

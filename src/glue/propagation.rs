@@ -16,12 +16,12 @@ use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
 use super::api::rm;
 use super::cluster_floor;
+use super::configs;
 use super::context::{log, now, Ctx};
 use super::entry::run_callback;
 use super::replicate;
 use super::timers;
 use super::token_counter::with_tokens;
-use crate::core::tokens::DEFAULT_SPLIT_ALLOWANCE_MS;
 
 /// How often to ask INFO whether replicas or a backlog are gone.
 const CHECK_EVERY_MS: i64 = 1000;
@@ -158,7 +158,7 @@ unsafe extern "C" fn config_changed(
 
 /// A role change. A replica promoted to master may have missed the last tokens its old master
 /// handed out (replication is asynchronous), and that master may go on granting for a while (a
-/// split brain): the counter jumps the split allowance ahead (core/tokens.rs), and the new
+/// split brain): the counter jumps the split allowance (`lock.split-allowance-ms`) ahead, and the new
 /// master tells its own replicas, its AOF and, in a cluster, every other node.
 unsafe extern "C" fn role_changed(
     ctx: *mut RedisModuleCtx,
@@ -173,7 +173,8 @@ unsafe extern "C" fn role_changed(
             super::events::became_replica();
         }
         if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {
-            with_tokens(|tokens| tokens.promote(now(), DEFAULT_SPLIT_ALLOWANCE_MS));
+            let allowance = configs::split_allowance_ms();
+            with_tokens(|tokens| tokens.promote(now(), allowance));
             replicate::token_counter_soon(ctx);
             cluster_floor::broadcast(ctx);
         }
