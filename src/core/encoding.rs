@@ -485,4 +485,116 @@ mod tests {
             Err(DecodeError::InvalidField("kind"))
         );
     }
+
+    /// One holder with the given expiry field (unix ms; 0 means none), as tagged bytes.
+    fn one_shared_holder(expires_at: Millis) -> Vec<u8> {
+        let mut holds = sample_holds();
+        holds.holders.truncate(1);
+        holds.holders[0].expires_at = Some(expires_at);
+        encode_holds(&holds).to_vec()
+    }
+
+    fn with_limit(bytes: &[u8], limit: u32) -> Vec<u8> {
+        let mut bytes = bytes.to_vec();
+        bytes[7..11].copy_from_slice(&limit.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_semaphore_limit_is_one_to_max_holders() {
+        let bytes = one_shared_holder(5);
+        for (limit, accepted) in [
+            (0, false),
+            (1, true),
+            (MAX_HOLDERS, true),
+            (MAX_HOLDERS + 1, false),
+        ] {
+            let decoded = decode_holds(&with_limit(&bytes, limit), false);
+            match accepted {
+                true => assert_eq!(decoded.map(|holds| holds.kind), Ok(Kind::Semaphore(limit))),
+                false => assert_eq!(decoded, Err(DecodeError::InvalidField("kind"))),
+            }
+        }
+    }
+
+    #[test]
+    fn max_holders_load_and_one_more_is_refused() {
+        let holder = |n: u32| Holder {
+            owner: format!("reader-{n}").into_bytes().into(),
+            count: 1,
+            token: u64::from(n) + 1,
+            expires_at: None,
+            exclusive: false,
+            session: None,
+        };
+        let full = Holds {
+            kind: Kind::Lock,
+            holders: (0..MAX_HOLDERS).map(holder).collect(),
+        };
+        assert_eq!(decode_holds(&encode_holds(&full), false), Ok(full.clone()));
+        let mut over = full;
+        over.holders.push(holder(MAX_HOLDERS));
+        assert_eq!(
+            decode_holds(&encode_holds(&over), false),
+            Err(DecodeError::InvalidField("holders"))
+        );
+    }
+
+    #[test]
+    fn a_holder_expiry_of_zero_is_none_and_a_negative_one_is_refused() {
+        let decoded = decode_holds(&one_shared_holder(0), false);
+        assert_eq!(decoded.map(|holds| holds.holders[0].expires_at), Ok(None));
+        let mut negative = one_shared_holder(0);
+        let at = HOLDS_HEADER_BYTES + 1 + 8;
+        negative[at..at + 8].copy_from_slice(&(-1i64).to_le_bytes());
+        assert_eq!(
+            decode_holds(&negative, false),
+            Err(DecodeError::InvalidField("expiry"))
+        );
+    }
+
+    fn v1_bytes(count: u32, token: u64, owner: &[u8]) -> Vec<u8> {
+        [
+            &count.to_le_bytes()[..],
+            &1_700_000_000_000i64.to_le_bytes(),
+            &token.to_le_bytes(),
+            owner,
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn version_one_limits_are_inclusive() {
+        let longest = vec![b'o'; MAX_OWNER_BYTES];
+        let most = v1_bytes(MAX_COUNT, 7, &longest);
+        assert_eq!(decode(1, &most), Ok(Lock::boxed(&longest, MAX_COUNT, 7)));
+        let too_many = v1_bytes(MAX_COUNT + 1, 7, b"o");
+        assert_eq!(
+            decode(1, &too_many),
+            Err(DecodeError::InvalidField("count"))
+        );
+        let too_long = v1_bytes(1, 7, &vec![b'o'; MAX_OWNER_BYTES + 1]);
+        assert_eq!(
+            decode(1, &too_long),
+            Err(DecodeError::InvalidField("owner"))
+        );
+        // A whole header and no owner is complete, not truncated: the owner is refused.
+        let no_owner = v1_bytes(1, 7, b"");
+        assert_eq!(
+            decode(1, &no_owner),
+            Err(DecodeError::InvalidField("owner"))
+        );
+    }
+
+    #[test]
+    fn the_largest_token_and_owner_load_and_one_more_byte_is_refused() {
+        let longest = vec![b'o'; MAX_OWNER_BYTES];
+        let largest = Lock::boxed(&longest, 1, MAX_TOKEN);
+        assert_eq!(decode(2, encode(&largest)), Ok(largest.to_boxed()));
+        let too_long = Lock::boxed(&vec![b'o'; MAX_OWNER_BYTES + 1], 1, 1);
+        assert_eq!(
+            decode(2, encode(&too_long)),
+            Err(DecodeError::InvalidField("owner"))
+        );
+    }
 }

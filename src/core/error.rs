@@ -242,4 +242,18 @@ mod tests {
             "ERR empty owner in 'lock.release' command"
         );
     }
+
+    #[test]
+    fn a_hold_conflict_names_both_kinds_of_hold() {
+        let conflict = |held, asked| LockError::HoldConflict { held, asked }.to_string();
+        assert_eq!(
+            conflict(Mode::Shared, Want::Exclusive),
+            "ERR the owner holds this key shared and cannot also hold it exclusive in \
+             'lock.acquire' command (release first: an upgrade in place deadlocks)"
+        );
+        assert!(conflict(Mode::Exclusive, Want::Limit(3))
+            .contains("holds this key exclusive and cannot also hold it as a permit of LIMIT 3 "));
+        assert!(conflict(Mode::Limit(2), Want::Shared)
+            .contains("holds this key as a permit of LIMIT 2 and cannot also hold it shared "));
+    }
 }

@@ -183,6 +183,7 @@ impl Holds {
         }
     }
 
+    #[cfg(test)]
     pub fn holder(&self, owner: &[u8]) -> Option<&Holder> {
         self.holders.iter().find(|holder| &*holder.owner == owner)
     }
@@ -605,6 +606,14 @@ mod tests {
             take(&mut w, "w", Want::Shared, &mut t),
             Acquired::Reentered { count: 2, .. }
         ));
+        // ... but not as a permit, and the refusal names what it holds.
+        assert_eq!(
+            acquire(&mut w, &ask("w", Want::Limit(2)), NOW, &mut t, false),
+            Err(HoldError::Conflict {
+                held: Mode::Exclusive,
+                asked: Want::Limit(2)
+            })
+        );
         // A permit reenters with the same limit only.
         let mut s = Holds::default();
         take(&mut s, "p", Want::Limit(2), &mut t);
@@ -685,6 +694,11 @@ mod tests {
         assert!(holds.holder(b"a").is_none());
         // A session hold is never the packed plain form, even when exclusive.
         let mut x = Holds::default();
+        assert_eq!(
+            x.mode(),
+            Mode::Exclusive,
+            "a free lock is a plain (exclusive) lock"
+        );
         let mut e = ask("x", Want::Exclusive);
         e.session = Some(5);
         acquire(&mut x, &e, NOW, &mut t, false).expect("x");
