@@ -2,8 +2,8 @@
 //!
 //! This file only registers things: the data type, the commands, the module options.
 
-pub mod core;
-pub mod glue;
+mod core;
+mod glue;
 
 use redis_module::{redis_module, Context, RedisString, Status};
 

@@ -216,6 +216,7 @@ pub enum DecodeError {
 }
 
 /// The bytes to save: the lock as it is kept.
+#[cfg(test)]
 pub fn encode(lock: &Lock) -> &[u8] {
     lock.as_bytes()
 }

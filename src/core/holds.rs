@@ -370,6 +370,7 @@ pub fn admit(holds: &mut Holds, ask: &Ask, now: Millis, tokens: &mut TokenCounte
 
 /// Admits a queue in order while its heads fit: one outcome per waiter that left the queue
 /// (granted, reentered or refused), stopping at the first that must wait.
+#[cfg(test)]
 pub fn admit_heads<'a>(
     holds: &mut Holds,
     queue: impl IntoIterator<Item = Ask<'a>>,

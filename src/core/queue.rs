@@ -25,6 +25,7 @@ impl<W> WaitQueue<W> {
     }
 
     /// Takes the longest-waiting client.
+    #[cfg(test)]
     pub fn pop_first(&mut self) -> Option<(u64, W)> {
         self.waiters.pop_first()
     }

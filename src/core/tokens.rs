@@ -55,6 +55,7 @@ pub fn clock_floor(now_ms: i64) -> u64 {
 }
 
 impl TokenCounter {
+    #[cfg(test)]
     pub const fn new() -> Self {
         Self { last: 0, lead: 0 }
     }

@@ -107,4 +107,3 @@ pub fn log(ctx: *mut RedisModuleCtx, level: &std::ffi::CStr, message: &str) {
 }
 
 pub const OK: c_int = raw::REDISMODULE_OK as c_int;
-pub const ERR: c_int = raw::REDISMODULE_ERR as c_int;

@@ -46,7 +46,8 @@ pub enum Stored<'a> {
 /// The value behind a value pointer of our type.
 ///
 /// # Safety
-/// As `lock_mut`.
+/// `value` must come from `into_value` and not be freed, and nothing else may use the value
+/// while the returned borrow lives.
 pub unsafe fn stored<'a>(value: *mut c_void) -> Option<Stored<'a>> {
     // SAFETY: the caller promises a live value of ours.
     let bytes = unsafe { value_bytes(value)? };
@@ -60,24 +61,10 @@ pub unsafe fn stored<'a>(value: *mut c_void) -> Option<Stored<'a>> {
 /// The bytes a value of ours takes (MEMORY USAGE).
 ///
 /// # Safety
-/// As `lock_mut`.
+/// As `stored`.
 pub unsafe fn size_of(value: *mut c_void) -> usize {
     // SAFETY: the caller promises a live value of ours.
     unsafe { value_bytes(value) }.map_or(0, |bytes| bytes.len())
-}
-
-/// The lock behind a value pointer of our type.
-///
-/// # Safety
-/// `value` must come from `into_value` and not be freed, and nothing else may use the lock
-/// while the returned borrow lives.
-pub unsafe fn lock_mut<'a>(value: *mut c_void) -> Option<&'a mut Lock> {
-    // SAFETY: the caller promises a live value of ours, at least HEADER_BYTES long.
-    let bytes = unsafe { value_bytes(value)? };
-    if bytes.starts_with(&HOLDS_TAG) {
-        return None;
-    }
-    Lock::from_bytes_mut(bytes)
 }
 
 /// Frees a value pointer of our type.
