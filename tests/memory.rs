@@ -187,6 +187,8 @@ fn the_clients_queued_for_a_lock_count_in_its_memory_usage_until_they_leave() {
         "LOCK.ACQUIRE",
     );
     let alone = int(call!(&mut con, "MEMORY", "USAGE", "queued"), "MEMORY USAGE");
+    // Owners far longer than every other per-waiter cost, so that their bytes must be counted.
+    const WAITER_OWNER_BYTES: usize = 1000;
     let mut waiters = Vec::new();
     for i in 1..=3 {
         let mut waiter = server.conn();
@@ -196,7 +198,7 @@ fn the_clients_queued_for_a_lock_count_in_its_memory_usage_until_they_leave() {
                     &mut waiter,
                     "LOCK.ACQUIRE",
                     "queued",
-                    owner(i),
+                    format!("{i}{}", "w".repeat(WAITER_OWNER_BYTES - 1)),
                     TTL_MS,
                     "WAIT",
                     500
@@ -209,7 +211,7 @@ fn the_clients_queued_for_a_lock_count_in_its_memory_usage_until_they_leave() {
     let with_waiters = int(call!(&mut con, "MEMORY", "USAGE", "queued"), "MEMORY USAGE");
     // Each queue entry holds at least its owner's bytes.
     assert!(
-        with_waiters >= alone + 3 * OWNER_BYTES as i64,
+        with_waiters >= alone + 3 * WAITER_OWNER_BYTES as i64,
         "{alone} B alone, {with_waiters} B with three waiters"
     );
     for waiter in waiters {
