@@ -227,6 +227,15 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_debugs_as_its_fields() {
+        let lock = held("worker-7", 3, 99);
+        assert_eq!(
+            format!("{lock:?}"),
+            r#"Lock { owner: "worker-7", count: 3, token: 99 }"#
+        );
+    }
+
+    #[test]
     fn to_boxed_copies_every_field() {
         let lock = held("owner", 4, 12);
         assert_eq!(lock.to_boxed(), lock);

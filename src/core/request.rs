@@ -225,10 +225,8 @@ pub fn parse_apply_holds<'a>(args: &[&'a [u8]]) -> Result<(u64, &'a [u8]), LockE
     if !tag.eq_ignore_ascii_case(b"HOLDS") {
         return Err(LockError::InvalidApply("form"));
     }
-    let counter = parse_integer(counter)
-        .filter(|&n| n >= 0 && n as u64 <= MAX_TOKEN)
-        .ok_or(LockError::InvalidApply("counter"))?;
-    Ok((counter as u64, state))
+    let counter = parse_counter(counter).ok_or(LockError::InvalidApply("counter"))?;
+    Ok((counter, state))
 }
 
 /// `LOCK.TOKENS counter`: a master's token counter, replayed (no key).
@@ -236,10 +234,14 @@ pub fn parse_tokens(args: &[&[u8]]) -> Result<u64, LockError> {
     let [counter] = args else {
         return Err(LockError::Arity(Command::Tokens));
     };
+    parse_counter(counter).ok_or(LockError::InvalidCounter)
+}
+
+/// A token counter as replicated: 0 to `MAX_TOKEN`.
+fn parse_counter(counter: &[u8]) -> Option<u64> {
     parse_integer(counter)
-        .filter(|&n| n >= 0 && n as u64 <= MAX_TOKEN)
-        .map(|n| n as u64)
-        .ok_or(LockError::InvalidCounter)
+        .and_then(|n| u64::try_from(n).ok())
+        .filter(|&n| n <= MAX_TOKEN)
 }
 
 fn parse_owner<'a>(cmd: Command, owner: &'a [u8], limits: &Limits) -> Result<&'a [u8], LockError> {
@@ -619,9 +621,16 @@ mod tests {
             parse_apply_holds(&args("k OTHER 9 xyz")),
             Err(LockError::InvalidApply("form"))
         );
+        for counter in ["-1", "9007199254740992"] {
+            assert_eq!(
+                parse_apply_holds(&args(&format!("k HOLDS {counter} xyz"))),
+                Err(LockError::InvalidApply("counter")),
+                "{counter}"
+            );
+        }
         assert_eq!(
-            parse_apply_holds(&args("k HOLDS -1 xyz")),
-            Err(LockError::InvalidApply("counter"))
+            parse_apply_holds(&args("k HOLDS 9007199254740991 xyz")),
+            Ok((MAX_TOKEN, &b"xyz"[..]))
         );
         assert_eq!(
             parse_apply_holds(&args("k HOLDS 1")),
