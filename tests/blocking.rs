@@ -768,6 +768,53 @@ fn client_unblock_racing_a_handoff_leaves_the_granted_reply_intact() {
     assert_eq!((info.owner.as_slice(), info.token), (&b"w"[..], token));
 }
 
+#[test]
+fn a_client_handed_a_lock_can_be_unblocked_from_its_next_wait() {
+    // The filter spares only a reply still on its way: once the token went out, the same
+    // connection's next wait is an ordinary one that CLIENT UNBLOCK ends.
+    let server = Server::start();
+    let mut con = server.conn();
+    for key in ["first", "second"] {
+        int(call!(&mut con, "LOCK.ACQUIRE", key, "holder", 60000), key);
+    }
+    let mut waiter = server.conn();
+    waiter
+        .set_read_timeout(Some(REPLY_WITHIN * 2))
+        .expect("read timeout");
+    let client_id = int(call!(&mut waiter, "CLIENT", "ID"), "CLIENT ID");
+    let thread = std::thread::spawn(move || {
+        let first = call!(&mut waiter, "LOCK.ACQUIRE", "first", "w", 60000, "WAIT", 0);
+        let second = call!(&mut waiter, "LOCK.ACQUIRE", "second", "w", 60000, "WAIT", 0);
+        (first, second)
+    });
+    server.wait_for_blocked_clients(1);
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.RELEASE", "first", "holder"),
+            "RELEASE"
+        ),
+        0
+    );
+    // The handoff's reply went out before this connection's next call ran: a blocked client
+    // now is the waiter's second wait.
+    server.wait_for_blocked_clients(1);
+    assert_eq!(
+        int(
+            call!(&mut con, "CLIENT", "UNBLOCK", client_id),
+            "CLIENT UNBLOCK"
+        ),
+        1
+    );
+    let (first, second) = thread.join().expect("waiter thread");
+    let token = int(first, "the first lock, handed over");
+    assert_eq!(
+        lock_info(&mut con, "first").map(|info| info.token),
+        Some(token)
+    );
+    nil(second, "the second wait, unblocked");
+    assert_eq!(lock_counter(&mut con, "lock_waiters"), 0);
+}
+
 /// `INFO lock` handoff counters: (on release, on expiry, on delete).
 fn handoffs(con: &mut redis::Connection) -> (i64, i64, i64) {
     (
