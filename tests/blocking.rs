@@ -746,6 +746,53 @@ fn migrate_moves_a_held_lock_away_and_its_waiters_get_nil_not_a_second_lock() {
 }
 
 #[test]
+fn migrate_of_several_keys_after_an_option_moves_every_lock_and_its_waiters_get_nil() {
+    // The KEYS form, after another option: every key named after KEYS leaves this node.
+    let source = Server::start();
+    let target = Server::start();
+    let mut con = source.conn();
+    let keys = ["a", "b"];
+    let tokens: Vec<i64> = keys
+        .iter()
+        .map(|key| int(call!(&mut con, "LOCK.ACQUIRE", *key, "holder", 60000), key))
+        .collect();
+    let waiters: Vec<Waiter> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| Waiter::start(&source, key, "w", 60000, 0, i))
+        .collect();
+    let port = target.port();
+    ok(
+        call!(
+            &mut con,
+            "MIGRATE",
+            "127.0.0.1",
+            port,
+            "",
+            0,
+            5000,
+            "REPLACE",
+            "KEYS",
+            "a",
+            "b"
+        ),
+        "migrate",
+    );
+    for (waiter, key) in waiters.into_iter().zip(keys) {
+        nil(waiter.reply(), key);
+    }
+    assert_eq!(int(call!(&mut con, "EXISTS", "a", "b"), "EXISTS"), 0);
+    let mut at_target = target.conn();
+    for (key, token) in keys.iter().zip(tokens) {
+        let moved = lock_info(&mut at_target, key).expect("held at the target");
+        assert_eq!(
+            (moved.owner.as_slice(), moved.token),
+            (&b"holder"[..], token)
+        );
+    }
+}
+
+#[test]
 fn client_unblock_racing_a_handoff_leaves_the_granted_reply_intact() {
     let server = Server::start();
     let mut con = server.conn();
