@@ -860,6 +860,9 @@ fn a_client_handed_a_lock_can_be_unblocked_from_its_next_wait() {
     );
     nil(second, "the second wait, unblocked");
     assert_eq!(lock_counter(&mut con, "lock_waiters"), 0);
+    // Both waits registered the filter (or found it registered) without a complaint.
+    let log = server.log();
+    assert!(!log.contains("cannot register the command filter"), "{log}");
 }
 
 /// `INFO lock` handoff counters: (on release, on expiry, on delete).
