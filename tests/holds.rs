@@ -307,6 +307,35 @@ fn a_session_hold_ends_with_its_connection_and_goes_to_the_next_waiter() {
 }
 
 #[test]
+fn a_session_waiter_handed_the_key_holds_it_for_its_own_connection() {
+    let server = Server::start();
+    let mut admin = server.conn();
+    token(acquire(&mut admin, "k", "h", &[]));
+    let mut con = server.conn();
+    let id = int(call!(&mut con, "CLIENT", "ID"), "CLIENT ID");
+    // The connection comes back with the reply: while it is open the session hold stays.
+    let waiter = thread::spawn(move || {
+        let got = acquire(&mut con, "k", "r", &["SHARED", "SESSION", "WAIT", "0"]);
+        (got, con)
+    });
+    server.wait_for_blocked_clients(1);
+    assert_eq!(
+        int(call!(&mut admin, "LOCK.RELEASE", "k", "h"), "RELEASE"),
+        0
+    );
+    let (got, con) = waiter.join().expect("waiter");
+    token(got);
+    assert_eq!(holds(&mut admin, "k").holders["r"].3, 1, "a session hold");
+    // Bound to the waiter's own connection: it ends as that connection closes.
+    let clients = || server.info_field("clients", "connected_clients");
+    let before = clients();
+    int(call!(&mut admin, "CLIENT", "KILL", "ID", id), "CLIENT KILL");
+    drop(con);
+    wait_until("the waiter's connection to close", || clients() != before);
+    assert_eq!(int(call!(&mut admin, "EXISTS", "k"), "EXISTS"), 0);
+}
+
+#[test]
 fn each_holder_expires_on_its_own_and_the_key_lives_as_long_as_the_latest() {
     let server = Server::start();
     let mut con = server.conn();
