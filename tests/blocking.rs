@@ -716,6 +716,36 @@ fn an_admin_pexpire_on_a_lock_hands_it_over_at_the_new_expiry() {
 }
 
 #[test]
+fn a_renew_that_shortens_the_lock_moves_its_waiters_check_earlier() {
+    // Without active expiry only rlock's check timer hands the lock over. The waiter joins and
+    // the holder renews in one event-loop turn (CLIENT PAUSE WRITE holds both back and lets
+    // them go together, in order): the check must move from the 1 s re-check to the renewed
+    // expiry, due long before the waiter's 500 ms timeout (server timers fire in due order).
+    let server = Server::start_with(&["--enable-debug-command", "yes"]);
+    let mut admin = server.conn();
+    ok(
+        call!(&mut admin, "DEBUG", "SET-ACTIVE-EXPIRE", 0),
+        "no active expiry",
+    );
+    int(
+        call!(&mut admin, "LOCK.ACQUIRE", "k", "holder", 600000),
+        "holder",
+    );
+    ok(
+        call!(&mut admin, "CLIENT", "PAUSE", 60000, "WRITE"),
+        "pause writes",
+    );
+    // A client held back by the pause counts as blocked.
+    let waiter = Waiter::start(&server, "k", "w", 60000, 500, 0);
+    let mut holder = server.conn();
+    let renew = std::thread::spawn(move || call!(&mut holder, "LOCK.RENEW", "k", "holder", 1));
+    server.wait_for_blocked_clients(2);
+    ok(call!(&mut admin, "CLIENT", "UNPAUSE"), "unpause");
+    assert_eq!(int(renew.join().expect("renew thread"), "RENEW"), 1);
+    waiter.token("the lock, at its renewed expiry");
+}
+
+#[test]
 fn migrate_moves_a_held_lock_away_and_its_waiters_get_nil_not_a_second_lock() {
     let source = Server::start();
     let target = Server::start();
