@@ -664,7 +664,19 @@ fn configs_have_documented_defaults_and_refuse_bad_values() {
     assert_eq!(config_get(&mut con, "lock.max-ttl"), "2592000000");
     assert_eq!(config_get(&mut con, "lock.max-owner-bytes"), "1024");
     assert_eq!(config_get(&mut con, "lock.max-waiters"), "10000");
+    assert_eq!(config_get(&mut con, "lock.split-allowance-ms"), "600000");
+    // Each range is inclusive: its ends are taken.
+    for (name, value) in [
+        ("lock.split-allowance-ms", "86400000"),
+        ("lock.split-allowance-ms", "1000"),
+        ("lock.split-allowance-ms", "600000"),
+    ] {
+        ok(call!(&mut con, "CONFIG", "SET", name, value), "CONFIG SET");
+        assert_eq!(config_get(&mut con, name), value);
+    }
     let bad = [
+        ("lock.split-allowance-ms", "86400001"),
+        ("lock.split-allowance-ms", "999"),
         ("lock.max-ttl", "0"),
         ("lock.max-ttl", "2592000001"),
         ("lock.max-ttl", "soon"),
