@@ -304,6 +304,15 @@ fn locks_survive_a_second_aof_restart() {
 fn tokens_rise_after_aof_restart_with_every_lock_released(extra: &[&str], rewrite: bool) {
     let mut server = start_with_aof(extra);
     let mut con = server.conn();
+    // A promotion puts the tokens a split allowance (10 min) ahead of the clock: a restart that
+    // forgot the counter would hand out tokens below these, however late it comes.
+    ok(
+        call!(&mut con, "REPLICAOF", "127.0.0.1", 1),
+        "a replica of nobody",
+    );
+    ok(call!(&mut con, "REPLICAOF", "NO", "ONE"), "promoted");
+    let lead = || info_field(&mut server.conn(), "lock", "lock_token_lead_ms");
+    assert_eq!(lead().as_deref(), Some("600000"));
     let mut max = 0;
     for key in ["x", "y", "z"] {
         max = max.max(acquire(&mut con, key, b"me", TTL));
