@@ -8,7 +8,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{error, int, lock_info, nil, ok, run, wait_until, Server};
+use common::{error, int, lock_info, nil, ok, run, text, wait_until, Server};
 use redis::{ConnectionLike, Value};
 
 /// Long enough for any handoff on a loaded machine; only a bug waits this long.
@@ -668,6 +668,71 @@ fn locks_handed_to_two_clients_gone_in_one_step_are_both_taken_back() {
     });
     assert!(gone_a.reply().is_err_and(|e| e.starts_with("connection: ")));
     assert!(gone_b.reply().is_err_and(|e| e.starts_with("connection: ")));
+}
+
+/// Every text in a reply, nested ones included (owners in a `LOCK.INFO` of shared holds).
+fn texts(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(items) | Value::Set(items) => items.iter().flat_map(texts).collect(),
+        Value::Map(pairs) => pairs
+            .iter()
+            .flat_map(|(key, value)| [texts(key), texts(value)].concat())
+            .collect(),
+        other => text(other).into_iter().collect(),
+    }
+}
+
+#[test]
+fn a_shared_hold_handed_to_a_client_gone_before_its_reply_is_taken_back_alone() {
+    let server = Server::start();
+    let mut con = server.conn();
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "writer", 60000),
+        "writer",
+    );
+    // Two readers queue; the release admits both at once, and one is gone before its reply.
+    let readers: Vec<(i64, JoinHandle<Result<Value, String>>)> = ["gone", "stays"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, owner)| {
+            let mut reader = server.conn();
+            let id = int(call!(&mut reader, "CLIENT", "ID"), "CLIENT ID");
+            let thread = std::thread::spawn(move || {
+                let wait = redis::cmd("LOCK.ACQUIRE")
+                    .arg(&["k", owner, "60000", "SHARED", "WAIT", "0"])
+                    .clone();
+                // The gone reader's connection is closed under it: an I/O error, not a panic.
+                reader.req_command(&wait).map_err(|error| error.to_string())
+            });
+            server.wait_for_blocked_clients(i + 1);
+            (id, thread)
+        })
+        .collect();
+    ok(call!(&mut con, "MULTI"), "multi");
+    call!(&mut con, "LOCK.RELEASE", "k", "writer").expect("queued");
+    call!(&mut con, "CLIENT", "KILL", "ID", readers[0].0).expect("queued");
+    let exec = call!(&mut con, "EXEC").expect("exec");
+    assert_eq!(exec, Value::Array(vec![Value::Int(0), Value::Int(1)]));
+    let mut readers = readers
+        .into_iter()
+        .map(|(_, thread)| thread.join().expect("reader"));
+    assert!(
+        readers.next().is_some_and(|got| got.is_err()),
+        "the gone reader"
+    );
+    int(
+        readers.next().expect("the other reader"),
+        "the reader that stays",
+    );
+    wait_until("the gone reader's hold to be taken back", || {
+        !texts(&call!(&mut con, "LOCK.INFO", "k").expect("LOCK.INFO")).contains(&"gone".into())
+    });
+    let owners = texts(&call!(&mut con, "LOCK.INFO", "k").expect("LOCK.INFO"));
+    assert!(owners.contains(&"stays".into()), "{owners:?}");
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", "stays"), "RELEASE"),
+        0
+    );
 }
 
 #[test]
