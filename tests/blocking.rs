@@ -811,6 +811,66 @@ fn a_renew_that_shortens_the_lock_moves_its_waiters_check_earlier() {
 }
 
 #[test]
+fn waiters_left_behind_by_a_handoff_are_checked_at_the_new_holders_expiry() {
+    // Without active expiry only rlock's check timer hands locks over. Two waiters and the
+    // release that hands the lock to the first are let go together (CLIENT PAUSE WRITE): the
+    // first gets a 1 ms lease, and the second must get the lock at its expiry, before its own
+    // 500 ms timeout and the 1 s re-check armed when they joined (server timers, in due order).
+    let server = Server::start_with(&["--enable-debug-command", "yes"]);
+    let mut admin = server.conn();
+    ok(
+        call!(&mut admin, "DEBUG", "SET-ACTIVE-EXPIRE", 0),
+        "no active expiry",
+    );
+    int(
+        call!(&mut admin, "LOCK.ACQUIRE", "k", "holder", 600000),
+        "holder",
+    );
+    ok(
+        call!(&mut admin, "CLIENT", "PAUSE", 60000, "WRITE"),
+        "pause writes",
+    );
+    let first = Waiter::start(&server, "k", "first", 1, 0, 0);
+    let second = Waiter::start(&server, "k", "second", 60000, 500, 1);
+    let mut holder = server.conn();
+    let release = std::thread::spawn(move || call!(&mut holder, "LOCK.RELEASE", "k", "holder"));
+    server.wait_for_blocked_clients(3);
+    ok(call!(&mut admin, "CLIENT", "UNPAUSE"), "unpause");
+    assert_eq!(int(release.join().expect("release thread"), "RELEASE"), 0);
+    let first = first.token("the first waiter, for 1 ms");
+    let second = second.token("the second waiter, at the first one's expiry");
+    assert!(second > first);
+}
+
+#[test]
+fn a_check_that_finds_the_lock_still_held_leaves_no_trace() {
+    // A waiter's check looks at a held lock at least once a second; finding it still held it
+    // must change nothing, so a WATCH on the key survives it. A second lock, handed over after
+    // that check was due (server timers fire in due order), shows that it ran.
+    let server = Server::start();
+    let mut admin = server.conn();
+    int(
+        call!(&mut admin, "LOCK.ACQUIRE", "k", "holder", 600000),
+        "holder",
+    );
+    let mut watcher = server.conn();
+    ok(call!(&mut watcher, "WATCH", "k"), "WATCH");
+    let _waiting = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    int(
+        call!(&mut admin, "LOCK.ACQUIRE", "later", "holder", 1500),
+        "a lock expiring after k's first check",
+    );
+    Waiter::start(&server, "later", "w", 60000, 0, 1).token("the later lock");
+    ok(call!(&mut watcher, "MULTI"), "MULTI");
+    call!(&mut watcher, "PING").expect("queued");
+    assert_eq!(
+        call!(&mut watcher, "EXEC"),
+        Ok(Value::Array(vec![Value::SimpleString("PONG".into())])),
+        "k was not touched"
+    );
+}
+
+#[test]
 fn migrate_moves_a_held_lock_away_and_its_waiters_get_nil_not_a_second_lock() {
     let source = Server::start();
     let target = Server::start();
