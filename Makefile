@@ -37,8 +37,10 @@ unit:
 servers: deps
 	@scripts/prepare-servers
 
-# The whole integration suite once per server version of target/servers/list.
+# The whole integration suite once per server version of target/servers/list (with the test
+# module that stores keys of another module's type, tests/modules/othertype).
 integration: build servers
+	$(CARGO) build --release -p rlock-test-othertype
 	@set -e; while read -r name server; do \
 		echo "=== integration tests on $$name ($$($$server --version | cut -d' ' -f1-3))"; \
 		RLOCK_SERVER=$$server RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock --test '*'; \

@@ -553,10 +553,21 @@ fn the_key_has_the_module_type_and_the_locks_expiry() {
 
 #[test]
 fn every_command_on_a_key_of_another_type_is_wrongtype_and_changes_nothing() {
-    let server = Server::start();
+    // Another module's data type too: a module key is a lock only if it is of rlock's type.
+    let other = other_module_path();
+    let other = other.to_str().expect("a UTF-8 path");
+    let server = Server::start_with(&["--loadmodule", other]);
     let mut con = server.conn();
     ok(call!(&mut con, "SET", "s", "v", "PX", 100_000), "SET");
     int(call!(&mut con, "HSET", "h", "f", "v"), "HSET");
+    ok(
+        call!(&mut con, "OTHERTYPE.SET", "o", "text"),
+        "OTHERTYPE.SET",
+    );
+    assert_eq!(
+        text(&call!(&mut con, "TYPE", "o").expect("TYPE")).as_deref(),
+        Some("othertype")
+    );
     let calls: Vec<Vec<&str>> = vec![
         vec!["LOCK.ACQUIRE", "KEY", "me", "1000"],
         vec!["LOCK.ACQUIRE", "KEY", "me", "1000", "WAIT", "100"],
@@ -567,7 +578,7 @@ fn every_command_on_a_key_of_another_type_is_wrongtype_and_changes_nothing() {
         vec!["LOCK.RENEW", "KEY", "me", "1000"],
         vec!["LOCK.INFO", "KEY"],
     ];
-    for key in ["s", "h"] {
+    for key in ["s", "h", "o"] {
         let before = key_state(&mut con, key);
         for call in &calls {
             let mut command = redis::cmd(call[0]);
@@ -583,6 +594,10 @@ fn every_command_on_a_key_of_another_type_is_wrongtype_and_changes_nothing() {
             assert_eq!(key_state(&mut con, key), before, "{call:?} changed {key}");
         }
     }
+    assert_eq!(
+        text(&call!(&mut con, "OTHERTYPE.GET", "o").expect("OTHERTYPE.GET")).as_deref(),
+        Some("text")
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -39,6 +39,23 @@ pub const TOKEN_LIMIT: i64 = 1 << 53;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// What TYPE says of a lock's key (src/glue/datatype.rs).
+pub const LOCK_TYPE_NAME: &str = "rlocklock";
+
+/// A second module with a data type of its own (tests/modules/othertype), built beside the
+/// module under test: `librlock_test_othertype.so` in the same directory.
+pub fn other_module_path() -> PathBuf {
+    let path = module_path().with_file_name("librlock_test_othertype.so");
+    if !path.is_file() {
+        panic!(
+            "the test module is missing at {}: run `make build` (or `cargo build --release -p \
+             rlock-test-othertype`) first",
+            path.display()
+        );
+    }
+    path
+}
+
 /// The module under test: `RLOCK_MODULE`, else `target/release/librlock.so` of this repo.
 pub fn module_path() -> PathBuf {
     let path = match std::env::var_os("RLOCK_MODULE") {
@@ -806,14 +823,13 @@ pub fn key_state(con: &mut redis::Connection, key: &str) -> KeyState {
     } else {
         None
     };
-    const BUILTIN: [&str; 6] = ["string", "list", "set", "zset", "hash", "stream"];
-    let lock = if key_type == "none" {
-        assert_eq!(lock_info(con, key), None, "LOCK.INFO on a missing key");
-        None
-    } else if BUILTIN.contains(&key_type.as_str()) {
-        None
-    } else {
-        lock_info(con, key).map(|info| info.stable())
+    let lock = match key_type.as_str() {
+        "none" => {
+            assert_eq!(lock_info(con, key), None, "LOCK.INFO on a missing key");
+            None
+        }
+        LOCK_TYPE_NAME => lock_info(con, key).map(|info| info.stable()),
+        _ => None,
     };
     KeyState {
         exists,
