@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use redis::Value;
 
-/// What the server offers for ACL categories, as rlock found it at load.
+/// What the server offers for ACL categories, by its version.
 struct AclSupport {
     /// `RedisModule_SetCommandACLCategories` (Redis 7.2+, Valkey).
     categories: bool,
@@ -16,11 +16,37 @@ struct AclSupport {
 }
 
 fn acl_support(server: &Server) -> AclSupport {
+    // From the server's version (RedisModule_SetCommandACLCategories came with Redis 7.2,
+    // RedisModule_AddACLCategory with 7.4; Valkey has both), not from what rlock logs: a
+    // module that skipped both the call and its log line must still fail here.
+    let field = |name: &str| server.info_field("server", name);
+    let support = if field("valkey_version").is_some() {
+        AclSupport {
+            categories: true,
+            own_category: true,
+        }
+    } else {
+        let version = field("redis_version").expect("redis_version");
+        let mut parts = version
+            .split('.')
+            .map(|part| part.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        AclSupport {
+            categories: (major, minor) >= (7, 2),
+            own_category: (major, minor) >= (7, 4),
+        }
+    };
+    // And rlock says why a category is missing where the server lacks the call.
     let log = server.log();
-    AclSupport {
-        categories: !log.contains("no RedisModule_SetCommandACLCategories"),
-        own_category: !log.contains("no RedisModule_AddACLCategory"),
-    }
+    assert_eq!(
+        !log.contains("no RedisModule_SetCommandACLCategories"),
+        support.categories
+    );
+    assert_eq!(
+        !log.contains("no RedisModule_AddACLCategory"),
+        support.own_category
+    );
+    support
 }
 
 struct Expected {
