@@ -82,22 +82,25 @@ bench: build
 
 # Mutation testing (cargo-mutants; not part of `make test`): each mutant of src/ is built in its
 # own copy of the tree with its own librlock.so and must fail the unit tests, the integration
-# suite or the cluster tests, run in that order under cargo-nextest (.cargo/mutants-cargo; host
-# redis-server, or RLOCK_SERVER). Mutants are built unoptimised and incrementally (the release
-# profile's other settings, wrapping arithmetic included, stay): about 1 s a build instead of 11.
+# suite or the cluster tests on the host's redis-server (7.0), or the integration suite on
+# Valkey 9.1, run in that order under cargo-nextest (.cargo/mutants-cargo; set
+# RLOCK_MUTANTS_SERVERS to choose other servers). Mutants are built unoptimised and
+# incrementally (the release profile's other settings, wrapping arithmetic included, stay):
+# about 1 s a build instead of 11.
 # By default only code that differs from $(MUTANTS_BASE), committed or not (new untracked files
 # are not in the diff); ALL=1 mutates everything (see the README for its duration). Harmless
 # survivors, with reasons: .cargo/mutants.toml. Results: target/mutants.out/. Runs the
 # cargo-mutants binary itself: `cargo mutants` would reset CARGO and bypass the wrapper.
 MUTANTS_BASE ?= main
 MUTANTS_JOBS ?= 2
-mutants: deps
+mutants: deps servers
 	@command -v cargo-mutants >/dev/null || $(CARGO) install --locked cargo-mutants
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
 	@mkdir -p target
 	@if [ -n "$(ALL)" ]; then scope=; else \
 		git diff $(MUTANTS_BASE) -- src > target/mutants.diff; scope="--in-diff target/mutants.diff"; fi; \
-	env -u RLOCK_MODULE -u RLOCK_IMAGE -u CARGO_TARGET_DIR \
+	servers="$${RLOCK_MUTANTS_SERVERS:-redis-server $$(awk '$$1 == "valkey-9.1" {print $$2}' target/servers/list)}"; \
+	env -u RLOCK_MODULE -u RLOCK_IMAGE -u CARGO_TARGET_DIR -u RLOCK_SERVER RLOCK_MUTANTS_SERVERS="$$servers" \
 		CARGO=$(CURDIR)/.cargo/mutants-cargo RLOCK_REAL_CARGO=$(CARGO) RLOCK_MUTANTS_ORIGIN=$(CURDIR) \
 		CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_INCREMENTAL=true CARGO_PROFILE_RELEASE_DEBUG=0 \
 		cargo-mutants mutants --output target --jobs $(MUTANTS_JOBS) $$scope $(MUTANTS_ARGS)
