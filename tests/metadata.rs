@@ -183,6 +183,9 @@ fn module_commands(con: &mut redis::Connection) -> Vec<String> {
 fn command_info_says_what_each_command_does() {
     let server = Server::start();
     let support = acl_support(&server);
+    // Every call that sets the metadata succeeded: nothing logged a failure.
+    let log = server.log();
+    assert!(!log.contains("rlock: cannot"), "{log}");
     let mut con = server.conn();
     for expected in EXPECTED {
         let what = expected.name;
