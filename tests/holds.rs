@@ -326,6 +326,8 @@ fn a_session_waiter_handed_the_key_holds_it_for_its_own_connection() {
     let (got, con) = waiter.join().expect("waiter");
     token(got);
     assert_eq!(holds(&mut admin, "k").holders["r"].3, 1, "a session hold");
+    let session_connections = || server.info_field("lock", "lock_session_connections");
+    assert_eq!(session_connections().as_deref(), Some("1"));
     // Bound to the waiter's own connection: it ends as that connection closes.
     let clients = || server.info_field("clients", "connected_clients");
     let before = clients();
@@ -333,6 +335,7 @@ fn a_session_waiter_handed_the_key_holds_it_for_its_own_connection() {
     drop(con);
     wait_until("the waiter's connection to close", || clients() != before);
     assert_eq!(int(call!(&mut admin, "EXISTS", "k"), "EXISTS"), 0);
+    assert_eq!(session_connections().as_deref(), Some("0"));
 }
 
 #[test]
