@@ -114,6 +114,9 @@ fn readers_share_and_exclude_a_writer_with_their_own_rising_tokens() {
     assert_eq!(info.holders.len(), 2);
     assert_eq!(info.holders["r1"].2, r1);
     assert_eq!(info.holders["r2"].0, 1);
+    let counted = |name: &str| server.info_field("lock", name);
+    assert_eq!(counted("lock_shared_holds").as_deref(), Some("2"));
+    assert_eq!(counted("lock_limit_holds").as_deref(), Some("0"));
     // Reentry per owner keeps its token.
     assert_eq!(token(acquire(&mut con, "k", "r1", &["SHARED"])), r1);
     assert_eq!(
@@ -181,6 +184,10 @@ fn a_semaphore_admits_up_to_its_limit_and_says_when_a_limit_differs() {
     let info = holds(&mut con, "sem");
     assert_eq!((info.mode.as_str(), info.limit), ("limit", Some(3)));
     assert_eq!(info.holders.len(), 3);
+    assert_eq!(
+        server.info_field("lock", "lock_limit_holds").as_deref(),
+        Some("3")
+    );
     let differs = error(
         call!(&mut con, "LOCK.ACQUIRE", "sem", "d", TTL, "LIMIT", 4),
         "another limit",

@@ -215,6 +215,8 @@ fn locks_survive_bgsave_and_restart() {
 fn tokens_rise_after_an_rdb_restart_with_every_lock_released() {
     let mut server = Server::start();
     let mut con = server.conn();
+    // With a promotion's lead (10 min ahead of the clock), which the RDB file must keep.
+    promote(&mut con);
     let mut max = 0;
     for key in ["x", "y", "z"] {
         max = max.max(acquire(&mut con, key, b"me", TTL));
@@ -228,6 +230,31 @@ fn tokens_rise_after_an_rdb_restart_with_every_lock_released() {
     assert_eq!(int(call!(&mut con, "DBSIZE"), "DBSIZE"), 0);
     let next = acquire(&mut con, "x", b"me", TTL);
     assert!(next > max, "token {next} is not above {max}");
+    // The lead itself is kept too (less the time the server was down), not just the last
+    // token: the tokens go on running ahead of the clock.
+    let lead: u64 = info_field(&mut con, "lock", "lock_token_lead_ms")
+        .expect("INFO lock_token_lead_ms")
+        .parse()
+        .expect("a number");
+    assert!(lead > 0, "the promotion's lead was lost");
+}
+
+#[test]
+fn a_promotions_lead_survives_an_rdb_restart_before_any_token_used_it() {
+    // No token was handed out since the promotion: the lead lives only in the RDB's aux data.
+    let mut server = Server::start();
+    let mut con = server.conn();
+    promote(&mut con);
+    ok(call!(&mut con, "SAVE"), "SAVE");
+    drop(con);
+    server.restart();
+    let mut con = server.conn();
+    let lead: u64 = info_field(&mut con, "lock", "lock_token_lead_ms")
+        .expect("INFO lock_token_lead_ms")
+        .parse()
+        .expect("a number");
+    // Less the time the server was down, which is far below the 10 min lead.
+    assert!(lead > 0, "the promotion's lead was lost");
 }
 
 #[test]
@@ -304,15 +331,7 @@ fn locks_survive_a_second_aof_restart() {
 fn tokens_rise_after_aof_restart_with_every_lock_released(extra: &[&str], rewrite: bool) {
     let mut server = start_with_aof(extra);
     let mut con = server.conn();
-    // A promotion puts the tokens a split allowance (10 min) ahead of the clock: a restart that
-    // forgot the counter would hand out tokens below these, however late it comes.
-    ok(
-        call!(&mut con, "REPLICAOF", "127.0.0.1", 1),
-        "a replica of nobody",
-    );
-    ok(call!(&mut con, "REPLICAOF", "NO", "ONE"), "promoted");
-    let lead = || info_field(&mut server.conn(), "lock", "lock_token_lead_ms");
-    assert_eq!(lead().as_deref(), Some("600000"));
+    promote(&mut con);
     let mut max = 0;
     for key in ["x", "y", "z"] {
         max = max.max(acquire(&mut con, key, b"me", TTL));
@@ -324,6 +343,19 @@ fn tokens_rise_after_aof_restart_with_every_lock_released(extra: &[&str], rewrit
     drop(con);
     let what = format!("AOF {extra:?} rewrite={rewrite}");
     assert_next_token_above_after_restart(&mut server, max, &what);
+}
+
+/// Makes the server a replica (of nobody) and promotes it: its tokens then run a split
+/// allowance (10 min) ahead of the clock, so a restart that forgot the counter would hand out
+/// tokens below the ones before it, however late it comes.
+fn promote(con: &mut redis::Connection) {
+    ok(
+        call!(con, "REPLICAOF", "127.0.0.1", 1),
+        "a replica of nobody",
+    );
+    ok(call!(con, "REPLICAOF", "NO", "ONE"), "promoted");
+    let lead = info_field(con, "lock", "lock_token_lead_ms").expect("INFO lock_token_lead_ms");
+    assert_eq!(lead, "600000");
 }
 
 /// With no lock left, a restart, then a new acquisition gets a token above `max`.
