@@ -214,6 +214,12 @@ fn the_clients_queued_for_a_lock_count_in_its_memory_usage_until_they_leave() {
         with_waiters >= alone + 3 * WAITER_OWNER_BYTES as i64,
         "{alone} B alone, {with_waiters} B with three waiters"
     );
+    // And not much more: a waiter's entries take tens of bytes beside its owner, the queue
+    // itself (its tables, the key's name, a B-tree node) a few kilobytes at most.
+    assert!(
+        with_waiters <= alone + 3 * (WAITER_OWNER_BYTES as i64 + 256) + 4096,
+        "{alone} B alone, {with_waiters} B with three waiters"
+    );
     for waiter in waiters {
         waiter.join().expect("waiter thread");
     }
