@@ -7,6 +7,7 @@ pub mod encoding;
 pub mod error;
 pub mod holds;
 pub mod lock;
+pub mod memory;
 pub mod queue;
 pub mod request;
 pub mod tokens;

@@ -16,6 +16,7 @@ use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::timers::{self, TimerId};
 use crate::core::holds::Want;
+use crate::core::memory::{queue_bytes, QueueLayout};
 use crate::core::queue::WaitQueue;
 use crate::core::Millis;
 
@@ -164,35 +165,16 @@ pub fn queue_memory(db: i32, name: &[u8]) -> usize {
         let Some(queue) = registry.queue_mut(db, name) else {
             return 0;
         };
-        let waiting = queue.waiters.len();
         let owners: usize = queue.waiters.iter().map(|w| heap_size(&w.owner)).sum();
-        // queues and by_key: one entry each; the name in KeyQueue and as by_key's key.
-        let per_queue = table_entry(std::mem::size_of::<(u64, KeyQueue)>())
-            + table_entry(std::mem::size_of::<(Box<[u8]>, u64)>())
-            + 2 * heap_size(&queue.key.name);
-        // queue_of_waiter and waiter_of_client: one entry each per waiter.
-        let per_waiter = 2 * table_entry(std::mem::size_of::<(u64, u64)>());
-        per_queue + owners + waiting * per_waiter + tree_nodes(waiting)
+        let layout = QueueLayout {
+            queue_entry: std::mem::size_of::<(u64, KeyQueue)>(),
+            key_entry: std::mem::size_of::<(Box<[u8]>, u64)>(),
+            waiter_link: std::mem::size_of::<(u64, u64)>(),
+            tree_entry: std::mem::size_of::<(u64, Waiter)>(),
+        };
+        let name = heap_size(&queue.key.name);
+        queue_bytes(&layout, name, owners, queue.waiters.len())
     })
-}
-
-/// The share of a hash table entry: the entry, its control byte, at most 7/8 of buckets full.
-fn table_entry(size: usize) -> usize {
-    (size + 1) * 8 / 7
-}
-
-/// The B-tree nodes holding `n` waiters: leaves of up to 11 entries (each a parent pointer, two
-/// u16 and 11 keys and values), and an internal node (a leaf plus 12 edges) per 11 leaves.
-fn tree_nodes(n: usize) -> usize {
-    const CAPACITY: usize = 11;
-    let leaf = 16 + CAPACITY * (std::mem::size_of::<u64>() + std::mem::size_of::<Waiter>());
-    let leaves = n.div_ceil(CAPACITY);
-    let internal = if leaves > 1 {
-        leaves.div_ceil(CAPACITY)
-    } else {
-        0
-    };
-    leaves * leaf + internal * (leaf + (CAPACITY + 1) * std::mem::size_of::<usize>())
 }
 
 /// The allocation behind a boxed byte string, as the server's allocator sized it.
