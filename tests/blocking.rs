@@ -780,12 +780,10 @@ fn an_admin_pexpire_on_a_lock_hands_it_over_at_the_new_expiry() {
     waiter.token("after the admin's shorter expiry");
 }
 
-#[test]
-fn a_renew_that_shortens_the_lock_moves_its_waiters_check_earlier() {
-    // Without active expiry only rlock's check timer hands the lock over. The waiter joins and
-    // the holder renews in one event-loop turn (CLIENT PAUSE WRITE holds both back and lets
-    // them go together, in order): the check must move from the 1 s re-check to the renewed
-    // expiry, due long before the waiter's 500 ms timeout (server timers fire in due order).
+/// A server without active expiry (only rlock's check timer hands locks over) where "holder"
+/// holds k for 10 min, and writes are paused (CLIENT PAUSE WRITE): the calls sent next are held
+/// back, then run together, in order, in one event-loop turn at CLIENT UNPAUSE.
+fn paused_with_k_held() -> (Server, redis::Connection) {
     let server = Server::start_with(&["--enable-debug-command", "yes"]);
     let mut admin = server.conn();
     ok(
@@ -800,6 +798,16 @@ fn a_renew_that_shortens_the_lock_moves_its_waiters_check_earlier() {
         call!(&mut admin, "CLIENT", "PAUSE", 60000, "WRITE"),
         "pause writes",
     );
+    (server, admin)
+}
+
+#[test]
+fn a_renew_that_shortens_the_lock_moves_its_waiters_check_earlier() {
+    // Without active expiry only rlock's check timer hands the lock over. The waiter joins and
+    // the holder renews in one event-loop turn (CLIENT PAUSE WRITE holds both back and lets
+    // them go together, in order): the check must move from the 1 s re-check to the renewed
+    // expiry, due long before the waiter's 500 ms timeout (server timers fire in due order).
+    let (server, mut admin) = paused_with_k_held();
     // A client held back by the pause counts as blocked.
     let waiter = Waiter::start(&server, "k", "w", 60000, 500, 0);
     let mut holder = server.conn();
@@ -816,20 +824,7 @@ fn waiters_left_behind_by_a_handoff_are_checked_at_the_new_holders_expiry() {
     // release that hands the lock to the first are let go together (CLIENT PAUSE WRITE): the
     // first gets a 1 ms lease, and the second must get the lock at its expiry, before its own
     // 500 ms timeout and the 1 s re-check armed when they joined (server timers, in due order).
-    let server = Server::start_with(&["--enable-debug-command", "yes"]);
-    let mut admin = server.conn();
-    ok(
-        call!(&mut admin, "DEBUG", "SET-ACTIVE-EXPIRE", 0),
-        "no active expiry",
-    );
-    int(
-        call!(&mut admin, "LOCK.ACQUIRE", "k", "holder", 600000),
-        "holder",
-    );
-    ok(
-        call!(&mut admin, "CLIENT", "PAUSE", 60000, "WRITE"),
-        "pause writes",
-    );
+    let (server, mut admin) = paused_with_k_held();
     let first = Waiter::start(&server, "k", "first", 1, 0, 0);
     let second = Waiter::start(&server, "k", "second", 60000, 500, 1);
     let mut holder = server.conn();

@@ -232,10 +232,7 @@ fn tokens_rise_after_an_rdb_restart_with_every_lock_released() {
     assert!(next > max, "token {next} is not above {max}");
     // The lead itself is kept too (less the time the server was down), not just the last
     // token: the tokens go on running ahead of the clock.
-    let lead: u64 = info_field(&mut con, "lock", "lock_token_lead_ms")
-        .expect("INFO lock_token_lead_ms")
-        .parse()
-        .expect("a number");
+    let lead = lead_ms(&mut con);
     assert!(lead > 0, "the promotion's lead was lost");
 }
 
@@ -249,10 +246,7 @@ fn a_promotions_lead_survives_an_rdb_restart_before_any_token_used_it() {
     drop(con);
     server.restart();
     let mut con = server.conn();
-    let lead: u64 = info_field(&mut con, "lock", "lock_token_lead_ms")
-        .expect("INFO lock_token_lead_ms")
-        .parse()
-        .expect("a number");
+    let lead = lead_ms(&mut con);
     // Less the time the server was down, which is far below the 10 min lead.
     assert!(lead > 0, "the promotion's lead was lost");
 }
@@ -345,6 +339,14 @@ fn tokens_rise_after_aof_restart_with_every_lock_released(extra: &[&str], rewrit
     assert_next_token_above_after_restart(&mut server, max, &what);
 }
 
+/// INFO `lock_token_lead_ms`: how far the tokens run ahead of the clock.
+fn lead_ms(con: &mut redis::Connection) -> u64 {
+    info_field(con, "lock", "lock_token_lead_ms")
+        .expect("INFO lock_token_lead_ms")
+        .parse()
+        .expect("a number")
+}
+
 /// Makes the server a replica (of nobody) and promotes it: its tokens then run a split
 /// allowance (10 min) ahead of the clock, so a restart that forgot the counter would hand out
 /// tokens below the ones before it, however late it comes.
@@ -354,8 +356,7 @@ fn promote(con: &mut redis::Connection) {
         "a replica of nobody",
     );
     ok(call!(con, "REPLICAOF", "NO", "ONE"), "promoted");
-    let lead = info_field(con, "lock", "lock_token_lead_ms").expect("INFO lock_token_lead_ms");
-    assert_eq!(lead, "600000");
+    assert_eq!(lead_ms(con), 600_000);
 }
 
 /// With no lock left, a restart, then a new acquisition gets a token above `max`.
