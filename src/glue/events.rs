@@ -58,7 +58,8 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *
     })
 }
 
-type EventCallback = unsafe extern "C" fn(*mut RedisModuleCtx, RedisModuleEvent, u64, *mut c_void);
+pub type EventCallback =
+    unsafe extern "C" fn(*mut RedisModuleCtx, RedisModuleEvent, u64, *mut c_void);
 
 /// An "expired" keyspace event (only those: no other event pays for this subscription).
 unsafe extern "C" fn key_expired(
@@ -105,19 +106,28 @@ pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
             master_link_changed,
         ),
     ];
-    for (id, callback) in events {
-        let event = RedisModuleEvent { id, dataver: 1 };
-        // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
-        let subscribed =
-            unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, event, Some(callback)) };
-        if subscribed != raw::REDISMODULE_OK as c_int {
-            log(
-                ctx,
-                c"warning",
-                &format!("rlock: cannot subscribe to server event {id}"),
-            );
-            return false;
-        }
+    events
+        .into_iter()
+        .all(|(id, callback)| subscribe_to_server_event(ctx, id, callback))
+}
+
+/// Subscribes `callback` to server event `id` (version 1 of its data); false, after logging
+/// it, if the server refused.
+pub fn subscribe_to_server_event(
+    ctx: *mut RedisModuleCtx,
+    id: u64,
+    callback: EventCallback,
+) -> bool {
+    let event = RedisModuleEvent { id, dataver: 1 };
+    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
+    let subscribed = unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, event, Some(callback)) };
+    if subscribed != OK {
+        log(
+            ctx,
+            c"warning",
+            &format!("rlock: cannot subscribe to server event {id}"),
+        );
+        return false;
     }
     true
 }

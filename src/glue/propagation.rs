@@ -17,8 +17,9 @@ use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 use super::api::rm;
 use super::cluster_floor;
 use super::configs;
-use super::context::{log, now, Ctx};
+use super::context::{now, Ctx};
 use super::entry::run_callback;
+use super::events::subscribe_to_server_event;
 use super::replicate;
 use super::timers;
 use super::token_counter::with_tokens;
@@ -118,27 +119,13 @@ fn nothing_listens(ctx: Ctx) -> bool {
 
 /// Watches for role changes and config changes (replicas attaching: see events.rs).
 pub fn watch(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
-    let role = RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
-        dataver: 1,
-    };
-    // SAFETY: ctx is the loading module's context; the callbacks live as long as the module.
-    let subscribed =
-        unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, role, Some(role_changed)) };
-    let config = RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_CONFIG,
-        dataver: 1,
-    };
-    // SAFETY: as above.
-    let watching_config =
-        unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, config, Some(config_changed)) };
-    let ok = raw::REDISMODULE_OK as c_int;
-    if subscribed != ok || watching_config != ok {
-        log(
+    let watching =
+        subscribe_to_server_event(
             ctx,
-            c"warning",
-            "rlock: cannot watch for replicas and AOF changes",
-        );
+            raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+            role_changed,
+        ) && subscribe_to_server_event(ctx, raw::REDISMODULE_EVENT_CONFIG, config_changed);
+    if !watching {
         return false;
     }
     read_persistence_state(Ctx(ctx));

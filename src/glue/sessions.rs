@@ -12,13 +12,14 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::ffi::{c_int, c_void};
+use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
 use super::api::rm;
-use super::context::{log, now, Ctx};
+use super::context::{now, Ctx};
 use super::entry::run_callback;
+use super::events::subscribe_to_server_event;
 use super::handoff::{settle, Freed, Handling};
 use super::keys::{LockKey, OwnedString};
 use super::replicate::PAUSED_RETRY_MS;
@@ -57,18 +58,7 @@ pub fn connections() -> usize {
 
 /// Subscribes to client disconnects; false if the server refused.
 pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
-    let event = RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_CLIENT_CHANGE,
-        dataver: 1,
-    };
-    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
-    let subscribed =
-        unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, event, Some(client_changed)) };
-    if subscribed != raw::REDISMODULE_OK as c_int {
-        log(ctx, c"warning", "rlock: cannot subscribe to client changes");
-        return false;
-    }
-    true
+    subscribe_to_server_event(ctx, raw::REDISMODULE_EVENT_CLIENT_CHANGE, client_changed)
 }
 
 unsafe extern "C" fn client_changed(
