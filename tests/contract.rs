@@ -75,7 +75,7 @@ fn acquire_takes_a_free_lock_with_count_one_and_the_given_ttl() {
 }
 
 #[test]
-fn acquire_by_the_holder_reenters_with_the_same_token_and_resets_the_expiry() {
+fn acquire_by_the_holder_reenters_with_the_same_token_and_never_shortens_the_expiry() {
     let server = Server::start();
     let mut con = server.conn();
     let token = must_acquire(&mut con, "k", b"me", 100_000);
@@ -88,12 +88,14 @@ fn acquire_by_the_holder_reenters_with_the_same_token_and_resets_the_expiry() {
         after_longer > 100_000 && after_longer <= 500_000,
         "PTTL after reentry with ttl 500000: {after_longer}"
     );
-    // Reset means reset: a shorter ttl shortens the expiry too.
+    // A reentry never shortens the hold (a nested lock with a shorter lease must not cut the
+    // outer one short): the later expiry stays.
+    let expiry = pexpiretime(&mut con, "k");
     assert_eq!(must_acquire(&mut con, "k", b"me", 50_000), token);
-    let after_shorter = pttl(&mut con, "k");
-    assert!(
-        after_shorter > 0 && after_shorter <= 50_000,
-        "PTTL after reentry with ttl 50000: {after_shorter}"
+    assert_eq!(
+        pexpiretime(&mut con, "k"),
+        expiry,
+        "a reentry with ttl 50000 moved the expiry"
     );
     assert_eq!(lock_info(&mut con, "k").unwrap().count, 3);
 }
@@ -161,7 +163,7 @@ fn acquire_accepts_the_limits_and_lowercase_names() {
 // LOCK.REENTER
 
 #[test]
-fn reenter_by_the_holder_counts_up_and_resets_the_expiry_only_with_a_ttl() {
+fn reenter_by_the_holder_counts_up_and_extends_the_expiry_only_with_a_longer_ttl() {
     let server = Server::start();
     let mut con = server.conn();
     let token = must_acquire(&mut con, "k", b"me", 100_000);
@@ -187,6 +189,7 @@ fn reenter_by_the_holder_counts_up_and_resets_the_expiry_only_with_a_ttl() {
         left > 100_000 && left <= 500_000,
         "PTTL after REENTER 500000: {left}"
     );
+    let expiry = pexpiretime(&mut con, "k");
     assert_eq!(
         int(
             call!(&mut con, "LOCK.REENTER", "k", "me", 20_000),
@@ -194,10 +197,10 @@ fn reenter_by_the_holder_counts_up_and_resets_the_expiry_only_with_a_ttl() {
         ),
         4
     );
-    let left = pttl(&mut con, "k");
-    assert!(
-        left > 0 && left <= 20_000,
-        "PTTL after REENTER 20000: {left}"
+    assert_eq!(
+        pexpiretime(&mut con, "k"),
+        expiry,
+        "REENTER 20000 shortened the hold"
     );
     let info = lock_info(&mut con, "k").unwrap();
     assert_eq!((info.count, info.token), (4, token));

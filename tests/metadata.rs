@@ -84,7 +84,7 @@ const EXPECTED: &[Expected] = &[
         name: "lock.release",
         flags: &["write", "module", "fast"],
         acl: &["@write", "@fast"],
-        arity: 3,
+        arity: -3,
         keys: (1, 1, 1),
         key_flags: &["RW", "access", "delete"],
         call: &["k", "me"],

@@ -58,6 +58,16 @@ pub enum LockError {
         held: Mode,
         asked: Want,
     },
+    /// With the lowest `HELD n` accepted.
+    InvalidHeld(Command, u32),
+    /// `HELD expected` given, but the owner's hold count is `held`.
+    HeldMismatch {
+        command: Command,
+        held: u32,
+        expected: u32,
+    },
+    /// `SESSION` inside EVAL/FCALL: the script engine's client never disconnects.
+    SessionInScript,
     InvalidApply(&'static str),
     InvalidCounter,
     InternalOnly(Command),
@@ -156,6 +166,27 @@ impl fmt::Display for LockError {
                 mode_name(*held),
                 want_name(*asked)
             ),
+            LockError::InvalidHeld(c, lowest) => write!(
+                f,
+                "ERR invalid HELD in '{}' command: expected the caller's hold count, an integer from {lowest} to {}",
+                c.name(),
+                crate::core::lock::MAX_COUNT
+            ),
+            LockError::HeldMismatch {
+                command,
+                held,
+                expected,
+            } => write!(
+                f,
+                "ERR HELD {expected} does not match the owner's hold count {held} in '{}' command \
+                 (nothing changed)",
+                command.name()
+            ),
+            LockError::SessionInScript => write!(
+                f,
+                "ERR SESSION cannot be used inside a script (EVAL, FCALL) in 'lock.acquire' command: \
+                 the script's client never disconnects; take the session hold with a direct call"
+            ),
             LockError::InvalidApply(field) => {
                 write!(f, "ERR invalid {field} in 'lock.apply' command")
             }
@@ -211,6 +242,13 @@ mod tests {
                 held: Mode::Shared,
                 asked: Want::Exclusive,
             },
+            LockError::InvalidHeld(Command::Release, 1),
+            LockError::HeldMismatch {
+                command: Command::Release,
+                held: 3,
+                expected: 1,
+            },
+            LockError::SessionInScript,
             LockError::InvalidApply("count"),
             LockError::InvalidCounter,
             LockError::InternalOnly(Command::Tokens),

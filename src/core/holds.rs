@@ -183,7 +183,6 @@ impl Holds {
         }
     }
 
-    #[cfg(test)]
     pub fn holder(&self, owner: &[u8]) -> Option<&Holder> {
         self.holders.iter().find(|holder| &*holder.owner == owner)
     }
@@ -280,7 +279,10 @@ impl Holds {
         }
         holder.count = count;
         if let Some(ttl) = ttl {
-            holder.expires_at = Some(expiry(now, ttl));
+            // A reentry never shortens the hold (Redisson #1110 was a nested lock with a
+            // shorter lease cutting the outer one); a permanent hold stays permanent.
+            let asked = expiry(now, ttl);
+            holder.expires_at = holder.expires_at.map(|at| at.max(asked));
         }
         Ok(count)
     }
@@ -310,6 +312,54 @@ impl Holds {
             session: ask.session,
         });
         Ok(token)
+    }
+}
+
+/// Which way a call moves its owner's hold count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// LOCK.ACQUIRE, LOCK.REENTER: n -> n + 1 (or a new hold from 0).
+    Up,
+    /// LOCK.RELEASE: n -> n - 1.
+    Down,
+}
+
+/// What a caller's `HELD n` says of its call, against the owner's real count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// No `HELD`, or the count is as the caller believes: make the change.
+    Proceed,
+    /// The count is already where this call would take it: an earlier attempt of the very
+    /// same call (a client's retry after a timeout) took effect. Answer as it did, change
+    /// nothing. Carries that count.
+    Repeated { count: u32 },
+    /// The caller believes it holds the key, and its owner holds nothing: the hold was lost
+    /// (expired, deleted, its session ended), or a release's earlier attempt freed it.
+    NotHeld,
+    /// Neither: the caller's count is wrong (two callers share an owner id?). Refuse.
+    Mismatch { held: u32, expected: u32 },
+}
+
+/// Checks `HELD expected` of a call that moves `owner`'s count one `step`, on holds as of now
+/// (expired holders already dropped). Retried commands stay exactly-once this way: redis-py,
+/// Lettuce, go-redis and ioredis all resend a command whose reply timed out.
+pub fn expect_count(holds: &Holds, owner: &[u8], expected: Option<u32>, step: Step) -> Expected {
+    let Some(expected) = expected else {
+        return Expected::Proceed;
+    };
+    let held = holds.holder(owner).map_or(0, |holder| holder.count);
+    let after = match step {
+        Step::Up => expected.checked_add(1),
+        Step::Down => expected.checked_sub(1),
+    };
+    if held == expected {
+        Expected::Proceed
+    } else if held == 0 {
+        Expected::NotHeld
+    } else if Some(held) == after {
+        Expected::Repeated { count: held }
+    } else {
+        Expected::Mismatch { held, expected }
     }
 }
 
@@ -482,6 +532,71 @@ mod tests {
 
     fn take(holds: &mut Holds, owner: &str, want: Want, t: &mut TokenCounter) -> Acquired {
         acquire(holds, &ask(owner, want), NOW, t, false).expect("no error")
+    }
+
+    #[test]
+    fn held_lets_a_retried_call_take_effect_once() {
+        let mut t = tokens();
+        let mut holds = Holds::default();
+        take(&mut holds, "a", Want::Exclusive, &mut t);
+        take(&mut holds, "a", Want::Exclusive, &mut t);
+        // "a" holds 2.
+        let check = |expected, step| expect_count(&holds, b"a", expected, step);
+        assert_eq!(check(None, Step::Up), Expected::Proceed);
+        assert_eq!(check(Some(2), Step::Up), Expected::Proceed);
+        assert_eq!(check(Some(1), Step::Up), Expected::Repeated { count: 2 });
+        let mismatch = |expected| Expected::Mismatch { held: 2, expected };
+        assert_eq!(check(Some(0), Step::Up), mismatch(0));
+        assert_eq!(check(Some(3), Step::Up), mismatch(3));
+        assert_eq!(check(Some(1), Step::Down), mismatch(1));
+        assert_eq!(check(Some(4), Step::Down), mismatch(4));
+        assert_eq!(check(Some(2), Step::Down), Expected::Proceed);
+        assert_eq!(check(Some(3), Step::Down), Expected::Repeated { count: 2 });
+        // Someone who holds nothing.
+        let other = |expected, step| expect_count(&holds, b"b", expected, step);
+        assert_eq!(other(Some(0), Step::Up), Expected::Proceed);
+        assert_eq!(other(Some(1), Step::Up), Expected::NotHeld);
+        assert_eq!(other(Some(1), Step::Down), Expected::NotHeld);
+        assert_eq!(other(Some(2), Step::Down), Expected::NotHeld);
+        assert_eq!(other(None, Step::Down), Expected::Proceed);
+    }
+
+    #[test]
+    fn a_reentry_never_shortens_a_hold() {
+        let mut t = tokens();
+        let mut holds = Holds::default();
+        let long = Ask {
+            ttl: 60_000,
+            ..ask("a", Want::Exclusive)
+        };
+        acquire(&mut holds, &long, NOW, &mut t, false).expect("granted");
+        let short = Ask {
+            ttl: 1_000,
+            ..ask("a", Want::Exclusive)
+        };
+        acquire(&mut holds, &short, NOW + 10, &mut t, false).expect("reentered");
+        assert_eq!(holds.holders[0].expires_at, Some(NOW + 60_000));
+        assert_eq!(reenter(&mut holds, b"a", Some(5), NOW + 20), Ok(Some(3)));
+        assert_eq!(holds.holders[0].expires_at, Some(NOW + 60_000));
+        // A longer one extends it.
+        assert_eq!(
+            reenter(&mut holds, b"a", Some(90_000), NOW + 30),
+            Ok(Some(4))
+        );
+        assert_eq!(holds.holders[0].expires_at, Some(NOW + 90_030));
+        // A waiter's reentry (another connection of the owner) likewise.
+        assert!(matches!(
+            admit(&mut holds, &short, NOW + 40, &mut t),
+            Admission::Reentered { count: 5, .. }
+        ));
+        assert_eq!(holds.holders[0].expires_at, Some(NOW + 90_030));
+        // A permanent hold (an admin's PERSIST) stays permanent.
+        holds.holders[0].expires_at = None;
+        assert_eq!(reenter(&mut holds, b"a", Some(5), NOW + 50), Ok(Some(6)));
+        assert_eq!(holds.holders[0].expires_at, None);
+        // RENEW still sets exactly what it is asked.
+        holds.holders[0].expires_at = Some(NOW + 90_030);
+        assert_eq!(renew(&mut holds, b"a", 100, NOW + 60), Some(NOW + 160));
     }
 
     #[test]

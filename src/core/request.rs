@@ -6,6 +6,7 @@
 
 use super::error::{Command, LockError};
 use super::holds::{Want, MAX_HOLDERS};
+use super::lock::MAX_COUNT;
 use super::tokens::MAX_TOKEN;
 use super::Millis;
 
@@ -46,19 +47,25 @@ pub struct AcquireRequest<'a> {
     pub want: Want,
     /// `SESSION`: the hold also ends when the calling connection closes.
     pub session: bool,
+    /// `HELD n`: the hold count the caller believes its owner has before this call.
+    pub held: Option<u32>,
 }
 
-/// `LOCK.REENTER key owner [ttl]`
+/// `LOCK.REENTER key owner [ttl] [HELD n]`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReenterRequest<'a> {
     pub owner: &'a [u8],
     pub ttl: Option<u64>,
+    /// `HELD n` (n >= 1): the hold count the caller believes its owner has.
+    pub held: Option<u32>,
 }
 
-/// `LOCK.RELEASE key owner`
+/// `LOCK.RELEASE key owner [HELD n]`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReleaseRequest<'a> {
     pub owner: &'a [u8],
+    /// `HELD n` (n >= 1): the hold count the caller believes its owner has.
+    pub held: Option<u32>,
 }
 
 /// `LOCK.RENEW key owner ttl`
@@ -94,9 +101,12 @@ pub fn parse_acquire<'a>(
     let mut wait = None;
     let mut want = Want::Exclusive;
     let mut session = false;
+    let mut held = None;
     let mut rest = options;
     while let [option, tail @ ..] = rest {
-        if option.eq_ignore_ascii_case(b"WAIT") {
+        if option.eq_ignore_ascii_case(b"HELD") {
+            rest = parse_held_option(cmd, tail, 0, &mut held)?;
+        } else if option.eq_ignore_ascii_case(b"WAIT") {
             let [timeout, tail @ ..] = tail else {
                 return Err(LockError::MissingOptionValue(cmd, "WAIT"));
             };
@@ -144,7 +154,44 @@ pub fn parse_acquire<'a>(
         wait,
         want,
         session,
+        held,
     })
+}
+
+/// `HELD n` after its keyword: `n` from `lowest` to `MAX_COUNT`, given once; the rest.
+fn parse_held_option<'a, 'b>(
+    cmd: Command,
+    tail: &'b [&'a [u8]],
+    lowest: u32,
+    held: &mut Option<u32>,
+) -> Result<&'b [&'a [u8]], LockError> {
+    let [n, tail @ ..] = tail else {
+        return Err(LockError::MissingOptionValue(cmd, "HELD"));
+    };
+    if held.is_some() {
+        return Err(LockError::DuplicateOption(cmd, "HELD"));
+    }
+    let n = parse_integer(n)
+        .filter(|&n| n >= i64::from(lowest) && n <= i64::from(MAX_COUNT))
+        .ok_or(LockError::InvalidHeld(cmd, lowest))?;
+    *held = Some(n as u32);
+    Ok(tail)
+}
+
+/// The trailing `[HELD n]` of LOCK.REENTER and LOCK.RELEASE (n >= 1).
+fn parse_trailing_held(cmd: Command, options: &[&[u8]]) -> Result<Option<u32>, LockError> {
+    let mut held = None;
+    match options {
+        [] => {}
+        [option, tail @ ..] if option.eq_ignore_ascii_case(b"HELD") => {
+            if !parse_held_option(cmd, tail, 1, &mut held)?.is_empty() {
+                return Err(LockError::Arity(cmd));
+            }
+        }
+        // Today's arity error for anything else, as before HELD existed.
+        [_, ..] => return Err(LockError::Arity(cmd)),
+    }
+    Ok(held)
 }
 
 pub fn parse_reenter<'a>(
@@ -152,27 +199,30 @@ pub fn parse_reenter<'a>(
     limits: &Limits,
 ) -> Result<ReenterRequest<'a>, LockError> {
     let cmd = Command::Reenter;
-    match args {
-        [_key, owner] => Ok(ReenterRequest {
-            owner: parse_owner(cmd, owner, limits)?,
-            ttl: None,
-        }),
-        [_key, owner, ttl] => Ok(ReenterRequest {
-            owner: parse_owner(cmd, owner, limits)?,
-            ttl: Some(parse_ttl(cmd, ttl, limits)?),
-        }),
-        _ => Err(LockError::Arity(cmd)),
-    }
+    let (owner, rest) = match args {
+        [_key, owner, rest @ ..] => (owner, rest),
+        _ => return Err(LockError::Arity(cmd)),
+    };
+    let owner = parse_held_owner(cmd, owner)?;
+    let (ttl, options) = match rest {
+        [first, options @ ..] if !first.eq_ignore_ascii_case(b"HELD") => {
+            (Some(parse_ttl(cmd, first, limits)?), options)
+        }
+        options => (None, options),
+    };
+    Ok(ReenterRequest {
+        owner,
+        ttl,
+        held: parse_trailing_held(cmd, options)?,
+    })
 }
 
-pub fn parse_release<'a>(
-    args: &[&'a [u8]],
-    limits: &Limits,
-) -> Result<ReleaseRequest<'a>, LockError> {
+pub fn parse_release<'a>(args: &[&'a [u8]]) -> Result<ReleaseRequest<'a>, LockError> {
     let cmd = Command::Release;
     match args {
-        [_key, owner] => Ok(ReleaseRequest {
-            owner: parse_owner(cmd, owner, limits)?,
+        [_key, owner, options @ ..] => Ok(ReleaseRequest {
+            owner: parse_held_owner(cmd, owner)?,
+            held: parse_trailing_held(cmd, options)?,
         }),
         _ => Err(LockError::Arity(cmd)),
     }
@@ -182,7 +232,7 @@ pub fn parse_renew<'a>(args: &[&'a [u8]], limits: &Limits) -> Result<RenewReques
     let cmd = Command::Renew;
     match args {
         [_key, owner, ttl] => Ok(RenewRequest {
-            owner: parse_owner(cmd, owner, limits)?,
+            owner: parse_held_owner(cmd, owner)?,
             ttl: parse_ttl(cmd, ttl, limits)?,
         }),
         _ => Err(LockError::Arity(cmd)),
@@ -252,6 +302,13 @@ fn parse_owner<'a>(cmd: Command, owner: &'a [u8], limits: &Limits) -> Result<&'a
         }
         _ => Ok(owner),
     }
+}
+
+/// The owner of a hold that already exists (RELEASE, RENEW, REENTER): checked against the hard
+/// limit only, never against `lock.max-owner-bytes`, so that lowering the config never locks a
+/// holder out of its own hold (no owner above the config can be granted anew).
+fn parse_held_owner(cmd: Command, owner: &[u8]) -> Result<&[u8], LockError> {
+    parse_owner(cmd, owner, &Limits::HARD)
 }
 
 fn parse_ttl(cmd: Command, ttl: &[u8], limits: &Limits) -> Result<u64, LockError> {
@@ -351,6 +408,7 @@ mod tests {
                 wait: None,
                 want: Want::Exclusive,
                 session: false,
+                held: None,
             })
         );
         for wait in ["WAIT", "wait", "Wait"] {
@@ -412,17 +470,17 @@ mod tests {
     fn owners_are_bounded_in_length_and_may_hold_any_bytes() {
         let long = vec![b'x'; MAX_OWNER_BYTES];
         assert_eq!(
-            parse_release(&[b"k", &long], &Limits::default()).map(|r| r.owner.len()),
+            parse_release(&[b"k", &long]).map(|r| r.owner.len()),
             Ok(MAX_OWNER_BYTES)
         );
         let too_long = vec![b'x'; MAX_OWNER_BYTES + 1];
         assert_eq!(
-            parse_release(&[b"k", &too_long], &Limits::default()),
+            parse_release(&[b"k", &too_long]),
             Err(LockError::OwnerTooLong(Command::Release, MAX_OWNER_BYTES))
         );
         let binary = [0u8, 0xff, b'\r', b'\n'];
         assert_eq!(
-            parse_release(&[b"k", &binary], &Limits::default()).map(|r| r.owner),
+            parse_release(&[b"k", &binary]).map(|r| r.owner),
             Ok(&binary[..])
         );
     }
@@ -450,14 +508,16 @@ mod tests {
             parse_reenter(&args("k me"), &Limits::default()),
             Ok(ReenterRequest {
                 owner: b"me",
-                ttl: None
+                ttl: None,
+                held: None,
             })
         );
         assert_eq!(
             parse_reenter(&args("k me 10"), &Limits::default()),
             Ok(ReenterRequest {
                 owner: b"me",
-                ttl: Some(10)
+                ttl: Some(10),
+                held: None,
             })
         );
         let cmd = Command::Reenter;
@@ -476,13 +536,84 @@ mod tests {
     }
 
     #[test]
-    fn release_renew_and_info_take_exact_arguments() {
+    fn held_states_the_callers_count() {
+        let limits = Limits::default();
+        let acquire = |call: &str| parse_acquire(&args(call), &limits).map(|r| r.held);
+        assert_eq!(acquire("k me 5 HELD 0"), Ok(Some(0)));
+        assert_eq!(acquire("k me 5 held 3 WAIT 10"), Ok(Some(3)));
+        assert_eq!(acquire("k me 5 WAIT 10 HELD 2047"), Ok(Some(2047)));
+        let cmd = Command::Acquire;
         assert_eq!(
-            parse_release(&args("k me"), &Limits::default()),
-            Ok(ReleaseRequest { owner: b"me" })
+            acquire("k me 5 HELD 2048"),
+            Err(LockError::InvalidHeld(cmd, 0))
         );
         assert_eq!(
-            parse_release(&args("k me x"), &Limits::default()),
+            acquire("k me 5 HELD -1"),
+            Err(LockError::InvalidHeld(cmd, 0))
+        );
+        assert_eq!(
+            acquire("k me 5 HELD"),
+            Err(LockError::MissingOptionValue(cmd, "HELD"))
+        );
+        assert_eq!(
+            acquire("k me 5 HELD 1 HELD 1"),
+            Err(LockError::DuplicateOption(cmd, "HELD"))
+        );
+        let release = |call: &str| parse_release(&args(call)).map(|r| r.held);
+        assert_eq!(release("k me HELD 1"), Ok(Some(1)));
+        assert_eq!(
+            release("k me HELD 0"),
+            Err(LockError::InvalidHeld(Command::Release, 1))
+        );
+        assert_eq!(
+            release("k me HELD 1 x"),
+            Err(LockError::Arity(Command::Release))
+        );
+        assert_eq!(
+            release("k me HELD"),
+            Err(LockError::MissingOptionValue(Command::Release, "HELD"))
+        );
+        let reenter = |call: &str| parse_reenter(&args(call), &limits).map(|r| (r.ttl, r.held));
+        assert_eq!(reenter("k me HELD 2"), Ok((None, Some(2))));
+        assert_eq!(reenter("k me 100 HELD 2"), Ok((Some(100), Some(2))));
+        assert_eq!(
+            reenter("k me 100 HELD 0"),
+            Err(LockError::InvalidHeld(Command::Reenter, 1))
+        );
+    }
+
+    #[test]
+    fn holders_are_never_held_to_a_lowered_owner_limit() {
+        let lowered = Limits {
+            max_ttl_ms: 1000,
+            max_owner_bytes: 3,
+        };
+        let owner = "a-long-owner";
+        assert!(parse_release(&args(&format!("k {owner}"))).is_ok());
+        assert!(parse_renew(&args(&format!("k {owner} 500")), &lowered).is_ok());
+        assert!(parse_reenter(&args(&format!("k {owner} 500")), &lowered).is_ok());
+        assert_eq!(
+            parse_acquire(&args(&format!("k {owner} 500")), &lowered),
+            Err(LockError::OwnerTooLong(Command::Acquire, 3))
+        );
+        // A ttl is time asked for anew: the lowered lock.max-ttl applies to RENEW too.
+        assert_eq!(
+            parse_renew(&args(&format!("k {owner} 5000")), &lowered),
+            Err(LockError::InvalidTtl(Command::Renew, 1000))
+        );
+    }
+
+    #[test]
+    fn release_renew_and_info_take_exact_arguments() {
+        assert_eq!(
+            parse_release(&args("k me")),
+            Ok(ReleaseRequest {
+                owner: b"me",
+                held: None
+            })
+        );
+        assert_eq!(
+            parse_release(&args("k me x")),
             Err(LockError::Arity(Command::Release))
         );
         assert_eq!(

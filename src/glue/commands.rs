@@ -18,7 +18,9 @@ use super::token_counter::{observe, with_tokens};
 use super::waiters::{self, KeyRef, Wanted};
 use crate::core::encoding::decode_holds;
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{self, Acquired, Ask, Holder, Holds, Mode, Released};
+use crate::core::holds::{
+    self, expect_count, Acquired, Ask, Expected, Holder, Holds, Mode, Released, Step,
+};
 use crate::core::lock::{self, Lock, Replayed};
 use crate::core::request::{
     parse_acquire, parse_apply, parse_apply_holds, parse_info, parse_reenter, parse_release,
@@ -42,6 +44,10 @@ fn key_name(args: &Args, command: Command) -> Result<*mut raw::RedisModuleString
 /// LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout] -> token | nil
 fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_acquire(args.bytes(), &configs::limits())?;
+    if request.session && ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_LUA) {
+        // EVAL and FCALL run on the script engine's client, which never disconnects.
+        return Err(LockError::SessionInScript);
+    }
     let name = key_name(args, Command::Acquire)?;
     let now = now();
     let _own_change = Handling::begin();
@@ -79,6 +85,22 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         session,
     };
     let mut after = holds.clone();
+    after.expire(now);
+    match expect_count(&after, request.owner, request.held, Step::Up) {
+        Expected::Proceed => {}
+        Expected::Repeated { .. } => {
+            let token = after.holder(request.owner).map_or(0, |holder| holder.token);
+            ctx.reply_integer(token as i64);
+            return Ok(());
+        }
+        Expected::NotHeld => {
+            ctx.reply_null();
+            return Ok(());
+        }
+        settled @ Expected::Mismatch { .. } => {
+            return reply_settled(ctx, Command::Acquire, settled)
+        }
+    }
     let outcome = with_tokens(|tokens| holds::acquire(&mut after, &ask, now, tokens, queued > 0))
         .map_err(|error| LockError::from_hold(Command::Acquire, error))?;
     match outcome {
@@ -166,7 +188,12 @@ fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         ctx.reply_null();
         return Ok(());
     };
-    match holds::reenter(&mut holds, request.owner, request.ttl, now())
+    let now = now();
+    holds.expire(now);
+    if let Some(settled) = settled_by_held(&holds, request.owner, request.held, Step::Up) {
+        return reply_settled(ctx, Command::Reenter, settled);
+    }
+    match holds::reenter(&mut holds, request.owner, request.ttl, now)
         .map_err(|error| LockError::from_hold(Command::Reenter, error))?
     {
         Some(count) => {
@@ -187,7 +214,7 @@ fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
 
 /// LOCK.RELEASE key owner -> remaining hold count | nil
 fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
-    let request = parse_release(args.bytes(), &configs::limits())?;
+    let request = parse_release(args.bytes())?;
     let name = key_name(args, Command::Release)?;
     let now = now();
     let _own_change = Handling::begin();
@@ -196,6 +223,10 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         ctx.reply_null();
         return Ok(());
     };
+    holds.expire(now);
+    if let Some(settled) = settled_by_held(&holds, request.owner, request.held, Step::Down) {
+        return reply_settled(ctx, Command::Release, settled);
+    }
     match holds::release(&mut holds, request.owner, now) {
         Released::NotHeld => ctx.reply_null(),
         Released::StillHeld { count } => {
@@ -243,6 +274,31 @@ fn renew(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             reschedule_check(ctx, ctx.selected_db(), args.bytes()[0], &holds);
         }
         None => ctx.reply_integer(0),
+    }
+    Ok(())
+}
+
+/// What `HELD n` settles without a change: the answer of an earlier attempt of the same call,
+/// nil for a hold that is gone, or a refusal. `None`: the call goes ahead.
+fn settled_by_held(holds: &Holds, owner: &[u8], held: Option<u32>, step: Step) -> Option<Expected> {
+    match expect_count(holds, owner, held, step) {
+        Expected::Proceed => None,
+        settled => Some(settled),
+    }
+}
+
+/// The reply of a call `HELD n` settled: the count it already has, nil, or the error.
+fn reply_settled(ctx: Ctx, command: Command, settled: Expected) -> Result<(), LockError> {
+    match settled {
+        Expected::Proceed | Expected::NotHeld => ctx.reply_null(),
+        Expected::Repeated { count } => ctx.reply_integer(count.into()),
+        Expected::Mismatch { held, expected } => {
+            return Err(LockError::HeldMismatch {
+                command,
+                held,
+                expected,
+            })
+        }
     }
     Ok(())
 }

@@ -14,15 +14,15 @@ use super::entry::run_callback;
 /// the two agree); `ttl` and `timeout` are milliseconds.
 pub const ENTRIES: &[(&CStr, &CStr)] = &[
     (
-        c"LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout]",
+        c"LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout] [HELD count]",
         c"    Takes or reenters the lock (WAIT: waits in line); replies the token, or nil.",
     ),
     (
-        c"LOCK.REENTER key owner [ttl]",
+        c"LOCK.REENTER key owner [ttl] [HELD count]",
         c"    Adds a hold to a lock the owner holds; replies the new count, or nil.",
     ),
     (
-        c"LOCK.RELEASE key owner",
+        c"LOCK.RELEASE key owner [HELD count]",
         c"    Drops a hold (at 0 the next waiter gets it); replies the count left, or nil.",
     ),
     (

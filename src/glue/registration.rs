@@ -38,6 +38,13 @@ const SINCE: &CStr = c"0.1.0";
 const KEY: Arg = Arg::key(c"key");
 const OWNER: Arg = Arg::string(c"owner");
 const TTL: Arg = Arg::integer(c"ttl");
+/// `HELD n`: the caller's hold count before the call, so that a retried call has one effect.
+const HELD: Arg = Arg {
+    name: c"count",
+    kind: ArgKind::Integer,
+    token: Some(c"HELD"),
+    optional: true,
+};
 
 const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -88,6 +95,7 @@ const COMMANDS: &[CommandSpec] = &[
                 token: Some(c"WAIT"),
                 optional: true,
             },
+            HELD,
         ],
     },
     CommandSpec {
@@ -109,6 +117,7 @@ const COMMANDS: &[CommandSpec] = &[
                 optional: true,
                 ..TTL
             },
+            HELD,
         ],
     },
     CommandSpec {
@@ -116,7 +125,7 @@ const COMMANDS: &[CommandSpec] = &[
         entry: Some(commands::release_entry),
         flags: c"write fast",
         acl: c"write fast",
-        arity: 3,
+        arity: -3,
         // Drops a hold, and with the last one the lock (the key is deleted or handed over):
         // DELETE, which the server does not combine with UPDATE. ACCESS: replies the count.
         key_flags: raw::REDISMODULE_CMD_KEY_RW
@@ -124,7 +133,7 @@ const COMMANDS: &[CommandSpec] = &[
             | raw::REDISMODULE_CMD_KEY_DELETE,
         summary: c"Drops one hold of a lock the owner holds; replies the remaining count",
         complexity: c"O(1); O(log N) to hand a freed lock to the first of the N clients waiting for the key",
-        args: &[KEY, OWNER],
+        args: &[KEY, OWNER, HELD],
     },
     CommandSpec {
         name: c"lock.renew",

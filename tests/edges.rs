@@ -1,0 +1,310 @@
+//! The server at its edges (issues 17 and 18): retried calls with `HELD n` take effect once,
+//! `SESSION` is refused in scripts, a lowered `lock.max-owner-bytes` never locks a holder out,
+//! a reentry never shortens a hold.
+
+mod common;
+
+use common::*;
+use redis::Value;
+
+const TTL: u64 = 600_000;
+
+fn count_of(con: &mut redis::Connection, key: &str) -> Option<i64> {
+    lock_info(con, key).map(|info| info.count)
+}
+
+#[test]
+fn a_retried_release_with_held_takes_effect_once() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let token = int(call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL), "take");
+    int(call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL), "reenter");
+    // The inner release, then its retry (the first reply was lost): still held once.
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.RELEASE", "k", "me", "HELD", 2),
+            "release"
+        ),
+        1
+    );
+    let before_retry = key_state(&mut con, "k");
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.RELEASE", "k", "me", "held", 2),
+            "retry"
+        ),
+        1
+    );
+    assert_eq!(
+        key_state(&mut con, "k"),
+        before_retry,
+        "a repeated release changed the key"
+    );
+    assert_eq!(count_of(&mut con, "k"), Some(1));
+    // Nobody else gets it in between.
+    nil(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "other", TTL),
+        "intruder",
+    );
+    // The outer release frees it; its retry answers nil (not held) and changes nothing.
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.RELEASE", "k", "me", "HELD", 1),
+            "outer"
+        ),
+        0
+    );
+    nil(
+        call!(&mut con, "LOCK.RELEASE", "k", "me", "HELD", 1),
+        "outer retry",
+    );
+    let next = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "other", TTL),
+        "next owner",
+    );
+    assert!(next > token);
+    // A retry of the outer release after someone else took the key leaves them alone.
+    nil(
+        call!(&mut con, "LOCK.RELEASE", "k", "me", "HELD", 1),
+        "late retry",
+    );
+    assert_eq!(
+        lock_info(&mut con, "k").map(|i| i.owner),
+        Some(b"other".to_vec())
+    );
+}
+
+#[test]
+fn a_retried_acquire_or_reenter_with_held_counts_once() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL, "HELD", 0),
+        "take",
+    );
+    // The retry of a grant whose reply was lost: the same token, still count 1.
+    let retried = call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL, "HELD", 0);
+    assert_eq!(int(retried, "retried take"), token);
+    assert_eq!(count_of(&mut con, "k"), Some(1));
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL, "HELD", 1),
+            "re"
+        ),
+        token
+    );
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL, "HELD", 1),
+            "re"
+        ),
+        token
+    );
+    assert_eq!(count_of(&mut con, "k"), Some(2));
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.REENTER", "k", "me", "HELD", 2),
+            "reenter"
+        ),
+        3
+    );
+    assert_eq!(
+        int(
+            call!(&mut con, "LOCK.REENTER", "k", "me", "HELD", 2),
+            "again"
+        ),
+        3
+    );
+    let reenter_ttl = call!(&mut con, "LOCK.REENTER", "k", "me", TTL, "HELD", 2);
+    assert_eq!(int(reenter_ttl, "again with a ttl"), 3);
+    assert_eq!(count_of(&mut con, "k"), Some(3));
+}
+
+#[test]
+fn a_wrong_held_is_refused_and_changes_nothing() {
+    let server = Server::start();
+    let mut con = server.conn();
+    int(call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL), "take");
+    int(call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL), "reenter");
+    call!(&mut con, "WATCH", "k").expect("WATCH");
+    let before = key_state(&mut con, "k");
+    for (command, held) in [
+        ("acquire", 5),
+        ("acquire", 0),
+        ("reenter", 7),
+        ("release", 4),
+        ("release", 1),
+    ] {
+        let reply = match command {
+            "acquire" => call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL, "HELD", held),
+            "reenter" => call!(&mut con, "LOCK.REENTER", "k", "me", "HELD", held),
+            _ => call!(&mut con, "LOCK.RELEASE", "k", "me", "HELD", held),
+        };
+        assert_eq!(
+            error(reply, command),
+            format!(
+                "ERR HELD {held} does not match the owner's hold count 2 in 'lock.{command}' \
+                 command (nothing changed)"
+            )
+        );
+    }
+    for bad in ["-1", "2048", "x"] {
+        let reply = call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL, "HELD", bad);
+        assert!(error(reply, bad).starts_with("ERR invalid HELD in 'lock.acquire' command"));
+    }
+    let zero = error(
+        call!(&mut con, "LOCK.RELEASE", "k", "me", "HELD", 0),
+        "HELD 0",
+    );
+    assert!(
+        zero.starts_with("ERR invalid HELD in 'lock.release' command"),
+        "{zero}"
+    );
+    assert_eq!(key_state(&mut con, "k"), before);
+    // Nothing counted as a change: the WATCH survives.
+    let exec: Value = redis::pipe()
+        .atomic()
+        .cmd("PING")
+        .query(&mut con)
+        .expect("EXEC");
+    assert_ne!(exec, Value::Nil, "a refused call touched the watched key");
+}
+
+#[test]
+fn a_lost_hold_is_never_taken_afresh_by_a_reentry_with_held() {
+    let server = Server::start();
+    let mut con = server.conn();
+    int(call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL), "take");
+    call!(&mut con, "DEL", "k").expect("DEL");
+    // The caller believes it holds 1: ACQUIRE (a plain try or a WAIT) answers nil at once.
+    nil(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL, "HELD", 1),
+        "reentry after loss",
+    );
+    nil(
+        call!(
+            &mut con,
+            "LOCK.ACQUIRE",
+            "k",
+            "me",
+            TTL,
+            "HELD",
+            1,
+            "WAIT",
+            0
+        ),
+        "a wait after loss",
+    );
+    nil(
+        call!(&mut con, "LOCK.REENTER", "k", "me", "HELD", 1),
+        "REENTER after loss",
+    );
+    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "EXISTS"), 0);
+    // Without HELD an ACQUIRE still takes a free lock (today's contract).
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "me", TTL),
+        "a fresh take",
+    );
+}
+
+#[test]
+fn session_is_refused_inside_eval_and_fcall() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let script = "return redis.call('LOCK.ACQUIRE', KEYS[1], 'o', '60000', 'SESSION')";
+    let eval = error(call!(&mut con, "EVAL", script, 1, "k"), "EVAL");
+    assert!(
+        eval.contains("SESSION cannot be used inside a script"),
+        "{eval}"
+    );
+    let library = "#!lua name=locks\n\
+        redis.register_function('take', function(keys, args) \
+        return redis.call('LOCK.ACQUIRE', keys[1], 'o', '60000', 'SESSION') end)";
+    call!(&mut con, "FUNCTION", "LOAD", library).expect("FUNCTION LOAD");
+    let fcall = error(call!(&mut con, "FCALL", "take", 1, "k"), "FCALL");
+    assert!(
+        fcall.contains("SESSION cannot be used inside a script"),
+        "{fcall}"
+    );
+    assert_eq!(int(call!(&mut con, "EXISTS", "k"), "EXISTS"), 0);
+    // A plain hold from a script is fine; in MULTI a session hold binds to the caller.
+    let plain = "return redis.call('LOCK.ACQUIRE', KEYS[1], 'o', '60000')";
+    int(call!(&mut con, "EVAL", plain, 1, "k"), "plain hold in EVAL");
+    let (token,): (i64,) = redis::pipe()
+        .atomic()
+        .cmd("LOCK.ACQUIRE")
+        .arg("m")
+        .arg("o")
+        .arg(60_000)
+        .arg("SESSION")
+        .query(&mut con)
+        .expect("MULTI session hold");
+    assert!(token > 0);
+}
+
+#[test]
+fn a_lowered_owner_limit_never_locks_a_holder_out() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let owner = "o".repeat(500);
+    int(call!(&mut con, "LOCK.ACQUIRE", "k", &owner, TTL), "take");
+    call!(&mut con, "CONFIG", "SET", "lock.max-owner-bytes", 100).expect("CONFIG SET");
+    // New requests obey the limit.
+    let refused = error(call!(&mut con, "LOCK.ACQUIRE", "j", &owner, TTL), "new");
+    assert!(refused.contains("owner longer than 100 bytes"), "{refused}");
+    // The holder keeps, reenters and lets go of what it has.
+    assert_eq!(
+        int(call!(&mut con, "LOCK.REENTER", "k", &owner), "reenter"),
+        2
+    );
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RENEW", "k", &owner, TTL), "renew"),
+        1
+    );
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", &owner), "release"),
+        1
+    );
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", &owner), "release"),
+        0
+    );
+    // A lowered max-ttl still bounds a renewal: time asked anew.
+    int(call!(&mut con, "LOCK.ACQUIRE", "k", "me", 1000), "take");
+    call!(&mut con, "CONFIG", "SET", "lock.max-ttl", 5000).expect("CONFIG SET");
+    let long = error(
+        call!(&mut con, "LOCK.RENEW", "k", "me", 60_000),
+        "renew past max-ttl",
+    );
+    assert!(
+        long.starts_with("ERR invalid ttl in 'lock.renew' command"),
+        "{long}"
+    );
+}
+
+#[test]
+fn a_nested_shorter_hold_does_not_cut_the_outer_one_for_any_kind() {
+    let server = Server::start();
+    let mut con = server.conn();
+    for (key, options) in [
+        ("x", &[][..]),
+        ("s", &["SHARED"][..]),
+        ("l", &["LIMIT", "3"][..]),
+        ("z", &["SESSION"][..]),
+    ] {
+        let take = |con: &mut redis::Connection, ttl: u64| {
+            let mut command = redis::cmd("LOCK.ACQUIRE");
+            command.arg(key).arg("me").arg(ttl).arg(options);
+            int(run(con, &command), key)
+        };
+        take(&mut con, 60_000);
+        let expiry = int(call!(&mut con, "PEXPIRETIME", key), "PEXPIRETIME");
+        take(&mut con, 1);
+        int(call!(&mut con, "LOCK.REENTER", key, "me", 1), "REENTER 1");
+        assert_eq!(
+            int(call!(&mut con, "PEXPIRETIME", key), "PEXPIRETIME"),
+            expiry,
+            "{key}: a nested ttl of 1 ms moved the hold's expiry"
+        );
+    }
+}
