@@ -94,6 +94,8 @@ unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_
 
 unsafe extern "C" fn rdb_save(rdb: *mut RedisModuleIO, value: *mut c_void) {
     run_callback("rdb_save", (), || {
+        // SAFETY: rdb is the live saving stream of this call.
+        unsafe { super::migration::note_serialized(rdb) };
         // SAFETY: the server passes a value of our type.
         let bytes = match unsafe { stored(value) } {
             Some(Stored::Plain(lock)) => lock.as_bytes(),

@@ -11,7 +11,7 @@ use std::ffi::c_void;
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
 use super::api::rm;
-use super::command_filter;
+use super::migration;
 use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::keys::{LockKey, OwnedString};
@@ -258,7 +258,7 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
     if HANDLING.with(Cell::get) || !waiters::anyone_waiting() {
         return;
     }
-    if command_filter::is_migrating(name) {
+    if migration::take_serialized(db, name) {
         // The lock moves on to another node, held: handing it over here would make a second
         // owner. Its waiters get nil and, retrying, are redirected (cluster) to where it went.
         waiters::wake_all_with_nil(ctx, db, name);

@@ -20,6 +20,7 @@ pub mod handoff;
 pub mod help;
 pub mod info;
 pub mod keys;
+pub mod migration;
 pub mod propagation;
 pub mod registration;
 pub mod replicate;
