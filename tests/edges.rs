@@ -308,3 +308,273 @@ fn a_nested_shorter_hold_does_not_cut_the_outer_one_for_any_kind() {
         );
     }
 }
+
+fn client_id(con: &mut redis::Connection) -> i64 {
+    int(call!(con, "CLIENT", "ID"), "CLIENT ID")
+}
+
+#[test]
+fn a_session_hold_is_gone_for_a_call_pipelined_right_after_its_connection_is_killed() {
+    let server = Server::start();
+    let mut holder = server.conn();
+    let mut con = server.conn();
+    for (key, options) in [("x", &[][..]), ("s", &["SHARED"][..])] {
+        let mut take = redis::cmd("LOCK.ACQUIRE");
+        take.arg(key).arg("h").arg(TTL).arg(options).arg("SESSION");
+        int(run(&mut holder, &take), "session hold");
+    }
+    let id = client_id(&mut holder);
+    // One pipeline, one event-loop turn: the kill, then a new owner's try.
+    let (killed, exclusive, writer): (i64, Value, Value) = redis::pipe()
+        .cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .cmd("LOCK.ACQUIRE")
+        .arg("x")
+        .arg("other")
+        .arg(TTL)
+        .cmd("LOCK.ACQUIRE")
+        .arg("s")
+        .arg("writer")
+        .arg(TTL)
+        .query(&mut con)
+        .expect("pipeline");
+    assert_eq!(killed, 1);
+    assert!(matches!(exclusive, Value::Int(_)), "{exclusive:?}");
+    assert!(matches!(writer, Value::Int(_)), "{writer:?}");
+    assert_eq!(
+        lock_info(&mut con, "x").map(|i| i.owner),
+        Some(b"other".to_vec())
+    );
+    // The same inside MULTI/EXEC.
+    let mut holder = server.conn();
+    int(
+        call!(&mut holder, "LOCK.ACQUIRE", "m", "h", TTL, "SESSION"),
+        "session hold",
+    );
+    let id = client_id(&mut holder);
+    let (_, granted): (i64, Value) = redis::pipe()
+        .atomic()
+        .cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .cmd("LOCK.ACQUIRE")
+        .arg("m")
+        .arg("other")
+        .arg(TTL)
+        .query(&mut con)
+        .expect("MULTI");
+    assert!(matches!(granted, Value::Int(_)), "{granted:?}");
+    wait_until("both session ends counted", || {
+        server.info_field("lock", "lock_session_ends").as_deref() == Some("3")
+    });
+}
+
+#[test]
+fn a_session_hold_moved_by_rename_move_or_swapdb_still_ends_with_its_connection() {
+    let server = Server::start();
+    let mut con = server.conn();
+    for (mover, moved_to_db) in [("RENAME", 0), ("MOVE", 1), ("SWAPDB", 1)] {
+        let mut holder = server.conn();
+        int(
+            call!(&mut holder, "LOCK.ACQUIRE", "k", "h", TTL, "SESSION"),
+            "hold",
+        );
+        match mover {
+            "RENAME" => ok(call!(&mut con, "RENAME", "k", "k2"), "RENAME"),
+            "MOVE" => assert_eq!(int(call!(&mut con, "MOVE", "k", 1), "MOVE"), 1),
+            _ => ok(call!(&mut con, "SWAPDB", 0, 1), "SWAPDB"),
+        }
+        let key = if mover == "RENAME" { "k2" } else { "k" };
+        ok(call!(&mut con, "SELECT", moved_to_db), "SELECT");
+        assert!(
+            lock_info(&mut con, key).is_some(),
+            "{mover}: the hold moved along"
+        );
+        let id = client_id(&mut holder);
+        drop(holder);
+        wait_until("the holder's connection closed", || {
+            call!(&mut con, "CLIENT", "LIST", "ID", id)
+                .ok()
+                .and_then(|v| text(&v))
+                .is_none_or(|list| list.is_empty())
+        });
+        assert!(
+            lock_info(&mut con, key).is_none(),
+            "{mover}: still held after the close"
+        );
+        int(
+            call!(&mut con, "LOCK.ACQUIRE", key, "next", TTL),
+            "a new owner",
+        );
+        call!(&mut con, "FLUSHALL").expect("FLUSHALL");
+        ok(call!(&mut con, "SELECT", 0), "SELECT 0");
+    }
+}
+
+#[test]
+fn a_waiter_of_a_renamed_session_hold_gets_it_when_the_connection_closes() {
+    let server = Server::start();
+    let mut holder = server.conn();
+    int(
+        call!(&mut holder, "LOCK.ACQUIRE", "k", "h", TTL, "SESSION"),
+        "hold",
+    );
+    let mut con = server.conn();
+    ok(call!(&mut con, "RENAME", "k", "k2"), "RENAME");
+    let mut waiter = server.conn();
+    let waiting = std::thread::spawn(move || {
+        call!(&mut waiter, "LOCK.ACQUIRE", "k2", "w", TTL, "WAIT", 10_000).map(|v| v == Value::Nil)
+    });
+    server.wait_for_blocked_clients(1);
+    drop(holder);
+    assert_eq!(
+        waiting.join().expect("waiter"),
+        Ok(false),
+        "the waiter got nil"
+    );
+    assert_eq!(
+        lock_info(&mut con, "k2").map(|i| i.owner),
+        Some(b"w".to_vec())
+    );
+}
+
+#[test]
+fn reset_keeps_a_connections_session_holds() {
+    // RESET gives the module no signal (no server event, and a command filter would tax every
+    // command): the hold stays bound to the connection, which must be closed to end it.
+    let server = Server::start();
+    let mut holder = server.conn();
+    int(
+        call!(&mut holder, "LOCK.ACQUIRE", "k", "h", TTL, "SESSION"),
+        "hold",
+    );
+    assert_eq!(
+        call!(&mut holder, "RESET")
+            .ok()
+            .and_then(|v| text(&v))
+            .as_deref(),
+        Some("RESET")
+    );
+    let mut con = server.conn();
+    assert!(lock_info(&mut con, "k").is_some());
+    drop(holder);
+    wait_until("the hold ends with the connection", || {
+        lock_info(&mut con, "k").is_none()
+    });
+}
+
+#[test]
+fn the_session_index_follows_what_a_connection_holds_now() {
+    let server = Server::start();
+    let mut holder = server.conn();
+    let mut admin = server.conn();
+    let indexed = || server.info_field("lock", "lock_session_index_keys");
+    for i in 0..300 {
+        let key = format!("released:{i}");
+        int(
+            call!(&mut holder, "LOCK.ACQUIRE", &key, "h", TTL, "SESSION"),
+            "hold",
+        );
+        assert_eq!(
+            int(call!(&mut holder, "LOCK.RELEASE", &key, "h"), "release"),
+            0
+        );
+    }
+    assert_eq!(indexed().as_deref(), Some("0"));
+    // Holds that end without a release (deleted here) leave the index by its sweeps.
+    for i in 0..300 {
+        let key = format!("deleted:{i}");
+        int(
+            call!(&mut holder, "LOCK.ACQUIRE", &key, "h", TTL, "SESSION"),
+            "hold",
+        );
+        assert_eq!(int(call!(&mut admin, "DEL", &key), "DEL"), 1);
+    }
+    wait_until("the index swept", || {
+        indexed()
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n <= 33)
+    });
+    // A hold still held stays indexed, and ends with its connection.
+    int(
+        call!(&mut holder, "LOCK.ACQUIRE", "kept", "h", TTL, "SESSION"),
+        "hold",
+    );
+    drop(holder);
+    wait_until("the kept hold ended", || {
+        lock_info(&mut admin, "kept").is_none()
+    });
+    assert_eq!(indexed().as_deref(), Some("0"));
+}
+
+/// Each holder's (owner, ttl in ms) from `LOCK.INFO` of a shared or LIMIT key (RESP2).
+fn holder_ttls(con: &mut redis::Connection, key: &str) -> Vec<(String, i64)> {
+    let fields = |value: &Value| -> Vec<(String, Value)> {
+        let Value::Array(items) = value else {
+            panic!("not a flat map: {value:?}");
+        };
+        items
+            .chunks(2)
+            .map(|pair| (text(&pair[0]).expect("field"), pair[1].clone()))
+            .collect()
+    };
+    let info = call!(con, "LOCK.INFO", key).expect("LOCK.INFO");
+    let holders = fields(&info)
+        .into_iter()
+        .find(|(name, _)| name == "holders")
+        .map(|(_, list)| list)
+        .expect("holders");
+    let Value::Array(holders) = holders else {
+        panic!("holders: {holders:?}");
+    };
+    holders
+        .iter()
+        .map(|holder| {
+            let holder = fields(holder);
+            let get = |name: &str| {
+                holder
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let Some(Value::Int(ttl)) = get("ttl") else {
+                panic!("ttl in {holder:?}");
+            };
+            (text(&get("owner").expect("owner")).expect("owner"), ttl)
+        })
+        .collect()
+}
+
+#[test]
+fn an_admins_earlier_expiry_of_a_shared_or_limit_key_ends_the_holds_then() {
+    let server = Server::start();
+    let mut con = server.conn();
+    for (key, option) in [("s", &["SHARED"][..]), ("l", &["LIMIT", "5"][..])] {
+        for owner in ["r1", "r2"] {
+            let mut take = redis::cmd("LOCK.ACQUIRE");
+            take.arg(key).arg(owner).arg(TTL).arg(option);
+            int(run(&mut con, &take), owner);
+        }
+        assert_eq!(int(call!(&mut con, "PEXPIRE", key, 100_000), "PEXPIRE"), 1);
+        // A third holder joins with a long ttl of its own.
+        let mut take = redis::cmd("LOCK.ACQUIRE");
+        take.arg(key).arg("r3").arg(TTL).arg(option);
+        int(run(&mut con, &take), "r3");
+        for (owner, ttl) in holder_ttls(&mut con, key) {
+            if owner == "r3" {
+                assert!(
+                    ttl > 100_000,
+                    "{key}: the newcomer keeps its own ttl: {ttl}"
+                );
+            } else {
+                assert!(
+                    ttl <= 100_000,
+                    "{key}: {owner} outlived the admin's expiry: {ttl}"
+                );
+            }
+        }
+    }
+}

@@ -56,7 +56,14 @@ pub fn missing_required() -> Vec<&'static str> {
                 { raw::RedisModule_NotifyKeyspaceEvent }.is_some(),
             ),
             ("Milliseconds", { raw::RedisModule_Milliseconds }.is_some()),
-            ("GetDbIdFromIO", { raw::RedisModule_GetDbIdFromIO }.is_some()),
+            (
+                "GetDbIdFromIO",
+                { raw::RedisModule_GetDbIdFromIO }.is_some(),
+            ),
+            (
+                "GetClientInfoById",
+                { raw::RedisModule_GetClientInfoById }.is_some(),
+            ),
             (
                 "GetKeyNameFromIO",
                 { raw::RedisModule_GetKeyNameFromIO }.is_some(),

@@ -57,17 +57,20 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let mut holds = key.holds()?.unwrap_or_default();
     let mut queued = waiters::queued(db, key_bytes);
     if queued > 0 {
-        // Holds gone a moment ago (deleted, or expired before our timer ran) are the
-        // waiters' first.
-        let was_free = holds.is_free();
+        // Holds gone a moment ago (deleted, expired or their session's connection closed
+        // before our timer ran) are the waiters' first.
+        let closed = key.sessions_closed() > 0;
+        let was_free = holds.is_free() && !closed;
         let expired = holds.expire(now);
-        if was_free || expired > 0 {
+        if was_free || expired > 0 || closed {
             let freed = if was_free {
                 why_gone(db, key_bytes)
-            } else {
+            } else if expired > 0 {
                 Freed::Expired
+            } else {
+                Freed::Released
             };
-            let changed = expired > 0;
+            let changed = expired > 0 || closed;
             settle(
                 ctx, &mut key, name, db, key_bytes, &mut holds, now, freed, changed,
             );
@@ -227,6 +230,9 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     if let Some(settled) = settled_by_held(&holds, request.owner, request.held, Step::Down) {
         return reply_settled(ctx, Command::Release, settled);
     }
+    let session = holds
+        .holder(request.owner)
+        .and_then(|holder| holder.session);
     match holds::release(&mut holds, request.owner, now) {
         Released::NotHeld => ctx.reply_null(),
         Released::StillHeld { count } => {
@@ -242,6 +248,9 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             key.notify(Event::Release);
             let db = ctx.selected_db();
             let key_bytes = args.bytes()[0];
+            if let Some(client) = session {
+                sessions::unregister(client, db, key_bytes);
+            }
             let freed = Freed::Released;
             if settle(
                 ctx, &mut key, name, db, key_bytes, &mut holds, now, freed, true,

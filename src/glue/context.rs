@@ -91,6 +91,14 @@ pub fn detached() -> Option<Ctx> {
     (!ctx.is_null()).then_some(Ctx(ctx))
 }
 
+/// Whether the connection with client id `id` is still open on this server. A session hold
+/// whose connection is gone is gone for every command from that moment (the server unlinks a
+/// closing client before any later command runs).
+pub fn client_connected(id: u64) -> bool {
+    // SAFETY: a lookup by id; a null info pointer asks for existence only.
+    unsafe { rm!(RedisModule_GetClientInfoById)(std::ptr::null_mut(), id) == OK }
+}
+
 /// The server's clock in unix ms: the clock it compares key expiries with.
 pub fn now() -> Millis {
     // SAFETY: a plain call without arguments.

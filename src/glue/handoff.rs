@@ -11,10 +11,10 @@ use std::ffi::c_void;
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
 use super::api::rm;
-use super::migration;
 use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::keys::{LockKey, OwnedString};
+use super::migration;
 use super::replicate::{self, PAUSED_RETRY_MS};
 use super::signals::Event;
 use super::stats::{self, Counter};
@@ -202,7 +202,24 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
         }
         Ok(Some(mut holds)) => {
             let expired = holds.expire(now);
-            if expired > 0 {
+            let closed = lock_key.sessions_closed() > 0;
+            if closed && expired == 0 {
+                // A session's connection closed (its hold may have been renamed or moved
+                // here): its weight goes to the queue.
+                if settle(
+                    ctx,
+                    &mut lock_key,
+                    name.as_ptr(),
+                    db,
+                    bytes,
+                    &mut holds,
+                    now,
+                    Freed::Released,
+                    true,
+                ) {
+                    lock_key.notify(Event::Del);
+                }
+            } else if expired > 0 {
                 let others_hold_on = !holds.is_free();
                 if others_hold_on {
                     // Some holders expired, others hold on: their weight goes to the queue.

@@ -71,7 +71,9 @@ pub unsafe fn note_serialized(io: *mut RedisModuleIO) {
 pub fn take_serialized(db: i32, name: &[u8]) -> bool {
     SERIALIZED.with(|keys| {
         let mut keys = keys.borrow_mut();
-        let found = keys.iter().position(|(at, key)| *at == db && **key == *name);
+        let found = keys
+            .iter()
+            .position(|(at, key)| *at == db && **key == *name);
         found.map(|i| keys.swap_remove(i)).is_some()
     })
 }
