@@ -169,10 +169,10 @@ fn wait_in_line(
     if waiters::queued(at.db, &at.name) as u64 >= max {
         return Err(LockError::TooManyWaiters(max));
     }
-    match BlockedClient::block(ctx) {
-        Some(client) => waiters::join(ctx, at, wanted, client, next_expiry),
-        None => ctx.reply_null(),
-    }
+    // The server may refuse to block a client it would not say is unblockable (Valkey 9.1: a
+    // RESP3 connection in subscribed mode): a nil would read as a timeout, so say so.
+    let client = BlockedClient::block(ctx).ok_or(LockError::CannotBlock)?;
+    waiters::join(ctx, at, wanted, client, next_expiry);
     Ok(())
 }
 
