@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""Server instructions per lock + unlock pair, for every kind of hold and for the unsafe floor
+(SET NX PX + DEL), counted by callgrind: repeatable on a noisy machine, unlike any timing.
+
+usage: bench/pair_cost.py [--server PATH] [--pairs N] [--kinds K,K,...] [--check BOUND_FILE]
+                          [--keep DIR] MODULE.so
+
+Each kind runs on its own server (redis-server under valgrind --tool=callgrind
+--toggle-collect=processCommand: the lookup, ACL, the command itself and its reply, nothing of
+the event loop) with `--save "" --appendonly no`, the module loaded in every run. The client
+speaks raw RESP and sends N pairs on distinct keys, pipelined: 100 acquires, then their 100
+releases, with a 16-byte owner and a 30 s ttl. Every reply is checked (a refused acquire would
+measure the wrong thing).
+
+A figure is the difference of two runs, so that what both share cancels out: every run first
+fills the keyspace with 1500 keys that outlive it (the tables then never shrink or grow while
+pairs run, and `--activerehashing no` leaves all rehashing to commands, in a fixed order), and
+kinds that need a key held beforehand subtract the run of that hold alone:
+  floor, exclusive, shared, limit, session: minus the run that only fills the keyspace;
+  reentry (the holder acquires again, then releases once): minus the exclusive run;
+  shared-beside (a second reader joins one already there): minus the shared run.
+
+--check BOUND_FILE: measure the floor and the exclusive pair only, print both and their ratio,
+and exit 1 if the ratio exceeds the bound in the file (its first number), 2 on a broken run.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+DEFAULT_SERVER = "/usr/bin/redis-server"
+BATCH = 100
+TTL_MS = 30000
+OWNER = b"owner-0123456789"  # 16 bytes, as a client's id with a thread suffix would be
+OTHER_OWNER = b"reader-012345678"
+PAD_KEYS = 1500
+PAD_TTL_MS = 3600 * 1000
+
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        arg = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+class Connection:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.buf = b""
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise SystemExit("the server closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise SystemExit("the server closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.reply() for _ in range(n)]
+        if kind == b"_":
+            return None
+        raise SystemExit("unexpected reply line %r" % line)
+
+    def pipeline(self, commands):
+        self.sock.sendall(b"".join(commands))
+        return [self.reply() for _ in commands]
+
+    def call(self, *args):
+        return self.pipeline([resp(*args)])[0]
+
+
+def acquire(key, owner, *options):
+    return resp("LOCK.ACQUIRE", key, owner, TTL_MS, *options)
+
+
+def release(key, owner):
+    return resp("LOCK.RELEASE", key, owner)
+
+
+def is_token(reply):
+    return isinstance(reply, int) and not isinstance(reply, bool) and reply > 0
+
+
+# Each kind: (before its pairs: command per key and its check, or None),
+# the pair's acquire and release with their checks, and the run it is measured against.
+def exclusive_pair(*options):
+    return (lambda k: acquire(k, OWNER, *options), is_token,
+            lambda k: release(k, OWNER), lambda r: r == 0)
+
+
+KINDS = {
+    "floor": {
+        "label": "floor: SET NX PX + DEL",
+        "pair": (lambda k: resp("SET", k, OWNER, "NX", "PX", TTL_MS), lambda r: r == "OK",
+                 lambda k: resp("DEL", k), lambda r: r == 1),
+        "base": "empty",
+    },
+    "exclusive": {
+        "label": "exclusive: LOCK.ACQUIRE + LOCK.RELEASE",
+        "pair": exclusive_pair(),
+        "base": "empty",
+    },
+    "reentry": {
+        "label": "reentry: the holder's ACQUIRE (count 2) + RELEASE (count 1)",
+        "hold": (lambda k: acquire(k, OWNER), is_token, lambda k: release(k, OWNER),
+                 lambda r: r == 0),
+        "pair": (lambda k: acquire(k, OWNER), is_token,
+                 lambda k: release(k, OWNER), lambda r: r == 1),
+        "base": "exclusive",
+    },
+    "shared": {
+        "label": "shared: ACQUIRE SHARED + RELEASE (a free key)",
+        "pair": exclusive_pair("SHARED"),
+        "base": "empty",
+    },
+    "shared-beside": {
+        "label": "shared beside one reader: a second reader's pair",
+        "hold": (lambda k: acquire(k, OTHER_OWNER, "SHARED"), is_token,
+                 lambda k: release(k, OTHER_OWNER), lambda r: r == 0),
+        "pair": exclusive_pair("SHARED"),
+        "base": "shared",
+    },
+    "limit": {
+        "label": "LIMIT 3: ACQUIRE LIMIT 3 + RELEASE (a free key)",
+        "pair": exclusive_pair("LIMIT", 3),
+        "base": "empty",
+    },
+    "session": {
+        "label": "SESSION: ACQUIRE SESSION + RELEASE (exclusive)",
+        "pair": exclusive_pair("SESSION"),
+        "base": "empty",
+    },
+}
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def check_all(replies, check, what):
+    for reply in replies:
+        if not check(reply):
+            raise SystemExit("%s: unexpected reply %r" % (what, reply))
+
+
+def drive(conn, kind, pairs):
+    """The measured commands of one run (nothing for the empty one)."""
+    if kind == "empty":
+        return
+    spec = KINDS[kind]
+    make_acquire, acquired, make_release, released = spec["pair"]
+    hold = spec.get("hold")
+    for first in range(0, pairs, BATCH):
+        keys = [b"lock:%s:%07d" % (kind.encode(), i)
+                for i in range(first, min(pairs, first + BATCH))]
+        if hold:
+            check_all(conn.pipeline([hold[0](k) for k in keys]), hold[1], kind + " hold")
+        check_all(conn.pipeline([make_acquire(k) for k in keys]), acquired, kind + " acquire")
+        check_all(conn.pipeline([make_release(k) for k in keys]), released, kind + " release")
+        if hold:
+            check_all(conn.pipeline([hold[2](k) for k in keys]), hold[3], kind + " unhold")
+
+
+def wait_ready(log, process):
+    for _ in range(1200):
+        if process.poll() is not None:
+            raise SystemExit("the server under valgrind exited; see " + log)
+        if os.path.exists(log) and "Ready to accept" in open(log, errors="replace").read():
+            return
+        time.sleep(0.05)
+    raise SystemExit("the server under valgrind did not start: " + log)
+
+
+def instructions(server, module, kind, pairs, keep):
+    """processCommand's instructions over a run of `kind` (after the keyspace fill)."""
+    workdir = tempfile.mkdtemp(prefix="rlock-pair-")
+    port = free_port()
+    out = os.path.join(workdir, "callgrind.out")
+    log = os.path.join(workdir, "server.log")
+    args = ["valgrind", "--tool=callgrind", "--toggle-collect=processCommand",
+            "--callgrind-out-file=" + out, server,
+            "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
+            "--save", "", "--appendonly", "no", "--activerehashing", "no",
+            "--daemonize", "no", "--logfile", log, "--loadmodule", module]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(log, process)
+        conn = Connection(port)
+        # Nothing listens to propagated changes (no AOF, no save points, no replica): the
+        # module learns the last from INFO a second after it loads; until then it propagates.
+        deadline = time.time() + 60
+        time.sleep(1.2)
+        while b"lock_replication_idle:1" not in conn.call("INFO", "lock"):
+            if time.time() > deadline:
+                raise SystemExit("the module never saw replication idle")
+            time.sleep(0.5)
+        for first in range(0, PAD_KEYS, BATCH):
+            check_all(conn.pipeline([resp("SET", b"pad:%05d" % i, b"x" * 16, "PX", PAD_TTL_MS)
+                                     for i in range(first, first + BATCH)]),
+                      lambda r: r == "OK", "keyspace fill")
+        drive(conn, kind, pairs)
+        conn.sock.close()
+    finally:
+        # SIGTERM: the server shuts down outside processCommand and callgrind writes its file.
+        process.send_signal(signal.SIGTERM)
+        process.wait()
+    text = open(out).read()
+    total = int(re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M).group(1))
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        shutil.copy(out, os.path.join(keep, "callgrind.%s.out" % kind))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return total
+
+
+def measure(server, module, kinds, pairs, keep):
+    """Instructions per pair of each kind, plus the raw run totals."""
+    needed = []
+
+    def need(kind):
+        if kind in needed:
+            return
+        if kind != "empty":
+            need(KINDS[kind]["base"])
+        needed.append(kind)
+
+    for kind in kinds:
+        need(kind)
+    totals = {}
+    for kind in needed:
+        totals[kind] = instructions(server, module, kind, pairs, keep)
+    per_pair = {kind: (totals[kind] - totals[KINDS[kind]["base"]]) / pairs for kind in kinds}
+    return per_pair
+
+
+def server_version(server):
+    text = subprocess.run([server, "--version"], capture_output=True, text=True).stdout
+    return " ".join(text.split()[:3])
+
+
+def read_bound(path):
+    for line in open(path):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            return float(line.split()[0])
+    raise SystemExit("no bound in " + path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("module")
+    parser.add_argument("--server", default=DEFAULT_SERVER)
+    parser.add_argument("--pairs", type=int, default=10000)
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--check", metavar="BOUND_FILE")
+    parser.add_argument("--keep", metavar="DIR", help="keep each run's callgrind file there")
+    options = parser.parse_args()
+    options.module = os.path.abspath(options.module)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    kinds = ["floor", "exclusive"] if options.check else options.kinds.split(",")
+    for kind in kinds:
+        if kind not in KINDS:
+            raise SystemExit("unknown kind %r (known: %s)" % (kind, ", ".join(KINDS)))
+    started = time.time()
+    per_pair = measure(options.server, options.module, kinds, options.pairs, options.keep)
+    floor = per_pair.get("floor")
+    print("server instructions per pair (callgrind, processCommand inclusive; %s; %d pairs "
+          "on distinct keys, pipelined %d acquires then their %d releases)"
+          % (server_version(options.server), options.pairs, BATCH, BATCH))
+    print("%-62s %12s %9s" % ("pair", "instructions", "vs floor"))
+    for kind in kinds:
+        ratio = "%.3fx" % (per_pair[kind] / floor) if floor else ""
+        print("%-62s %12.0f %9s" % (KINDS[kind]["label"], per_pair[kind], ratio))
+    print("(%.0f s)" % (time.time() - started))
+    if options.check:
+        bound = read_bound(options.check)
+        ratio = per_pair["exclusive"] / floor
+        if ratio > bound:
+            print("FAIL: the plain pair costs %.3fx the floor (%.0f against %.0f instructions), "
+                  "above the bound %.2fx in %s" % (ratio, per_pair["exclusive"], floor, bound,
+                                                    options.check))
+            return 1
+        print("ok: the plain pair costs %.3fx the floor (%.0f against %.0f instructions), "
+              "within the bound %.2fx in %s" % (ratio, per_pair["exclusive"], floor, bound,
+                                                 options.check))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
