@@ -366,10 +366,15 @@ pub enum Expected {
 /// (expired holders already dropped). Retried commands stay exactly-once this way: redis-py,
 /// Lettuce, go-redis and ioredis all resend a command whose reply timed out.
 pub fn expect_count(holds: &Holds, owner: &[u8], expected: Option<u32>, step: Step) -> Expected {
+    let held = holds.holder(owner).map_or(0, |holder| holder.count);
+    expect_held(held, expected, step)
+}
+
+/// `expect_count` for an owner whose real count is `held` (0: it holds nothing).
+pub fn expect_held(held: u32, expected: Option<u32>, step: Step) -> Expected {
     let Some(expected) = expected else {
         return Expected::Proceed;
     };
-    let held = holds.holder(owner).map_or(0, |holder| holder.count);
     let after = match step {
         Step::Up => expected.checked_add(1),
         Step::Down => expected.checked_sub(1),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod holds;
 pub mod lock;
 pub mod memory;
+pub mod plain;
 pub mod queue;
 pub mod request;
 pub mod tokens;

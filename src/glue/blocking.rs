@@ -9,6 +9,8 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
 
@@ -30,6 +32,18 @@ thread_local! {
     static REPLY_PENDING: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
 }
 
+/// Whether REPLY_PENDING has anyone, kept by every change of it: every LOCK.ACQUIRE asks (see
+/// waiters.rs on atomics for the hot paths).
+static ANY_REPLY_PENDING: AtomicBool = AtomicBool::new(false);
+
+fn with_pending<T>(change: impl FnOnce(&mut HashSet<u64>) -> T) -> T {
+    REPLY_PENDING.with(|pending| {
+        let result = change(&mut pending.borrow_mut());
+        ANY_REPLY_PENDING.store(!pending.borrow().is_empty(), Relaxed);
+        result
+    })
+}
+
 /// Whether client `id` was woken and its reply is still to go out.
 pub fn reply_pending(id: u64) -> bool {
     REPLY_PENDING.with(|pending| pending.borrow().contains(&id))
@@ -37,13 +51,13 @@ pub fn reply_pending(id: u64) -> bool {
 
 /// Whether any woken client's reply is still to go out.
 pub fn any_reply_pending() -> bool {
-    REPLY_PENDING.with(|pending| !pending.borrow().is_empty())
+    ANY_REPLY_PENDING.load(Relaxed)
 }
 
 fn reply_done(ctx: Ctx) {
     // SAFETY: ctx is a live callback context of the client concerned.
     let id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-    REPLY_PENDING.with(|pending| pending.borrow_mut().remove(&id));
+    with_pending(|pending| pending.remove(&id));
 }
 
 /// What a blocked client is told when it wakes: the fencing token it was handed, and which
@@ -83,13 +97,13 @@ impl BlockedClient {
     /// Wakes the client with `token`, its lock at `key`, as its reply.
     pub fn unblock_granted(self, token: u64, key: KeyRef) {
         let grant = Box::into_raw(Box::new(Grant { token, key })).cast::<c_void>();
-        REPLY_PENDING.with(|pending| pending.borrow_mut().insert(self.client_id));
+        with_pending(|pending| pending.insert(self.client_id));
         self.release(grant);
     }
 
     /// Wakes the client with nil (timed out, or the lock went away).
     pub fn unblock_empty(self) {
-        REPLY_PENDING.with(|pending| pending.borrow_mut().insert(self.client_id));
+        with_pending(|pending| pending.insert(self.client_id));
         self.release(std::ptr::null_mut());
     }
 

@@ -10,8 +10,9 @@
 //! command when it is queued in MULTI, not when EXEC runs it. A replica attaching (SYNC/PSYNC)
 //! is seen by its fork (events.rs).
 
-use std::cell::Cell;
 use std::ffi::c_void;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicPtr};
 
 use redis_module::raw::{RedisModuleCommandFilter, RedisModuleCommandFilterCtx, RedisModuleCtx};
 
@@ -23,12 +24,11 @@ use super::timers;
 use super::waiters;
 use crate::core::request::parse_integer;
 
-thread_local! {
-    /// The registered filter, if any.
-    static FILTER: Cell<*mut RedisModuleCommandFilter> = const { Cell::new(std::ptr::null_mut()) };
-    /// A timer will see whether the filter can go.
-    static RETIRE_ARMED: Cell<bool> = const { Cell::new(false) };
-}
+// Atomics, not thread_locals: every LOCK.ACQUIRE asks (see propagation.rs).
+/// The registered filter, if any.
+static FILTER: AtomicPtr<RedisModuleCommandFilter> = AtomicPtr::new(std::ptr::null_mut());
+/// A timer will see whether the filter can go.
+static RETIRE_ARMED: AtomicBool = AtomicBool::new(false);
 
 /// Whether the filter has work: someone waits, or a woken waiter's reply is still to go out.
 fn needed() -> bool {
@@ -38,12 +38,12 @@ fn needed() -> bool {
 /// Registers the filter if someone waits now (called after every LOCK.ACQUIRE: the only
 /// command that makes a waiter). False if the server refused.
 pub fn register_if_needed(ctx: Ctx) -> bool {
-    if !FILTER.with(Cell::get).is_null() || !needed() {
+    if !FILTER.load(Relaxed).is_null() || !needed() {
         return true;
     }
     // SAFETY: ctx is a live context of this module; the callback lives as long as the module.
     let filter = unsafe { rm!(RedisModule_RegisterCommandFilter)(ctx.0, Some(filter), 0) };
-    FILTER.with(|cell| cell.set(filter));
+    FILTER.store(filter, Relaxed);
     !filter.is_null()
 }
 
@@ -51,14 +51,14 @@ pub fn register_if_needed(ctx: Ctx) -> bool {
 /// (the server is walking its filter list then).
 unsafe extern "C" fn retire(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
     run_callback("the command filter's retirement", (), || {
-        RETIRE_ARMED.with(|armed| armed.set(false));
-        let filter = FILTER.with(Cell::get);
+        RETIRE_ARMED.store(false, Relaxed);
+        let filter = FILTER.load(Relaxed);
         if filter.is_null() || needed() {
             return;
         }
         // SAFETY: ctx is this module's timer context; filter is ours and still registered.
         unsafe { rm!(RedisModule_UnregisterCommandFilter)(ctx, filter) };
-        FILTER.with(|cell| cell.set(std::ptr::null_mut()));
+        FILTER.store(std::ptr::null_mut(), Relaxed);
     })
 }
 
@@ -76,11 +76,11 @@ unsafe extern "C" fn filter(fctx: *mut RedisModuleCommandFilterCtx) {
             // SAFETY: as above.
             unsafe { spare_pending_reply(fctx, arg(1), arg(2)) };
         }
-        if needed() || RETIRE_ARMED.with(Cell::get) {
+        if needed() || RETIRE_ARMED.load(Relaxed) {
             return;
         }
         if let Some(ctx) = detached() {
-            RETIRE_ARMED.with(|armed| armed.set(true));
+            RETIRE_ARMED.store(true, Relaxed);
             timers::start(ctx, 0, retire, 0);
         }
     })

@@ -9,7 +9,7 @@ use super::configs;
 use super::context::{now, Ctx};
 use super::entry::{command_entry, Args};
 use super::handoff::{settle, why_gone, Freed, Handling};
-use super::keys::LockKey;
+use super::keys::{Found, LockKey};
 use super::replicate;
 use super::sessions;
 use super::signals::Event;
@@ -19,12 +19,13 @@ use super::waiters::{self, KeyRef, Wanted};
 use crate::core::encoding::decode_holds;
 use crate::core::error::{Command, LockError};
 use crate::core::holds::{
-    self, expect_count, Acquired, Ask, Expected, Holder, Holds, Mode, Released, Step,
+    self, expect_count, Acquired, Ask, Expected, Holder, Holds, Mode, Released, Step, Want,
 };
 use crate::core::lock::{self, Lock, Replayed};
+use crate::core::plain;
 use crate::core::request::{
     parse_acquire, parse_apply, parse_apply_holds, parse_info, parse_reenter, parse_release,
-    parse_renew, parse_tokens,
+    parse_renew, parse_tokens, AcquireRequest, ReleaseRequest,
 };
 use crate::core::Millis;
 
@@ -54,8 +55,79 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let mut key = LockKey::open_writable(ctx, name);
     let db = ctx.selected_db();
     let key_bytes = args.bytes()[0];
+    let queued = waiters::queued(db, key_bytes);
+    if request.want == Want::Exclusive && !request.session && queued == 0 {
+        let held = match key.found()? {
+            Found::Empty => None,
+            Found::Plain(held) => Some(held),
+            Found::Holds => return acquire_holds(ctx, &request, key, name, db, key_bytes, now, 0),
+        };
+        let outcome = with_tokens(|tokens| {
+            plain::acquire(held, request.owner, request.ttl, request.held, now, tokens)
+        })
+        .map_err(|error| LockError::from_hold(Command::Acquire, error))?;
+        return acquire_plain(ctx, &request, &mut key, name, db, key_bytes, outcome);
+    }
+    acquire_holds(ctx, &request, key, name, db, key_bytes, now, queued)
+}
+
+/// LOCK.ACQUIRE on a free or plain key nobody waits for, as `plain::acquire` decided: the same
+/// writes, replies, events and counts as `acquire_holds` makes for that case.
+fn acquire_plain(
+    ctx: Ctx,
+    request: &AcquireRequest,
+    key: &mut LockKey,
+    name: *mut raw::RedisModuleString,
+    db: i32,
+    key_bytes: &[u8],
+    outcome: plain::Acquire,
+) -> Result<(), LockError> {
+    match outcome {
+        plain::Acquire::Granted { token, expires_at } => {
+            key.store(Lock::boxed(request.owner, 1, token), Some(expires_at));
+            replicate::plain_state(ctx, name, request.owner, 1, token, Some(expires_at));
+            ctx.reply_integer(token as i64);
+            key.notify(Event::Acquire);
+            key.notify(Event::Expire);
+            stats::count(Counter::Acquisitions);
+            reschedule_check_at(ctx, db, key_bytes, Some(expires_at));
+        }
+        plain::Acquire::Reentered {
+            token,
+            count,
+            expires_at,
+        } => {
+            key.set_plain_count(count);
+            key.move_expiry(expires_at);
+            replicate::plain_state(ctx, name, request.owner, count, token, expires_at);
+            ctx.reply_integer(token as i64);
+            key.notify(Event::Reenter);
+            key.notify(Event::Expire);
+            stats::count(Counter::Reentries);
+            reschedule_check_at(ctx, db, key_bytes, expires_at);
+        }
+        plain::Acquire::Busy { expires_at } => {
+            busy(ctx, request, db, key_bytes, expires_at)?;
+        }
+        plain::Acquire::Repeated { token } => ctx.reply_integer(token as i64),
+        plain::Acquire::Settled(settled) => return reply_settled(ctx, Command::Acquire, settled),
+    }
+    Ok(())
+}
+
+/// LOCK.ACQUIRE through `holds`: every kind of hold, and keys that someone waits for.
+#[allow(clippy::too_many_arguments)]
+fn acquire_holds(
+    ctx: Ctx,
+    request: &AcquireRequest,
+    mut key: LockKey,
+    name: *mut raw::RedisModuleString,
+    db: i32,
+    key_bytes: &[u8],
+    now: Millis,
+    mut queued: usize,
+) -> Result<(), LockError> {
     let mut holds = key.holds()?.unwrap_or_default();
-    let mut queued = waiters::queued(db, key_bytes);
     if queued > 0 {
         // Holds gone a moment ago (deleted, expired or their session's connection closed
         // before our timer ran) are the waiters' first.
@@ -133,28 +205,41 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             stats::count(Counter::Reentries);
             reschedule_check(ctx, db, key_bytes, &after);
         }
-        Acquired::Busy => {
-            stats::count(Counter::Contended);
-            match request.wait {
-                Some(timeout) if may_block(ctx) => {
-                    let at = KeyRef {
-                        db,
-                        name: key_bytes.into(),
-                    };
-                    let wanted = Wanted {
-                        owner: request.owner,
-                        ttl: request.ttl,
-                        want: request.want,
-                        session: request.session,
-                        timeout_ms: timeout,
-                    };
-                    wait_in_line(ctx, at, wanted, after.next_expiry())?;
-                }
-                _ => ctx.reply_null(),
-            }
-        }
+        Acquired::Busy => busy(ctx, request, db, key_bytes, after.next_expiry())?,
     }
     Ok(())
+}
+
+/// The request does not fit now: it waits in line (WAIT, where the caller may block) or gets
+/// nil. `next_expiry`: when the key's next holder expires.
+fn busy(
+    ctx: Ctx,
+    request: &AcquireRequest,
+    db: i32,
+    key_bytes: &[u8],
+    next_expiry: Option<Millis>,
+) -> Result<(), LockError> {
+    stats::count(Counter::Contended);
+    match request.wait {
+        Some(timeout) if may_block(ctx) => {
+            let at = KeyRef {
+                db,
+                name: key_bytes.into(),
+            };
+            let wanted = Wanted {
+                owner: request.owner,
+                ttl: request.ttl,
+                want: request.want,
+                session: request.session,
+                timeout_ms: timeout,
+            };
+            wait_in_line(ctx, at, wanted, next_expiry)
+        }
+        _ => {
+            ctx.reply_null();
+            Ok(())
+        }
+    }
 }
 
 /// Blocks the caller behind everyone already waiting for the lock at `at`; the key is looked
@@ -222,6 +307,52 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let now = now();
     let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
+    let db = ctx.selected_db();
+    let key_bytes = args.bytes()[0];
+    let held = match key.found()? {
+        Found::Empty => {
+            ctx.reply_null();
+            return Ok(());
+        }
+        Found::Plain(held) => held,
+        Found::Holds => return release_holds(ctx, &request, key, name, db, key_bytes, now),
+    };
+    // A plain lock: decided on its packed form, as `release_holds` would.
+    let (token, expires_at) = (held.lock.token(), held.expires_at);
+    match plain::release(held, request.owner, request.held, now) {
+        plain::Release::NotHeld => ctx.reply_null(),
+        plain::Release::Settled(settled) => return reply_settled(ctx, Command::Release, settled),
+        plain::Release::StillHeld { count } => {
+            key.set_plain_count(count);
+            replicate::plain_state(ctx, name, request.owner, count, token, expires_at);
+            ctx.reply_integer(count.into());
+            key.notify(Event::Release);
+            stats::count(Counter::Releases);
+        }
+        plain::Release::Left if waiters::queued(db, key_bytes) == 0 => {
+            ctx.reply_integer(0);
+            stats::count(Counter::Releases);
+            key.notify(Event::Release);
+            key.delete();
+            replicate::deletion(ctx, name);
+            key.notify(Event::Del);
+        }
+        // Someone waits: the queue's heads get the key, through the holds.
+        plain::Release::Left => return release_holds(ctx, &request, key, name, db, key_bytes, now),
+    }
+    Ok(())
+}
+
+/// LOCK.RELEASE through `holds`: every kind of hold, and a freed key someone waits for.
+fn release_holds(
+    ctx: Ctx,
+    request: &ReleaseRequest,
+    mut key: LockKey,
+    name: *mut raw::RedisModuleString,
+    db: i32,
+    key_bytes: &[u8],
+    now: Millis,
+) -> Result<(), LockError> {
     let Some(mut holds) = key.holds()? else {
         ctx.reply_null();
         return Ok(());
@@ -246,8 +377,6 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             ctx.reply_integer(0);
             stats::count(Counter::Releases);
             key.notify(Event::Release);
-            let db = ctx.selected_db();
-            let key_bytes = args.bytes()[0];
             if let Some(client) = session {
                 sessions::unregister(client, db, key_bytes);
             }
@@ -314,7 +443,11 @@ fn reply_settled(ctx: Ctx, command: Command, settled: Expected) -> Result<(), Lo
 
 /// If anyone waits for the key, it is looked at again when its next holder expires.
 fn reschedule_check(ctx: Ctx, db: i32, key_bytes: &[u8], holds: &Holds) {
-    if let (Some(at), true) = (holds.next_expiry(), waiters::anyone_waiting()) {
+    reschedule_check_at(ctx, db, key_bytes, holds.next_expiry());
+}
+
+fn reschedule_check_at(ctx: Ctx, db: i32, key_bytes: &[u8], next_expiry: Option<Millis>) {
+    if let (Some(at), true) = (next_expiry, waiters::anyone_waiting()) {
         waiters::schedule_check(ctx, db, key_bytes, at);
     }
 }

@@ -2,9 +2,10 @@
 //! into redis-server (it would abort the whole server), so each one is caught and answered as
 //! an error, and the command's arguments are read into byte slices once.
 
-use std::cell::Cell;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicPtr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{RedisModuleCtx, RedisModuleString};
 
@@ -88,14 +89,14 @@ pub unsafe fn string_bytes<'a>(string: *const RedisModuleString) -> &'a [u8] {
 
 pub type Handler = fn(Ctx, &Args) -> Result<(), LockError>;
 
-thread_local! {
-    /// The context of the LOCK.* command running now (null between commands).
-    static RUNNING: Cell<*mut RedisModuleCtx> = const { Cell::new(std::ptr::null_mut()) };
-}
+/// The context of the LOCK.* command running now (null between commands). An atomic, not a
+/// thread_local: commands run on the main thread, and a thread_local in a shared library costs
+/// a __tls_get_addr call per access.
+static RUNNING: AtomicPtr<RedisModuleCtx> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Whether `ctx` is the running command's own context (not a timer's or an event's).
 pub fn is_running_command(ctx: Ctx) -> bool {
-    RUNNING.with(Cell::get) == ctx.0
+    RUNNING.load(Relaxed) == ctx.0
 }
 
 /// Marks a command as running for its duration, even if its handler panics.
@@ -106,14 +107,14 @@ struct Running {
 impl Running {
     fn begin(ctx: *mut RedisModuleCtx) -> Running {
         Running {
-            previous: RUNNING.with(|running| running.replace(ctx)),
+            previous: RUNNING.swap(ctx, Relaxed),
         }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        RUNNING.with(|running| running.set(self.previous));
+        RUNNING.store(self.previous, Relaxed);
     }
 }
 

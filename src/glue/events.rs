@@ -4,6 +4,8 @@
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI32, AtomicUsize};
 
 use redis_module::raw::{
     self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx, RedisModuleString,
@@ -18,10 +20,14 @@ use super::stats::{self, Counter};
 use super::value::live_values;
 use super::waiters;
 
+/// The last lock key unlinked, as (database, the server's key object): an "expired" event for
+/// that very object right after means a lock expired. No copy of the name is made. Atomics,
+/// not a thread_local: every release that frees a lock sets them, and a thread_local in a
+/// shared library costs a __tls_get_addr call per access (both are main-thread only).
+static LAST_UNLINKED_DB: AtomicI32 = AtomicI32::new(-1);
+static LAST_UNLINKED_KEY: AtomicUsize = AtomicUsize::new(0);
+
 thread_local! {
-    /// The last lock key unlinked, as (database, the server's key object): an "expired" event
-    /// for that very object right after means a lock expired. No copy of the name is made.
-    static LAST_UNLINKED: Cell<(i32, usize)> = const { Cell::new((-1, 0)) };
     /// This node became a replica and has not synced since: the next full sync replaces locks
     /// it held as a master (a split brain loses them), which INFO counts and the log says.
     static AWAITING_FIRST_SYNC: Cell<bool> = const { Cell::new(false) };
@@ -45,7 +51,8 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *
                 rm!(RedisModule_GetKeyNameFromOptCtx)(ctx),
             )
         };
-        LAST_UNLINKED.with(|last| last.set((db, key as usize)));
+        LAST_UNLINKED_DB.store(db, Relaxed);
+        LAST_UNLINKED_KEY.store(key as usize, Relaxed);
         if !waiters::anyone_waiting() {
             return;
         }
@@ -70,7 +77,10 @@ unsafe extern "C" fn key_expired(
 ) -> c_int {
     run_callback("an expiry", OK, || {
         let db = Ctx(ctx).selected_db();
-        let last = LAST_UNLINKED.with(|last| last.replace((-1, 0)));
+        let last = (
+            LAST_UNLINKED_DB.swap(-1, Relaxed),
+            LAST_UNLINKED_KEY.swap(0, Relaxed),
+        );
         if last == (db, key as usize) {
             stats::count(Counter::Expirations);
             if waiters::anyone_waiting() {

@@ -7,6 +7,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
@@ -24,9 +26,11 @@ use super::waiters::{self, KeyRef};
 use crate::core::holds::{self, Admission, Ask, Holds};
 use crate::core::Millis;
 
+/// Set while we change lock keys ourselves, so our own deletions do not schedule checks. An
+/// atomic, not a thread_local: every LOCK command sets it (see propagation.rs).
+static HANDLING: AtomicBool = AtomicBool::new(false);
+
 thread_local! {
-    /// Set while we change lock keys ourselves, so our own deletions do not schedule checks.
-    static HANDLING: Cell<bool> = const { Cell::new(false) };
     /// Locks handed to clients that were gone before their reply went out, by timer id.
     static TO_TAKE_BACK: RefCell<HashMap<u64, (KeyRef, u64)>> = RefCell::new(HashMap::new());
     static LAST_TAKE_BACK: Cell<u64> = const { Cell::new(0) };
@@ -61,14 +65,14 @@ pub struct Handling {
 impl Handling {
     pub fn begin() -> Handling {
         Handling {
-            was: HANDLING.with(|flag| flag.replace(true)),
+            was: HANDLING.swap(true, Relaxed),
         }
     }
 }
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        HANDLING.with(|flag| flag.set(self.was));
+        HANDLING.store(self.was, Relaxed);
     }
 }
 
@@ -272,7 +276,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
 /// waiters, if any, get it at once. Deferred to a timer: writing from inside the server's
 /// deletion would replicate out of order.
 pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
-    if HANDLING.with(Cell::get) || !waiters::anyone_waiting() {
+    if HANDLING.load(Relaxed) || !waiters::anyone_waiting() {
         return;
     }
     if migration::take_serialized(db, name) {

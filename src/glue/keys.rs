@@ -12,7 +12,17 @@ use crate::core::encoding::{decode_holds, encode_holds};
 use crate::core::error::LockError;
 use crate::core::holds::Holds;
 use crate::core::lock::Lock;
+use crate::core::plain::Held;
 use crate::core::Millis;
+
+/// What a key holds, looked at without decoding anything.
+pub enum Found<'a> {
+    Empty,
+    /// A plain lock (one exclusive holder, no session) and its key's expiry.
+    Plain(Held<'a>),
+    /// Holds of another kind (shared, semaphore, session): `holds()` decodes them.
+    Holds,
+}
 
 /// The key is opened for writing even when the call may end up changing nothing, but the
 /// module option NO_IMPLICIT_SIGNAL_MODIFIED keeps the server from treating every such open as
@@ -25,6 +35,9 @@ pub struct LockKey {
     changed: bool,
     /// Session holds found ended (their connection closed) that the next write stores.
     sessions_closed: usize,
+    /// The key's expiry once read (`RM_GetAbsExpire` looks the key up again each time),
+    /// kept as this key handle changes it.
+    expiry: Option<Option<Millis>>,
 }
 
 impl LockKey {
@@ -47,6 +60,7 @@ impl LockKey {
             name,
             changed: false,
             sessions_closed: 0,
+            expiry: None,
         }
     }
 
@@ -62,6 +76,47 @@ impl LockKey {
 
     /// The value the key holds: `None` when the key is empty, WRONGTYPE for another type.
     fn value(&mut self) -> Result<Option<Stored<'_>>, LockError> {
+        let Some(value) = self.value_pointer()? else {
+            return Ok(None);
+        };
+        // SAFETY: values of our type always come from into_value; the key owns it and nothing
+        // else touches it while this command runs (we hold &mut self).
+        Ok(unsafe { stored(value) })
+    }
+
+    /// What the key holds, for the plain lock's commands (`core::plain`): a plain lock comes
+    /// with its key's expiry; nothing is decoded or copied.
+    pub fn found(&mut self) -> Result<Found<'_>, LockError> {
+        let Some(value) = self.value_pointer()? else {
+            return Ok(Found::Empty);
+        };
+        // SAFETY: as in value(); this borrow ends before the expiry is read.
+        if !matches!(unsafe { stored(value) }, Some(Stored::Plain(_))) {
+            return Ok(Found::Holds);
+        }
+        let expires_at = self.expiry();
+        // SAFETY: as in value(); the returned borrow holds &mut self, so nothing changes the
+        // value while it lives.
+        match unsafe { stored(value) } {
+            Some(Stored::Plain(lock)) => Ok(Found::Plain(Held { lock, expires_at })),
+            _ => Ok(Found::Holds),
+        }
+    }
+
+    /// Sets the plain lock's hold count in place (signalled on close); false if the key holds
+    /// no plain lock.
+    pub fn set_plain_count(&mut self, count: u32) -> bool {
+        let Ok(Some(Stored::Plain(lock))) = self.value() else {
+            return false;
+        };
+        lock.set_count(count);
+        self.mark_changed();
+        true
+    }
+
+    /// The server's pointer to our value: `None` when the key is empty, WRONGTYPE for another
+    /// type.
+    fn value_pointer(&mut self) -> Result<Option<*mut std::ffi::c_void>, LockError> {
         if self.key.is_null() {
             return Ok(None);
         }
@@ -76,10 +131,10 @@ impl LockKey {
         if !is_lock {
             return Err(LockError::WrongType);
         }
-        // SAFETY: values of our type always come from into_value; the key owns it and nothing
-        // else touches it while this command runs (we hold &mut self).
-        let value = unsafe { rm!(RedisModule_ModuleTypeGetValue)(self.key) };
-        Ok(unsafe { stored(value) })
+        // SAFETY: self.key is an open key holding a value of our type.
+        Ok(Some(unsafe {
+            rm!(RedisModule_ModuleTypeGetValue)(self.key)
+        }))
     }
 
     /// The holds on the key (a copy to change and `put` back): `None` when the key is empty,
@@ -87,8 +142,12 @@ impl LockKey {
     /// earlier expiry of the key ends every other hold then. Session holds whose connection
     /// has closed are left out (and counted, for the next `put` to report).
     pub fn holds(&mut self) -> Result<Option<Holds>, LockError> {
+        let Some(value) = self.value_pointer()? else {
+            return Ok(None);
+        };
         let expiry = self.expiry();
-        let mut holds = match self.value()? {
+        // SAFETY: as in value().
+        let mut holds = match unsafe { stored(value) } {
             None => return Ok(None),
             Some(Stored::Plain(lock)) => Holds::from_lock(lock, expiry),
             // Our own bytes, checked when they were made: a failure is a bug, shown as one.
@@ -138,28 +197,40 @@ impl LockKey {
             }
             return;
         };
-        let current = self.expiry();
         if let Ok(Some(Stored::Plain(held))) = self.value() {
             if held.token() == lock.token() && held.owner() == lock.owner() {
                 held.set_count(lock.count());
                 self.mark_changed();
-                if let (Some(at), true) = (expires_at, expires_at != current) {
-                    self.set_expiry(at);
-                }
+                self.move_expiry(expires_at);
                 return;
             }
         }
         self.store(lock, expires_at);
     }
 
+    /// Sets the key's expiry to `expires_at` after an in-place change, unless it is that
+    /// already (`None`: the lock stays permanent).
+    pub fn move_expiry(&mut self, expires_at: Option<Millis>) {
+        if let Some(at) = expires_at {
+            if self.expiry() != Some(at) {
+                self.set_expiry(at);
+            }
+        }
+    }
+
     /// The key's expiry in unix ms: the lock's. `None` when it has none (PERSIST by an admin).
-    pub fn expiry(&self) -> Option<Millis> {
+    pub fn expiry(&mut self) -> Option<Millis> {
+        if let Some(known) = self.expiry {
+            return known;
+        }
         if self.key.is_null() {
             return None;
         }
         // SAFETY: self.key is an open key.
         let at = unsafe { rm!(RedisModule_GetAbsExpire)(self.key) };
-        (at >= 0).then_some(at)
+        let expiry = (at >= 0).then_some(at);
+        self.expiry = Some(expiry);
+        expiry
     }
 
     /// Stores a new lock (replacing whatever the key held), expiring at `expires_at`. The value
@@ -178,6 +249,8 @@ impl LockKey {
             return;
         }
         self.changed = true;
+        // Setting a value dropped the key's expiry.
+        self.expiry = Some(None);
         if let Some(at) = expires_at {
             self.set_expiry(at);
         }
@@ -186,7 +259,9 @@ impl LockKey {
     /// Sets the key's expiry to the absolute unix ms `at`, after an in-place change.
     pub fn set_expiry(&mut self, at: Millis) {
         // SAFETY: self.key is open for writing and holds a value.
-        unsafe { rm!(RedisModule_SetAbsExpire)(self.key, at) };
+        let set = unsafe { rm!(RedisModule_SetAbsExpire)(self.key, at) };
+        // Refused only without a value: then the expiry is read again if asked for.
+        self.expiry = (set == raw::REDISMODULE_OK as i32).then_some(Some(at));
         self.changed = true;
     }
 
@@ -194,6 +269,7 @@ impl LockKey {
         self.report_sessions_ended();
         // SAFETY: self.key is open for writing.
         unsafe { rm!(RedisModule_DeleteKey)(self.key) };
+        self.expiry = Some(None);
         self.changed = true;
     }
 }

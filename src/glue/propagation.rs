@@ -9,8 +9,9 @@
 //! create a replica's stream (the fork of a full sync, seen by events.rs; a role change) sets it
 //! again before any change could be missed: what came before the fork is in its snapshot.
 
-use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
@@ -27,19 +28,20 @@ use super::token_counter::with_tokens;
 /// How often to ask INFO whether replicas or a backlog are gone.
 const CHECK_EVERY_MS: i64 = 1000;
 
-thread_local! {
-    /// True unless INFO showed a master with no replicas and no backlog since the last event
-    /// that could have changed that.
-    static REPLICAS_POSSIBLE: Cell<bool> = const { Cell::new(true) };
-    static CHECK_ARMED: Cell<bool> = const { Cell::new(false) };
-    /// The AOF is on (or being switched on). Read at load, after every CONFIG SET and before
-    /// an AOF rewrite: asking the server for its context flags on every command costs more
-    /// than the rest of a release.
-    static AOF_ON: Cell<bool> = const { Cell::new(true) };
-    /// RDB save points are set: they count changes, and a module's change counts only when
-    /// it propagates something. Read as AOF_ON is.
-    static SAVE_POINTS: Cell<bool> = const { Cell::new(true) };
-}
+// Main-thread state in atomics (Relaxed: nothing is ordered by them): every command reads
+// them, and a thread_local in a shared library costs a __tls_get_addr call per access.
+
+/// True unless INFO showed a master with no replicas and no backlog since the last event
+/// that could have changed that.
+static REPLICAS_POSSIBLE: AtomicBool = AtomicBool::new(true);
+static CHECK_ARMED: AtomicBool = AtomicBool::new(false);
+/// The AOF is on (or being switched on). Read at load, after every CONFIG SET and before
+/// an AOF rewrite: asking the server for its context flags on every command costs more
+/// than the rest of a release.
+static AOF_ON: AtomicBool = AtomicBool::new(true);
+/// RDB save points are set: they count changes, and a module's change counts only when
+/// it propagates something. Read as AOF_ON is.
+static SAVE_POINTS: AtomicBool = AtomicBool::new(true);
 
 /// Who would use a propagated change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +54,9 @@ pub enum Listeners {
 }
 
 pub fn listeners() -> Listeners {
-    if AOF_ON.with(Cell::get) || REPLICAS_POSSIBLE.with(Cell::get) {
+    if AOF_ON.load(Relaxed) || REPLICAS_POSSIBLE.load(Relaxed) {
         Listeners::Effects
-    } else if SAVE_POINTS.with(Cell::get) {
+    } else if SAVE_POINTS.load(Relaxed) {
         Listeners::ChangeCount
     } else {
         Listeners::Nobody
@@ -63,8 +65,8 @@ pub fn listeners() -> Listeners {
 
 /// Reads whether the AOF or RDB save points persist changes.
 pub fn read_persistence_state(ctx: Ctx) {
-    AOF_ON.with(|on| on.set(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_AOF)));
-    SAVE_POINTS.with(|on| on.set(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_RDB)));
+    AOF_ON.store(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_AOF), Relaxed);
+    SAVE_POINTS.store(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_RDB), Relaxed);
 }
 
 /// Whether propagation is being skipped because nothing listens (for INFO).
@@ -74,8 +76,8 @@ pub fn idle() -> bool {
 
 /// Something may have created a replica or a backlog: propagate until INFO says otherwise.
 pub fn replicas_possible(ctx: Ctx) {
-    REPLICAS_POSSIBLE.with(|flag| flag.set(true));
-    if !CHECK_ARMED.with(|armed| armed.replace(true)) {
+    REPLICAS_POSSIBLE.store(true, Relaxed);
+    if !CHECK_ARMED.swap(true, Relaxed) {
         timers::start(ctx, CHECK_EVERY_MS, check_fired, 0);
     }
 }
@@ -83,10 +85,10 @@ pub fn replicas_possible(ctx: Ctx) {
 unsafe extern "C" fn check_fired(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
     run_callback("the replication check", (), || {
         let ctx = Ctx(ctx);
-        CHECK_ARMED.with(|armed| armed.set(false));
+        CHECK_ARMED.store(false, Relaxed);
         read_persistence_state(ctx);
         if nothing_listens(ctx) {
-            REPLICAS_POSSIBLE.with(|flag| flag.set(false));
+            REPLICAS_POSSIBLE.store(false, Relaxed);
         } else {
             replicas_possible(ctx);
         }

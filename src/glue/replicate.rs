@@ -50,12 +50,17 @@ pub struct ApplyArgs {
 
 impl ApplyArgs {
     pub fn of(lock: &Lock, expires_at: Option<Millis>) -> ApplyArgs {
+        ApplyArgs::of_parts(lock.owner(), lock.count(), lock.token(), expires_at)
+    }
+
+    /// The same for a plain lock given by its fields (no packed copy needed).
+    pub fn of_parts(owner: &[u8], count: u32, token: u64, expires_at: Option<Millis>) -> ApplyArgs {
         ApplyArgs {
-            owner: lock.owner().as_ptr().cast::<c_char>(),
-            owner_len: lock.owner().len(),
-            count: i64::from(lock.count()),
+            owner: owner.as_ptr().cast::<c_char>(),
+            owner_len: owner.len(),
+            count: i64::from(count),
             expires_at: expires_at.unwrap_or(0),
-            token: lock.token() as i64,
+            token: token as i64,
             counter: last_token() as i64,
         }
     }
@@ -82,12 +87,27 @@ fn effect_needed(ctx: Ctx) -> bool {
     }
 }
 
-/// Propagates `lock`, expiring at `expires_at` (`None`: never), as the state of `key`.
-pub fn lock_state(ctx: Ctx, key: *mut RedisModuleString, lock: &Lock, expires_at: Option<Millis>) {
-    if !effect_needed(ctx) {
-        return;
+/// Propagates the plain lock of `owner` with `count` and `token`, expiring at `expires_at`
+/// (`None`: never), as the state of `key`.
+pub fn plain_state(
+    ctx: Ctx,
+    key: *mut RedisModuleString,
+    owner: &[u8],
+    count: u32,
+    token: u64,
+    expires_at: Option<Millis>,
+) {
+    if effect_needed(ctx) {
+        send_plain_state(
+            ctx,
+            key,
+            ApplyArgs::of_parts(owner, count, token, expires_at),
+        );
     }
-    let a = ApplyArgs::of(lock, expires_at);
+}
+
+/// RM_Replicate of `LOCK.APPLY` with `a`; the caller decided that the effect is needed.
+fn send_plain_state(ctx: Ctx, key: *mut RedisModuleString, a: ApplyArgs) {
     let (command, format) = (APPLY_COMMAND.as_ptr(), APPLY_FORMAT.as_ptr());
     // SAFETY: the format matches the arguments one for one; the owner lives through the call.
     unsafe {
@@ -113,15 +133,16 @@ pub const HOLDS_TAG: &CStr = c"HOLDS";
 /// Propagates `holds` as the whole state of `key`: a plain lock as before, other holds in the
 /// HOLDS form, no holders as a deletion.
 pub fn holds_state(ctx: Ctx, key: *mut RedisModuleString, holds: &Holds) {
+    // Asked first, once for every form: nothing is built when nothing listens.
+    if !effect_needed(ctx) {
+        return;
+    }
     if holds.is_free() {
-        deletion(ctx, key);
+        send_deletion(ctx, key);
         return;
     }
     if let Some((lock, expires_at)) = holds.as_plain_lock() {
-        lock_state(ctx, key, &lock, expires_at);
-        return;
-    }
-    if !effect_needed(ctx) {
+        send_plain_state(ctx, key, ApplyArgs::of(&lock, expires_at));
         return;
     }
     let state = encode_holds(holds);
@@ -142,9 +163,12 @@ pub fn holds_state(ctx: Ctx, key: *mut RedisModuleString, holds: &Holds) {
 
 /// Propagates the deletion of `key`.
 pub fn deletion(ctx: Ctx, key: *mut RedisModuleString) {
-    if !effect_needed(ctx) {
-        return;
+    if effect_needed(ctx) {
+        send_deletion(ctx, key);
     }
+}
+
+fn send_deletion(ctx: Ctx, key: *mut RedisModuleString) {
     // SAFETY: one RedisModuleString argument for the "s" format.
     unsafe { rm!(RedisModule_Replicate)(ctx.0, c"DEL".as_ptr(), c"s".as_ptr(), key) };
 }

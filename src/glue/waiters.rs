@@ -8,6 +8,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::RedisModuleCtx;
 
@@ -85,8 +87,29 @@ thread_local! {
     static REGISTRY: RefCell<Registry> = RefCell::new(Registry::default());
 }
 
+/// Whether the registry has any queue, kept by every change of it: the hot paths (every lock
+/// command asks) read an atomic instead of the thread_local, whose every access from a shared
+/// library costs a __tls_get_addr call and a borrow.
+static ANY_QUEUE: AtomicBool = AtomicBool::new(false);
+
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
-    REGISTRY.with(|registry| f(&mut registry.borrow_mut()))
+    REGISTRY.with(|registry| {
+        // Kept even when `f` panics (a bug, caught at the entry point) halfway.
+        let _keep_flag = KeepFlag(registry);
+        let result = f(&mut registry.borrow_mut());
+        result
+    })
+}
+
+/// Sets ANY_QUEUE from the registry when dropped.
+struct KeepFlag<'a>(&'a RefCell<Registry>);
+
+impl Drop for KeepFlag<'_> {
+    fn drop(&mut self) {
+        if let Ok(registry) = self.0.try_borrow() {
+            ANY_QUEUE.store(!registry.queues.is_empty(), Relaxed);
+        }
+    }
 }
 
 impl Registry {
@@ -142,6 +165,9 @@ fn stop_all(ctx: Ctx, timers: Vec<TimerId>) {
 
 /// How many clients wait for this key.
 pub fn queued(db: i32, name: &[u8]) -> usize {
+    if !anyone_waiting() {
+        return 0;
+    }
     with_registry(|registry| {
         if registry.queues.is_empty() {
             return 0;
@@ -194,7 +220,7 @@ fn heap_size(bytes: &[u8]) -> usize {
 
 /// Whether anyone waits for anything: lets hot paths skip the registry.
 pub fn anyone_waiting() -> bool {
-    with_registry(|registry| !registry.queues.is_empty())
+    ANY_QUEUE.load(Relaxed)
 }
 
 /// Queues a blocked client behind everyone already waiting for `key`, gives up on it after
