@@ -41,6 +41,7 @@ OWNER = b"owner-0123456789"  # 16 bytes, as a client's id with a thread suffix w
 OTHER_OWNER = b"reader-012345678"
 PAD_KEYS = 1500
 PAD_TTL_MS = 3600 * 1000
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
 def resp(*args):
@@ -165,6 +166,27 @@ KINDS = {
 }
 
 
+# The server seeds its hash tables (the command table among them) from /dev/urandom: a
+# command's lookup then costs a different number of compares in each run, up to a few hundred
+# instructions per command. Where mount namespaces are allowed (root), the server reads a
+# fixed seed instead, and every run counts the same.
+FIXED_RANDOM = os.path.join(tempfile.gettempdir(), "rlock-pair-cost-random")
+SEEDED = []
+
+
+def fix_the_seed():
+    """Makes SEEDED a prefix that runs a command with /dev/urandom reading fixed bytes."""
+    with open(FIXED_RANDOM, "wb") as out:
+        out.write(bytes(range(64)))
+    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+              'mount --bind "$0" /dev/urandom && exec "$@"', FIXED_RANDOM]
+    probe = subprocess.run(prefix + ["head", "-c", "4", "/dev/urandom"], capture_output=True)
+    if probe.returncode == 0 and probe.stdout == bytes(range(4)):
+        SEEDED[:] = prefix
+        return True
+    return False
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -211,12 +233,17 @@ def instructions(server, module, kind, pairs, keep):
     port = free_port()
     out = os.path.join(workdir, "callgrind.out")
     log = os.path.join(workdir, "server.log")
-    args = ["valgrind", "--tool=callgrind", "--toggle-collect=processCommand",
+    args = SEEDED + ["setarch", "-R", "valgrind", "--tool=callgrind", "--toggle-collect=processCommand",
             "--callgrind-out-file=" + out, server,
             "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
             "--save", "", "--appendonly", "no", "--activerehashing", "no",
+            "--jemalloc-bg-thread", "no", "--hz", "1",
             "--daemonize", "no", "--logfile", log, "--loadmodule", module]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # jemalloc purges by the clock (decay) unless told not to; the server's allocations then
+    # take the same paths in every run.
+    env = dict(os.environ, MALLOC_CONF=JEMALLOC_CONF, JE_MALLOC_CONF=JEMALLOC_CONF)
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)
     try:
         wait_ready(log, process)
         conn = Connection(port)
@@ -297,6 +324,7 @@ def main():
     for kind in kinds:
         if kind not in KINDS:
             raise SystemExit("unknown kind %r (known: %s)" % (kind, ", ".join(KINDS)))
+    seeded = fix_the_seed()
     started = time.time()
     per_pair = measure(options.server, options.module, kinds, options.pairs, options.keep)
     floor = per_pair.get("floor")

@@ -17,59 +17,67 @@ use crate::core::error::{Command, LockError};
 /// call, always a refusal, spills into a Vec so the parser can say what is wrong with it.
 const INLINE_ARGS: usize = 8;
 
-/// A command's arguments after its name: the key as the server's string, all as bytes.
+/// A command's arguments after its name: the key as the server's string, all as bytes. It
+/// borrows what `run_command` read on its stack: nothing is copied or moved per command.
 pub struct Args<'a> {
     strings: &'a [*mut RedisModuleString],
-    inline: [&'a [u8]; INLINE_ARGS],
-    spilled: Vec<&'a [u8]>,
+    bytes: &'a [&'a [u8]],
 }
 
 impl<'a> Args<'a> {
-    /// `None` without even a command name.
-    ///
-    /// # Safety
-    /// `argv` must point to `argc` live strings for the lifetime `'a`.
-    unsafe fn read(argv: *mut *mut RedisModuleString, argc: c_int) -> Option<Args<'a>> {
-        let argc = usize::try_from(argc).unwrap_or(0);
-        if argv.is_null() || argc == 0 {
-            return None;
-        }
-        // SAFETY: the caller promises argv holds argc strings.
-        let all = unsafe { std::slice::from_raw_parts(argv, argc) };
-        let strings = &all[1..];
-        // SAFETY (both reads): each string is live for 'a, as the caller promises.
-        let mut inline: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
-        let mut spilled = Vec::new();
-        if strings.len() <= INLINE_ARGS {
-            for (slot, &string) in inline.iter_mut().zip(strings) {
-                *slot = unsafe { string_bytes(string) };
-            }
-        } else {
-            spilled = strings
-                .iter()
-                .map(|&string| unsafe { string_bytes(string) })
-                .collect();
-        }
-        Some(Args {
-            strings,
-            inline,
-            spilled,
-        })
-    }
-
     /// The arguments after the command name, the key first.
     pub fn bytes(&self) -> &[&'a [u8]] {
-        if self.strings.len() <= INLINE_ARGS {
-            &self.inline[..self.strings.len()]
-        } else {
-            &self.spilled
-        }
+        self.bytes
     }
 
     /// The key as the server's own string (argument 1), for opening and replicating.
     pub fn key(&self) -> Option<*mut RedisModuleString> {
         self.strings.first().copied()
     }
+}
+
+/// Runs `handler` with the `argc` strings at `argv` after the command name, as bytes.
+///
+/// # Safety
+/// `argv` must point to `argc` live strings for the duration of the call.
+unsafe fn with_args(
+    ctx: Ctx,
+    argv: *mut *mut RedisModuleString,
+    argc: c_int,
+    command: Command,
+    handler: Handler,
+) -> Result<(), LockError> {
+    let argc = usize::try_from(argc).unwrap_or(0);
+    if argv.is_null() || argc == 0 {
+        return Err(LockError::Arity(command));
+    }
+    // SAFETY: the caller promises argv holds argc strings.
+    let strings = unsafe { std::slice::from_raw_parts(argv.add(1), argc - 1) };
+    // SAFETY (both reads): each string is live for the call, as the caller promises.
+    if strings.len() > INLINE_ARGS {
+        let spilled: Vec<&[u8]> = strings
+            .iter()
+            .map(|&string| unsafe { string_bytes(string) })
+            .collect();
+        return handler(
+            ctx,
+            &Args {
+                strings,
+                bytes: &spilled,
+            },
+        );
+    }
+    let mut inline: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
+    for (slot, &string) in inline.iter_mut().zip(strings) {
+        *slot = unsafe { string_bytes(string) };
+    }
+    handler(
+        ctx,
+        &Args {
+            strings,
+            bytes: &inline[..strings.len()],
+        },
+    )
 }
 
 /// The bytes of a server string, valid while the string lives.
@@ -130,10 +138,7 @@ pub fn run_command(
     let ctx = Ctx(ctx);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the server passes argc live strings that outlive this call.
-        match unsafe { Args::read(argv, argc) } {
-            Some(args) => handler(ctx, &args),
-            None => Err(LockError::Arity(command)),
-        }
+        unsafe { with_args(ctx, argv, argc, command, handler) }
     }));
     let error = match outcome {
         Ok(Ok(())) => return OK,
