@@ -22,6 +22,7 @@ type Allocator = std::alloc::System;
 const ALLOCATOR: Allocator = std::alloc::System;
 
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    glue::entry::log_panics();
     let missing = glue::api::missing_required();
     if !missing.is_empty() {
         log(

@@ -15,10 +15,10 @@ use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::keys::{LockKey, OwnedString};
 use super::migration;
-use super::replicate::{self, PAUSED_RETRY_MS};
+use super::replicate;
 use super::signals::Event;
 use super::stats::{self, Counter};
-use super::timers;
+use super::timers::{self, propagating_timer, PAUSED_RETRY_MS};
 use super::token_counter::with_tokens;
 use super::waiters::{self, KeyRef};
 use crate::core::holds::{self, Admission, Ask, Holds};
@@ -295,23 +295,16 @@ pub fn take_back_later(ctx: Ctx, key: KeyRef, token: u64) {
     timers::start(ctx, 0, take_back_fired, id);
 }
 
-unsafe extern "C" fn take_back_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
-    run_callback("taking back a lock", (), || {
-        let ctx = Ctx(ctx);
-        let id = timers::id_of(data);
-        // SAFETY: a plain call without arguments.
-        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
-            timers::start(ctx, PAUSED_RETRY_MS, take_back_fired, id);
-            return;
-        }
-        let Some((key, token)) = TO_TAKE_BACK.with(|pending| pending.borrow_mut().remove(&id))
-        else {
-            return;
-        };
-        if ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
-            take_back(ctx, &key, token);
-        }
-    })
+propagating_timer!(take_back_fired, "taking back a lock", take_back_pending);
+
+/// Takes back the lock of pending take-back `id`, on a master.
+fn take_back_pending(ctx: Ctx, id: u64) {
+    let Some((key, token)) = TO_TAKE_BACK.with(|pending| pending.borrow_mut().remove(&id)) else {
+        return;
+    };
+    if ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+        take_back(ctx, &key, token);
+    }
 }
 
 /// Ends the hold handed out with `token` at `key` if it is still untouched (held once): to the

@@ -26,15 +26,13 @@ use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
-use super::api::rm;
 use super::context::{detached, now, Ctx};
 use super::entry::run_callback;
 use super::events::subscribe_to_server_event;
 use super::handoff::{settle, Freed, Handling};
 use super::keys::{LockKey, OwnedString};
-use super::replicate::PAUSED_RETRY_MS;
 use super::signals::Event;
-use super::timers;
+use super::timers::{self, propagating_timer};
 use super::waiters::{self, KeyRef};
 
 /// The keys (database, name) one connection took session holds on.
@@ -170,31 +168,25 @@ unsafe extern "C" fn client_changed(
     })
 }
 
-unsafe extern "C" fn end_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
-    run_callback("ending a session", (), || {
-        let ctx = Ctx(ctx);
-        let client = timers::id_of(data);
-        // SAFETY: a plain call without arguments.
-        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
-            timers::start(ctx, PAUSED_RETRY_MS, end_fired, client);
-            return;
-        }
-        let Some(index) = ENDED.with(|ended| ended.borrow_mut().remove(&client)) else {
-            return;
-        };
-        if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
-            return;
-        }
-        let mut all_found = true;
-        for (db, name) in index.keys {
-            all_found &= end_on_key(ctx, client, db, &name);
-        }
-        if !all_found {
-            // Some hold is not where it was taken (moved, or already gone): the queues' checks
-            // end it wherever it waits to be handed on.
-            waiters::schedule_all_checks(ctx, -1);
-        }
-    })
+propagating_timer!(end_fired, "ending a session", end_sessions);
+
+/// Ends disconnected `client`'s session holds, on a master.
+fn end_sessions(ctx: Ctx, client: u64) {
+    let Some(index) = ENDED.with(|ended| ended.borrow_mut().remove(&client)) else {
+        return;
+    };
+    if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+        return;
+    }
+    let mut all_found = true;
+    for (db, name) in index.keys {
+        all_found &= end_on_key(ctx, client, db, &name);
+    }
+    if !all_found {
+        // Some hold is not where it was taken (moved, or already gone): the queues' checks
+        // end it wherever it waits to be handed on.
+        waiters::schedule_all_checks(ctx, -1);
+    }
 }
 
 /// Ends `client`'s session holds on one key: its weight goes to the waiters, or the key goes.
