@@ -21,7 +21,8 @@ use super::stats::{self, Counter};
 use super::timers::{self, propagating_timer, PAUSED_RETRY_MS};
 use super::token_counter::with_tokens;
 use super::waiters::{self, KeyRef};
-use crate::core::holds::{self, Admission, Ask, Holds};
+use crate::core::handoff;
+use crate::core::holds::{Admission, Holds};
 use crate::core::Millis;
 
 thread_local! {
@@ -110,36 +111,27 @@ pub fn settle(
     changed: bool,
 ) -> bool {
     let _handling = Handling::begin();
+    // Who leaves the queue with what: decided in core, on the queue as it stands.
+    let plan = waiters::with_queue(db, key_bytes, |queue, queued| {
+        with_tokens(|tokens| handoff::plan(holds, queue, queued, now, tokens))
+    });
     let mut granted = Vec::new();
     let mut refused = Vec::new();
-    while let Some(head) = waiters::head(db, key_bytes) {
-        let ask = Ask {
-            owner: &head.owner,
-            want: head.want,
-            ttl: head.ttl,
-            session: head.session,
-        };
-        let admission = with_tokens(|tokens| holds::admit(holds, &ask, now, tokens));
-        let token = match admission {
-            Admission::Wait => break,
-            Admission::Granted { token } | Admission::Reentered { token, .. } => Some(token),
-            Admission::Refused => None,
-        };
+    for outcome in &plan.leaving {
         let Some(waiter) = waiters::pop_first(ctx, db, key_bytes) else {
             break;
         };
-        match token {
-            Some(token) => {
-                if matches!(admission, Admission::Granted { .. }) {
-                    stats::count_kind(head.want);
-                }
-                granted.push((waiter, token, head.session))
+        match *outcome {
+            Admission::Granted { token } => {
+                stats::count_kind(waiter.want);
+                granted.push((token, waiter));
             }
-            None => refused.push(waiter),
+            Admission::Reentered { token, .. } => granted.push((token, waiter)),
+            Admission::Refused | Admission::Wait => refused.push(waiter),
         }
     }
-    let deleted = holds.is_free();
-    if changed || !granted.is_empty() {
+    // Applied in one order: store and propagate, then wake, then look again later.
+    if changed || plan.grants() {
         key.put(holds);
         replicate::holds_state(ctx, name, holds);
     }
@@ -147,11 +139,11 @@ pub fn settle(
         db,
         name: key_bytes.into(),
     };
-    for (waiter, token, session) in granted {
+    for (token, waiter) in granted {
         key.notify(Event::Handoff);
         key.notify(Event::Expire);
         stats::count(freed.counter());
-        if let Some(client) = session {
+        if let Some(client) = waiter.session_client() {
             super::sessions::register(client, key_ref.clone());
         }
         waiter.client.unblock_granted(token, key_ref.clone());
@@ -159,10 +151,10 @@ pub fn settle(
     for waiter in refused {
         waiter.client.unblock_empty();
     }
-    if waiters::queued(db, key_bytes) > 0 {
-        waiters::schedule_check(ctx, db, key_bytes, holds.next_expiry().unwrap_or(i64::MAX));
+    if let Some(at) = plan.next_check {
+        waiters::schedule_check(ctx, db, key_bytes, at);
     }
-    deleted
+    plan.free_after
 }
 
 /// A key's check timer fired: hand the lock over if it is free, else look again at its expiry.

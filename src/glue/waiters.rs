@@ -15,7 +15,7 @@ use super::blocking::BlockedClient;
 use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::timers::{self, TimerId};
-use crate::core::holds::Want;
+use crate::core::holds::{Ask, Want};
 use crate::core::memory::{queue_bytes, QueueLayout};
 use crate::core::queue::WaitQueue;
 use crate::core::Millis;
@@ -36,6 +36,24 @@ pub struct Waiter {
     timeout_timer: Option<TimerId>,
 }
 
+impl Waiter {
+    /// The request this waiter queued, as the core decides on it (a session hold is bound to
+    /// the waiting connection).
+    pub fn ask(&self) -> Ask<'_> {
+        Ask {
+            owner: &self.owner,
+            want: self.want,
+            ttl: self.ttl,
+            session: self.session_client(),
+        }
+    }
+
+    /// The connection a session hold it is handed is bound to.
+    pub fn session_client(&self) -> Option<u64> {
+        self.session.then(|| self.client.client_id())
+    }
+}
+
 /// What a waiter asks for: owner, ttl, kind, `SESSION`, and its WAIT timeout.
 pub struct Wanted<'a> {
     pub owner: &'a [u8],
@@ -43,14 +61,6 @@ pub struct Wanted<'a> {
     pub want: Want,
     pub session: bool,
     pub timeout_ms: u64,
-}
-
-/// The queue head's request, copied out: owner, ttl, kind, and its session's client id.
-pub struct Head {
-    pub owner: Box<[u8]>,
-    pub ttl: u64,
-    pub want: Want,
-    pub session: Option<u64>,
 }
 
 /// A key (database and name) that clients wait for.
@@ -262,16 +272,20 @@ pub fn join(
     schedule_check(ctx, db, &name, lock_expires_at.unwrap_or(i64::MAX));
 }
 
-/// The longest-waiting client's request for `key`, left in the queue.
-pub fn head(db: i32, name: &[u8]) -> Option<Head> {
-    with_registry(|registry| {
-        let (_, waiter) = registry.queue_mut(db, name)?.waiters.first()?;
-        Some(Head {
-            owner: waiter.owner.clone(),
-            ttl: waiter.ttl,
-            want: waiter.want,
-            session: waiter.session.then(|| waiter.client.client_id()),
-        })
+/// Runs `decide` over the requests queued for `key`, from the head on, and how many there
+/// are, with the queue borrowed: `decide` (a pure plan) must not touch the waiters itself.
+pub fn with_queue<T>(
+    db: i32,
+    name: &[u8],
+    decide: impl FnOnce(&mut dyn Iterator<Item = Ask<'_>>, usize) -> T,
+) -> T {
+    with_registry(|registry| match registry.queue_mut(db, name) {
+        Some(queue) => {
+            let queued = queue.waiters.len();
+            let mut asks = queue.waiters.iter().map(Waiter::ask);
+            decide(&mut asks, queued)
+        }
+        None => decide(&mut std::iter::empty(), 0),
     })
 }
 
