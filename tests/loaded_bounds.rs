@@ -239,7 +239,7 @@ fn incremental_aof(dir: &Path) -> PathBuf {
         .map(|line| line.split_whitespace().collect::<Vec<_>>())
         .filter(|words| words.chunks(2).any(|pair| pair == ["type", "i"]))
         .filter_map(|words| words.get(1).map(|name| name.to_string()))
-        .last()
+        .next_back()
         .expect("an incremental file in the manifest");
     aof_dir.join(name)
 }
