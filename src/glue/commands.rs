@@ -14,7 +14,7 @@ use super::replicate;
 use super::sessions;
 use super::signals::Event;
 use super::stats::{self, Counter};
-use super::token_counter::{observe, with_tokens};
+use super::token_counter::{self, with_tokens, Beyond};
 use super::waiters::{self, KeyRef, Wanted};
 use crate::core::encoding::decode_holds;
 use crate::core::error::{Command, LockError};
@@ -403,6 +403,10 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         (holds, counter)
     } else {
         let request = parse_apply(args.bytes())?;
+        // A count the packed lock cannot hold would be cut down, not kept as the master sent.
+        if request.count > lock::MAX_COUNT {
+            return Err(LockError::InvalidApply("count"));
+        }
         let expires_at = (request.expires_at > 0).then_some(request.expires_at);
         let lock = Lock::boxed(request.owner, request.count, request.token);
         (
@@ -421,10 +425,10 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             None
         }
     };
-    observe(counter);
-    for holder in &after.holders {
-        observe(holder.token);
-    }
+    // The key follows the master whatever its tokens; the counter only within its bound.
+    let mut seen = vec![counter];
+    seen.extend(after.holders.iter().map(|holder| holder.token));
+    token_counter::take_in(&seen, "a replayed LOCK.APPLY", Beyond::Ignore);
     let before_expiry = before.as_ref().and_then(Holds::key_expiry);
     if let Some((lock, expires_at)) = after.as_plain_lock() {
         // Stored whole, as the master sent it (an admin's PERSIST travels as expiry 0).
@@ -471,7 +475,8 @@ fn notify_replayed(
 /// rewritten AOF without an RDB preamble still knows the tokens of locks long released.
 fn tokens(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     refuse_unless_replayed(ctx, Command::Tokens)?;
-    observe(parse_tokens(args.bytes())?);
+    let counter = parse_tokens(args.bytes())?;
+    token_counter::take_in(&[counter], "a replayed LOCK.TOKENS", Beyond::Ignore);
     replicate::verbatim(ctx);
     ctx.reply_simple(c"OK");
     Ok(())

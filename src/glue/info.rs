@@ -34,6 +34,7 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             (c"shared_holds", Counter::SharedHolds),
             (c"limit_holds", Counter::LimitHolds),
             (c"session_ends", Counter::SessionEnds),
+            (c"tokens_refused", Counter::TokensRefused),
         ];
         // SAFETY: ctx is the live INFO context; names are static C strings.
         unsafe {
