@@ -54,8 +54,8 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
     },
 );
 
-/// The registered type handle, compared with a key's type before its value is touched.
-pub fn lock_type() -> *mut RedisModuleType {
+/// The registered type handle (kept by value.rs for the key handles).
+pub fn registered_type() -> *mut RedisModuleType {
     *LOCK_TYPE.raw_type.borrow()
 }
 

@@ -144,7 +144,7 @@ pub fn settle(
         key.notify(Event::Expire);
         stats::count(freed.counter());
         if let Some(client) = waiter.session_client() {
-            super::sessions::register(client, key_ref.clone());
+            super::session_index::register(client, key_ref.clone());
         }
         waiter.client.unblock_granted(token, key_ref.clone());
     }
@@ -152,9 +152,36 @@ pub fn settle(
         waiter.client.unblock_empty();
     }
     if let Some(at) = plan.next_check {
-        waiters::schedule_check(ctx, db, key_bytes, at);
+        schedule_check(ctx, db, key_bytes, at);
     }
     plan.free_after
+}
+
+/// The longest a waited-for lock goes unexamined: an admin's EXPIRE or PEXPIRE on the key
+/// moves its expiry behind our timers' back (watching for it with keyspace events would tax
+/// every EXPIRE and DEL on the server), so the check comes back at least this often.
+pub const RECHECK_AT_LEAST_EVERY_MS: i64 = 1000;
+
+/// Makes sure `key` is re-examined at `at` (unix ms) or earlier, if anyone waits for it: its
+/// queue's one check timer (check_fired) is moved earlier when needed.
+pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
+    let at = at.min(now().saturating_add(RECHECK_AT_LEAST_EVERY_MS));
+    let Some((old_timer, queue_id)) = waiters::replace_check(db, name, at) else {
+        return;
+    };
+    if let Some(timer) = old_timer {
+        timers::stop(ctx, timer);
+    }
+    let timer = timers::start(ctx, at - now(), check_fired, queue_id);
+    waiters::check_armed(queue_id, timer, at);
+}
+
+/// Every key waited for in `db` (-1: all) is examined again at once.
+pub fn schedule_all_checks(ctx: Ctx, db: i32) {
+    let now = now();
+    for key in waiters::waited_keys(db) {
+        schedule_check(ctx, key.db, &key.name, now);
+    }
 }
 
 /// A key's check timer fired: hand the lock over if it is free, else look again at its expiry.
@@ -173,7 +200,7 @@ pub unsafe extern "C" fn check_fired(ctx: *mut RedisModuleCtx, data: *mut c_void
         }
         // SAFETY: a plain call without arguments.
         if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
-            waiters::schedule_check(ctx, key.db, &key.name, now() + PAUSED_RETRY_MS);
+            schedule_check(ctx, key.db, &key.name, now() + PAUSED_RETRY_MS);
             return;
         }
         check_key(ctx, &key);
@@ -239,7 +266,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
             } else {
                 // Still held (renewed, or reentered): look again at the next expiry, or sooner.
                 let at = holds.next_expiry().unwrap_or(i64::MAX);
-                waiters::schedule_check(ctx, key.db, &key.name, at);
+                schedule_check(ctx, key.db, &key.name, at);
             }
         }
         Ok(None) => {
@@ -273,7 +300,7 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
         waiters::wake_all_with_nil(ctx, db, name);
         return;
     }
-    waiters::schedule_check(ctx, db, name, now());
+    schedule_check(ctx, db, name, now());
 }
 
 /// The lock `token` at `key` was handed to a client that disconnected before its reply: take

@@ -46,12 +46,12 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             add(
                 ctx,
                 c"session_connections",
-                super::sessions::connections() as u64,
+                super::session_index::connections() as u64,
             );
             add(
                 ctx,
                 c"session_index_keys",
-                super::sessions::indexed_keys() as u64,
+                super::session_index::indexed_keys() as u64,
             );
             for (name, counter) in counters {
                 add(ctx, name, stats::get(counter));
