@@ -4,8 +4,10 @@
 //! mode, limit and session flag, held (each holder can reenter, nobody else can take the key),
 //! expiring when they did, and with every later token above the stored ones.
 //!
-//! The fixtures' expiries lie in the year 2100 (or nowhere: a permanent lock), so the same
-//! expectations hold whenever the test runs. `make_fixtures` (ignored) re-makes them.
+//! Tokens and expiries are absolute: the fixtures' locks expire in the year 2100 or never (a
+//! permanent lock, and the holders in a payload of holds, which a RESTORE refuses to take
+//! expiring far ahead), so the same expectations hold whenever the test runs. `make_fixtures`
+//! (ignored) makes them.
 
 mod common;
 
@@ -413,7 +415,7 @@ fn a_shared_lock_loads_every_reader_with_its_own_token_and_expiry() {
         fixture.holders.iter().any(|h| h.count > 1),
         "a reentered reader"
     );
-    assert_distinct_expiries(&fixture);
+    assert_never_expires(&fixture);
 }
 
 #[test]
@@ -426,7 +428,7 @@ fn a_semaphore_loads_its_limit_and_every_permit() {
         (2..limit).contains(&permits),
         "{permits} of {limit} permits"
     );
-    assert_distinct_expiries(&fixture);
+    assert_never_expires(&fixture);
 }
 
 #[test]
@@ -434,6 +436,7 @@ fn a_session_hold_loads_with_its_flag_and_bound_to_no_connection() {
     let (fixture, _server) = restore_and_check("session");
     assert_eq!(fixture.mode, "exclusive");
     assert!(only_holder(&fixture).session);
+    assert_never_expires(&fixture);
     // Restored on a connection that then closes: the hold stays (its connection was another
     // process's), ending only by its ttl, a release or DEL.
     let server = Server::start();
@@ -465,6 +468,13 @@ fn a_permanent_lock_loads_without_expiry() {
 fn a_lock_with_the_largest_owner_loads() {
     let (fixture, _server) = restore_and_check("large-owner");
     assert_eq!(only_holder(&fixture).owner.len(), 1024);
+}
+
+/// A payload of holds whose holders never expire (a RESTORE refuses one expiring far ahead),
+/// so that the same expectations hold in any later year.
+fn assert_never_expires(fixture: &KeyFixture) {
+    assert_eq!(fixture.expires_at, None, "{}", fixture.key);
+    assert!(fixture.holders.iter().all(|h| h.expires_at.is_none()));
 }
 
 /// The holders of a key expire at different moments, so `assert_loaded` checked each one's.
@@ -500,6 +510,9 @@ fn the_rdb_file_loads_every_lock_and_the_token_counter() {
     );
     for key in &expected.keys {
         assert_loaded(&mut con, key);
+        if key.mode != "exclusive" {
+            assert_distinct_expiries(key);
+        }
     }
     // The saved counter is above every key's token (its last token was released), and its
     // lead (a promotion's) keeps tokens ahead of the clock: both come from the aux data.
@@ -671,29 +684,29 @@ fn value_span(payload: &[u8]) -> std::ops::Range<usize> {
     start..start + len
 }
 
-/// Moves every holder's expiry in a DUMP payload of holds (not a plain lock) to `FAR_EXPIRY`
-/// plus a step per holder, and makes the checksum right. The layout is the one of encoding
-/// version 3 (src/core/encoding.rs): a 13-byte header (tag `FF FF`, length, kind, limit,
-/// holder count), then per holder flags (1), client id (8), expiry (8), token and count (8),
-/// owner length (2) and the owner. Returns the new expiries by owner.
-fn move_holder_expiries(payload: &mut Vec<u8>) -> Vec<(Vec<u8>, i64)> {
-    let span = value_span(payload);
-    let value = &mut payload[span];
+/// Sets each holder's expiry in a value of holds (not a plain lock) to `expiry_of(i)` for
+/// the i-th holder (0: never). The layout is the one of encoding version 3
+/// (src/core/encoding.rs): a 13-byte header (tag `FF FF`, length, kind, limit, holder count),
+/// then per holder flags (1), client id (8), expiry (8), token and count (8), owner length (2)
+/// and the owner. Returns the new expiries by owner.
+fn set_holder_expiries(
+    value: &mut [u8],
+    expiry_of: impl Fn(i64) -> i64,
+) -> Vec<(Vec<u8>, Option<i64>)> {
     assert_eq!(&value[..2], [0xff, 0xff], "holds, not a plain lock");
     let holders = u16::from_le_bytes([value[11], value[12]]);
     let mut at = 13;
-    let mut moved = Vec::new();
+    let mut set = Vec::new();
     for i in 0..i64::from(holders) {
-        let expiry = FAR_EXPIRY + i * HOLDER_EXPIRY_STEP;
+        let expiry = expiry_of(i);
         value[at + 9..at + 17].copy_from_slice(&expiry.to_le_bytes());
         let owner_len = usize::from(u16::from_le_bytes([value[at + 25], value[at + 26]]));
         let owner = value[at + 27..at + 27 + owner_len].to_vec();
-        moved.push((owner, expiry));
+        set.push((owner, Some(expiry).filter(|&at| at > 0)));
         at += 27 + owner_len;
     }
     assert_eq!(at, value.len(), "the holders fill the value");
-    *payload = with_checksum(std::mem::take(payload));
-    moved
+    set
 }
 
 /// The key as it is now on `con`, with each holder's expiry from `moved` (holds) or the
@@ -702,7 +715,7 @@ fn describe_key(
     con: &mut redis::Connection,
     key: &str,
     mode: &str,
-    moved: &[(Vec<u8>, i64)],
+    moved: &[(Vec<u8>, Option<i64>)],
 ) -> KeyFixture {
     let expires_at = Some(pexpiretime(con, key)).filter(|&at| at >= 0);
     let probe = KeyFixture {
@@ -719,7 +732,7 @@ fn describe_key(
             expires_at: moved
                 .iter()
                 .find(|(owner, _)| *owner == seen.owner)
-                .map_or(expires_at, |(_, at)| Some(*at)),
+                .map_or(expires_at, |(_, at)| *at),
             owner: seen.owner,
             count: seen.count,
             token: seen.token,
@@ -843,22 +856,27 @@ fn make_fixtures() {
         for command in &shape.commands {
             run_shape_command(&mut con, &key, command);
         }
-        let fixture = dump_shape(&mut con, &key, &shape, &made_by);
+        dump_shape(&mut con, &key, &shape, &made_by);
         if shape.in_rdb {
-            rdb_keys.push(KeyFixture {
-                payload: None,
-                ..fixture
-            });
+            rdb_keys.push(key);
         } else {
             assert_eq!(int(call!(&mut con, "DEL", &key), "DEL"), 1);
         }
     }
-    save_rdb(&mut con, &server, rdb_keys, &made_by);
+    save_rdb(&mut con, &server, &rdb_keys, &made_by);
 }
 
-/// DUMPs `key` into its fixture file; holds (not a plain lock) get their holders' expiries
-/// moved far ahead first and are put back on the server as that payload.
-fn dump_shape(con: &mut redis::Connection, key: &str, shape: &Shape, made_by: &str) -> KeyFixture {
+/// Whether a DUMP payload holds a plain lock (not tagged holds).
+fn is_plain(payload: &[u8]) -> bool {
+    payload[value_span(payload)][..2] != [0xff, 0xff]
+}
+
+/// DUMPs `key` into its fixture file. The holders of holds (not a plain lock) carry their own
+/// expiries, which a RESTORE refuses more than 31 days ahead (`check_expiries` in
+/// src/core/encoding.rs) while the fixture must load in any later year: their expiries are set
+/// to never, and the key is put back as that payload, then expires in 2100 (PEXPIREAT caps
+/// every holder) for the RDB fixture.
+fn dump_shape(con: &mut redis::Connection, key: &str, shape: &Shape, made_by: &str) {
     let mut payload = dump(con, key);
     assert!(
         rdb_version(&payload) <= 10,
@@ -866,65 +884,90 @@ fn dump_shape(con: &mut redis::Connection, key: &str, shape: &Shape, made_by: &s
         rdb_version(&payload)
     );
     let mode = mode_of(con, key);
-    let plain = payload[value_span(&payload)][..2] != [0xff, 0xff];
-    let moved = if plain {
-        Vec::new()
+    let plain = is_plain(&payload);
+    let fixture = if plain {
+        describe_key(con, key, &mode, &[])
     } else {
-        let moved = move_holder_expiries(&mut payload);
-        let latest = moved.iter().map(|(_, at)| *at).max().expect("holders");
-        let reply = call!(con, "RESTORE", key, latest, &payload, "ABSTTL", "REPLACE");
-        ok(reply, "RESTORE the far-expiring holds");
-        moved
+        let span = value_span(&payload);
+        let never = set_holder_expiries(&mut payload[span], |_| 0);
+        payload = with_checksum(payload);
+        let reply = call!(con, "RESTORE", key, 0, &payload, "REPLACE");
+        ok(reply, "RESTORE the holds that never expire");
+        let fixture = describe_key(con, key, &mode, &never);
+        let far = call!(con, "PEXPIREAT", key, FAR_EXPIRY);
+        assert_eq!(int(far, "PEXPIREAT"), 1);
+        fixture
     };
-    let mut fixture = describe_key(con, key, &mode, &moved);
-    fixture.payload = Some(payload);
-    let how: Vec<String> = shape.commands.iter().map(|c| describe(key, c)).collect();
     let mut header = format!(
         "# {}: {}.\n# Written by {made_by}\n# (rdbcompression no) as DUMP {key} after:\n",
         shape.name, shape.about
     );
-    for line in how {
-        header += &format!("#   {line}\n");
+    for command in &shape.commands {
+        header += &format!("#   {}\n", describe(key, command));
     }
     if !plain {
         header +=
-            "# Then each holder's expiry (absolute, in the payload) was moved to 2100-01-01\n\
-                   # plus a minute per holder and the checksum made right: a ttl is at most 30\n\
-                   # days, and this must load as held for decades.\n";
+            "# Then each holder's expiry (absolute, in the payload) was set to 0, never, and\n\
+                   # the checksum made right: a RESTORE refuses a holder expiring more than 31\n\
+                   # days ahead, and this must load, as held, in any later year.\n";
     }
     header += "# The format and how to re-make it: tests/fixtures/README.md.\n";
     let body = FixtureFile {
-        keys: vec![fixture],
+        keys: vec![KeyFixture {
+            payload: Some(payload),
+            ..fixture
+        }],
         ..FixtureFile::default()
     };
     write_fixture(&[(
         format!("dump/{}.txt", shape.name),
         (header + &body.render()).into_bytes(),
     )]);
-    body.keys.into_iter().next().expect("the key")
 }
 
 /// Saves the server's data as the RDB fixture, with the last token a released lock's (so that
-/// only the aux data holds it) and its description beside it.
-fn save_rdb(con: &mut redis::Connection, server: &Server, keys: Vec<KeyFixture>, made_by: &str) {
+/// only the aux data holds it), and its description beside it. The holders of each key of
+/// holds (all expiring in 2100) are moved a minute apart, earlier, in the saved file (loading
+/// takes what the file says), so that the test tells each holder's expiry from the others'.
+fn save_rdb(con: &mut redis::Connection, server: &Server, keys: &[String], made_by: &str) {
     let released = acquire(con, "fixture:released", "owner-released", TTL);
     assert_eq!(release(con, "fixture:released", "owner-released"), 0);
     ok(call!(con, "SAVE"), "SAVE");
-    let rdb = fs::read(server.dir().join("locks.rdb")).expect("the saved RDB file");
+    let mut rdb = fs::read(server.dir().join("locks.rdb")).expect("the saved RDB file");
+    let mut described = Vec::new();
+    for key in keys {
+        let payload = dump(con, key);
+        let mode = mode_of(con, key);
+        let moved = if is_plain(&payload) {
+            Vec::new()
+        } else {
+            let value = &payload[value_span(&payload)];
+            let at = rdb
+                .windows(value.len())
+                .position(|window| window == value)
+                .unwrap_or_else(|| panic!("{key}'s value is in the RDB file"));
+            let step = |i| FAR_EXPIRY - i * HOLDER_EXPIRY_STEP;
+            set_holder_expiries(&mut rdb[at..at + value.len()], step)
+        };
+        described.push(describe_key(con, key, &mode, &moved));
+    }
+    let rdb = with_checksum(rdb);
     let file = FixtureFile {
         last_token: Some(info_int(con, "lock", "lock_last_token")),
         token_lead_ms: Some(info_int(con, "lock", "lock_token_lead_ms")),
-        keys,
+        keys: described,
     };
     assert_eq!(file.last_token, Some(released));
     let header = format!(
-        "# rdb/locks.rdb: every shape of dump/ but the large owner, as those files describe\n\
-         # them, and the token counter (aux data).\n\
-         # Written by {made_by}\n\
-         # (rdbcompression no) as SAVE after LOCK.ACQUIRE fixture:released owner-released\n\
-         # {TTL} and its LOCK.RELEASE: the last token is that released lock's. The server was\n\
-         # a replica promoted with lock.split-allowance-ms 86400000: its tokens run a day\n\
-         # ahead of its clock. The format and how to re-make it: tests/fixtures/README.md.\n"
+        "# rdb/locks.rdb: every shape of dump/ but the large owner, and the token counter (aux\n\
+         # data). Written by {made_by}\n\
+         # (rdbcompression no) as SAVE after the commands of those files, then PEXPIREAT\n\
+         # {FAR_EXPIRY} (2100-01-01) of the shared, LIMIT and session keys (put back from\n\
+         # their payloads), then LOCK.ACQUIRE fixture:released owner-released {TTL} and its\n\
+         # LOCK.RELEASE: the last token is that released lock's. In the saved file the holders\n\
+         # of those keys were then moved a minute apart (earlier) and its checksum made right.\n\
+         # The server was a replica promoted with lock.split-allowance-ms 86400000: its tokens\n\
+         # run a day ahead of its clock. The format and how to re-make it: README.md.\n"
     );
     write_fixture(&[
         ("rdb/locks.rdb".into(), rdb),
