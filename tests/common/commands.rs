@@ -3,7 +3,7 @@
 
 use redis::Value;
 
-use super::replies::{int, run};
+use super::replies::{int, run, text};
 use super::TOKEN_LIMIT;
 
 /// `name` from `INFO section` on `con`.
@@ -125,11 +125,7 @@ pub fn pexpiretime(con: &mut redis::Connection, key: &str) -> i64 {
 pub fn server_ms(con: &mut redis::Connection) -> i64 {
     match run(con, &redis::cmd("TIME")) {
         Ok(Value::Array(parts)) if parts.len() == 2 => {
-            let number = |v: &Value| {
-                super::replies::text(v)
-                    .and_then(|t| t.parse::<i64>().ok())
-                    .unwrap()
-            };
+            let number = |v: &Value| text(v).and_then(|t| t.parse::<i64>().ok()).unwrap();
             number(&parts[0]) * 1000 + number(&parts[1]) / 1000
         }
         other => panic!("TIME: {other:?}"),

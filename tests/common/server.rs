@@ -22,7 +22,6 @@ use super::wait::{poll, WAIT_TIMEOUT};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server may take to exit after SHUTDOWN or SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A reply that takes longer than this fails the test instead of hanging it.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
