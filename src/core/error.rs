@@ -4,8 +4,8 @@
 use std::fmt;
 
 use super::holds::{HoldError, Mode, Want};
+use super::limits::MAX_TTL_MS;
 use super::lock::TransitionError;
-use super::request::MAX_TTL_MS;
 
 /// The commands, as Redis names them in errors (lowercase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
