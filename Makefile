@@ -9,9 +9,10 @@ IMAGE ?= rlock:test
 IMAGE_BASE ?= rlock-base:trixie
 # Debian packages the build and the tests use: the server and its tools (7.0, the host's),
 # libclang for bindgen, debootstrap for the other server versions and the image's base.
-DEBIAN_PACKAGES := redis-server redis-tools libclang-dev debootstrap
+# valgrind counts the lock pair's server instructions for `make test`'s pair-cost check.
+DEBIAN_PACKAGES := redis-server redis-tools libclang-dev debootstrap valgrind
 
-.PHONY: build deps run test unit integration servers image container clients python-client rust-client bench mutants clean lint
+.PHONY: build deps run test unit integration servers pair-cost image container clients python-client rust-client bench mutants clean lint
 
 build: deps
 	$(CARGO) build --release -p rlock
@@ -27,15 +28,27 @@ run: build
 	fi
 	redis-server ./redis.conf --port $(PORT)
 
-# Style checks first (fmt, clippy -D warnings), then unit tests, the integration suite on every
-# server version, the container image, and the client libraries.
-test: build lint unit integration container clients
+# Style checks first (fmt, clippy -D warnings), then unit tests, the plain lock's cost against
+# its bound, the integration suite on every server version, the container image, and the
+# client libraries.
+test: build lint unit pair-cost integration container clients
 
 unit:
 	$(CARGO) test --release --lib
 
 servers: deps
 	@scripts/prepare-servers
+
+# Server instructions of the plain LOCK.ACQUIRE + LOCK.RELEASE pair against SET NX PX + DEL,
+# counted by callgrind in the same run (repeatable counts, no timing): fails when the ratio
+# passes the bound bench/pair-cost-bound gives the server. Every server with a line there.
+pair-cost: build servers
+	@set -e; while read -r name server; do \
+		grep -q "^$$name " bench/pair-cost-bound || continue; \
+		echo "=== pair cost on $$name ($$($$server --version | cut -d' ' -f1-3))"; \
+		python3 bench/pair_cost.py --pairs 2000 --check bench/pair-cost-bound --name $$name \
+			--server $$server $(CURDIR)/$(MODULE); \
+	done < target/servers/list
 
 # The whole integration suite once per server version of target/servers/list (with the test
 # module that stores keys of another module's type, tests/modules/othertype).
@@ -75,8 +88,11 @@ python-client: build
 rust-client: build
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock-client
 
-bench: build
+bench: build servers
 	$(CARGO) run --release -p rlock-bench -- --module $(CURDIR)/$(MODULE)
+	python3 bench/pair_cost.py $(CURDIR)/$(MODULE)
+	python3 bench/pair_cost.py --server $$(awk '$$1 == "valkey-9.1" {print $$2}' target/servers/list) \
+		$(CURDIR)/$(MODULE)
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench
 	python3 bench/command_tax.py $(CURDIR)/$(MODULE)
 
