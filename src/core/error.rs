@@ -31,6 +31,11 @@ impl Command {
             Command::Tokens => "lock.tokens",
         }
     }
+
+    /// Whether the first argument is a key (every command but LOCK.TOKENS).
+    pub fn takes_key(self) -> bool {
+        self != Command::Tokens
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -302,24 +302,26 @@ fn parse_timeout(cmd: Command, timeout: &[u8]) -> Result<u64, LockError> {
 }
 
 /// A decimal integer as Redis writes one: optional '-', digits, no '+', no spaces, no leading
-/// zeros, within i64. `None` for anything else.
+/// zeros, within i64. `None` for anything else. One pass over the bytes: every command parses
+/// its ttl through here.
 pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
     let (negative, digits) = match bytes {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, bytes),
     };
-    let valid_shape = match digits {
-        [] => false,
-        [b'0'] => !negative,
-        [b'0', ..] => false,
-        _ => digits.iter().all(u8::is_ascii_digit),
-    };
-    if !valid_shape {
-        return None;
+    match digits {
+        [] => return None,
+        [b'0'] => return (!negative).then_some(0),
+        [b'0', ..] => return None,
+        _ => {}
     }
     let mut value: i64 = 0;
-    for &digit in digits {
-        let digit = i64::from(digit - b'0');
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        let digit = i64::from(digit);
         value = value.checked_mul(10)?;
         value = if negative {
             value.checked_sub(digit)?

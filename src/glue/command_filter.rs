@@ -35,10 +35,15 @@ fn needed() -> bool {
     waiters::anyone_waiting() || blocked_client::any_reply_pending()
 }
 
+/// Whether the filter is needed and not registered.
+pub fn registration_due() -> bool {
+    FILTER.load(Relaxed).is_null() && needed()
+}
+
 /// Registers the filter if someone waits now (called after every LOCK.ACQUIRE: the only
 /// command that makes a waiter). False if the server refused.
 pub fn register_if_needed(ctx: Ctx) -> bool {
-    if !FILTER.load(Relaxed).is_null() || !needed() {
+    if !registration_due() {
         return true;
     }
     // SAFETY: ctx is a live context of this module; the callback lives as long as the module.

@@ -54,32 +54,44 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
     let db = ctx.selected_db();
-    let key_bytes = args.bytes()[0];
-    let queued = waiters::queued(db, key_bytes);
+    let queued = queued_for(db, args);
     if request.want == Want::Exclusive && !request.session && queued == 0 {
         let held = match key.found()? {
             Found::Empty => None,
             Found::Plain(held) => Some(held),
-            Found::Holds => return acquire_holds(ctx, &request, key, name, db, key_bytes, now, 0),
+            Found::Holds => {
+                let key_bytes = args.key_bytes();
+                return acquire_holds(ctx, &request, key, name, db, key_bytes, now, 0);
+            }
         };
         let outcome = with_tokens(|tokens| {
             plain::acquire(held, request.owner, request.ttl, request.held, now, tokens)
         })
         .map_err(|error| LockError::from_hold(Command::Acquire, error))?;
-        return acquire_plain(ctx, &request, &mut key, name, db, key_bytes, outcome);
+        return acquire_plain(ctx, args, &request, &mut key, name, db, outcome);
     }
+    let key_bytes = args.key_bytes();
     acquire_holds(ctx, &request, key, name, db, key_bytes, now, queued)
+}
+
+/// How many clients wait for the key of `args`; its name is read only when anyone waits.
+fn queued_for(db: i32, args: &Args) -> usize {
+    if waiters::anyone_waiting() {
+        waiters::queued(db, args.key_bytes())
+    } else {
+        0
+    }
 }
 
 /// LOCK.ACQUIRE on a free or plain key nobody waits for, as `plain::acquire` decided: the same
 /// writes, replies, events and counts as `acquire_holds` makes for that case.
 fn acquire_plain(
     ctx: Ctx,
+    args: &Args,
     request: &AcquireRequest,
     key: &mut LockKey,
     name: *mut raw::RedisModuleString,
     db: i32,
-    key_bytes: &[u8],
     outcome: plain::Acquire,
 ) -> Result<(), LockError> {
     match outcome {
@@ -90,7 +102,7 @@ fn acquire_plain(
             key.notify(Event::Acquire);
             key.notify(Event::Expire);
             stats::count(Counter::Acquisitions);
-            reschedule_check_at(ctx, db, key_bytes, Some(expires_at));
+            reschedule_plain(ctx, db, args, Some(expires_at));
         }
         plain::Acquire::Reentered {
             token,
@@ -104,10 +116,10 @@ fn acquire_plain(
             key.notify(Event::Reenter);
             key.notify(Event::Expire);
             stats::count(Counter::Reentries);
-            reschedule_check_at(ctx, db, key_bytes, expires_at);
+            reschedule_plain(ctx, db, args, expires_at);
         }
         plain::Acquire::Busy { expires_at } => {
-            busy(ctx, request, db, key_bytes, expires_at)?;
+            busy(ctx, request, db, args.key_bytes(), expires_at)?;
         }
         plain::Acquire::Repeated { token } => ctx.reply_integer(token as i64),
         plain::Acquire::Settled(settled) => return reply_settled(ctx, Command::Acquire, settled),
@@ -115,8 +127,10 @@ fn acquire_plain(
     Ok(())
 }
 
-/// LOCK.ACQUIRE through `holds`: every kind of hold, and keys that someone waits for.
+/// LOCK.ACQUIRE through `holds`: every kind of hold, and keys that someone waits for. Kept out
+/// of line, so that the plain path does not carry its stack frame.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn acquire_holds(
     ctx: Ctx,
     request: &AcquireRequest,
@@ -212,6 +226,7 @@ fn acquire_holds(
 
 /// The request does not fit now: it waits in line (WAIT, where the caller may block) or gets
 /// nil. `next_expiry`: when the key's next holder expires.
+#[inline(never)]
 fn busy(
     ctx: Ctx,
     request: &AcquireRequest,
@@ -294,7 +309,7 @@ fn reenter(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             stats::count(Counter::Reentries);
             if request.ttl.is_some() {
                 key.notify(Event::Expire);
-                reschedule_check(ctx, ctx.selected_db(), args.bytes()[0], &holds);
+                reschedule_check(ctx, ctx.selected_db(), args.key_bytes(), &holds);
             }
         }
         None => ctx.reply_null(),
@@ -310,14 +325,13 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
     let db = ctx.selected_db();
-    let key_bytes = args.bytes()[0];
     let held = match key.found()? {
         Found::Empty => {
             ctx.reply_null();
             return Ok(());
         }
         Found::Plain(held) => held,
-        Found::Holds => return release_holds(ctx, &request, key, name, db, key_bytes, now),
+        Found::Holds => return release_holds(ctx, &request, key, name, db, args.key_bytes(), now),
     };
     // A plain lock: decided on its packed form, as `release_holds` would.
     let (token, expires_at) = (held.lock.token(), held.expires_at);
@@ -331,7 +345,7 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             key.notify(Event::Release);
             stats::count(Counter::Releases);
         }
-        plain::Release::Left if waiters::queued(db, key_bytes) == 0 => {
+        plain::Release::Left if queued_for(db, args) == 0 => {
             ctx.reply_integer(0);
             stats::count(Counter::Releases);
             key.notify(Event::Release);
@@ -340,12 +354,16 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             key.notify(Event::Del);
         }
         // Someone waits: the queue's heads get the key, through the holds.
-        plain::Release::Left => return release_holds(ctx, &request, key, name, db, key_bytes, now),
+        plain::Release::Left => {
+            return release_holds(ctx, &request, key, name, db, args.key_bytes(), now)
+        }
     }
     Ok(())
 }
 
-/// LOCK.RELEASE through `holds`: every kind of hold, and a freed key someone waits for.
+/// LOCK.RELEASE through `holds`: every kind of hold, and a freed key someone waits for. Out of
+/// line, as `acquire_holds`.
+#[inline(never)]
 fn release_holds(
     ctx: Ctx,
     request: &ReleaseRequest,
@@ -411,7 +429,7 @@ fn renew(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             key.notify(Event::Renew);
             key.notify(Event::Expire);
             stats::count(Counter::Renewals);
-            reschedule_check(ctx, ctx.selected_db(), args.bytes()[0], &holds);
+            reschedule_check(ctx, ctx.selected_db(), args.key_bytes(), &holds);
         }
         None => ctx.reply_integer(0),
     }
@@ -448,6 +466,13 @@ fn reschedule_check(ctx: Ctx, db: i32, key_bytes: &[u8], holds: &Holds) {
     reschedule_check_at(ctx, db, key_bytes, holds.next_expiry());
 }
 
+/// `reschedule_check` for the plain lock of `args`' key; its name is read only if anyone waits.
+fn reschedule_plain(ctx: Ctx, db: i32, args: &Args, next_expiry: Option<Millis>) {
+    if waiters::anyone_waiting() {
+        reschedule_check_at(ctx, db, args.key_bytes(), next_expiry);
+    }
+}
+
 fn reschedule_check_at(ctx: Ctx, db: i32, key_bytes: &[u8], next_expiry: Option<Millis>) {
     if let (Some(at), true) = (next_expiry, waiters::anyone_waiting()) {
         handoff::schedule_check(ctx, db, key_bytes, at);
@@ -468,7 +493,7 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     };
     // Holders past their expiry are gone, whether or not a write dropped them yet.
     holds.expire(now);
-    let waiting = waiters::queued(ctx.selected_db(), args.bytes()[0]) as i64;
+    let waiting = waiters::queued(ctx.selected_db(), args.key_bytes()) as i64;
     // As PTTL: -1 for a lock an admin made permanent.
     let ttl = |holder: &Holder| holder.expires_at.map_or(-1, |at| lock::ttl_left(at, now));
     let mode = holds.mode();

@@ -2,6 +2,7 @@
 //! into redis-server (it would abort the whole server), so each one is caught and answered as
 //! an error, and the command's arguments are read into byte slices once.
 
+use std::mem::MaybeUninit;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicPtr;
@@ -19,13 +20,17 @@ const INLINE_ARGS: usize = 8;
 
 /// A command's arguments after its name: the key as the server's string, all as bytes. It
 /// borrows what `run_command` read on its stack: nothing is copied or moved per command.
+///
+/// The key's own bytes are read only when asked for (`key_bytes`): the plain lock's commands
+/// never need them, and each read is a call into the server. In `bytes()` the key's slot is
+/// empty; the parsers only count it.
 pub struct Args<'a> {
     strings: &'a [*mut RedisModuleString],
     bytes: &'a [&'a [u8]],
 }
 
 impl<'a> Args<'a> {
-    /// The arguments after the command name, the key first.
+    /// The arguments after the command name, the key's slot first (empty: see `key_bytes`).
     pub fn bytes(&self) -> &[&'a [u8]] {
         self.bytes
     }
@@ -33,6 +38,15 @@ impl<'a> Args<'a> {
     /// The key as the server's own string (argument 1), for opening and replicating.
     pub fn key(&self) -> Option<*mut RedisModuleString> {
         self.strings.first().copied()
+    }
+
+    /// The key's bytes (empty without a key).
+    pub fn key_bytes(&self) -> &'a [u8] {
+        match self.strings.first() {
+            // SAFETY: the strings are live for 'a (see with_args).
+            Some(&key) => unsafe { string_bytes(key) },
+            None => &[],
+        }
     }
 }
 
@@ -53,12 +67,18 @@ unsafe fn with_args(
     }
     // SAFETY: the caller promises argv holds argc strings.
     let strings = unsafe { std::slice::from_raw_parts(argv.add(1), argc - 1) };
-    // SAFETY (both reads): each string is live for the call, as the caller promises.
+    // The key's slot stays empty: its bytes are read on demand (Args::key_bytes).
+    let skip = usize::from(command.takes_key());
+    // SAFETY (all reads): each string is live for the call, as the caller promises.
+    let read = |(i, &string): (usize, &*mut RedisModuleString)| -> &[u8] {
+        if i < skip {
+            &[]
+        } else {
+            unsafe { string_bytes(string) }
+        }
+    };
     if strings.len() > INLINE_ARGS {
-        let spilled: Vec<&[u8]> = strings
-            .iter()
-            .map(|&string| unsafe { string_bytes(string) })
-            .collect();
+        let spilled: Vec<&[u8]> = strings.iter().enumerate().map(read).collect();
         return handler(
             ctx,
             &Args {
@@ -67,17 +87,14 @@ unsafe fn with_args(
             },
         );
     }
-    let mut inline: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
-    for (slot, &string) in inline.iter_mut().zip(strings) {
-        *slot = unsafe { string_bytes(string) };
+    // Only the slots in use are written (this runs for every command).
+    let mut inline = [MaybeUninit::<&[u8]>::uninit(); INLINE_ARGS];
+    for (slot, arg) in inline.iter_mut().zip(strings.iter().enumerate()) {
+        slot.write(read(arg));
     }
-    handler(
-        ctx,
-        &Args {
-            strings,
-            bytes: &inline[..strings.len()],
-        },
-    )
+    // SAFETY: the first strings.len() slots were written just above.
+    let bytes = unsafe { std::slice::from_raw_parts(inline.as_ptr().cast(), strings.len()) };
+    handler(ctx, &Args { strings, bytes })
 }
 
 /// The bytes of a server string, valid while the string lives.

@@ -89,17 +89,16 @@ impl LockKey {
         let Some(value) = self.value_pointer()? else {
             return Ok(Found::Empty);
         };
-        // SAFETY: as in value(); this borrow ends before the expiry is read.
-        if !matches!(unsafe { stored(value) }, Some(Stored::Plain(_))) {
-            return Ok(Found::Holds);
-        }
+        // SAFETY: as in value(); the lock is only read, once the expiry is.
+        let lock: *const Lock = match unsafe { stored(value) } {
+            Some(Stored::Plain(lock)) => lock,
+            _ => return Ok(Found::Holds),
+        };
         let expires_at = self.expiry();
-        // SAFETY: as in value(); the returned borrow holds &mut self, so nothing changes the
-        // value while it lives.
-        match unsafe { stored(value) } {
-            Some(Stored::Plain(lock)) => Ok(Found::Plain(Held { lock, expires_at })),
-            _ => Ok(Found::Holds),
-        }
+        // SAFETY: the value is the key's and stays put: the returned borrow holds &mut self,
+        // so nothing changes or replaces it while the borrow lives.
+        let lock = unsafe { &*lock };
+        Ok(Found::Plain(Held { lock, expires_at }))
     }
 
     /// Sets the plain lock's hold count in place (signalled on close); false if the key holds

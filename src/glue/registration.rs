@@ -200,11 +200,14 @@ extern "C" fn acquire_then_filter(
     argc: c_int,
 ) -> c_int {
     let status = commands::acquire_entry(ctx, argv, argc);
-    run_callback("the command filter's registration", (), || {
-        if !command_filter::register_if_needed(Ctx(ctx)) {
-            log(ctx, c"warning", "rlock: cannot register the command filter");
-        }
-    });
+    // Two flags read first: with nobody waiting (the common case) nothing more runs.
+    if command_filter::registration_due() {
+        run_callback("the command filter's registration", (), || {
+            if !command_filter::register_if_needed(Ctx(ctx)) {
+                log(ctx, c"warning", "rlock: cannot register the command filter");
+            }
+        });
+    }
     status
 }
 
