@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 
 use super::holds::{Holder, Holds, Kind, MAX_HOLDERS};
-use super::lock::{Lock, MAX_COUNT};
+use super::lock::{pack, unpack, Lock, MAX_COUNT};
 use super::request::{MAX_OWNER_BYTES, MAX_TTL_MS};
 use super::tokens::MAX_TOKEN;
 use super::Millis;
@@ -33,6 +33,8 @@ const HOLDS_HEADER_BYTES: usize = 2 + 4 + 1 + 4 + 2;
 const HOLDER_HEADER_BYTES: usize = 1 + 8 + 8 + 8 + 2;
 const FLAG_EXCLUSIVE: u8 = 1;
 const FLAG_SESSION: u8 = 2;
+/// Up to this many holders, `decode_holds` checks uniqueness without building sets.
+const FEW_HOLDERS: u16 = 8;
 
 /// A decoded value.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,8 +83,7 @@ pub fn encode_holds(holds: &Holds) -> Box<[u8]> {
         bytes.push(flags);
         bytes.extend_from_slice(&holder.session.unwrap_or(0).to_le_bytes());
         bytes.extend_from_slice(&holder.expires_at.unwrap_or(0).to_le_bytes());
-        let packed = Lock::boxed(b"", holder.count, holder.token);
-        bytes.extend_from_slice(&packed.as_bytes()[2..]);
+        bytes.extend_from_slice(&pack(holder.token, holder.count).to_le_bytes());
         let owner_len = u16::try_from(holder.owner.len()).unwrap_or(u16::MAX);
         bytes.extend_from_slice(&owner_len.to_le_bytes());
         bytes.extend_from_slice(&holder.owner[..usize::from(owner_len)]);
@@ -109,9 +110,10 @@ pub fn decode_holds(bytes: &[u8], keep_clients: bool) -> Result<Holds, DecodeErr
     if count == 0 || u32::from(count) > MAX_HOLDERS {
         return Err(DecodeError::InvalidField("holders"));
     }
-    let mut holders = Vec::with_capacity(usize::from(count));
-    let mut owners = HashSet::new();
-    let mut tokens = HashSet::new();
+    let mut holders: Vec<Holder> = Vec::with_capacity(usize::from(count));
+    // Owners and tokens are unique: checked by a scan of the holders so far for the few most
+    // keys have (every shared or session command decodes its key), with sets past that.
+    let mut seen = (count > FEW_HOLDERS).then(|| (HashSet::new(), HashSet::new()));
     for _ in 0..count {
         let flags = reader.u8()?;
         let client = reader.u64()?;
@@ -119,29 +121,32 @@ pub fn decode_holds(bytes: &[u8], keep_clients: bool) -> Result<Holds, DecodeErr
         let packed = reader.u64()?;
         let owner_len = reader.u16()?;
         let owner = reader.take(usize::from(owner_len))?;
-        let mut plain = Vec::with_capacity(10 + owner.len());
-        plain.extend_from_slice(&owner_len.to_le_bytes());
-        plain.extend_from_slice(&packed.to_le_bytes());
-        plain.extend_from_slice(owner);
-        let lock = Lock::from_boxed_bytes(plain.into()).map_err(|_| DecodeError::Truncated)?;
-        validate(&lock)?;
+        let (token, count) = unpack(packed);
+        validate_fields(owner, count, token)?;
         if flags & !(FLAG_EXCLUSIVE | FLAG_SESSION) != 0 {
             return Err(DecodeError::InvalidField("flags"));
         }
         if expires_at < 0 {
             return Err(DecodeError::InvalidField("expiry"));
         }
-        if !owners.insert(owner) {
+        let (owner_repeated, token_repeated) = match &mut seen {
+            Some((owners, tokens)) => (!owners.insert(owner), !tokens.insert(token)),
+            None => (
+                holders.iter().any(|holder| &*holder.owner == owner),
+                holders.iter().any(|holder| holder.token == token),
+            ),
+        };
+        if owner_repeated {
             return Err(DecodeError::InvalidField("owner"));
         }
-        if !tokens.insert(lock.token()) {
+        if token_repeated {
             return Err(DecodeError::InvalidField("token"));
         }
         let session = (flags & FLAG_SESSION != 0).then_some(if keep_clients { client } else { 0 });
         holders.push(Holder {
             owner: owner.into(),
-            count: lock.count(),
-            token: lock.token(),
+            count,
+            token,
             expires_at: (expires_at > 0).then_some(expires_at as Millis),
             exclusive: flags & FLAG_EXCLUSIVE != 0,
             session,
@@ -276,13 +281,17 @@ fn decode_v1(bytes: &[u8]) -> Result<Box<Lock>, DecodeError> {
 }
 
 fn validate(lock: &Lock) -> Result<(), DecodeError> {
-    if lock.count() == 0 {
+    validate_fields(lock.owner(), lock.count(), lock.token())
+}
+
+fn validate_fields(owner: &[u8], count: u32, token: u64) -> Result<(), DecodeError> {
+    if count == 0 {
         return Err(DecodeError::InvalidField("count"));
     }
-    if lock.token() == 0 || lock.token() > MAX_TOKEN {
+    if token == 0 || token > MAX_TOKEN {
         return Err(DecodeError::InvalidField("token"));
     }
-    if lock.owner().is_empty() || lock.owner().len() > MAX_OWNER_BYTES {
+    if owner.is_empty() || owner.len() > MAX_OWNER_BYTES {
         return Err(DecodeError::InvalidField("owner"));
     }
     Ok(())

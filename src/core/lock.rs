@@ -106,8 +106,14 @@ impl Lock {
     }
 }
 
-fn pack(token: u64, count: u32) -> u64 {
+/// Token and count in the eight bytes a lock (and every holder in tagged holds) keeps them.
+pub fn pack(token: u64, count: u32) -> u64 {
     (token & TOKEN_MASK) | (u64::from(count.min(MAX_COUNT)) << TOKEN_BITS)
+}
+
+/// The (token, count) that `pack` made.
+pub fn unpack(packed: u64) -> (u64, u32) {
+    (packed & TOKEN_MASK, (packed >> TOKEN_BITS) as u32)
 }
 
 fn has_lock_layout(bytes: &[u8]) -> bool {

@@ -173,7 +173,8 @@ fn acquire_holds(
         ttl: request.ttl,
         session,
     };
-    let mut after = holds.clone();
+    // On an error nothing is stored: the holds read are changed in place.
+    let mut after = holds;
     after.expire(now);
     match expect_count(&after, request.owner, request.held, Step::Up) {
         Expected::Proceed => {}

@@ -139,7 +139,7 @@ pub fn settle(
         key.put(holds);
         replicate::holds_state(ctx, name, holds);
     }
-    let key_ref = KeyRef {
+    let key_ref = || KeyRef {
         db,
         name: key_bytes.into(),
     };
@@ -148,9 +148,9 @@ pub fn settle(
         key.notify(Event::Expire);
         stats::count(freed.counter());
         if let Some(client) = waiter.session_client() {
-            super::session_index::register(client, key_ref.clone());
+            super::session_index::register(client, key_ref());
         }
-        waiter.client.unblock_granted(token, key_ref.clone());
+        waiter.client.unblock_granted(token, key_ref());
     }
     for waiter in refused {
         waiter.client.unblock_empty();

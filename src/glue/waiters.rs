@@ -287,6 +287,9 @@ pub fn with_queue<T>(
     name: &[u8],
     decide: impl FnOnce(&mut dyn Iterator<Item = Ask<'_>>, usize) -> T,
 ) -> T {
+    if !anyone_waiting() {
+        return decide(&mut std::iter::empty(), 0);
+    }
     with_registry(|registry| match registry.queue_mut(db, name) {
         Some(queue) => {
             let queued = queue.waiters.len();
