@@ -40,6 +40,11 @@ class LockSettings:
         # redis-py treats any false timeout (None, 0) as "no expiry": here, "watched".
         self.ttl_ms = _protocol.seconds_to_ms(timeout, "timeout") if timeout else None
         self.lease_ms = _protocol.seconds_to_ms(lease, "lease")
+        if self.ttl_ms is None and lease < _protocol.MIN_LEASE:
+            raise ValueError(
+                f"lease must be at least {_protocol.MIN_LEASE} seconds for a lock without "
+                f"timeout (the watchdog must renew it in time), not {lease!r}"
+            )
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
             raise ValueError(f"replicas must be a whole number >= 0, not {replicas!r}")
         self.replicas = replicas
