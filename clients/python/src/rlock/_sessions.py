@@ -51,7 +51,7 @@ async def open_async_session(client: Any) -> Any:
     try:
         await session.initialize()
     except BaseException:
-        await pool.disconnect()
+        await close_async_session(session)
         raise
     return session
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from types import SimpleNamespace, TracebackType
 from typing import Any, Callable, TypeVar
 
+from redis.asyncio.retry import Retry
 from redis.exceptions import LockError, RedisError, ResponseError
 
 from rlock import _owners, _protocol
@@ -30,7 +31,12 @@ from rlock._leases import (
 )
 from rlock._protocol import LockInfo, ReplicaSyncError, Seconds, lock_error, not_owned
 from rlock._sessions import close_async_session, open_async_session
-from rlock._settings import socket_timeout_ms, wait_slices
+from rlock._settings import (
+    GIVE_BACK_BACKOFF,
+    give_back_retries,
+    socket_timeout_ms,
+    wait_slices,
+)
 
 __all__ = ["Lock", "ReadWriteLock", "Semaphore"]
 
@@ -66,6 +72,10 @@ async def _to_the_end(coroutine: Awaitable[T]) -> tuple[asyncio.Task[T], bool]:
         except asyncio.CancelledError:
             cancelled = True
     return task, cancelled
+
+
+async def _nothing() -> None:
+    """A retry's failure callback that has nothing to do (redis-py reconnects by itself)."""
 
 
 def _mutex(holding: Holding) -> asyncio.Lock:
@@ -363,9 +373,8 @@ class Lock(LockBase):
     async def _give_back(self, holding: Holding, held: int) -> None:
         """Undoes the grant an acquire from ``held`` may have had although its reply never
         came (as :meth:`rlock.Lock._give_back`)."""
-        args = _protocol.release_args(self.name, holding.owner, held + 1)
         try:
-            await self.redis.execute_command(*args)
+            await self._release_call(_protocol.release_args(self.name, holding.owner, held + 1))
         except RedisError as error:
             logger.warning("rlock: giving back an unfinished acquire of %r: %s", self.name, error)
             if held:
@@ -381,12 +390,17 @@ class Lock(LockBase):
                 if holding.count:
                     return
                 try:
-                    if await self.redis.execute_command(*args) is not None:
+                    if await self._release_call(args) is not None:
                         return
                 except RedisError as error:
-                    logger.warning(
-                        "rlock: releasing a cancelled acquire of %r: %s", self.name, error
-                    )
+                    logger.warning("rlock: giving back a cancelled acquire: %s", error)
+
+    async def _release_call(self, args: list[Any]) -> Any:
+        """As :meth:`rlock.Lock._release_call`."""
+        retry = Retry(GIVE_BACK_BACKOFF, give_back_retries(self.redis))
+        return await retry.call_with_retry(
+            lambda: self.redis.execute_command(*args), lambda error: _nothing()
+        )
 
     async def _acquire_on_server(self, holding: Holding, wait: int | None) -> int | None:
         for one_wait in wait_slices(wait, socket_timeout_ms(self.redis)):
@@ -434,7 +448,7 @@ class Lock(LockBase):
             self._before_release(holding)
             args = _protocol.release_args(self.name, holding.owner, holding.count)
             try:
-                remaining = _protocol.as_int(await self.redis.execute_command(*args))
+                remaining = _protocol.as_int(await self._release_call(args))
             except BaseException:
                 self._mark_lost(holding)  # released or not: this process cannot tell
                 self._count_release(holding, holder, state)

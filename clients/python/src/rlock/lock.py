@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any, Callable, Literal
 
 from redis.exceptions import LockError, RedisError, ResponseError
+from redis.retry import Retry
 
 from rlock import _owners, _protocol
 from rlock._base import LockBase
@@ -15,7 +16,12 @@ from rlock._holdings import Holding
 from rlock._leases import logger
 from rlock._protocol import LockInfo, ReplicaSyncError, Seconds, lock_error, not_owned
 from rlock._sessions import close_session, open_session
-from rlock._settings import socket_timeout_ms, wait_slices
+from rlock._settings import (
+    GIVE_BACK_BACKOFF,
+    give_back_retries,
+    socket_timeout_ms,
+    wait_slices,
+)
 from rlock._watchdog import ThreadWatchdog, end_abandoned, watchdog
 
 OnLost = Callable[["Lock"], Any]
@@ -156,7 +162,7 @@ class Lock(LockBase):
             self._before_release(holding)
             args = _protocol.release_args(self.name, holding.owner, holding.count)
             try:
-                remaining = _protocol.as_int(self.redis.execute_command(*args))
+                remaining = _protocol.as_int(self._release_call(args))
             except BaseException:
                 self._mark_lost(holding)  # released or not: this process cannot tell
                 self._count_release(holding, holder)
@@ -261,13 +267,19 @@ class Lock(LockBase):
         came (a socket timeout, a dropped connection, an interrupt): the release with HELD
         ``held + 1`` changes nothing if there was none. It goes over another connection than
         the abandoned call's, which the server reads first (it was written first)."""
-        args = _protocol.release_args(self.name, holding.owner, held + 1)
         try:
-            self.redis.execute_command(*args)
+            self._release_call(_protocol.release_args(self.name, holding.owner, held + 1))
         except RedisError as error:
             logger.warning("rlock: giving back an unfinished acquire of %r: %s", self.name, error)
             if held:
                 self._mark_lost(holding)  # the count on the server is unknown now
+
+    def _release_call(self, args: list[Any]) -> Any:
+        """Sends a LOCK.RELEASE with HELD; over a client that does not retry by itself it is
+        resent a few times on connection errors and timeouts (HELD makes a resent release
+        change nothing, and one that never gets through leaves the hold to its ttl)."""
+        retry = Retry(GIVE_BACK_BACKOFF, give_back_retries(self.redis))
+        return retry.call_with_retry(lambda: self.redis.execute_command(*args), lambda _: None)
 
     def _end_abandoned(self, holding: Holding) -> None:
         if holding.lease is not None:
