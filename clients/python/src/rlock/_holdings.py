@@ -101,7 +101,7 @@ class Holding:
         """One hold less, of ``holder``."""
         holder.count -= 1
         self.count -= 1
-        if holder.count <= 0:
+        if holder.count <= 0 and holder in self.holders:
             self.holders.remove(holder)
         if self.count <= 0:
             self.clear()

@@ -55,19 +55,28 @@ class Lock(LockBase):
       Lock object, whichever thread uses it (e.g. to release in another thread).
     - ``raise_on_release_error``: whether leaving a ``with`` block raises when the lock was
       no longer held (else a warning is logged).
-    - ``lease``: keyword only, the lease of a watched lock (default 30).
+    - ``lease``: keyword only, the lease of a watched lock (default 30, at least
+      ``rlock.MIN_LEASE``, 1 s: the watchdog must get a renewal through in two thirds of it).
     - ``on_lost``: keyword only, called as ``on_lost(lock)`` in the watchdog thread when a
-      renewal finds a watched lock gone (expired, deleted, lost in a failover).
+      renewal finds a watched lock gone (expired, deleted, lost in a failover); never for a
+      lock being released.
     - ``replicas`` / ``replica_timeout``: keyword only; with ``replicas`` N > 0, each
       acquisition waits (``WAIT N``, in the same round trip) up to ``replica_timeout``
       (default 1) for N replicas to have it, else releases it and raises ``ReplicaSyncError``.
     - ``shared`` / ``limit`` / ``session``: keyword only, the kind of hold (``SHARED``,
       ``LIMIT n``, ``SESSION``); see :class:`rlock.ReadWriteLock` and :class:`rlock.Semaphore`.
-      A session hold is taken over a dedicated connection per holder, closed at its last
-      release; it also ends when that connection closes.
+      A session hold is bound to the connection that first takes it: one dedicated connection
+      per owner and key (shared by every Lock object holding under that owner), made with the
+      client's settings outside its pool and never retried, closed when the server answers 0
+      for the owner's last release; the hold also ends when that connection closes.
+
+    Every LOCK.ACQUIRE and LOCK.RELEASE carries the owner's hold count (``HELD n``), so that
+    a call resent by redis-py's retry has exactly one effect; an acquire or release cut short
+    (a timeout, a dropped connection) gives back what it may have taken. A reentry never
+    shortens the hold (the server keeps the later expiry).
 
     Raises ValueError (or TypeError) for a time that the server cannot take (at most 30 days,
-    at least 1 ms after rounding up).
+    at least 1 ms after rounding up) and for a watched ``lease`` below ``rlock.MIN_LEASE``.
     """
 
     def _holder_local(self) -> ThreadState:
