@@ -578,3 +578,109 @@ fn an_admins_earlier_expiry_of_a_shared_or_limit_key_ends_the_holds_then() {
         }
     }
 }
+
+/// One RESP reply line's first byte after skipping RESP3 push frames ('>' ... ) on `stream`.
+fn next_reply_kind(reader: &mut impl std::io::BufRead) -> (u8, String) {
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a reply line");
+        let kind = line.as_bytes()[0];
+        if kind == b'>' {
+            // A push: skip its elements (simple bulk strings and integers here).
+            let n: usize = line[1..].trim().parse().expect("push length");
+            for _ in 0..n {
+                let mut element = String::new();
+                reader.read_line(&mut element).expect("push element");
+                if element.starts_with('$') {
+                    element.clear();
+                    reader.read_line(&mut element).expect("bulk body");
+                }
+            }
+            continue;
+        }
+        return (kind, line.trim_end().to_string());
+    }
+}
+
+#[test]
+fn wait_on_a_subscribed_resp3_connection_blocks_or_says_why_not() {
+    use std::io::{BufReader, Write};
+    use std::net::TcpStream;
+    let server = Server::start();
+    let mut con = server.conn();
+    int(call!(&mut con, "LOCK.ACQUIRE", "k", "h", TTL), "holder");
+    // Our server's own port: tcp_conn checks it answers with our pid.
+    drop(server.tcp_conn());
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let send = |stream: &mut TcpStream, args: &[&str]| {
+        let mut out = format!("*{}\r\n", args.len());
+        for arg in args {
+            out += &format!("${}\r\n{arg}\r\n", arg.len());
+        }
+        stream.write_all(out.as_bytes()).expect("send");
+    };
+    send(&mut stream, &["HELLO", "3"]);
+    // HELLO's map: read until its last field ("modules" array) by draining what is there.
+    let mut hello = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut hello).expect("HELLO");
+    assert!(hello.starts_with('%'), "{hello}");
+    let fields: usize = hello[1..].trim().parse().expect("map size");
+    for _ in 0..fields * 2 {
+        skip_value(&mut reader);
+    }
+    send(&mut stream, &["SUBSCRIBE", "ch"]);
+    skip_value(&mut reader);
+    assert!(reader.buffer().is_empty());
+    send(
+        &mut stream,
+        &["LOCK.ACQUIRE", "k", "w", "60000", "WAIT", "10000"],
+    );
+    // Either the server blocks the call (released below, then the token comes), or it
+    // cannot: then an error says so at once. Never a nil that reads as a timeout.
+    let replied = || {
+        stream.set_nonblocking(true).expect("nonblocking");
+        let ready = stream.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0);
+        stream.set_nonblocking(false).expect("blocking");
+        ready
+    };
+    assert!(poll(|| replied()
+        || server.info_field("clients", "blocked_clients").as_deref()
+            == Some("1")));
+    let blocked = !replied();
+    if blocked {
+        assert_eq!(int(call!(&mut con, "LOCK.RELEASE", "k", "h"), "release"), 0);
+    }
+    let (kind, line) = next_reply_kind(&mut reader);
+    match kind {
+        b':' => assert!(blocked, "a token before the holder released: {line}"),
+        b'-' => assert!(
+            !blocked && line.contains("cannot block this connection for WAIT"),
+            "{line}"
+        ),
+        _ => panic!("WAIT answered {line:?}"),
+    }
+}
+
+/// Skips one RESP3 value (the shapes HELLO replies with).
+fn skip_value(reader: &mut impl std::io::BufRead) {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("value");
+    let count: usize = line
+        .get(1..)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    match line.as_bytes()[0] {
+        b'$' => {
+            let mut body = String::new();
+            reader.read_line(&mut body).expect("bulk");
+        }
+        b'*' => (0..count).for_each(|_| skip_value(reader)),
+        b'%' => (0..count * 2).for_each(|_| skip_value(reader)),
+        b'>' => (0..count).for_each(|_| skip_value(reader)),
+        _ => {}
+    }
+}

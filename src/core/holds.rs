@@ -440,25 +440,6 @@ pub fn admit(holds: &mut Holds, ask: &Ask, now: Millis, tokens: &mut TokenCounte
     }
 }
 
-/// Admits a queue in order while its heads fit: one outcome per waiter that left the queue
-/// (granted, reentered or refused), stopping at the first that must wait.
-#[cfg(test)]
-pub fn admit_heads<'a>(
-    holds: &mut Holds,
-    queue: impl IntoIterator<Item = Ask<'a>>,
-    now: Millis,
-    tokens: &mut TokenCounter,
-) -> Vec<Admission> {
-    let mut outcomes = Vec::new();
-    for ask in queue {
-        match admit(holds, &ask, now, tokens) {
-            Admission::Wait => break,
-            outcome => outcomes.push(outcome),
-        }
-    }
-    outcomes
-}
-
 /// `LOCK.REENTER`: count + 1 (and expiry reset when `ttl` is given) if `owner` holds the key,
 /// whatever its kind of hold; `Ok(None)` otherwise.
 pub fn reenter(
@@ -897,9 +878,13 @@ mod tests {
             ask("w2", Want::Exclusive),
             ask("r3", Want::Shared),
         ];
-        assert!(admit_heads(&mut holds, queue, NOW, &mut t).is_empty());
+        // The plan the glue applies (core/handoff.rs), on the queue as it stands.
+        let plan = |holds: &mut Holds, t: &mut TokenCounter| {
+            crate::core::handoff::plan(holds, queue, queue.len(), NOW, t).leaving
+        };
+        assert!(plan(&mut holds, &mut t).is_empty());
         release(&mut holds, b"w", NOW);
-        let admitted = admit_heads(&mut holds, queue, NOW, &mut t);
+        let admitted = plan(&mut holds, &mut t);
         assert_eq!(admitted.len(), 2);
         assert!(admitted
             .iter()

@@ -16,7 +16,7 @@ use std::ffi::c_void;
 use redis_module::raw::{RedisModuleCommandFilter, RedisModuleCommandFilterCtx, RedisModuleCtx};
 
 use super::api::rm;
-use super::blocking;
+use super::blocked_client;
 use super::context::{detached, Ctx};
 use super::entry::{run_callback, string_bytes};
 use super::timers;
@@ -32,7 +32,7 @@ thread_local! {
 
 /// Whether the filter has work: someone waits, or a woken waiter's reply is still to go out.
 fn needed() -> bool {
-    waiters::anyone_waiting() || blocking::any_reply_pending()
+    waiters::anyone_waiting() || blocked_client::any_reply_pending()
 }
 
 /// Registers the filter if someone waits now (called after every LOCK.ACQUIRE: the only
@@ -101,7 +101,7 @@ unsafe fn spare_pending_reply(
         return;
     };
     let id = parse_integer(id).and_then(|id| u64::try_from(id).ok());
-    if !sub.eq_ignore_ascii_case(b"unblock") || !id.is_some_and(blocking::reply_pending) {
+    if !sub.eq_ignore_ascii_case(b"unblock") || !id.is_some_and(blocked_client::reply_pending) {
         return;
     }
     let nobody = i64::MAX.to_string();

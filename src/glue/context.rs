@@ -1,9 +1,10 @@
-//! A command's or callback's server context: replies, context flags, time and logging.
+//! A command's or callback's server context: replies, context flags, time, logging and
+//! server-event subscriptions.
 
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::os::raw::c_int;
 
-use redis_module::raw::{self, RedisModuleCtx};
+use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
 use super::api::rm;
 use crate::core::error::LockError;
@@ -115,3 +116,27 @@ pub fn log(ctx: *mut RedisModuleCtx, level: &std::ffi::CStr, message: &str) {
 }
 
 pub const OK: c_int = raw::REDISMODULE_OK as c_int;
+
+pub type EventCallback =
+    unsafe extern "C" fn(*mut RedisModuleCtx, RedisModuleEvent, u64, *mut c_void);
+
+/// Subscribes `callback` to server event `id` (version 1 of its data); false, after logging
+/// it, if the server refused.
+pub fn subscribe_to_server_event(
+    ctx: *mut RedisModuleCtx,
+    id: u64,
+    callback: EventCallback,
+) -> bool {
+    let event = RedisModuleEvent { id, dataver: 1 };
+    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
+    let subscribed = unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, event, Some(callback)) };
+    if subscribed != OK {
+        log(
+            ctx,
+            c"warning",
+            &format!("rlock: cannot subscribe to server event {id}"),
+        );
+        return false;
+    }
+    true
+}

@@ -4,10 +4,9 @@ use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
 
 use super::api::rm;
 use super::context::{client_connected, Ctx};
-use super::datatype::lock_type;
 use super::signals::{self, Event};
 use super::stats::{self, Counter};
-use super::value::{into_value, into_value_checked, stored, Stored};
+use super::value::{into_value, into_value_checked, lock_type, stored, Stored};
 use crate::core::encoding::{decode_holds, encode_holds};
 use crate::core::error::LockError;
 use crate::core::holds::Holds;

@@ -13,134 +13,28 @@
 //!   clients wait for it, at once by their queue's check, which this timer then runs for every
 //!   waited-for key.
 //!
-//! The index of which keys a connection holds session holds on lives here, on the main
-//! thread; its entries go when the hold is released, and the rest is swept when it grows past
-//! twice what the connection held at the last sweep, so its memory follows what the connection
-//! holds now. Only a master acts; a replica follows its master's effects. A client id means
+//! The index of which keys a connection holds session holds on is session_index.rs. Only a
+//! master acts; a replica follows its master's effects. A client id means
 //! nothing in another process: holds loaded from disk or replayed keep their session flag with
 //! an unknown connection (id 0) and end by their ttl.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
-use super::api::rm;
-use super::context::{detached, now, Ctx};
+use super::context::{now, subscribe_to_server_event, Ctx};
 use super::entry::run_callback;
-use super::events::subscribe_to_server_event;
-use super::handoff::{settle, Freed, Handling};
+use super::handoff::{self, settle, Freed, Handling};
 use super::keys::{LockKey, OwnedString};
-use super::replicate::PAUSED_RETRY_MS;
+use super::session_index::{self, SessionKeys};
 use super::signals::Event;
-use super::timers;
-use super::waiters::{self, KeyRef};
-
-/// The keys (database, name) one connection took session holds on.
-#[derive(Default)]
-struct SessionKeys {
-    keys: HashSet<(i32, Box<[u8]>)>,
-    /// How many of them it still held at the last sweep: the next sweep comes at twice that.
-    live_at_sweep: usize,
-    sweep_armed: bool,
-}
-
-/// Below this many keys a connection's index is never swept.
-const SWEEP_FLOOR: usize = 32;
+use super::timers::{self, propagating_timer};
 
 thread_local! {
-    /// Client id -> the keys it took session holds on (a few may be released since).
-    static HELD_BY: RefCell<HashMap<u64, SessionKeys>> = RefCell::new(HashMap::new());
     /// Disconnected clients whose holds are still to end, by timer id (the client id).
     static ENDED: RefCell<HashMap<u64, SessionKeys>> = RefCell::new(HashMap::new());
-}
-
-/// Client `client` took a session hold on `key`.
-pub fn register(client: u64, key: KeyRef) {
-    if client == 0 {
-        return;
-    }
-    let sweep = HELD_BY.with(|held| {
-        let mut held = held.borrow_mut();
-        let entry = held.entry(client).or_default();
-        entry.keys.insert((key.db, key.name));
-        let due = entry.keys.len() > (2 * entry.live_at_sweep).max(SWEEP_FLOOR);
-        due && !std::mem::replace(&mut entry.sweep_armed, true)
-    });
-    if let (true, Some(ctx)) = (sweep, detached()) {
-        timers::start(ctx, 0, sweep_fired, client);
-    }
-}
-
-/// Client `client`'s session hold on `key` in `db` was released.
-pub fn unregister(client: u64, db: i32, key: &[u8]) {
-    HELD_BY.with(|held| {
-        let mut held = held.borrow_mut();
-        if let Some(entry) = held.get_mut(&client) {
-            entry.keys.remove(&(db, Box::from(key)));
-            if entry.keys.is_empty() {
-                held.remove(&client);
-            }
-        }
-    });
-}
-
-/// Drops from `client`'s index the keys where it holds no session hold any more (expired,
-/// deleted, handed on, moved).
-unsafe extern "C" fn sweep_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
-    run_callback("sweeping a session index", (), || {
-        let ctx = Ctx(ctx);
-        let client = timers::id_of(data);
-        let Some(keys) = HELD_BY.with(|held| {
-            held.borrow_mut().get_mut(&client).map(|entry| {
-                entry.sweep_armed = false;
-                entry.keys.iter().cloned().collect::<Vec<_>>()
-            })
-        }) else {
-            return;
-        };
-        let gone: Vec<_> = keys
-            .into_iter()
-            .filter(|(db, name)| !holds_session_on(ctx, client, *db, name))
-            .collect();
-        HELD_BY.with(|held| {
-            if let Some(entry) = held.borrow_mut().get_mut(&client) {
-                for key in &gone {
-                    entry.keys.remove(key);
-                }
-                entry.live_at_sweep = entry.keys.len();
-            }
-        });
-    })
-}
-
-/// Whether `client` holds a session hold on `name` in `db` (read only).
-fn holds_session_on(ctx: Ctx, client: u64, db: i32, name: &[u8]) -> bool {
-    ctx.select_db(db);
-    let name = OwnedString::new(ctx, name);
-    let mut key = LockKey::open_readable(ctx, name.as_ptr());
-    let Ok(Some(holds)) = key.holds() else {
-        return false;
-    };
-    holds
-        .holders
-        .iter()
-        .any(|holder| holder.session == Some(client))
-}
-
-/// How many connections hold session holds now (INFO).
-pub fn connections() -> usize {
-    HELD_BY.with(|held| held.try_borrow().map_or(0, |held| held.len()))
-}
-
-/// How many (connection, key) entries the session index keeps (INFO: its memory follows
-/// what connections hold now).
-pub fn indexed_keys() -> usize {
-    HELD_BY.with(|held| {
-        held.try_borrow()
-            .map_or(0, |held| held.values().map(|entry| entry.keys.len()).sum())
-    })
 }
 
 /// Subscribes to client disconnects; false if the server refused.
@@ -162,7 +56,7 @@ unsafe extern "C" fn client_changed(
         let Some(info) = (unsafe { data.cast::<raw::RedisModuleClientInfoV1>().as_ref() }) else {
             return;
         };
-        let Some(keys) = HELD_BY.with(|held| held.borrow_mut().remove(&info.id)) else {
+        let Some(keys) = session_index::take(info.id) else {
             return;
         };
         ENDED.with(|ended| ended.borrow_mut().insert(info.id, keys));
@@ -170,31 +64,25 @@ unsafe extern "C" fn client_changed(
     })
 }
 
-unsafe extern "C" fn end_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
-    run_callback("ending a session", (), || {
-        let ctx = Ctx(ctx);
-        let client = timers::id_of(data);
-        // SAFETY: a plain call without arguments.
-        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
-            timers::start(ctx, PAUSED_RETRY_MS, end_fired, client);
-            return;
-        }
-        let Some(index) = ENDED.with(|ended| ended.borrow_mut().remove(&client)) else {
-            return;
-        };
-        if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
-            return;
-        }
-        let mut all_found = true;
-        for (db, name) in index.keys {
-            all_found &= end_on_key(ctx, client, db, &name);
-        }
-        if !all_found {
-            // Some hold is not where it was taken (moved, or already gone): the queues' checks
-            // end it wherever it waits to be handed on.
-            waiters::schedule_all_checks(ctx, -1);
-        }
-    })
+propagating_timer!(end_fired, "ending a session", end_sessions);
+
+/// Ends disconnected `client`'s session holds, on a master.
+fn end_sessions(ctx: Ctx, client: u64) {
+    let Some(index) = ENDED.with(|ended| ended.borrow_mut().remove(&client)) else {
+        return;
+    };
+    if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+        return;
+    }
+    let mut all_found = true;
+    for (db, name) in index.keys {
+        all_found &= end_on_key(ctx, client, db, &name);
+    }
+    if !all_found {
+        // Some hold is not where it was taken (moved, or already gone): the queues' checks
+        // end it wherever it waits to be handed on.
+        handoff::schedule_all_checks(ctx, -1);
+    }
 }
 
 /// Ends `client`'s session holds on one key: its weight goes to the waiters, or the key goes.
