@@ -56,10 +56,6 @@ class Lease:
         return self.holding.owner
 
     @property
-    def lost(self) -> bool:
-        return self.holding.lost
-
-    @property
     def interval(self) -> float:
         """Seconds between renewals: a third of the lease."""
         return self.lease_ms / 3000
