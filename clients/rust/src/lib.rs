@@ -45,9 +45,10 @@ mod guard;
 mod held;
 mod lease;
 mod lock;
+mod owners;
 
 #[cfg(feature = "tokio")]
 pub use aio::{AsyncConnection, AsyncLockGuard};
 pub use error::{Error, Result};
 pub use guard::LockGuard;
-pub use lock::{Lock, DEFAULT_LEASE, MAX_LIMIT, MAX_MS, MAX_OWNER_LEN};
+pub use lock::{Lock, DEFAULT_LEASE, MAX_HOLDS, MAX_LIMIT, MAX_MS, MAX_OWNER_LEN, MIN_LEASE};
