@@ -697,6 +697,84 @@ mod tests {
         Ok(())
     }
 
+    /// Each command of `pipe` as space-separated text.
+    fn commands(pipe: &redis::Pipeline) -> Vec<String> {
+        pipe.cmd_iter()
+            .map(|cmd| {
+                cmd.args_iter()
+                    .map(|arg| match arg {
+                        redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                        _ => "<other>".to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_call_carries_held_and_owed_releases_go_first() -> Result<()> {
+        let plan = Lock::new("k")
+            .owner("me")
+            .ttl(Duration::from_secs(5))
+            .plan()?;
+        let fresh = Counts { held: 0, owed: 0 };
+        assert_eq!(
+            commands(&plan.acquire_pipeline(fresh)),
+            ["LOCK.ACQUIRE k me 5000 HELD 0"]
+        );
+        let waiting = Lock::new("k")
+            .owner("me")
+            .ttl(Duration::from_secs(5))
+            .limit(3)
+            .session()
+            .wait(Duration::from_secs(1))
+            .replicas(1, Duration::from_millis(20))
+            .plan()?;
+        assert_eq!(
+            commands(&waiting.acquire_pipeline(Counts { held: 2, owed: 2 })),
+            [
+                "LOCK.RELEASE k me HELD 4",
+                "LOCK.RELEASE k me HELD 3",
+                "LOCK.ACQUIRE k me 5000 LIMIT 3 SESSION WAIT 1000 HELD 2",
+                "WAIT 1 20",
+            ]
+        );
+        assert_eq!(
+            commands(&release_pipeline(b"k", b"me", Counts { held: 1, owed: 1 })),
+            ["LOCK.RELEASE k me HELD 2", "LOCK.RELEASE k me HELD 1"]
+        );
+        assert_eq!(
+            commands(&release_pipeline(b"k", b"me", Counts { held: 3, owed: 0 })),
+            ["LOCK.RELEASE k me HELD 3"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn watched_leases_start_at_one_second() {
+        let short = MIN_LEASE - Duration::from_millis(1);
+        assert!(matches!(
+            Lock::new("k").lease(short).plan(),
+            Err(Error::LeaseTooShort(lease)) if lease == short
+        ));
+        assert!(Lock::new("k").lease(MIN_LEASE).plan().is_ok());
+        assert!(Lock::new("k").ttl(Duration::from_millis(1)).plan().is_ok());
+    }
+
+    #[test]
+    fn a_held_mismatch_is_typed() {
+        let error = |line: &str| match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Ok(Value::ServerError(error)) => held_error(error),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            error("ERR HELD 1 does not match the owner's hold count 2 in 'lock.release' command (nothing changed)"),
+            Error::HeldMismatch { expected: 1, held: 2 }
+        ));
+        assert!(matches!(error("ERR something else"), Error::Redis(_)));
+    }
+
     #[test]
     fn renew_period_is_a_third() {
         assert_eq!(renew_period(DEFAULT_LEASE), Duration::from_secs(10));

@@ -79,6 +79,28 @@ pub fn holders(con: &mut redis::Connection, key: &str) -> Vec<Holder> {
     }
 }
 
+/// `LOCK.INFO key` as (mode, holders) from one atomic call: `"exclusive"` for a plain lock,
+/// `None` when free.
+pub fn snapshot(con: &mut redis::Connection, key: &str) -> Option<(String, Vec<Holder>)> {
+    let reply: Value = redis::cmd("LOCK.INFO")
+        .arg(key)
+        .query(con)
+        .expect("LOCK.INFO");
+    if reply == Value::Nil {
+        return None;
+    }
+    let top = fields(&reply);
+    let mode = field(&top, "mode")
+        .and_then(text)
+        .unwrap_or_else(|| "exclusive".to_string());
+    let list = match field(&top, "holders") {
+        Some(Value::Array(list)) => list.iter().map(|h| holder(&fields(h))).collect(),
+        Some(other) => panic!("LOCK.INFO holders: {other:?}"),
+        None => vec![holder(&top)],
+    };
+    Some((mode, list))
+}
+
 /// The hold count `owner` has on `key` (0 when it holds nothing).
 pub fn count_of(server: &Server, key: &str, owner: &[u8]) -> i64 {
     holders(&mut server.conn(), key)
