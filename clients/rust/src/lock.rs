@@ -142,12 +142,16 @@ impl Lock {
     }
 
     /// A session hold (`SESSION`, with any kind): it also ends, and passes to the next waiter,
-    /// when the connection that took it closes. The hold lives with the acquiring connection:
-    /// keep that connection open while holding (the blocking guard borrows it; an async guard
-    /// keeps a clone, and every clone of a multiplexed connection shares one socket). A
-    /// reconnect (say by a `ConnectionManager`) ends the hold; in lease mode the watchdog then
-    /// reports it lost. The ttl or lease still applies, and after a failover or restart it is
-    /// the only end besides a release.
+    /// when the connection that took it closes. The server binds the hold to the connection
+    /// of its first count; a reentry (from any connection) does not rebind it, and the whole
+    /// hold, every count, ends when that connection closes. The blocking guard borrows that
+    /// connection: keep it open until the owner's last guard on the key is released. The async
+    /// API keeps a clone of it until then (every clone of a multiplexed connection shares one
+    /// socket). A reconnect (say by a `ConnectionManager`) ends the hold. Never send `RESET`
+    /// on that connection (the hold would stay): close it. When it closes, a lease-mode guard
+    /// reports the loss at its next renewal (within a third of the lease), and `release` and
+    /// a reentry return [`Error::NotHeld`]. The ttl or lease still applies, and after a
+    /// failover or restart it is the only end besides a release.
     pub fn session(mut self) -> Lock {
         self.session = true;
         self
