@@ -22,6 +22,7 @@ type Allocator = std::alloc::System;
 const ALLOCATOR: Allocator = std::alloc::System;
 
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    glue::entry::log_panics();
     let missing = glue::api::missing_required();
     if !missing.is_empty() {
         log(
@@ -39,13 +40,14 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     // SAFETY: ctx is the loading module's context.
     unsafe { glue::api::rm!(RedisModule_SetModuleOptions)(ctx.ctx, options as i32) };
     glue::context::make_detached(ctx.ctx);
+    glue::value::set_lock_type(glue::datatype::registered_type());
     glue::info::register(ctx.ctx);
     glue::cluster_floor::register(ctx.ctx);
     if glue::registration::register_commands(ctx.ctx)
         && glue::configs::register(ctx.ctx)
         && glue::events::subscribe(ctx.ctx)
         && glue::sessions::subscribe(ctx.ctx)
-        && glue::propagation::watch(ctx.ctx)
+        && glue::events::watch_roles_and_configs(ctx.ctx)
     {
         Status::Ok
     } else {

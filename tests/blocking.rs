@@ -942,6 +942,139 @@ fn migrate_of_several_keys_after_an_option_moves_every_lock_and_its_waiters_get_
     }
 }
 
+/// The lock `k` held by "holder" moved to `target`: not recreated here, held there with `token`.
+fn assert_moved(con: &mut redis::Connection, target: &Server, token: i64) {
+    assert_eq!(int(call!(con, "EXISTS", "k"), "nothing recreated here"), 0);
+    let moved = lock_info(&mut target.conn(), "k").expect("held at the target");
+    assert_eq!(
+        (moved.owner.as_slice(), moved.token),
+        (&b"holder"[..], token)
+    );
+}
+
+#[test]
+fn migrate_inside_multi_exec_never_hands_the_moved_lock_to_a_waiter_here() {
+    let source = Server::start();
+    let target = Server::start();
+    let mut con = source.conn();
+    let token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000),
+        "holder",
+    );
+    let waiter = Waiter::start(&source, "k", "w", 60000, 3000, 0);
+    let _: Value = redis::pipe()
+        .atomic()
+        .cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(target.port())
+        .arg("k")
+        .arg(0)
+        .arg(5000)
+        .query(&mut con)
+        .expect("MULTI MIGRATE EXEC");
+    nil(waiter.reply(), "a waiter of a lock MIGRATEd inside MULTI");
+    assert_moved(&mut con, &target, token);
+}
+
+#[test]
+fn migrate_queued_before_anyone_waited_still_fails_the_waiters_when_exec_runs_it() {
+    let source = Server::start();
+    let target = Server::start();
+    let mut con = source.conn();
+    let token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000),
+        "holder",
+    );
+    ok(call!(&mut con, "MULTI"), "MULTI");
+    let queued = call!(
+        &mut con,
+        "MIGRATE",
+        "127.0.0.1",
+        target.port(),
+        "k",
+        0,
+        5000
+    );
+    assert_eq!(queued.as_ref().map(text), Ok(Some("QUEUED".into())));
+    // The waiter arrives while the MIGRATE sits in the transaction.
+    let waiter = Waiter::start(&source, "k", "w", 60000, 3000, 0);
+    call!(&mut con, "EXEC").expect("EXEC");
+    nil(
+        waiter.reply(),
+        "a waiter of a lock MIGRATEd by a later EXEC",
+    );
+    assert_moved(&mut con, &target, token);
+}
+
+#[test]
+fn migrate_from_a_function_or_after_client_pause_never_hands_the_moved_lock_here() {
+    let source = Server::start();
+    let target = Server::start();
+    let mut con = source.conn();
+    let library = "#!lua name=mover\n\
+        redis.register_function('move', function(keys, args) \
+        return redis.call('MIGRATE', '127.0.0.1', args[1], keys[1], '0', '5000') end)";
+    call!(&mut con, "FUNCTION", "LOAD", library).expect("FUNCTION LOAD");
+    let token = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000),
+        "holder",
+    );
+    let waiter = Waiter::start(&source, "k", "w", 60000, 3000, 0);
+    ok(
+        call!(&mut con, "FCALL", "move", 1, "k", target.port()),
+        "FCALL",
+    );
+    nil(waiter.reply(), "a waiter of a lock MIGRATEd by a function");
+    assert_moved(&mut con, &target, token);
+    // Back, then moved again by a MIGRATE that CLIENT PAUSE held until after the waiter came.
+    let mut back = target.conn();
+    ok(
+        call!(
+            &mut back,
+            "MIGRATE",
+            "127.0.0.1",
+            source.port(),
+            "k",
+            0,
+            5000
+        ),
+        "back",
+    );
+    let waiter = Waiter::start(&source, "k", "w", 60000, 3000, 0);
+    let mut admin = source.conn();
+    ok(
+        call!(&mut admin, "CLIENT", "PAUSE", 60000, "WRITE"),
+        "CLIENT PAUSE",
+    );
+    let mut mover = source.conn();
+    let port = target.port();
+    let moving = std::thread::spawn(move || {
+        call!(&mut mover, "MIGRATE", "127.0.0.1", port, "k", 0, 5000).map(|v| text(&v))
+    });
+    source.wait_for_blocked_clients(2);
+    ok(call!(&mut admin, "CLIENT", "UNPAUSE"), "CLIENT UNPAUSE");
+    assert_eq!(moving.join().expect("mover"), Ok(Some("OK".into())));
+    nil(
+        waiter.reply(),
+        "a waiter of a lock MIGRATEd after CLIENT UNPAUSE",
+    );
+    assert_moved(&mut con, &target, token);
+}
+
+#[test]
+fn a_dump_does_not_keep_a_later_del_from_handing_the_lock_over() {
+    // DUMP serializes the lock as MIGRATE does; a DEL in a later command (a later event-loop
+    // turn) is still a force release that hands the lock to the waiter.
+    let server = Server::start();
+    let mut con = server.conn();
+    call!(&mut con, "LOCK.ACQUIRE", "k", "holder", 60000).expect("holder");
+    let waiter = Waiter::start(&server, "k", "w", 60000, 3000, 0);
+    call!(&mut con, "DUMP", "k").expect("DUMP");
+    assert_eq!(int(call!(&mut con, "DEL", "k"), "DEL"), 1);
+    waiter.token("handed over after DUMP, then DEL");
+    assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"));
+}
+
 #[test]
 fn client_unblock_racing_a_handoff_leaves_the_granted_reply_intact() {
     let server = Server::start();

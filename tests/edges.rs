@@ -308,3 +308,379 @@ fn a_nested_shorter_hold_does_not_cut_the_outer_one_for_any_kind() {
         );
     }
 }
+
+fn client_id(con: &mut redis::Connection) -> i64 {
+    int(call!(con, "CLIENT", "ID"), "CLIENT ID")
+}
+
+#[test]
+fn a_session_hold_is_gone_for_a_call_pipelined_right_after_its_connection_is_killed() {
+    let server = Server::start();
+    let mut holder = server.conn();
+    let mut con = server.conn();
+    for (key, options) in [("x", &[][..]), ("s", &["SHARED"][..])] {
+        let mut take = redis::cmd("LOCK.ACQUIRE");
+        take.arg(key).arg("h").arg(TTL).arg(options).arg("SESSION");
+        int(run(&mut holder, &take), "session hold");
+    }
+    let id = client_id(&mut holder);
+    // One pipeline, one event-loop turn: the kill, then a new owner's try.
+    let (killed, exclusive, writer): (i64, Value, Value) = redis::pipe()
+        .cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .cmd("LOCK.ACQUIRE")
+        .arg("x")
+        .arg("other")
+        .arg(TTL)
+        .cmd("LOCK.ACQUIRE")
+        .arg("s")
+        .arg("writer")
+        .arg(TTL)
+        .query(&mut con)
+        .expect("pipeline");
+    assert_eq!(killed, 1);
+    assert!(matches!(exclusive, Value::Int(_)), "{exclusive:?}");
+    assert!(matches!(writer, Value::Int(_)), "{writer:?}");
+    assert_eq!(
+        lock_info(&mut con, "x").map(|i| i.owner),
+        Some(b"other".to_vec())
+    );
+    // The same inside MULTI/EXEC.
+    let mut holder = server.conn();
+    int(
+        call!(&mut holder, "LOCK.ACQUIRE", "m", "h", TTL, "SESSION"),
+        "session hold",
+    );
+    let id = client_id(&mut holder);
+    let (_, granted): (i64, Value) = redis::pipe()
+        .atomic()
+        .cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .cmd("LOCK.ACQUIRE")
+        .arg("m")
+        .arg("other")
+        .arg(TTL)
+        .query(&mut con)
+        .expect("MULTI");
+    assert!(matches!(granted, Value::Int(_)), "{granted:?}");
+    wait_until("both session ends counted", || {
+        server.info_field("lock", "lock_session_ends").as_deref() == Some("3")
+    });
+}
+
+#[test]
+fn a_session_hold_moved_by_rename_move_or_swapdb_still_ends_with_its_connection() {
+    let server = Server::start();
+    let mut con = server.conn();
+    for (mover, moved_to_db) in [("RENAME", 0), ("MOVE", 1), ("SWAPDB", 1)] {
+        let mut holder = server.conn();
+        int(
+            call!(&mut holder, "LOCK.ACQUIRE", "k", "h", TTL, "SESSION"),
+            "hold",
+        );
+        match mover {
+            "RENAME" => ok(call!(&mut con, "RENAME", "k", "k2"), "RENAME"),
+            "MOVE" => assert_eq!(int(call!(&mut con, "MOVE", "k", 1), "MOVE"), 1),
+            _ => ok(call!(&mut con, "SWAPDB", 0, 1), "SWAPDB"),
+        }
+        let key = if mover == "RENAME" { "k2" } else { "k" };
+        ok(call!(&mut con, "SELECT", moved_to_db), "SELECT");
+        assert!(
+            lock_info(&mut con, key).is_some(),
+            "{mover}: the hold moved along"
+        );
+        let id = client_id(&mut holder);
+        drop(holder);
+        wait_until("the holder's connection closed", || {
+            call!(&mut con, "CLIENT", "LIST", "ID", id)
+                .ok()
+                .and_then(|v| text(&v))
+                .is_none_or(|list| list.is_empty())
+        });
+        assert!(
+            lock_info(&mut con, key).is_none(),
+            "{mover}: still held after the close"
+        );
+        int(
+            call!(&mut con, "LOCK.ACQUIRE", key, "next", TTL),
+            "a new owner",
+        );
+        call!(&mut con, "FLUSHALL").expect("FLUSHALL");
+        ok(call!(&mut con, "SELECT", 0), "SELECT 0");
+    }
+}
+
+#[test]
+fn a_waiter_of_a_renamed_session_hold_gets_it_when_the_connection_closes() {
+    let server = Server::start();
+    let mut holder = server.conn();
+    int(
+        call!(&mut holder, "LOCK.ACQUIRE", "k", "h", TTL, "SESSION"),
+        "hold",
+    );
+    let mut con = server.conn();
+    ok(call!(&mut con, "RENAME", "k", "k2"), "RENAME");
+    let mut waiter = server.conn();
+    let waiting = std::thread::spawn(move || {
+        call!(&mut waiter, "LOCK.ACQUIRE", "k2", "w", TTL, "WAIT", 10_000).map(|v| v == Value::Nil)
+    });
+    server.wait_for_blocked_clients(1);
+    drop(holder);
+    assert_eq!(
+        waiting.join().expect("waiter"),
+        Ok(false),
+        "the waiter got nil"
+    );
+    assert_eq!(
+        lock_info(&mut con, "k2").map(|i| i.owner),
+        Some(b"w".to_vec())
+    );
+}
+
+#[test]
+fn reset_keeps_a_connections_session_holds() {
+    // RESET gives the module no signal (no server event, and a command filter would tax every
+    // command): the hold stays bound to the connection, which must be closed to end it.
+    let server = Server::start();
+    let mut holder = server.conn();
+    int(
+        call!(&mut holder, "LOCK.ACQUIRE", "k", "h", TTL, "SESSION"),
+        "hold",
+    );
+    assert_eq!(
+        call!(&mut holder, "RESET")
+            .ok()
+            .and_then(|v| text(&v))
+            .as_deref(),
+        Some("RESET")
+    );
+    let mut con = server.conn();
+    assert!(lock_info(&mut con, "k").is_some());
+    drop(holder);
+    wait_until("the hold ends with the connection", || {
+        lock_info(&mut con, "k").is_none()
+    });
+}
+
+#[test]
+fn the_session_index_follows_what_a_connection_holds_now() {
+    let server = Server::start();
+    let mut holder = server.conn();
+    let mut admin = server.conn();
+    let indexed = || server.info_field("lock", "lock_session_index_keys");
+    for i in 0..300 {
+        let key = format!("released:{i}");
+        int(
+            call!(&mut holder, "LOCK.ACQUIRE", &key, "h", TTL, "SESSION"),
+            "hold",
+        );
+        assert_eq!(
+            int(call!(&mut holder, "LOCK.RELEASE", &key, "h"), "release"),
+            0
+        );
+    }
+    assert_eq!(indexed().as_deref(), Some("0"));
+    // Holds that end without a release (deleted here) leave the index by its sweeps.
+    for i in 0..300 {
+        let key = format!("deleted:{i}");
+        int(
+            call!(&mut holder, "LOCK.ACQUIRE", &key, "h", TTL, "SESSION"),
+            "hold",
+        );
+        assert_eq!(int(call!(&mut admin, "DEL", &key), "DEL"), 1);
+    }
+    wait_until("the index swept", || {
+        indexed()
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n <= 33)
+    });
+    // A hold still held stays indexed, and ends with its connection.
+    int(
+        call!(&mut holder, "LOCK.ACQUIRE", "kept", "h", TTL, "SESSION"),
+        "hold",
+    );
+    drop(holder);
+    wait_until("the kept hold ended", || {
+        lock_info(&mut admin, "kept").is_none()
+    });
+    assert_eq!(indexed().as_deref(), Some("0"));
+}
+
+/// Each holder's (owner, ttl in ms) from `LOCK.INFO` of a shared or LIMIT key (RESP2).
+fn holder_ttls(con: &mut redis::Connection, key: &str) -> Vec<(String, i64)> {
+    let fields = |value: &Value| -> Vec<(String, Value)> {
+        let Value::Array(items) = value else {
+            panic!("not a flat map: {value:?}");
+        };
+        items
+            .chunks(2)
+            .map(|pair| (text(&pair[0]).expect("field"), pair[1].clone()))
+            .collect()
+    };
+    let info = call!(con, "LOCK.INFO", key).expect("LOCK.INFO");
+    let holders = fields(&info)
+        .into_iter()
+        .find(|(name, _)| name == "holders")
+        .map(|(_, list)| list)
+        .expect("holders");
+    let Value::Array(holders) = holders else {
+        panic!("holders: {holders:?}");
+    };
+    holders
+        .iter()
+        .map(|holder| {
+            let holder = fields(holder);
+            let get = |name: &str| {
+                holder
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let Some(Value::Int(ttl)) = get("ttl") else {
+                panic!("ttl in {holder:?}");
+            };
+            (text(&get("owner").expect("owner")).expect("owner"), ttl)
+        })
+        .collect()
+}
+
+#[test]
+fn an_admins_earlier_expiry_of_a_shared_or_limit_key_ends_the_holds_then() {
+    let server = Server::start();
+    let mut con = server.conn();
+    for (key, option) in [("s", &["SHARED"][..]), ("l", &["LIMIT", "5"][..])] {
+        for owner in ["r1", "r2"] {
+            let mut take = redis::cmd("LOCK.ACQUIRE");
+            take.arg(key).arg(owner).arg(TTL).arg(option);
+            int(run(&mut con, &take), owner);
+        }
+        assert_eq!(int(call!(&mut con, "PEXPIRE", key, 100_000), "PEXPIRE"), 1);
+        // A third holder joins with a long ttl of its own.
+        let mut take = redis::cmd("LOCK.ACQUIRE");
+        take.arg(key).arg("r3").arg(TTL).arg(option);
+        int(run(&mut con, &take), "r3");
+        for (owner, ttl) in holder_ttls(&mut con, key) {
+            if owner == "r3" {
+                assert!(
+                    ttl > 100_000,
+                    "{key}: the newcomer keeps its own ttl: {ttl}"
+                );
+            } else {
+                assert!(
+                    ttl <= 100_000,
+                    "{key}: {owner} outlived the admin's expiry: {ttl}"
+                );
+            }
+        }
+    }
+}
+
+/// One RESP reply line's first byte after skipping RESP3 push frames ('>' ... ) on `stream`.
+fn next_reply_kind(reader: &mut impl std::io::BufRead) -> (u8, String) {
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a reply line");
+        let kind = line.as_bytes()[0];
+        if kind == b'>' {
+            // A push: skip its elements (simple bulk strings and integers here).
+            let n: usize = line[1..].trim().parse().expect("push length");
+            for _ in 0..n {
+                let mut element = String::new();
+                reader.read_line(&mut element).expect("push element");
+                if element.starts_with('$') {
+                    element.clear();
+                    reader.read_line(&mut element).expect("bulk body");
+                }
+            }
+            continue;
+        }
+        return (kind, line.trim_end().to_string());
+    }
+}
+
+#[test]
+fn wait_on_a_subscribed_resp3_connection_blocks_or_says_why_not() {
+    use std::io::{BufReader, Write};
+    use std::net::TcpStream;
+    let server = Server::start();
+    let mut con = server.conn();
+    int(call!(&mut con, "LOCK.ACQUIRE", "k", "h", TTL), "holder");
+    // Our server's own port: tcp_conn checks it answers with our pid.
+    drop(server.tcp_conn());
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let send = |stream: &mut TcpStream, args: &[&str]| {
+        let mut out = format!("*{}\r\n", args.len());
+        for arg in args {
+            out += &format!("${}\r\n{arg}\r\n", arg.len());
+        }
+        stream.write_all(out.as_bytes()).expect("send");
+    };
+    send(&mut stream, &["HELLO", "3"]);
+    // HELLO's map: read until its last field ("modules" array) by draining what is there.
+    let mut hello = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut hello).expect("HELLO");
+    assert!(hello.starts_with('%'), "{hello}");
+    let fields: usize = hello[1..].trim().parse().expect("map size");
+    for _ in 0..fields * 2 {
+        skip_value(&mut reader);
+    }
+    send(&mut stream, &["SUBSCRIBE", "ch"]);
+    skip_value(&mut reader);
+    assert!(reader.buffer().is_empty());
+    send(
+        &mut stream,
+        &["LOCK.ACQUIRE", "k", "w", "60000", "WAIT", "10000"],
+    );
+    // Either the server blocks the call (released below, then the token comes), or it
+    // cannot: then an error says so at once. Never a nil that reads as a timeout.
+    let replied = || {
+        stream.set_nonblocking(true).expect("nonblocking");
+        let ready = stream.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0);
+        stream.set_nonblocking(false).expect("blocking");
+        ready
+    };
+    assert!(poll(|| replied()
+        || server.info_field("clients", "blocked_clients").as_deref()
+            == Some("1")));
+    let blocked = !replied();
+    if blocked {
+        assert_eq!(int(call!(&mut con, "LOCK.RELEASE", "k", "h"), "release"), 0);
+    }
+    let (kind, line) = next_reply_kind(&mut reader);
+    match kind {
+        b':' => assert!(blocked, "a token before the holder released: {line}"),
+        b'-' => assert!(
+            !blocked && line.contains("cannot block this connection for WAIT"),
+            "{line}"
+        ),
+        _ => panic!("WAIT answered {line:?}"),
+    }
+}
+
+/// Skips one RESP3 value (the shapes HELLO replies with).
+fn skip_value(reader: &mut impl std::io::BufRead) {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("value");
+    let count: usize = line
+        .get(1..)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    match line.as_bytes()[0] {
+        b'$' => {
+            let mut body = String::new();
+            reader.read_line(&mut body).expect("bulk");
+        }
+        b'*' => (0..count).for_each(|_| skip_value(reader)),
+        b'%' => (0..count * 2).for_each(|_| skip_value(reader)),
+        b'>' => (0..count).for_each(|_| skip_value(reader)),
+        _ => {}
+    }
+}

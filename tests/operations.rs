@@ -826,7 +826,8 @@ fn lock_help_lists_every_client_command_as_object_help_does() {
     assert_eq!(listed, public);
 
     assert!(lines.contains(
-        &"LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout]".to_string()
+        &"LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout] [HELD count]"
+            .to_string()
     ));
     let text = error(call!(&mut con, "LOCK.HELP", "acquire"), "LOCK.HELP acquire");
     assert!(

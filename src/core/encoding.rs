@@ -20,7 +20,7 @@ use std::collections::HashSet;
 
 use super::holds::{Holder, Holds, Kind, MAX_HOLDERS};
 use super::lock::{Lock, MAX_COUNT};
-use super::request::MAX_OWNER_BYTES;
+use super::request::{MAX_OWNER_BYTES, MAX_TTL_MS};
 use super::tokens::MAX_TOKEN;
 use super::Millis;
 
@@ -167,6 +167,32 @@ pub fn decode_value(version: i32, bytes: &[u8]) -> Result<Value, DecodeError> {
         return decode_holds(bytes, false).map(Value::Holds);
     }
     decode(version, bytes).map(Value::Plain)
+}
+
+/// How much later than `now + MAX_TTL_MS` a restored holder's expiry may be: clocks of the node
+/// that granted it and of this one may differ by up to a day.
+pub const EXPIRY_MARGIN_MS: Millis = 24 * 3600 * 1000;
+
+/// Refuses a value no grant can have made by `now` (unix ms), give or take clocks: a holder
+/// expiring more than `MAX_TTL_MS + EXPIRY_MARGIN_MS` after `now` (a grant's, a reentry's or a
+/// renewal's expiry is at most `MAX_TTL_MS` after its own clock). Such a hold would outlast any
+/// ttl ever asked for; an admin who wants a permanent hold makes one with `PERSIST`. A plain
+/// lock carries no expiry of its own (it is the key's).
+pub fn check_expiries(value: &Value, now: Millis) -> Result<(), DecodeError> {
+    let Value::Holds(holds) = value else {
+        return Ok(());
+    };
+    let latest_allowed = now
+        .saturating_add(MAX_TTL_MS as Millis)
+        .saturating_add(EXPIRY_MARGIN_MS);
+    let too_late = holds
+        .holders
+        .iter()
+        .any(|holder| holder.expires_at.is_some_and(|at| at > latest_allowed));
+    if too_late {
+        return Err(DecodeError::InvalidField("expiry"));
+    }
+    Ok(())
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -552,6 +578,32 @@ mod tests {
             decode_holds(&negative, false),
             Err(DecodeError::InvalidField("expiry"))
         );
+    }
+
+    #[test]
+    fn a_restored_holder_may_expire_up_to_the_longest_ttl_and_a_day_from_now() {
+        let now = 1_796_000_000_000;
+        let latest = now + MAX_TTL_MS as Millis + EXPIRY_MARGIN_MS;
+        let holds_expiring = |at: Millis| {
+            let mut holds = sample_holds();
+            holds.holders[1].expires_at = Some(at);
+            Value::Holds(holds)
+        };
+        assert_eq!(check_expiries(&holds_expiring(latest), now), Ok(()));
+        assert_eq!(check_expiries(&holds_expiring(now - 1), now), Ok(()));
+        assert_eq!(
+            check_expiries(&holds_expiring(latest + 1), now),
+            Err(DecodeError::InvalidField("expiry"))
+        );
+        assert_eq!(
+            check_expiries(&holds_expiring(Millis::MAX), now),
+            Err(DecodeError::InvalidField("expiry"))
+        );
+        let mut permanent = sample_holds();
+        permanent.holders[0].expires_at = None;
+        assert_eq!(check_expiries(&Value::Holds(permanent), now), Ok(()));
+        let plain = Value::Plain(sample());
+        assert_eq!(check_expiries(&plain, Millis::MAX), Ok(()));
     }
 
     fn v1_bytes(count: u32, token: u64, owner: &[u8]) -> Vec<u8> {

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use super::holds::{HoldError, Mode, Want};
+use super::limits::MAX_TTL_MS;
 use super::lock::TransitionError;
-use super::request::MAX_TTL_MS;
 
 /// The commands, as Redis names them in errors (lowercase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,8 @@ pub enum LockError {
         held: u32,
         expected: u32,
     },
+    /// The server refused to block this connection for `WAIT`.
+    CannotBlock,
     /// `SESSION` inside EVAL/FCALL: the script engine's client never disconnects.
     SessionInScript,
     InvalidApply(&'static str),
@@ -182,6 +184,11 @@ impl fmt::Display for LockError {
                  (nothing changed)",
                 command.name()
             ),
+            LockError::CannotBlock => write!(
+                f,
+                "ERR the server cannot block this connection for WAIT in 'lock.acquire' command \
+                 (a subscribed RESP3 connection on Valkey 9?): the lock is busy; wait from another connection"
+            ),
             LockError::SessionInScript => write!(
                 f,
                 "ERR SESSION cannot be used inside a script (EVAL, FCALL) in 'lock.acquire' command: \
@@ -249,6 +256,7 @@ mod tests {
                 expected: 1,
             },
             LockError::SessionInScript,
+            LockError::CannotBlock,
             LockError::InvalidApply("count"),
             LockError::InvalidCounter,
             LockError::InternalOnly(Command::Tokens),

@@ -230,6 +230,28 @@ impl Holds {
         before - self.holders.len()
     }
 
+    /// Ends the session holds whose connection is gone (`connected(id)` false); the unknown
+    /// connection (id 0: loaded or replicated) is never asked about. How many went.
+    pub fn end_closed_sessions(&mut self, connected: impl Fn(u64) -> bool) -> usize {
+        let before = self.holders.len();
+        self.holders.retain(|holder| match holder.session {
+            Some(client) if client != 0 => connected(client),
+            _ => true,
+        });
+        before - self.holders.len()
+    }
+
+    /// An admin moved the key's expiry (PEXPIRE, RESTORE with a ttl) before its holders' own:
+    /// it ends every hold then. A key without expiry (PERSIST) extends none of them.
+    pub fn cap_expiries(&mut self, key_expiry: Option<Millis>) {
+        let Some(cap) = key_expiry else {
+            return;
+        };
+        for holder in &mut self.holders {
+            holder.expires_at = Some(holder.expires_at.map_or(cap, |at| at.min(cap)));
+        }
+    }
+
     /// Whether a new holder asking `want` fits beside the current ones.
     pub fn fits(&self, want: Want) -> bool {
         if self.holders.is_empty() {
@@ -418,25 +440,6 @@ pub fn admit(holds: &mut Holds, ask: &Ask, now: Millis, tokens: &mut TokenCounte
     }
 }
 
-/// Admits a queue in order while its heads fit: one outcome per waiter that left the queue
-/// (granted, reentered or refused), stopping at the first that must wait.
-#[cfg(test)]
-pub fn admit_heads<'a>(
-    holds: &mut Holds,
-    queue: impl IntoIterator<Item = Ask<'a>>,
-    now: Millis,
-    tokens: &mut TokenCounter,
-) -> Vec<Admission> {
-    let mut outcomes = Vec::new();
-    for ask in queue {
-        match admit(holds, &ask, now, tokens) {
-            Admission::Wait => break,
-            outcome => outcomes.push(outcome),
-        }
-    }
-    outcomes
-}
-
 /// `LOCK.REENTER`: count + 1 (and expiry reset when `ttl` is given) if `owner` holds the key,
 /// whatever its kind of hold; `Ok(None)` otherwise.
 pub fn reenter(
@@ -559,6 +562,48 @@ mod tests {
         assert_eq!(other(Some(1), Step::Down), Expected::NotHeld);
         assert_eq!(other(Some(2), Step::Down), Expected::NotHeld);
         assert_eq!(other(None, Step::Down), Expected::Proceed);
+    }
+
+    #[test]
+    fn closed_sessions_end_and_unknown_ones_stay() {
+        let mut holds = Holds::default();
+        let mut t = tokens();
+        for (owner, session) in [("a", Some(5)), ("b", Some(0)), ("c", None), ("d", Some(6))] {
+            let ask = Ask {
+                session,
+                ..ask(owner, Want::Shared)
+            };
+            acquire(&mut holds, &ask, NOW, &mut t, false).expect("granted");
+        }
+        let asked = std::cell::RefCell::new(Vec::new());
+        let ended = holds.end_closed_sessions(|client| {
+            asked.borrow_mut().push(client);
+            client == 6
+        });
+        assert_eq!(ended, 1);
+        assert_eq!(*asked.borrow(), vec![5, 6]);
+        let owners: Vec<&[u8]> = holds.holders.iter().map(|h| &*h.owner).collect();
+        assert_eq!(owners, [&b"b"[..], b"c", b"d"]);
+    }
+
+    #[test]
+    fn an_earlier_key_expiry_caps_every_hold_and_none_extends_nothing() {
+        let mut holds = Holds::default();
+        let mut t = tokens();
+        for (owner, ttl) in [("a", 1_000), ("b", 9_000)] {
+            let ask = Ask {
+                ttl,
+                ..ask(owner, Want::Shared)
+            };
+            acquire(&mut holds, &ask, NOW, &mut t, false).expect("granted");
+        }
+        let mut persisted = holds.clone();
+        persisted.cap_expiries(None);
+        assert_eq!(persisted, holds);
+        holds.cap_expiries(Some(NOW + 5_000));
+        let expiries: Vec<_> = holds.holders.iter().map(|h| h.expires_at).collect();
+        assert_eq!(expiries, [Some(NOW + 1_000), Some(NOW + 5_000)]);
+        assert_eq!(holds.key_expiry(), Some(NOW + 5_000));
     }
 
     #[test]
@@ -833,9 +878,13 @@ mod tests {
             ask("w2", Want::Exclusive),
             ask("r3", Want::Shared),
         ];
-        assert!(admit_heads(&mut holds, queue, NOW, &mut t).is_empty());
+        // The plan the glue applies (core/handoff.rs), on the queue as it stands.
+        let plan = |holds: &mut Holds, t: &mut TokenCounter| {
+            crate::core::handoff::plan(holds, queue, queue.len(), NOW, t).leaving
+        };
+        assert!(plan(&mut holds, &mut t).is_empty());
         release(&mut holds, b"w", NOW);
-        let admitted = admit_heads(&mut holds, queue, NOW, &mut t);
+        let admitted = plan(&mut holds, &mut t);
         assert_eq!(admitted.len(), 2);
         assert!(admitted
             .iter()

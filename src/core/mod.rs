@@ -5,7 +5,9 @@
 
 pub mod encoding;
 pub mod error;
+pub mod handoff;
 pub mod holds;
+pub mod limits;
 pub mod lock;
 pub mod memory;
 pub mod queue;

@@ -25,6 +25,19 @@
 //!
 //! Tokens written by earlier versions (a counter from 1, with promotion epochs in the bits above
 //! 2^45) load as they are and keep their order: the counter rises above the highest one seen.
+//!
+//! What comes from outside (a loaded or restored key, a replayed `LOCK.APPLY` or `LOCK.TOKENS`,
+//! the saved counter, another node's floor) may raise the counter only up to a ceiling:
+//! `MAX_LEAD_MS` (ten years) of clock ahead of this node's clock, or this node's own lead when
+//! that is larger. One token near 2^53 (a crafted `RESTORE` payload) would otherwise end every
+//! grant for good, and spread through saves, replicas and the cluster bus. An honest token runs
+//! ahead of its node's clock by that node's lead (promotions' allowances: 100,000 of them make
+//! 1.9 years), by a clock that was ahead and stepped back, or by grants beyond 1024 a millisecond
+//! (a few at most): all far below ten years. The bound is absolute, not relative to this node's
+//! lead, so that a node restarted with no lead yet (before its saved counter, or from an AOF
+//! without one) takes back an honest lead of any size, and so that repeating a token just below
+//! the ceiling cannot walk the counter up: whatever is loaded, tokens reach 2^53 no earlier than
+//! ten years before the year 2248.
 
 /// A millisecond of wall clock is worth `1 << CLOCK_SHIFT` tokens.
 pub const CLOCK_SHIFT: u32 = 10;
@@ -35,8 +48,20 @@ pub const MAX_TOKEN: u64 = (1 << 53) - 1;
 /// guarantees section for what happens past it).
 pub const DEFAULT_SPLIT_ALLOWANCE_MS: u64 = 10 * 60 * 1000;
 
+/// The most a token taken in from outside may run ahead of this node's clock (unless the
+/// node's own lead is larger): ten years of clock, in ms.
+pub const MAX_LEAD_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokensExhausted;
+
+/// A token (or floor, or saved lead) beyond what may be taken in: `seen` is above `ceiling`.
+/// The counter is left as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BeyondCeiling {
+    pub seen: u64,
+    pub ceiling: u64,
+}
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TokenCounter {
@@ -107,6 +132,86 @@ impl TokenCounter {
     /// ahead of the clock as they were.
     pub fn restore_lead(&mut self, lead: u64) {
         self.lead = self.lead.max(lead.min(MAX_TOKEN));
+    }
+
+    /// The largest lead, in tokens, that data from outside may give this counter:
+    /// `MAX_LEAD_MS` of clock, or the counter's own lead when that is larger.
+    pub fn max_lead(&self) -> u64 {
+        self.lead.max(MAX_LEAD_MS << CLOCK_SHIFT)
+    }
+
+    /// The highest token that data from outside may bring in at wall-clock time `now_ms`
+    /// (unix ms): the clock's worth plus `max_lead`.
+    pub fn ceiling(&self, now_ms: i64) -> u64 {
+        clock_floor(now_ms)
+            .saturating_add(self.max_lead())
+            .min(MAX_TOKEN)
+    }
+
+    /// Whether `seen` may be taken in at `now_ms` (see `ceiling`).
+    pub fn admits(&self, seen: u64, now_ms: i64) -> Result<(), BeyondCeiling> {
+        let ceiling = self.ceiling(now_ms);
+        if seen <= ceiling {
+            Ok(())
+        } else {
+            Err(BeyondCeiling { seen, ceiling })
+        }
+    }
+
+    /// Takes in a token seen at `now_ms` in loaded or replayed data, as `observe` does, if it
+    /// lies within the ceiling; beyond it the counter is left as it was.
+    pub fn take_in(&mut self, seen: u64, now_ms: i64) -> Result<(), BeyondCeiling> {
+        self.admits(seen, now_ms)?;
+        self.observe(seen, now_ms);
+        Ok(())
+    }
+
+    /// Takes in another node's floor, sent when that node's clock read `sent_at` (unix ms),
+    /// heard at `now_ms`: the floor must lie within the ceiling, and the lead it gives over the
+    /// sender's clock within `max_lead` (a send time far in the past would make any floor a
+    /// huge lead). Otherwise the counter is left as it was.
+    pub fn take_in_floor(
+        &mut self,
+        floor: u64,
+        sent_at: i64,
+        now_ms: i64,
+    ) -> Result<(), BeyondCeiling> {
+        self.admits(floor, now_ms)?;
+        let lead = floor.saturating_sub(clock_floor(sent_at));
+        if lead > self.max_lead() {
+            return Err(BeyondCeiling {
+                seen: floor,
+                ceiling: clock_floor(sent_at).saturating_add(self.max_lead()),
+            });
+        }
+        self.observe(floor, sent_at);
+        Ok(())
+    }
+
+    /// Takes back the counter saved with the data (RDB aux data) at `now_ms`: its lead if
+    /// within `max_lead`, then its last token if within the ceiling that leaves. Each part
+    /// beyond its bound is left out (the first of them is the error); a node restarted from
+    /// such data starts again at the clock's floor.
+    pub fn take_in_saved(
+        &mut self,
+        last: u64,
+        lead: u64,
+        now_ms: i64,
+    ) -> Result<(), BeyondCeiling> {
+        let lead_refused = if lead <= self.max_lead() {
+            self.restore_lead(lead);
+            None
+        } else {
+            Some(BeyondCeiling {
+                seen: lead,
+                ceiling: self.max_lead(),
+            })
+        };
+        let last_taken = self.take_in(last, now_ms);
+        match lead_refused {
+            Some(refused) => Err(refused),
+            None => last_taken,
+        }
     }
 
     /// A replica became master at `now_ms`: tokens jump `split_allowance_ms` of clock above
@@ -276,6 +381,129 @@ mod tests {
             before.lead(),
             "a lower lead changes nothing"
         );
+    }
+
+    #[test]
+    fn a_token_up_to_ten_years_ahead_of_the_clock_is_taken_in_and_one_more_is_refused() {
+        let mut tokens = TokenCounter::new();
+        let ceiling = clock_floor(NOW) + (MAX_LEAD_MS << CLOCK_SHIFT);
+        assert_eq!(tokens.ceiling(NOW), ceiling);
+        let refused = tokens.take_in(ceiling + 1, NOW);
+        assert_eq!(
+            refused,
+            Err(BeyondCeiling {
+                seen: ceiling + 1,
+                ceiling
+            })
+        );
+        assert_eq!(
+            tokens,
+            TokenCounter::new(),
+            "a refused token changes nothing"
+        );
+        assert_eq!(tokens.take_in(ceiling, NOW), Ok(()));
+        assert_eq!(tokens.next_token(NOW), Ok(ceiling + 1));
+    }
+
+    #[test]
+    fn a_token_near_two_to_the_53_leaves_grants_at_the_clocks_floor() {
+        let mut tokens = TokenCounter::new();
+        assert!(tokens.take_in(MAX_TOKEN, NOW).is_err());
+        assert!(tokens.take_in(u64::MAX, NOW).is_err());
+        assert_eq!(tokens.next_token(NOW), Ok(clock_floor(NOW)));
+    }
+
+    #[test]
+    fn tokens_just_below_the_ceiling_again_and_again_never_walk_the_counter_up() {
+        let mut tokens = TokenCounter::new();
+        for _ in 0..10_000 {
+            let highest = tokens.ceiling(NOW);
+            assert_eq!(tokens.take_in(highest, NOW), Ok(()));
+        }
+        assert_eq!(tokens.lead_ms(), MAX_LEAD_MS);
+        assert_eq!(tokens.ceiling(NOW), clock_floor(NOW) + tokens.lead());
+        assert!(tokens.take_in(tokens.ceiling(NOW) + 1, NOW).is_err());
+        let left_ms = (MAX_TOKEN - tokens.last()) >> CLOCK_SHIFT;
+        assert!(left_ms / YEAR_MS > 200, "{} years left", left_ms / YEAR_MS);
+    }
+
+    #[test]
+    fn the_ceiling_follows_the_clock_and_a_larger_own_lead() {
+        let tokens = TokenCounter::new();
+        assert_eq!(
+            tokens.ceiling(NOW + 1000) - tokens.ceiling(NOW),
+            1000 << CLOCK_SHIFT
+        );
+        let own_lead = 2 * (MAX_LEAD_MS << CLOCK_SHIFT);
+        let ahead = TokenCounter::from_parts(0, own_lead);
+        assert_eq!(ahead.ceiling(NOW), clock_floor(NOW) + own_lead);
+        assert_eq!(TokenCounter::new().ceiling(i64::MAX), MAX_TOKEN);
+    }
+
+    #[test]
+    fn honest_tokens_are_all_taken_in() {
+        // The source's clock a day ahead (or ours stepped back a day); a source after 100,000
+        // promotions; tokens of an earlier version's 60th promotion epoch.
+        let day_ahead = clock_floor(NOW + 24 * 3600 * 1000);
+        let mut promoted = TokenCounter::new();
+        for promotion in 0..100_000 {
+            promoted.promote(NOW + promotion, DEFAULT_SPLIT_ALLOWANCE_MS);
+        }
+        let after_promotions = token(&mut promoted, NOW);
+        for honest in [day_ahead, after_promotions, (60u64 << 45) + 9] {
+            let mut tokens = TokenCounter::new();
+            assert_eq!(tokens.take_in(honest, NOW), Ok(()), "{honest}");
+            assert!(token(&mut tokens, NOW) > honest);
+        }
+    }
+
+    #[test]
+    fn a_floor_is_refused_beyond_the_ceiling_or_with_a_send_time_that_makes_it_a_huge_lead() {
+        let mut tokens = TokenCounter::new();
+        let hour: u64 = 3600 * 1000;
+        let honest = clock_floor(NOW - 3) + (hour << CLOCK_SHIFT);
+        assert_eq!(tokens.take_in_floor(honest, NOW - 3, NOW), Ok(()));
+        assert_eq!(tokens.lead_ms(), hour);
+        let before = tokens;
+        // An honest floor, but sent "in 1970": it would lead the clock by 56 years.
+        assert!(tokens.take_in_floor(honest, 0, NOW).is_err());
+        // Sent "in 2200", with that clock's floor: beyond our ceiling.
+        let year_2200 = 7_258_118_400_000;
+        assert!(tokens
+            .take_in_floor(clock_floor(year_2200), year_2200, NOW)
+            .is_err());
+        assert!(tokens.take_in_floor(MAX_TOKEN, NOW, NOW).is_err());
+        assert_eq!(tokens, before, "refused floors change nothing");
+    }
+
+    #[test]
+    fn a_saved_counter_beyond_the_bounds_comes_back_at_the_clocks_floor() {
+        let mut tokens = TokenCounter::new();
+        let poisoned_lead = MAX_TOKEN - clock_floor(NOW);
+        assert!(tokens.take_in_saved(MAX_TOKEN, poisoned_lead, NOW).is_err());
+        assert_eq!(tokens, TokenCounter::new());
+        assert_eq!(tokens.next_token(NOW), Ok(clock_floor(NOW)));
+        // A lead beyond the bound is left out, an honest last token is still taken in.
+        let mut tokens = TokenCounter::new();
+        let honest_last = clock_floor(NOW - 5000);
+        assert!(tokens
+            .take_in_saved(honest_last, poisoned_lead, NOW)
+            .is_err());
+        assert_eq!((tokens.last(), tokens.lead()), (honest_last, 0));
+    }
+
+    #[test]
+    fn a_saved_lead_of_any_honest_size_comes_back_even_to_a_fresh_counter() {
+        let mut before = TokenCounter::new();
+        for promotion in 0..100_000 {
+            before.promote(NOW + promotion, DEFAULT_SPLIT_ALLOWANCE_MS);
+        }
+        let saved = token(&mut before, NOW + 100_000);
+        let mut restarted = TokenCounter::new();
+        let restored = restarted.take_in_saved(saved, before.lead(), NOW + 200_000);
+        assert_eq!(restored, Ok(()));
+        assert_eq!(restarted.lead(), before.lead());
+        assert!(token(&mut restarted, NOW + 200_000) > saved);
     }
 
     #[test]

@@ -1,109 +1,34 @@
-//! The one safe wrapper over the server's blocked-client calls.
-//!
-//! A `BlockedClient` owns its handle: `unblock_*` consumes it, so the handle is released
-//! exactly once (twice would double-free it in the server, never would leak it and hang the
-//! client). The crate's own `block_client()` has no reply, timeout or disconnect callbacks,
-//! hence this file.
+//! Blocking a client for `LOCK.ACQUIRE ... WAIT`, and the server's callbacks for it: its
+//! reply, its timeout (CLIENT UNBLOCK), its disconnect, and freeing what it was woken with.
+//! The crate's own `block_client()` has no reply, timeout or disconnect callbacks, hence this
+//! file; the handle itself is blocked_client.rs.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
 use std::ffi::{c_int, c_void};
 use std::ptr::NonNull;
 
 use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
 
 use super::api::rm;
+use super::blocked_client::{reply_done, BlockedClient, Grant};
 use super::context::{Ctx, OK};
 use super::entry::run_callback;
 use super::handoff;
-use super::waiters::{self, KeyRef};
+use super::waiters;
 
-pub struct BlockedClient {
-    handle: NonNull<RedisModuleBlockedClient>,
-    client_id: u64,
-}
-
-thread_local! {
-    /// Clients woken by us whose reply has not gone out yet (it goes out before the server
-    /// next polls). CLIENT UNBLOCK on one of them would swallow that reply: command_filter.rs
-    /// turns such a CLIENT UNBLOCK into a no-op.
-    static REPLY_PENDING: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
-}
-
-/// Whether client `id` was woken and its reply is still to go out.
-pub fn reply_pending(id: u64) -> bool {
-    REPLY_PENDING.with(|pending| pending.borrow().contains(&id))
-}
-
-/// Whether any woken client's reply is still to go out.
-pub fn any_reply_pending() -> bool {
-    REPLY_PENDING.with(|pending| !pending.borrow().is_empty())
-}
-
-fn reply_done(ctx: Ctx) {
-    // SAFETY: ctx is a live callback context of the client concerned.
-    let id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-    REPLY_PENDING.with(|pending| pending.borrow_mut().remove(&id));
-}
-
-/// What a blocked client is told when it wakes: the fencing token it was handed, and which
-/// lock it is (to take it back if the client is gone before the reply reaches it).
-struct Grant {
-    token: u64,
-    key: KeyRef,
-}
-
-impl BlockedClient {
-    /// Blocks the calling client with no server-side timeout (ours is a module timer, precise
-    /// to the millisecond). `None` if the server refused.
-    pub fn block(ctx: Ctx) -> Option<BlockedClient> {
-        // SAFETY: ctx is the running command's context and the caller checked that it may
-        // block (no MULTI, Lua or AOF loading); the callbacks live as long as the module.
-        let handle = unsafe {
-            rm!(RedisModule_BlockClient)(ctx.0, Some(reply), Some(timeout), Some(free_grant), 0)
-        };
-        let handle = NonNull::new(handle)?;
-        // SAFETY: handle was just returned by BlockClient and not yet released.
-        unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
-        // SAFETY: ctx is the blocking client's own context.
-        let client_id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-        Some(BlockedClient { handle, client_id })
-    }
-
-    /// The blocked client's connection id (CLIENT ID).
-    pub fn client_id(&self) -> u64 {
-        self.client_id
-    }
-
-    /// The handle's address: how the server's callbacks name this client to us.
-    pub fn id(&self) -> usize {
-        self.handle.as_ptr() as usize
-    }
-
-    /// Wakes the client with `token`, its lock at `key`, as its reply.
-    pub fn unblock_granted(self, token: u64, key: KeyRef) {
-        let grant = Box::into_raw(Box::new(Grant { token, key })).cast::<c_void>();
-        REPLY_PENDING.with(|pending| pending.borrow_mut().insert(self.client_id));
-        self.release(grant);
-    }
-
-    /// Wakes the client with nil (timed out, or the lock went away).
-    pub fn unblock_empty(self) {
-        REPLY_PENDING.with(|pending| pending.borrow_mut().insert(self.client_id));
-        self.release(std::ptr::null_mut());
-    }
-
-    /// Frees the handle of a client that is gone or was already answered (disconnected,
-    /// killed, CLIENT UNBLOCK).
-    fn let_go(self) {
-        self.release(std::ptr::null_mut());
-    }
-
-    fn release(self, privdata: *mut c_void) {
-        // SAFETY: self owns the handle, and this consumes self: the one release it gets. The
-        // server frees privdata through free_grant after the reply callback.
-        unsafe { rm!(RedisModule_UnblockClient)(self.handle.as_ptr(), privdata) };
-    }
+/// Blocks the calling client with no server-side timeout (ours is a module timer, precise
+/// to the millisecond). `None` if the server refused.
+pub fn block(ctx: Ctx) -> Option<BlockedClient> {
+    // SAFETY: ctx is the running command's context and the caller checked that it may
+    // block (no MULTI, Lua or AOF loading); the callbacks live as long as the module.
+    let handle = unsafe {
+        rm!(RedisModule_BlockClient)(ctx.0, Some(reply), Some(timeout), Some(free_grant), 0)
+    };
+    let handle = NonNull::new(handle)?;
+    // SAFETY: handle was just returned by BlockClient and not yet released.
+    unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
+    // SAFETY: ctx is the blocking client's own context.
+    let client_id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
+    Some(BlockedClient::new(handle, client_id))
 }
 
 /// Runs in the woken client's context, before the server's next poll: only formats the reply;

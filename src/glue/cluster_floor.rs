@@ -4,8 +4,9 @@
 //! ahead of its clock: after a promotion lifted it by the split allowance, or after its clock
 //! stepped back. Such a lead would let a slot moved off that node get lower tokens on its new
 //! node. So every master broadcasts its last token to all nodes once a second and at once after
-//! a promotion, and every node raises its counter to what it hears. Outside cluster mode this
-//! does nothing.
+//! a promotion, and every node raises its counter to what it hears, up to the ceiling of
+//! core/tokens.rs (a floor beyond it is ignored and logged). Outside cluster mode this does
+//! nothing.
 
 use std::ffi::{c_char, c_uchar, c_void};
 
@@ -15,7 +16,7 @@ use super::api::rm;
 use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::timers;
-use super::token_counter::{token_floor, with_tokens};
+use super::token_counter::{hear_floor, token_floor};
 
 /// Our message type on the cluster bus (the bus keeps each module's types apart).
 const FLOOR_MESSAGE: u8 = 1;
@@ -95,7 +96,8 @@ unsafe extern "C" fn floor_heard(
         // SAFETY: the server hands us `len` readable bytes for the duration of the call.
         let bytes = unsafe { std::slice::from_raw_parts(payload, len as usize) };
         if let Some((floor, sent_at)) = decode_floor(bytes) {
-            with_tokens(|tokens| tokens.observe(floor, sent_at));
+            // Within the bound only: one poisoned node must not end every node's grants.
+            hear_floor(floor, sent_at);
         }
     })
 }

@@ -4,17 +4,17 @@
 use redis_module::raw;
 
 use super::api::rm;
-use super::blocking::BlockedClient;
+use super::blocking;
 use super::configs;
 use super::context::{now, Ctx};
 use super::entry::{command_entry, Args};
-use super::handoff::{settle, why_gone, Freed, Handling};
+use super::handoff::{self, settle, why_gone, Freed, Handling};
 use super::keys::LockKey;
 use super::replicate;
-use super::sessions;
+use super::session_index;
 use super::signals::Event;
 use super::stats::{self, Counter};
-use super::token_counter::{observe, with_tokens};
+use super::token_counter::{self, with_tokens, Beyond};
 use super::waiters::{self, KeyRef, Wanted};
 use crate::core::encoding::decode_holds;
 use crate::core::error::{Command, LockError};
@@ -57,17 +57,20 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let mut holds = key.holds()?.unwrap_or_default();
     let mut queued = waiters::queued(db, key_bytes);
     if queued > 0 {
-        // Holds gone a moment ago (deleted, or expired before our timer ran) are the
-        // waiters' first.
-        let was_free = holds.is_free();
+        // Holds gone a moment ago (deleted, expired or their session's connection closed
+        // before our timer ran) are the waiters' first.
+        let closed = key.sessions_closed() > 0;
+        let was_free = holds.is_free() && !closed;
         let expired = holds.expire(now);
-        if was_free || expired > 0 {
+        if was_free || expired > 0 || closed {
             let freed = if was_free {
                 why_gone(db, key_bytes)
-            } else {
+            } else if expired > 0 {
                 Freed::Expired
+            } else {
+                Freed::Released
             };
-            let changed = expired > 0;
+            let changed = expired > 0 || closed;
             settle(
                 ctx, &mut key, name, db, key_bytes, &mut holds, now, freed, changed,
             );
@@ -117,7 +120,7 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
                     db,
                     name: key_bytes.into(),
                 };
-                sessions::register(client, at);
+                session_index::register(client, at);
             }
             reschedule_check(ctx, db, key_bytes, &after);
         }
@@ -166,10 +169,12 @@ fn wait_in_line(
     if waiters::queued(at.db, &at.name) as u64 >= max {
         return Err(LockError::TooManyWaiters(max));
     }
-    match BlockedClient::block(ctx) {
-        Some(client) => waiters::join(ctx, at, wanted, client, next_expiry),
-        None => ctx.reply_null(),
-    }
+    // The server may refuse to block a client it would not say is unblockable (Valkey 9.1: a
+    // RESP3 connection in subscribed mode): a nil would read as a timeout, so say so.
+    let client = blocking::block(ctx).ok_or(LockError::CannotBlock)?;
+    let (db, name) = (at.db, at.name.clone());
+    waiters::join(ctx, at, wanted, client);
+    handoff::schedule_check(ctx, db, &name, next_expiry.unwrap_or(i64::MAX));
     Ok(())
 }
 
@@ -227,6 +232,9 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     if let Some(settled) = settled_by_held(&holds, request.owner, request.held, Step::Down) {
         return reply_settled(ctx, Command::Release, settled);
     }
+    let session = holds
+        .holder(request.owner)
+        .and_then(|holder| holder.session);
     match holds::release(&mut holds, request.owner, now) {
         Released::NotHeld => ctx.reply_null(),
         Released::StillHeld { count } => {
@@ -242,6 +250,9 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             key.notify(Event::Release);
             let db = ctx.selected_db();
             let key_bytes = args.bytes()[0];
+            if let Some(client) = session {
+                session_index::unregister(client, db, key_bytes);
+            }
             let freed = Freed::Released;
             if settle(
                 ctx, &mut key, name, db, key_bytes, &mut holds, now, freed, true,
@@ -306,7 +317,7 @@ fn reply_settled(ctx: Ctx, command: Command, settled: Expected) -> Result<(), Lo
 /// If anyone waits for the key, it is looked at again when its next holder expires.
 fn reschedule_check(ctx: Ctx, db: i32, key_bytes: &[u8], holds: &Holds) {
     if let (Some(at), true) = (holds.next_expiry(), waiters::anyone_waiting()) {
-        waiters::schedule_check(ctx, db, key_bytes, at);
+        handoff::schedule_check(ctx, db, key_bytes, at);
     }
 }
 
@@ -394,6 +405,10 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         (holds, counter)
     } else {
         let request = parse_apply(args.bytes())?;
+        // A count the packed lock cannot hold would be cut down, not kept as the master sent.
+        if request.count > lock::MAX_COUNT {
+            return Err(LockError::InvalidApply("count"));
+        }
         let expires_at = (request.expires_at > 0).then_some(request.expires_at);
         let lock = Lock::boxed(request.owner, request.count, request.token);
         (
@@ -412,10 +427,10 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             None
         }
     };
-    observe(counter);
-    for holder in &after.holders {
-        observe(holder.token);
-    }
+    // The key follows the master whatever its tokens; the counter only within its bound.
+    let mut seen = vec![counter];
+    seen.extend(after.holders.iter().map(|holder| holder.token));
+    token_counter::take_in(&seen, "a replayed LOCK.APPLY", Beyond::Ignore);
     let before_expiry = before.as_ref().and_then(Holds::key_expiry);
     if let Some((lock, expires_at)) = after.as_plain_lock() {
         // Stored whole, as the master sent it (an admin's PERSIST travels as expiry 0).
@@ -462,7 +477,8 @@ fn notify_replayed(
 /// rewritten AOF without an RDB preamble still knows the tokens of locks long released.
 fn tokens(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     refuse_unless_replayed(ctx, Command::Tokens)?;
-    observe(parse_tokens(args.bytes())?);
+    let counter = parse_tokens(args.bytes())?;
+    token_counter::take_in(&[counter], "a replayed LOCK.TOKENS", Beyond::Ignore);
     replicate::verbatim(ctx);
     ctx.reply_simple(c"OK");
     Ok(())

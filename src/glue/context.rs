@@ -1,9 +1,10 @@
-//! A command's or callback's server context: replies, context flags, time and logging.
+//! A command's or callback's server context: replies, context flags, time, logging and
+//! server-event subscriptions.
 
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::os::raw::c_int;
 
-use redis_module::raw::{self, RedisModuleCtx};
+use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
 use super::api::rm;
 use crate::core::error::LockError;
@@ -91,6 +92,14 @@ pub fn detached() -> Option<Ctx> {
     (!ctx.is_null()).then_some(Ctx(ctx))
 }
 
+/// Whether the connection with client id `id` is still open on this server. A session hold
+/// whose connection is gone is gone for every command from that moment (the server unlinks a
+/// closing client before any later command runs).
+pub fn client_connected(id: u64) -> bool {
+    // SAFETY: a lookup by id; a null info pointer asks for existence only.
+    unsafe { rm!(RedisModule_GetClientInfoById)(std::ptr::null_mut(), id) == OK }
+}
+
 /// The server's clock in unix ms: the clock it compares key expiries with.
 pub fn now() -> Millis {
     // SAFETY: a plain call without arguments.
@@ -107,3 +116,27 @@ pub fn log(ctx: *mut RedisModuleCtx, level: &std::ffi::CStr, message: &str) {
 }
 
 pub const OK: c_int = raw::REDISMODULE_OK as c_int;
+
+pub type EventCallback =
+    unsafe extern "C" fn(*mut RedisModuleCtx, RedisModuleEvent, u64, *mut c_void);
+
+/// Subscribes `callback` to server event `id` (version 1 of its data); false, after logging
+/// it, if the server refused.
+pub fn subscribe_to_server_event(
+    ctx: *mut RedisModuleCtx,
+    id: u64,
+    callback: EventCallback,
+) -> bool {
+    let event = RedisModuleEvent { id, dataver: 1 };
+    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
+    let subscribed = unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, event, Some(callback)) };
+    if subscribed != OK {
+        log(
+            ctx,
+            c"warning",
+            &format!("rlock: cannot subscribe to server event {id}"),
+        );
+        return false;
+    }
+    true
+}

@@ -3,6 +3,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use redis_module::native_types::RedisType;
 use redis_module::raw::{
@@ -11,12 +12,18 @@ use redis_module::raw::{
 };
 
 use super::api::rm;
-use super::context::log;
+use super::context::{detached, log, now, Ctx};
 use super::entry::{run_callback, string_bytes};
-use super::replicate::{ApplyArgs, APPLY_COMMAND, APPLY_FORMAT, HOLDS_FORMAT, HOLDS_TAG};
-use super::token_counter::{self, last_token, observe};
+use super::keys::{LockKey, OwnedString};
+use super::replicate::{self, ApplyArgs, APPLY_COMMAND, APPLY_FORMAT, HOLDS_FORMAT, HOLDS_TAG};
+use super::signals::Event;
+use super::timers::{self, propagating_timer};
+use super::token_counter::{self, last_token, Beyond};
 use super::value::{free_value, into_value, into_value_checked, stored, Stored};
-use crate::core::encoding::{decode_holds, decode_value, encode_holds, Value, ENCODING_VERSION};
+use crate::core::encoding::{
+    check_expiries, decode_holds, decode_value, encode_holds, Value, ENCODING_VERSION,
+};
+use crate::core::Millis;
 
 /// The type's name as `TYPE key` shows it (Redis wants exactly 9 characters).
 pub const TYPE_NAME: &str = "rlocklock";
@@ -47,8 +54,8 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
     },
 );
 
-/// The registered type handle, compared with a key's type before its value is touched.
-pub fn lock_type() -> *mut RedisModuleType {
+/// The registered type handle (kept by value.rs for the key handles).
+pub fn registered_type() -> *mut RedisModuleType {
     *LOCK_TYPE.raw_type.borrow()
 }
 
@@ -56,6 +63,13 @@ pub fn lock_type() -> *mut RedisModuleType {
 /// (the server tags it with the type's encoding version).
 const AUX_LATEST_VERSION: c_int = ENCODING_VERSION;
 
+/// A value loaded from an RDB file or a replica's full sync (LOADING), or restored by RESTORE
+/// or MIGRATE (the server is not loading). A RESTORE on a master refuses a value no grant can
+/// have made (a token beyond the ceiling of core/tokens.rs, a holder expiring beyond any ttl):
+/// the command fails and nothing changes. Loading never refuses (the server would not start,
+/// or a replica would not sync), nor does a replica replaying its master's RESTORE: the key is
+/// kept as it is, and a token beyond the ceiling is left out of the counter. Either way it is
+/// logged and counted (`lock_tokens_refused`).
 unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_void {
     run_callback("rdb_load", std::ptr::null_mut(), || {
         let mut len = 0usize;
@@ -69,31 +83,186 @@ unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_
         let decoded = decode_value(encver, bytes);
         // SAFETY: allocated by LoadStringBuffer, freed once.
         unsafe { rm!(RedisModule_Free)(buffer.cast::<c_void>()) };
-        match decoded {
-            Ok(Value::Plain(lock)) => {
-                observe(lock.token());
-                into_value(lock)
-            }
-            Ok(Value::Holds(holds)) => {
-                for holder in &holds.holders {
-                    observe(holder.token);
-                }
-                into_value_checked(encode_holds(&holds)).unwrap_or(std::ptr::null_mut())
-            }
+        let value = match decoded {
+            Ok(value) => value,
             Err(error) => {
                 log(
                     std::ptr::null_mut(),
                     c"warning",
                     &format!("rlock: refusing a corrupt lock in the RDB payload: {error:?}"),
                 );
-                std::ptr::null_mut()
+                return std::ptr::null_mut();
+            }
+        };
+        // SAFETY: rdb is the live loading stream.
+        let how = unsafe { how_loaded(rdb) };
+        if how == Loaded::Restored {
+            if let Err(error) = check_expiries(&value, now()) {
+                log(
+                    std::ptr::null_mut(),
+                    c"warning",
+                    &format!("rlock: refusing a restored lock no grant can have made: {error:?}"),
+                );
+                return std::ptr::null_mut();
+            }
+        }
+        let (source, beyond) = match how {
+            Loaded::Restored => ("a RESTORE or MIGRATE payload", Beyond::Refuse),
+            Loaded::Replayed => ("a RESTORE from this replica's master", Beyond::Ignore),
+            Loaded::Loading => ("a lock key in the RDB data being loaded", Beyond::Ignore),
+        };
+        if !token_counter::take_in(&tokens_of(&value), source, beyond) {
+            return std::ptr::null_mut();
+        }
+        match value {
+            Value::Plain(lock) => into_value(lock),
+            Value::Holds(holds) => {
+                let stored = into_value_checked(encode_holds(&holds));
+                if how != Loaded::Loading && stored.is_some() {
+                    // SAFETY: rdb is the live loading stream.
+                    unsafe { restored_key_expires_with_its_holders(rdb) };
+                }
+                stored.unwrap_or(std::ptr::null_mut())
             }
         }
     })
 }
 
+/// Every fencing token a loaded value carries.
+fn tokens_of(value: &Value) -> Vec<u64> {
+    match value {
+        Value::Plain(lock) => vec![lock.token()],
+        Value::Holds(holds) => holds.holders.iter().map(|holder| holder.token).collect(),
+    }
+}
+
+/// Why rdb_load runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loaded {
+    /// An RDB file, an AOF's RDB preamble, a replica's full sync or DEBUG RELOAD.
+    Loading,
+    /// RESTORE (or MIGRATE's RESTORE-ASKING) on a master.
+    Restored,
+    /// RESTORE on a replica: its master's, whose outcome the replica must follow.
+    Replayed,
+}
+
+/// # Safety
+/// `rdb` must be the live loading stream.
+unsafe fn how_loaded(rdb: *mut RedisModuleIO) -> Loaded {
+    // SAFETY: reads of a function pointer written once by RedisModule_Init; rdb is live, and
+    // the context the server makes for it lives as long as the stream.
+    let ctx = match unsafe { raw::RedisModule_GetContextFromIO } {
+        Some(context_of) => unsafe { context_of(rdb) },
+        None => return Loaded::Loading,
+    };
+    if ctx.is_null() {
+        return Loaded::Loading;
+    }
+    let flags = Ctx(ctx).flags();
+    if flags & raw::REDISMODULE_CTX_FLAGS_LOADING != 0 {
+        Loaded::Loading
+    } else if flags & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0 {
+        Loaded::Replayed
+    } else {
+        Loaded::Restored
+    }
+}
+
+/// Keys restored with holds of their own expiries (RESTORE, MIGRATE), by database and name: a
+/// RESTORE gives the key the ttl it is told (0: none), which may outlast every holder, and a
+/// key whose every hold has expired must go. A timer sets each key's expiry to its latest
+/// holder's once the command is done (rdb_load runs before the key exists).
+static RESTORED: Mutex<Vec<(i32, Box<[u8]>)>> = Mutex::new(Vec::new());
+
+fn restored_keys() -> std::sync::MutexGuard<'static, Vec<(i32, Box<[u8]>)>> {
+    // A panic while the list was held cannot leave it half-changed: take it as it is.
+    RESTORED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Notes the key being restored and arms the timer that fixes its expiry.
+///
+/// # Safety
+/// `rdb` must be the live loading stream.
+unsafe fn restored_key_expires_with_its_holders(rdb: *mut RedisModuleIO) {
+    // SAFETY: reads of function pointers written once by RedisModule_Init.
+    let (key_name, db_id) = unsafe {
+        (
+            raw::RedisModule_GetKeyNameFromIO,
+            raw::RedisModule_GetDbIdFromIO,
+        )
+    };
+    let (Some(key_name), Some(db_id), Some(timer_ctx)) = (key_name, db_id, detached()) else {
+        return;
+    };
+    // SAFETY: rdb is live; the name lives as long as the stream.
+    let name = unsafe { key_name(rdb) };
+    if name.is_null() {
+        return;
+    }
+    // SAFETY: as above.
+    let (db, name) = unsafe { (db_id(rdb), string_bytes(name)) };
+    let mut keys = restored_keys();
+    keys.push((db, name.into()));
+    if keys.len() == 1 {
+        timers::start(timer_ctx, 0, restored_keys_due, 0);
+    }
+}
+
+propagating_timer!(
+    restored_keys_due,
+    "restored lock keys",
+    expire_restored_keys
+);
+
+/// Restored keys expire with their latest holder (on a master, which propagates it).
+fn expire_restored_keys(ctx: Ctx, _: u64) {
+    let keys = std::mem::take(&mut *restored_keys());
+    // A replica follows its master, which fixes the key and propagates it.
+    if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+        return;
+    }
+    let now = now();
+    for (db, name) in keys {
+        expire_with_latest_holder(ctx, db, &name, now);
+    }
+}
+
+/// Makes the key at `name` expire with its latest holder, if it has none or a later expiry:
+/// deleted when every holder has expired already. Propagated as the key's whole state (or its
+/// deletion), which sets the same expiry on replicas and in the AOF.
+fn expire_with_latest_holder(ctx: Ctx, db: i32, name: &[u8], now: Millis) {
+    ctx.select_db(db);
+    let name = OwnedString::new(ctx, name);
+    let mut key = LockKey::open_writable(ctx, name.as_ptr());
+    let Ok(Some(holds)) = key.holds() else {
+        return;
+    };
+    // None: a holder never expires (a plain lock restored without a ttl is such a one).
+    let Some(latest) = holds.key_expiry() else {
+        return;
+    };
+    if key.expiry().is_some_and(|at| at <= latest) {
+        return;
+    }
+    if latest <= now {
+        key.delete();
+        replicate::deletion(ctx, name.as_ptr());
+        // Counted as an expiry; its waiters, if any, are served as after one.
+        key.notify(Event::Expired);
+    } else {
+        key.set_expiry(latest);
+        replicate::holds_state(ctx, name.as_ptr(), &holds);
+        key.notify(Event::Expire);
+    }
+}
+
 unsafe extern "C" fn rdb_save(rdb: *mut RedisModuleIO, value: *mut c_void) {
     run_callback("rdb_save", (), || {
+        // SAFETY: rdb is the live saving stream of this call.
+        unsafe { super::migration::note_serialized(rdb) };
         // SAFETY: the server passes a value of our type.
         let bytes = match unsafe { stored(value) } {
             Some(Stored::Plain(lock)) => lock.as_bytes(),

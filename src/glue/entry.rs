@@ -139,7 +139,7 @@ pub fn run_command(
         Ok(Err(error)) => error,
         Err(_) => LockError::Panicked(command),
     };
-    // Replying can itself panic only on a missing API, which check_required ruled out.
+    // Replying can itself panic only on a missing API, which the load-time check ruled out.
     let _ = catch_unwind(AssertUnwindSafe(|| ctx.reply_error(&error)));
     OK
 }
@@ -153,12 +153,34 @@ pub fn run_callback<T>(what: &str, fallback: T, body: impl FnOnce() -> T) -> T {
                 super::context::log(
                     std::ptr::null_mut(),
                     c"warning",
-                    &format!("rlock: a bug in {what} was caught; see the panic message above"),
+                    &format!("rlock: a bug in {what} was caught; the log line before says where"),
                 )
             });
             fallback
         }
     }
+}
+
+/// Writes every panic's message and location to the server's log (a daemonized server drops
+/// stderr, where Rust's default hook writes), before the entry point catches it.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let place = info.location().map_or_else(
+            || "an unknown place".into(),
+            |at| format!("{}:{}", at.file(), at.line()),
+        );
+        super::context::log(
+            std::ptr::null_mut(),
+            c"warning",
+            &format!("rlock: panic at {place}: {message}"),
+        );
+    }));
 }
 
 /// Declares an `extern "C"` command function that the server calls, wrapping `$handler`.

@@ -10,11 +10,15 @@ use redis_module::raw::{
 };
 
 use super::api::rm;
-use super::context::{detached, log, Ctx, OK};
+use super::cluster_floor;
+use super::configs;
+use super::context::{detached, log, now, subscribe_to_server_event, Ctx, EventCallback, OK};
 use super::entry::{run_callback, string_bytes};
 use super::handoff;
+use super::propagation;
 use super::replicate;
 use super::stats::{self, Counter};
+use super::token_counter::with_tokens;
 use super::value::live_values;
 use super::waiters;
 
@@ -57,9 +61,6 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *
         handoff::lock_removed(timer_ctx, db, name);
     })
 }
-
-pub type EventCallback =
-    unsafe extern "C" fn(*mut RedisModuleCtx, RedisModuleEvent, u64, *mut c_void);
 
 /// An "expired" keyspace event (only those: no other event pays for this subscription).
 unsafe extern "C" fn key_expired(
@@ -111,27 +112,6 @@ pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
         .all(|(id, callback)| subscribe_to_server_event(ctx, id, callback))
 }
 
-/// Subscribes `callback` to server event `id` (version 1 of its data); false, after logging
-/// it, if the server refused.
-pub fn subscribe_to_server_event(
-    ctx: *mut RedisModuleCtx,
-    id: u64,
-    callback: EventCallback,
-) -> bool {
-    let event = RedisModuleEvent { id, dataver: 1 };
-    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
-    let subscribed = unsafe { rm!(RedisModule_SubscribeToServerEvent)(ctx, event, Some(callback)) };
-    if subscribed != OK {
-        log(
-            ctx,
-            c"warning",
-            &format!("rlock: cannot subscribe to server event {id}"),
-        );
-        return false;
-    }
-    true
-}
-
 /// SWAPDB: waiters stay with their database number (as Redis' own blocked clients do), whose
 /// keys now hold other values; each key waited for in both is examined again at once.
 unsafe extern "C" fn swapped(
@@ -145,8 +125,8 @@ unsafe extern "C" fn swapped(
         let Some(info) = (unsafe { data.cast::<raw::RedisModuleSwapDbInfo>().as_ref() }) else {
             return;
         };
-        waiters::schedule_all_checks(Ctx(ctx), info.dbnum_first);
-        waiters::schedule_all_checks(Ctx(ctx), info.dbnum_second);
+        handoff::schedule_all_checks(Ctx(ctx), info.dbnum_first);
+        handoff::schedule_all_checks(Ctx(ctx), info.dbnum_second);
     })
 }
 
@@ -166,7 +146,7 @@ unsafe extern "C" fn flushed(
         if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_START {
             count_locks_dropped_by_sync(Ctx(ctx), info.dbnum);
         } else if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_END {
-            waiters::schedule_all_checks(Ctx(ctx), info.dbnum);
+            handoff::schedule_all_checks(Ctx(ctx), info.dbnum);
         }
     })
 }
@@ -229,12 +209,12 @@ unsafe extern "C" fn forked(
         // A full sync forks for its snapshot (also a diskless one, and Valkey's dual-channel
         // sync): everything changed before the fork is in it, every later change must be
         // propagated to the replica's stream.
-        super::propagation::replicas_possible(ctx);
+        propagation::replicas_possible(ctx);
         if !rewriting_aof(ctx) {
             return;
         }
         // CONFIG SET appendonly yes forks before its config event: learn the AOF is on now.
-        super::propagation::read_persistence_state(ctx);
+        propagation::read_persistence_state(ctx);
         // SAFETY: a plain call without arguments.
         if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
             // Replicating while clients are paused would abort the server; a bit later still
@@ -261,4 +241,58 @@ fn rewriting_aof(ctx: Ctx) -> bool {
         rm!(RedisModule_FreeServerInfo)(ctx.0, info);
         error == 0 && in_progress == 1
     }
+}
+
+/// Watches for role changes and config changes, which decide whether anything listens to what
+/// we propagate (propagation.rs; replicas attaching are seen by their fork, below).
+pub fn watch_roles_and_configs(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
+    let watching =
+        subscribe_to_server_event(
+            ctx,
+            raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+            role_changed,
+        ) && subscribe_to_server_event(ctx, raw::REDISMODULE_EVENT_CONFIG, config_changed);
+    if !watching {
+        return false;
+    }
+    propagation::read_persistence_state(Ctx(ctx));
+    propagation::replicas_possible(Ctx(ctx));
+    true
+}
+
+/// CONFIG SET (appendonly among others) was applied.
+unsafe extern "C" fn config_changed(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    _sub: u64,
+    _data: *mut c_void,
+) {
+    run_callback("a config change", (), || {
+        propagation::read_persistence_state(Ctx(ctx))
+    });
+}
+
+/// A role change. A replica promoted to master may have missed the last tokens its old master
+/// handed out (replication is asynchronous), and that master may go on granting for a while (a
+/// split brain): the counter jumps the split allowance (`lock.split-allowance-ms`) ahead, and the new
+/// master tells its own replicas, its AOF and, in a cluster, every other node.
+unsafe extern "C" fn role_changed(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    sub: u64,
+    _data: *mut c_void,
+) {
+    run_callback("a role change", (), || {
+        let ctx = Ctx(ctx);
+        propagation::replicas_possible(ctx);
+        if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
+            became_replica();
+        }
+        if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {
+            let allowance = configs::split_allowance_ms();
+            with_tokens(|tokens| tokens.promote(now(), allowance));
+            replicate::token_counter_soon(ctx);
+            cluster_floor::broadcast(ctx);
+        }
+    })
 }

@@ -11,17 +11,18 @@ use std::ffi::c_void;
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
 use super::api::rm;
-use super::command_filter;
 use super::context::{now, Ctx};
 use super::entry::run_callback;
 use super::keys::{LockKey, OwnedString};
-use super::replicate::{self, PAUSED_RETRY_MS};
+use super::migration;
+use super::replicate;
 use super::signals::Event;
 use super::stats::{self, Counter};
-use super::timers;
+use super::timers::{self, propagating_timer, PAUSED_RETRY_MS};
 use super::token_counter::with_tokens;
 use super::waiters::{self, KeyRef};
-use crate::core::holds::{self, Admission, Ask, Holds};
+use crate::core::handoff;
+use crate::core::holds::{Admission, Holds};
 use crate::core::Millis;
 
 thread_local! {
@@ -110,36 +111,27 @@ pub fn settle(
     changed: bool,
 ) -> bool {
     let _handling = Handling::begin();
+    // Who leaves the queue with what: decided in core, on the queue as it stands.
+    let plan = waiters::with_queue(db, key_bytes, |queue, queued| {
+        with_tokens(|tokens| handoff::plan(holds, queue, queued, now, tokens))
+    });
     let mut granted = Vec::new();
     let mut refused = Vec::new();
-    while let Some(head) = waiters::head(db, key_bytes) {
-        let ask = Ask {
-            owner: &head.owner,
-            want: head.want,
-            ttl: head.ttl,
-            session: head.session,
-        };
-        let admission = with_tokens(|tokens| holds::admit(holds, &ask, now, tokens));
-        let token = match admission {
-            Admission::Wait => break,
-            Admission::Granted { token } | Admission::Reentered { token, .. } => Some(token),
-            Admission::Refused => None,
-        };
+    for outcome in &plan.leaving {
         let Some(waiter) = waiters::pop_first(ctx, db, key_bytes) else {
             break;
         };
-        match token {
-            Some(token) => {
-                if matches!(admission, Admission::Granted { .. }) {
-                    stats::count_kind(head.want);
-                }
-                granted.push((waiter, token, head.session))
+        match *outcome {
+            Admission::Granted { token } => {
+                stats::count_kind(waiter.want);
+                granted.push((token, waiter));
             }
-            None => refused.push(waiter),
+            Admission::Reentered { token, .. } => granted.push((token, waiter)),
+            Admission::Refused | Admission::Wait => refused.push(waiter),
         }
     }
-    let deleted = holds.is_free();
-    if changed || !granted.is_empty() {
+    // Applied in one order: store and propagate, then wake, then look again later.
+    if changed || plan.grants() {
         key.put(holds);
         replicate::holds_state(ctx, name, holds);
     }
@@ -147,22 +139,49 @@ pub fn settle(
         db,
         name: key_bytes.into(),
     };
-    for (waiter, token, session) in granted {
+    for (token, waiter) in granted {
         key.notify(Event::Handoff);
         key.notify(Event::Expire);
         stats::count(freed.counter());
-        if let Some(client) = session {
-            super::sessions::register(client, key_ref.clone());
+        if let Some(client) = waiter.session_client() {
+            super::session_index::register(client, key_ref.clone());
         }
         waiter.client.unblock_granted(token, key_ref.clone());
     }
     for waiter in refused {
         waiter.client.unblock_empty();
     }
-    if waiters::queued(db, key_bytes) > 0 {
-        waiters::schedule_check(ctx, db, key_bytes, holds.next_expiry().unwrap_or(i64::MAX));
+    if let Some(at) = plan.next_check {
+        schedule_check(ctx, db, key_bytes, at);
     }
-    deleted
+    plan.free_after
+}
+
+/// The longest a waited-for lock goes unexamined: an admin's EXPIRE or PEXPIRE on the key
+/// moves its expiry behind our timers' back (watching for it with keyspace events would tax
+/// every EXPIRE and DEL on the server), so the check comes back at least this often.
+pub const RECHECK_AT_LEAST_EVERY_MS: i64 = 1000;
+
+/// Makes sure `key` is re-examined at `at` (unix ms) or earlier, if anyone waits for it: its
+/// queue's one check timer (check_fired) is moved earlier when needed.
+pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
+    let at = at.min(now().saturating_add(RECHECK_AT_LEAST_EVERY_MS));
+    let Some((old_timer, queue_id)) = waiters::replace_check(db, name, at) else {
+        return;
+    };
+    if let Some(timer) = old_timer {
+        timers::stop(ctx, timer);
+    }
+    let timer = timers::start(ctx, at - now(), check_fired, queue_id);
+    waiters::check_armed(queue_id, timer, at);
+}
+
+/// Every key waited for in `db` (-1: all) is examined again at once.
+pub fn schedule_all_checks(ctx: Ctx, db: i32) {
+    let now = now();
+    for key in waiters::waited_keys(db) {
+        schedule_check(ctx, key.db, &key.name, now);
+    }
 }
 
 /// A key's check timer fired: hand the lock over if it is free, else look again at its expiry.
@@ -181,7 +200,7 @@ pub unsafe extern "C" fn check_fired(ctx: *mut RedisModuleCtx, data: *mut c_void
         }
         // SAFETY: a plain call without arguments.
         if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
-            waiters::schedule_check(ctx, key.db, &key.name, now() + PAUSED_RETRY_MS);
+            schedule_check(ctx, key.db, &key.name, now() + PAUSED_RETRY_MS);
             return;
         }
         check_key(ctx, &key);
@@ -202,7 +221,24 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
         }
         Ok(Some(mut holds)) => {
             let expired = holds.expire(now);
-            if expired > 0 {
+            let closed = lock_key.sessions_closed() > 0;
+            if closed && expired == 0 {
+                // A session's connection closed (its hold may have been renamed or moved
+                // here): its weight goes to the queue.
+                if settle(
+                    ctx,
+                    &mut lock_key,
+                    name.as_ptr(),
+                    db,
+                    bytes,
+                    &mut holds,
+                    now,
+                    Freed::Released,
+                    true,
+                ) {
+                    lock_key.notify(Event::Del);
+                }
+            } else if expired > 0 {
                 let others_hold_on = !holds.is_free();
                 if others_hold_on {
                     // Some holders expired, others hold on: their weight goes to the queue.
@@ -230,7 +266,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
             } else {
                 // Still held (renewed, or reentered): look again at the next expiry, or sooner.
                 let at = holds.next_expiry().unwrap_or(i64::MAX);
-                waiters::schedule_check(ctx, key.db, &key.name, at);
+                schedule_check(ctx, key.db, &key.name, at);
             }
         }
         Ok(None) => {
@@ -258,13 +294,13 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
     if HANDLING.with(Cell::get) || !waiters::anyone_waiting() {
         return;
     }
-    if command_filter::is_migrating(name) {
+    if migration::take_serialized(db, name) {
         // The lock moves on to another node, held: handing it over here would make a second
         // owner. Its waiters get nil and, retrying, are redirected (cluster) to where it went.
         waiters::wake_all_with_nil(ctx, db, name);
         return;
     }
-    waiters::schedule_check(ctx, db, name, now());
+    schedule_check(ctx, db, name, now());
 }
 
 /// The lock `token` at `key` was handed to a client that disconnected before its reply: take
@@ -278,23 +314,16 @@ pub fn take_back_later(ctx: Ctx, key: KeyRef, token: u64) {
     timers::start(ctx, 0, take_back_fired, id);
 }
 
-unsafe extern "C" fn take_back_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
-    run_callback("taking back a lock", (), || {
-        let ctx = Ctx(ctx);
-        let id = timers::id_of(data);
-        // SAFETY: a plain call without arguments.
-        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
-            timers::start(ctx, PAUSED_RETRY_MS, take_back_fired, id);
-            return;
-        }
-        let Some((key, token)) = TO_TAKE_BACK.with(|pending| pending.borrow_mut().remove(&id))
-        else {
-            return;
-        };
-        if ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
-            take_back(ctx, &key, token);
-        }
-    })
+propagating_timer!(take_back_fired, "taking back a lock", take_back_pending);
+
+/// Takes back the lock of pending take-back `id`, on a master.
+fn take_back_pending(ctx: Ctx, id: u64) {
+    let Some((key, token)) = TO_TAKE_BACK.with(|pending| pending.borrow_mut().remove(&id)) else {
+        return;
+    };
+    if ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+        take_back(ctx, &key, token);
+    }
 }
 
 /// Ends the hold handed out with `token` at `key` if it is still untouched (held once): to the

@@ -34,6 +34,7 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             (c"shared_holds", Counter::SharedHolds),
             (c"limit_holds", Counter::LimitHolds),
             (c"session_ends", Counter::SessionEnds),
+            (c"tokens_refused", Counter::TokensRefused),
         ];
         // SAFETY: ctx is the live INFO context; names are static C strings.
         unsafe {
@@ -45,7 +46,12 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             add(
                 ctx,
                 c"session_connections",
-                super::sessions::connections() as u64,
+                super::session_index::connections() as u64,
+            );
+            add(
+                ctx,
+                c"session_index_keys",
+                super::session_index::indexed_keys() as u64,
             );
             for (name, counter) in counters {
                 add(ctx, name, stats::get(counter));

@@ -3,10 +3,10 @@
 use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
 
 use super::api::rm;
-use super::context::Ctx;
-use super::datatype::lock_type;
+use super::context::{client_connected, Ctx};
 use super::signals::{self, Event};
-use super::value::{into_value, into_value_checked, stored, Stored};
+use super::stats::{self, Counter};
+use super::value::{into_value, into_value_checked, lock_type, stored, Stored};
 use crate::core::encoding::{decode_holds, encode_holds};
 use crate::core::error::LockError;
 use crate::core::holds::Holds;
@@ -22,6 +22,8 @@ pub struct LockKey {
     ctx: Ctx,
     name: *mut RedisModuleString,
     changed: bool,
+    /// Session holds found ended (their connection closed) that the next write stores.
+    sessions_closed: usize,
 }
 
 impl LockKey {
@@ -43,6 +45,7 @@ impl LockKey {
             ctx,
             name,
             changed: false,
+            sessions_closed: 0,
         }
     }
 
@@ -79,16 +82,42 @@ impl LockKey {
     }
 
     /// The holds on the key (a copy to change and `put` back): `None` when the key is empty,
-    /// WRONGTYPE for another type. A plain lock's holder expires with the key.
+    /// WRONGTYPE for another type. A plain lock's holder expires with the key; an admin's
+    /// earlier expiry of the key ends every other hold then. Session holds whose connection
+    /// has closed are left out (and counted, for the next `put` to report).
     pub fn holds(&mut self) -> Result<Option<Holds>, LockError> {
         let expiry = self.expiry();
-        match self.value()? {
-            None => Ok(None),
-            Some(Stored::Plain(lock)) => Ok(Some(Holds::from_lock(lock, expiry))),
+        let mut holds = match self.value()? {
+            None => return Ok(None),
+            Some(Stored::Plain(lock)) => Holds::from_lock(lock, expiry),
             // Our own bytes, checked when they were made: a failure is a bug, shown as one.
-            Some(Stored::Holds(bytes)) => decode_holds(bytes, true)
-                .map(Some)
-                .map_err(|_| LockError::WrongType),
+            Some(Stored::Holds(bytes)) => {
+                let mut holds = decode_holds(bytes, true).map_err(|_| LockError::WrongType)?;
+                holds.cap_expiries(expiry);
+                holds
+            }
+        };
+        self.sessions_closed = holds.end_closed_sessions(client_connected);
+        Ok(Some(holds))
+    }
+
+    /// How many session holds `holds()` found ended by their connection closing.
+    pub fn sessions_closed(&self) -> usize {
+        self.sessions_closed
+    }
+
+    /// `n` more session holds were ended (by the caller) for the next write to report.
+    pub fn note_sessions_ended(&mut self, n: usize) {
+        self.sessions_closed += n;
+    }
+
+    /// Session holds ended since the key was read are now stored as ended: counted and
+    /// published (`lock.session_end`) once.
+    fn report_sessions_ended(&mut self) {
+        let ended = std::mem::take(&mut self.sessions_closed);
+        if ended > 0 {
+            stats::add(Counter::SessionEnds, ended as u64);
+            self.notify(Event::SessionEnd);
         }
     }
 
@@ -97,6 +126,7 @@ impl LockKey {
     /// the latest holder. The caller runs under `handoff::Handling` (a replaced value is
     /// unlinked, which must not schedule a check).
     pub fn put(&mut self, holds: &Holds) {
+        self.report_sessions_ended();
         if holds.is_free() {
             self.delete();
             return;
@@ -160,6 +190,7 @@ impl LockKey {
     }
 
     pub fn delete(&mut self) {
+        self.report_sessions_ended();
         // SAFETY: self.key is open for writing.
         unsafe { rm!(RedisModule_DeleteKey)(self.key) };
         self.changed = true;

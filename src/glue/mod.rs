@@ -6,6 +6,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod api;
+pub mod blocked_client;
 pub mod blocking;
 pub mod cluster_floor;
 pub mod command_filter;
@@ -19,10 +20,13 @@ pub mod events;
 pub mod handoff;
 pub mod help;
 pub mod info;
+pub mod key_ref;
 pub mod keys;
+pub mod migration;
 pub mod propagation;
 pub mod registration;
 pub mod replicate;
+pub mod session_index;
 pub mod sessions;
 pub mod signals;
 pub mod stats;

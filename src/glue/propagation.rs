@@ -12,17 +12,12 @@
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr};
 
-use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
+use redis_module::raw::{self, RedisModuleCtx};
 
 use super::api::rm;
-use super::cluster_floor;
-use super::configs;
-use super::context::{now, Ctx};
+use super::context::Ctx;
 use super::entry::run_callback;
-use super::events::subscribe_to_server_event;
-use super::replicate;
 use super::timers;
-use super::token_counter::with_tokens;
 
 /// How often to ask INFO whether replicas or a backlog are gone.
 const CHECK_EVERY_MS: i64 = 1000;
@@ -115,55 +110,4 @@ fn nothing_listens(ctx: Ctx) -> bool {
         rm!(RedisModule_FreeServerInfo)(ctx.0, info);
         quiet
     }
-}
-
-/// Watches for role changes and config changes (replicas attaching: see events.rs).
-pub fn watch(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
-    let watching =
-        subscribe_to_server_event(
-            ctx,
-            raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
-            role_changed,
-        ) && subscribe_to_server_event(ctx, raw::REDISMODULE_EVENT_CONFIG, config_changed);
-    if !watching {
-        return false;
-    }
-    read_persistence_state(Ctx(ctx));
-    replicas_possible(Ctx(ctx));
-    true
-}
-
-/// CONFIG SET (appendonly among others) was applied.
-unsafe extern "C" fn config_changed(
-    ctx: *mut RedisModuleCtx,
-    _event: RedisModuleEvent,
-    _sub: u64,
-    _data: *mut c_void,
-) {
-    run_callback("a config change", (), || read_persistence_state(Ctx(ctx)));
-}
-
-/// A role change. A replica promoted to master may have missed the last tokens its old master
-/// handed out (replication is asynchronous), and that master may go on granting for a while (a
-/// split brain): the counter jumps the split allowance (`lock.split-allowance-ms`) ahead, and the new
-/// master tells its own replicas, its AOF and, in a cluster, every other node.
-unsafe extern "C" fn role_changed(
-    ctx: *mut RedisModuleCtx,
-    _event: RedisModuleEvent,
-    sub: u64,
-    _data: *mut c_void,
-) {
-    run_callback("a role change", (), || {
-        let ctx = Ctx(ctx);
-        replicas_possible(ctx);
-        if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
-            super::events::became_replica();
-        }
-        if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {
-            let allowance = configs::split_allowance_ms();
-            with_tokens(|tokens| tokens.promote(now(), allowance));
-            replicate::token_counter_soon(ctx);
-            cluster_floor::broadcast(ctx);
-        }
-    })
 }

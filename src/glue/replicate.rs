@@ -11,24 +11,18 @@
 
 use std::ffi::{c_char, CStr};
 
-use std::ffi::c_void;
-
-use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
+use redis_module::raw::{self, RedisModuleString};
 
 use super::api::rm;
 use super::context::{now, Ctx};
 use super::entry;
-use super::entry::run_callback;
 use super::propagation::{self, Listeners};
-use super::timers;
+use super::timers::{self, propagating_timer};
 use super::token_counter::{last_token, token_floor};
 use crate::core::encoding::encode_holds;
 use crate::core::holds::Holds;
 use crate::core::lock::Lock;
 use crate::core::Millis;
-
-/// How long to wait before retrying while clients are paused.
-pub const PAUSED_RETRY_MS: i64 = 10;
 
 /// The internal command that replays a lock state.
 pub const APPLY_COMMAND: &CStr = c"LOCK.APPLY";
@@ -175,14 +169,8 @@ pub fn token_counter_soon(ctx: Ctx) {
     timers::start(ctx, 0, token_counter_fired, 0);
 }
 
-unsafe extern "C" fn token_counter_fired(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
-    run_callback("propagating the token counter", (), || {
-        let ctx = Ctx(ctx);
-        // SAFETY: a plain call without arguments.
-        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
-            timers::start(ctx, PAUSED_RETRY_MS, token_counter_fired, 0);
-            return;
-        }
-        emit_token_counter(ctx);
-    })
-}
+propagating_timer!(
+    token_counter_fired,
+    "propagating the token counter",
+    |ctx, _| emit_token_counter(ctx)
+);

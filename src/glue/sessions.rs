@@ -1,59 +1,40 @@
-//! Session holds (`LOCK.ACQUIRE ... SESSION`): a hold bound to the connection that took it
-//! ends when that connection closes (process exit, kill, `CLIENT KILL`), at once: released,
-//! handed to the next waiters and propagated as an effect, like a release. Its ttl still
-//! applies.
+//! Session holds (`LOCK.ACQUIRE ... SESSION`): a hold bound to the connection that first took
+//! it (a reentry from any connection does not rebind it) ends when that connection closes.
 //!
-//! Which keys a connection took session holds on is kept here, on the main thread; a
-//! disconnect looks them up. The release itself runs from a timer a moment later: the
-//! disconnect happens inside the server's client teardown, where writing and propagating is
-//! not safe. Only a master acts; a replica follows its master's effects. A client id means
-//! nothing in another process: holds loaded from disk or replayed keep their session flag
-//! with an unknown connection (id 0) and end by their ttl.
+//! Two mechanisms make that exact:
+//! - from the moment the connection is gone, every command and timer that reads the key leaves
+//!   the hold out (`LockKey::holds` asks the server whether the connection still exists), and
+//!   the next write stores it as ended. So a `LOCK.ACQUIRE` pipelined right after `CLIENT KILL`
+//!   of the holder is granted;
+//! - a timer run just after the disconnect (writing from inside the server's client teardown
+//!   is not safe) ends the holds under the names the connection took them, hands their weight
+//!   to the waiters and propagates the effect. A hold no longer found there (RENAME, MOVE,
+//!   SWAPDB moved it) is ended where it now is by the next command that touches it, or, if
+//!   clients wait for it, at once by their queue's check, which this timer then runs for every
+//!   waited-for key.
+//!
+//! The index of which keys a connection holds session holds on is session_index.rs. Only a
+//! master acts; a replica follows its master's effects. A client id means
+//! nothing in another process: holds loaded from disk or replayed keep their session flag with
+//! an unknown connection (id 0) and end by their ttl.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
-use super::api::rm;
-use super::context::{now, Ctx};
+use super::context::{now, subscribe_to_server_event, Ctx};
 use super::entry::run_callback;
-use super::events::subscribe_to_server_event;
-use super::handoff::{settle, Freed, Handling};
+use super::handoff::{self, settle, Freed, Handling};
 use super::keys::{LockKey, OwnedString};
-use super::replicate::PAUSED_RETRY_MS;
+use super::session_index::{self, SessionKeys};
 use super::signals::Event;
-use super::stats::{self, Counter};
-use super::timers;
-use super::waiters::KeyRef;
-
-/// Keys (database, name) by client id.
-type KeysByClient = HashMap<u64, HashSet<(i32, Box<[u8]>)>>;
+use super::timers::{self, propagating_timer};
 
 thread_local! {
-    /// Client id -> the keys it took session holds on (some may be released since).
-    static HELD_BY: RefCell<KeysByClient> = RefCell::new(HashMap::new());
     /// Disconnected clients whose holds are still to end, by timer id (the client id).
-    static ENDED: RefCell<KeysByClient> = RefCell::new(HashMap::new());
-}
-
-/// Client `client` took a session hold on `key`.
-pub fn register(client: u64, key: KeyRef) {
-    if client == 0 {
-        return;
-    }
-    HELD_BY.with(|held| {
-        held.borrow_mut()
-            .entry(client)
-            .or_default()
-            .insert((key.db, key.name))
-    });
-}
-
-/// How many connections hold session holds now (INFO).
-pub fn connections() -> usize {
-    HELD_BY.with(|held| held.try_borrow().map_or(0, |held| held.len()))
+    static ENDED: RefCell<HashMap<u64, SessionKeys>> = RefCell::new(HashMap::new());
 }
 
 /// Subscribes to client disconnects; false if the server refused.
@@ -75,7 +56,7 @@ unsafe extern "C" fn client_changed(
         let Some(info) = (unsafe { data.cast::<raw::RedisModuleClientInfoV1>().as_ref() }) else {
             return;
         };
-        let Some(keys) = HELD_BY.with(|held| held.borrow_mut().remove(&info.id)) else {
+        let Some(keys) = session_index::take(info.id) else {
             return;
         };
         ENDED.with(|ended| ended.borrow_mut().insert(info.id, keys));
@@ -83,42 +64,43 @@ unsafe extern "C" fn client_changed(
     })
 }
 
-unsafe extern "C" fn end_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
-    run_callback("ending a session", (), || {
-        let ctx = Ctx(ctx);
-        let client = timers::id_of(data);
-        // SAFETY: a plain call without arguments.
-        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
-            timers::start(ctx, PAUSED_RETRY_MS, end_fired, client);
-            return;
-        }
-        let Some(keys) = ENDED.with(|ended| ended.borrow_mut().remove(&client)) else {
-            return;
-        };
-        if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
-            return;
-        }
-        for (db, name) in keys {
-            end_on_key(ctx, client, db, &name);
-        }
-    })
+propagating_timer!(end_fired, "ending a session", end_sessions);
+
+/// Ends disconnected `client`'s session holds, on a master.
+fn end_sessions(ctx: Ctx, client: u64) {
+    let Some(index) = ENDED.with(|ended| ended.borrow_mut().remove(&client)) else {
+        return;
+    };
+    if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+        return;
+    }
+    let mut all_found = true;
+    for (db, name) in index.keys {
+        all_found &= end_on_key(ctx, client, db, &name);
+    }
+    if !all_found {
+        // Some hold is not where it was taken (moved, or already gone): the queues' checks
+        // end it wherever it waits to be handed on.
+        handoff::schedule_all_checks(ctx, -1);
+    }
 }
 
 /// Ends `client`'s session holds on one key: its weight goes to the waiters, or the key goes.
-fn end_on_key(ctx: Ctx, client: u64, db: i32, key: &[u8]) {
+/// Whether the key had a session hold of `client` (a hold moved away is not found).
+fn end_on_key(ctx: Ctx, client: u64, db: i32, key: &[u8]) -> bool {
     let _handling = Handling::begin();
     ctx.select_db(db);
     let name = OwnedString::new(ctx, key);
     let mut lock_key = LockKey::open_writable(ctx, name.as_ptr());
+    // Reading the holds leaves out those whose connection is gone, this one's included.
     let Ok(Some(mut holds)) = lock_key.holds() else {
-        return;
+        return false;
     };
     let ended = holds.end_session(client);
-    if ended == 0 {
-        return;
+    lock_key.note_sessions_ended(ended);
+    if lock_key.sessions_closed() == 0 {
+        return false;
     }
-    stats::add(Counter::SessionEnds, ended as u64);
-    lock_key.notify(Event::SessionEnd);
     let now = now();
     holds.expire(now);
     if settle(
@@ -134,4 +116,5 @@ fn end_on_key(ctx: Ctx, client: u64, db: i32, key: &[u8]) {
     ) {
         lock_key.notify(Event::Del);
     }
+    true
 }

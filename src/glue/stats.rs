@@ -31,9 +31,12 @@ pub enum Counter {
     LimitHolds,
     /// Session holds ended because their connection closed.
     SessionEnds,
+    /// Loads, replays and floor messages with a token beyond the ceiling (core/tokens.rs): a
+    /// RESTORE refused, or the token left out of the counter.
+    TokensRefused,
 }
 
-const COUNTERS: usize = Counter::SessionEnds as usize + 1;
+const COUNTERS: usize = Counter::TokensRefused as usize + 1;
 
 static COUNTS: [AtomicU64; COUNTERS] = [const { AtomicU64::new(0) }; COUNTERS];
 

@@ -9,6 +9,10 @@ use redis_module::raw::{RedisModuleCtx, RedisModuleTimerID};
 use super::api::rm;
 use super::context::Ctx;
 
+/// How long a timer that must propagate waits while clients are paused (CLIENT PAUSE,
+/// FAILOVER): replicating then would abort the server (`propagateNow` asserts).
+pub const PAUSED_RETRY_MS: i64 = 10;
+
 pub type TimerId = RedisModuleTimerID;
 pub type TimerCallback = unsafe extern "C" fn(*mut RedisModuleCtx, *mut c_void);
 
@@ -36,3 +40,38 @@ pub fn stop(ctx: Ctx, timer: TimerId) {
 pub fn id_of(data: *mut c_void) -> u64 {
     data as usize as u64
 }
+
+/// Whether replicating now is forbidden (clients paused); if so, `callback` is started again
+/// with `id` a little later and the caller returns.
+pub fn retry_while_paused(ctx: Ctx, callback: TimerCallback, id: u64) -> bool {
+    // SAFETY: a plain call without arguments.
+    if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } == 0 {
+        return false;
+    }
+    start(ctx, PAUSED_RETRY_MS, callback, id);
+    true
+}
+
+/// Declares a timer callback that writes and propagates: panics are caught and logged, and
+/// while clients are paused it runs again a little later instead. `$body` gets the timer's
+/// context and the number it was started with.
+macro_rules! propagating_timer {
+    ($(#[$doc:meta])* $name:ident, $what:expr, $body:expr) => {
+        $(#[$doc])*
+        unsafe extern "C" fn $name(
+            ctx: *mut redis_module::raw::RedisModuleCtx,
+            data: *mut std::ffi::c_void,
+        ) {
+            $crate::glue::entry::run_callback($what, (), || {
+                let ctx = $crate::glue::context::Ctx(ctx);
+                let id = $crate::glue::timers::id_of(data);
+                if $crate::glue::timers::retry_while_paused(ctx, $name, id) {
+                    return;
+                }
+                let body: fn($crate::glue::context::Ctx, u64) = $body;
+                body(ctx, id)
+            })
+        }
+    };
+}
+pub(crate) use propagating_timer;

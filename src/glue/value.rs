@@ -93,3 +93,18 @@ unsafe fn value_bytes<'a>(value: *mut c_void) -> Option<&'a mut [u8]> {
     // SAFETY: the allocation is exactly `size` bytes (the lock's layout was valid when made).
     Some(unsafe { std::slice::from_raw_parts_mut(start, size) })
 }
+
+/// The registered lock type's handle, compared with a key's type before its value is touched.
+/// Set once at load (lib.rs), after the server registered the type.
+static LOCK_TYPE_HANDLE: std::sync::atomic::AtomicPtr<redis_module::raw::RedisModuleType> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Remembers the registered type's handle (at load).
+pub fn set_lock_type(handle: *mut redis_module::raw::RedisModuleType) {
+    LOCK_TYPE_HANDLE.store(handle, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The registered lock type.
+pub fn lock_type() -> *mut redis_module::raw::RedisModuleType {
+    LOCK_TYPE_HANDLE.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -11,19 +11,14 @@ use std::ffi::c_void;
 
 use redis_module::raw::RedisModuleCtx;
 
-use super::blocking::BlockedClient;
-use super::context::{now, Ctx};
+use super::blocked_client::BlockedClient;
+use super::context::Ctx;
 use super::entry::run_callback;
 use super::timers::{self, TimerId};
-use crate::core::holds::Want;
+use crate::core::holds::{Ask, Want};
 use crate::core::memory::{queue_bytes, QueueLayout};
 use crate::core::queue::WaitQueue;
 use crate::core::Millis;
-
-/// The longest a waited-for lock goes unexamined: an admin's EXPIRE or PEXPIRE on the key
-/// moves its expiry behind our timers' back (watching for it with keyspace events would tax
-/// every EXPIRE and DEL on the server), so the check comes back at least this often.
-pub const RECHECK_AT_LEAST_EVERY_MS: i64 = 1000;
 
 /// A client blocked in `LOCK.ACQUIRE ... WAIT`, with what it asked for.
 pub struct Waiter {
@@ -36,6 +31,24 @@ pub struct Waiter {
     timeout_timer: Option<TimerId>,
 }
 
+impl Waiter {
+    /// The request this waiter queued, as the core decides on it (a session hold is bound to
+    /// the waiting connection).
+    pub fn ask(&self) -> Ask<'_> {
+        Ask {
+            owner: &self.owner,
+            want: self.want,
+            ttl: self.ttl,
+            session: self.session_client(),
+        }
+    }
+
+    /// The connection a session hold it is handed is bound to.
+    pub fn session_client(&self) -> Option<u64> {
+        self.session.then(|| self.client.client_id())
+    }
+}
+
 /// What a waiter asks for: owner, ttl, kind, `SESSION`, and its WAIT timeout.
 pub struct Wanted<'a> {
     pub owner: &'a [u8],
@@ -45,20 +58,7 @@ pub struct Wanted<'a> {
     pub timeout_ms: u64,
 }
 
-/// The queue head's request, copied out: owner, ttl, kind, and its session's client id.
-pub struct Head {
-    pub owner: Box<[u8]>,
-    pub ttl: u64,
-    pub want: Want,
-    pub session: Option<u64>,
-}
-
-/// A key (database and name) that clients wait for.
-#[derive(Clone)]
-pub struct KeyRef {
-    pub db: i32,
-    pub name: Box<[u8]>,
-}
+pub use super::key_ref::KeyRef;
 
 struct KeyQueue {
     key: KeyRef,
@@ -197,18 +197,11 @@ pub fn anyone_waiting() -> bool {
     with_registry(|registry| !registry.queues.is_empty())
 }
 
-/// Queues a blocked client behind everyone already waiting for `key`, gives up on it after
-/// `timeout_ms` (0: never), and makes sure the key is re-examined when `lock_expires_at` passes
-/// (`None`: the lock has no expiry) or sooner.
-pub fn join(
-    ctx: Ctx,
-    key: KeyRef,
-    wanted: Wanted,
-    client: BlockedClient,
-    lock_expires_at: Option<Millis>,
-) {
+/// Queues a blocked client behind everyone already waiting for `key` and gives up on it after
+/// `timeout_ms` (0: never). The caller arms the key's check (handoff::schedule_check).
+pub fn join(ctx: Ctx, key: KeyRef, wanted: Wanted, client: BlockedClient) {
     let client_id = client.id();
-    let (seq, name, db) = with_registry(|registry| {
+    let seq = with_registry(|registry| {
         let seq = registry.next_id();
         let queue_id = match registry.queue_id(key.db, &key.name) {
             Some(id) => id,
@@ -245,7 +238,7 @@ pub fn join(
                 },
             );
         }
-        (seq, key.name, key.db)
+        seq
     });
     if wanted.timeout_ms > 0 {
         let timer = timers::start(ctx, wanted.timeout_ms as i64, wait_timed_out, seq);
@@ -259,19 +252,22 @@ pub fn join(
             }
         });
     }
-    schedule_check(ctx, db, &name, lock_expires_at.unwrap_or(i64::MAX));
 }
 
-/// The longest-waiting client's request for `key`, left in the queue.
-pub fn head(db: i32, name: &[u8]) -> Option<Head> {
-    with_registry(|registry| {
-        let (_, waiter) = registry.queue_mut(db, name)?.waiters.first()?;
-        Some(Head {
-            owner: waiter.owner.clone(),
-            ttl: waiter.ttl,
-            want: waiter.want,
-            session: waiter.session.then(|| waiter.client.client_id()),
-        })
+/// Runs `decide` over the requests queued for `key`, from the head on, and how many there
+/// are, with the queue borrowed: `decide` (a pure plan) must not touch the waiters itself.
+pub fn with_queue<T>(
+    db: i32,
+    name: &[u8],
+    decide: impl FnOnce(&mut dyn Iterator<Item = Ask<'_>>, usize) -> T,
+) -> T {
+    with_registry(|registry| match registry.queue_mut(db, name) {
+        Some(queue) => {
+            let queued = queue.waiters.len();
+            let mut asks = queue.waiters.iter().map(Waiter::ask);
+            decide(&mut asks, queued)
+        }
+        None => decide(&mut std::iter::empty(), 0),
     })
 }
 
@@ -304,24 +300,21 @@ pub fn wake_all_with_nil(ctx: Ctx, db: i32, name: &[u8]) {
     }
 }
 
-/// Makes sure `key` is re-examined at `at` (unix ms) or earlier, if anyone waits for it.
-pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
-    let at = at.min(now().saturating_add(RECHECK_AT_LEAST_EVERY_MS));
-    let earlier_needed = with_registry(|registry| {
+/// Makes room for a check of `key` at `at`: `None` if one is armed for then or earlier;
+/// else the armed one's timer (to stop) and the queue's id (to name the new one by).
+pub fn replace_check(db: i32, name: &[u8], at: Millis) -> Option<(Option<TimerId>, u64)> {
+    with_registry(|registry| {
         let queue_id = registry.queue_id(db, name)?;
         let queue = registry.queues.get_mut(&queue_id)?;
         match queue.check {
             Some((_, armed_at)) if armed_at <= at => None,
             _ => Some((queue.check.take().map(|(timer, _)| timer), queue_id)),
         }
-    });
-    let Some((old_timer, queue_id)) = earlier_needed else {
-        return;
-    };
-    if let Some(timer) = old_timer {
-        timers::stop(ctx, timer);
-    }
-    let timer = timers::start(ctx, at - now(), super::handoff::check_fired, queue_id);
+    })
+}
+
+/// The check of queue `queue_id` is now `timer`, firing at `at`.
+pub fn check_armed(queue_id: u64, timer: TimerId, at: Millis) {
     with_registry(|registry| {
         if let Some(queue) = registry.queues.get_mut(&queue_id) {
             queue.check = Some((timer, at));
@@ -329,20 +322,16 @@ pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
     });
 }
 
-/// Re-examines every key waited for in `db` (-1: all databases) at once: after a FLUSH.
-pub fn schedule_all_checks(ctx: Ctx, db: i32) {
-    let keys: Vec<KeyRef> = with_registry(|registry| {
+/// Every key waited for in `db` (-1: in every database).
+pub fn waited_keys(db: i32) -> Vec<KeyRef> {
+    with_registry(|registry| {
         registry
             .queues
             .values()
             .filter(|queue| db == -1 || queue.key.db == db)
             .map(|queue| queue.key.clone())
             .collect()
-    });
-    let now = now();
-    for key in keys {
-        schedule_check(ctx, key.db, &key.name, now);
-    }
+    })
 }
 
 /// The key a check timer is for; clears the timer, which has fired.
