@@ -14,7 +14,7 @@ use crate::held::Held;
 use crate::lease::Lease;
 use crate::lock::{
     give_back_pipeline, millis, renew_cmd, renew_outcome, renew_period, renew_timeout,
-    renew_ttl_ms, settle_give_back, settle_release, Lock, Plan, Settled, RESENDS_AFTER_TIMEOUT,
+    renew_ttl_ms, settle_give_back, settle_release, Lock, Plan, Resend, Settled,
 };
 use crate::owners;
 
@@ -37,7 +37,10 @@ impl Lock {
     /// ends by the wait's timeout at the latest. Likewise, when the connection's response
     /// timeout cuts the wait short, a `LOCK.RELEASE ... HELD n+1` follows the acquisition on
     /// the same connection (Redis runs one client's commands in order), so a late grant is
-    /// given back.
+    /// given back. The error is returned at once; the task keeps sending the give-back until
+    /// it is answered (at most the wait plus 2 s, unbounded after `wait_forever`), and the
+    /// owner's next acquisition waits for that: a request still in line in the server would
+    /// otherwise be admitted together with it.
     ///
     /// A session hold ([`Lock::session`]) taken afresh keeps a clone of `conn` until the
     /// owner's last guard of it is released: the server binds the hold to that connection.
@@ -59,32 +62,58 @@ impl Lock {
         let (answer, answered) = oneshot::channel();
         let conn = conn.clone();
         let spawner = runtime.clone();
-        runtime.spawn(async move {
-            // A guard the caller no longer waits for is dropped here or with the channel, and
-            // its drop releases the lock.
-            let _ = answer.send(acquire_task(plan, conn, spawner).await);
-        });
+        // A guard the caller no longer waits for is dropped with the channel, and its drop
+        // releases the lock.
+        runtime.spawn(acquire_task(plan, conn, spawner, answer));
         answered.await.map_err(|_| Error::TaskEnded)?
     }
 }
 
+/// The acquisition, answered on `answer` as soon as its outcome is known; a give-back still
+/// to settle goes on after that, holding the owner's turn.
 async fn acquire_task<C: AsyncConnection>(
+    plan: Plan,
+    conn: C,
+    runtime: Handle,
+    answer: oneshot::Sender<Result<AsyncLockGuard<C>>>,
+) {
+    let mut answer = Some(answer);
+    let result = acquire_answer(plan, conn, runtime, &mut answer).await;
+    if let Some(answer) = answer {
+        let _ = answer.send(result);
+    }
+}
+
+/// The acquisition; answers on `answer` itself (taking it) when the caller may have its
+/// error before a give-back is settled.
+async fn acquire_answer<C: AsyncConnection>(
     plan: Plan,
     mut conn: C,
     runtime: Handle,
+    answer: &mut Option<oneshot::Sender<Result<AsyncLockGuard<C>>>>,
 ) -> Result<AsyncLockGuard<C>> {
     let record = owners::owner(conn.get_db(), &plan.key, &plan.owner);
     let turn = record.turn().await;
+    if let Some(until) = turn.not_before() {
+        tokio::time::sleep_until(until.into()).await;
+    }
     let counts = turn.acquire_counts().ok_or(Error::NotHeld)?;
     let sent_at = Instant::now();
     let replies = plan.acquire_pipeline(counts).query_async(&mut conn).await;
     let token = match plan.settle(&turn, counts, replies) {
         Settled::Granted(token) => token,
         Settled::GiveBack(error) => {
+            // The caller has its error at once; the give-back is settled after, in this task,
+            // before the owner's next call (which waits for the turn).
+            if let Some(answer) = answer.take() {
+                let _ = answer.send(Err(error));
+            }
             let give_back = give_back_pipeline(&plan.key, &plan.owner, &turn);
-            let (reply, _) = query_resending(&give_back, &mut conn).await;
-            settle_give_back(&turn, &reply);
-            return Err(error);
+            let resend = Resend::give_back(&plan, sent_at, false);
+            let (reply, _) = query_resending(&give_back, &mut conn, resend).await;
+            settle_give_back(&turn, &plan, sent_at, &reply);
+            // Not delivered: the caller has its answer.
+            return Err(Error::TaskEnded);
         }
         Settled::Failed(error) => return Err(error),
     };
@@ -217,7 +246,7 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
             let Some((pipe, mut sent)) = held.release_start(&turn) else {
                 return Err(Error::NotHeld);
             };
-            let (reply, resent) = query_resending(&pipe, &mut conn).await;
+            let (reply, resent) = query_resending(&pipe, &mut conn, Resend::Few).await;
             sent.resent = resent;
             settle_release(&turn, sent, reply)
         })
@@ -247,22 +276,22 @@ impl<C: AsyncConnection> Drop for AsyncLockGuard<C> {
 }
 
 /// Sends an idempotent pipeline (a release, a give-back), again after a timeout (the
-/// multiplexed connection drops late replies), up to [`RESENDS_AFTER_TIMEOUT`] times; and
-/// whether it was sent again.
+/// multiplexed connection drops late replies), as long as `resend` says; and whether it was sent again.
 async fn query_resending<C: AsyncConnection>(
     pipe: &redis::Pipeline,
     conn: &mut C,
+    resend: Resend,
 ) -> (redis::RedisResult<Vec<Value>>, bool) {
     let mut reply = pipe.query_async(conn).await;
     let mut resent = false;
-    for _ in 0..RESENDS_AFTER_TIMEOUT {
-        match &reply {
-            Err(error) if error.is_timeout() => {
-                resent = true;
-                reply = pipe.query_async(conn).await;
-            }
-            _ => break,
+    let mut sent_again = 0;
+    while let Err(error) = &reply {
+        if !error.is_timeout() || !resend.again(sent_again) {
+            break;
         }
+        sent_again += 1;
+        resent = true;
+        reply = pipe.query_async(conn).await;
     }
     (reply, resent)
 }

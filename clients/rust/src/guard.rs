@@ -12,7 +12,7 @@ use crate::held::Held;
 use crate::lease::LeaseState;
 use crate::lock::{
     give_back_pipeline, millis, renew_cmd, renew_outcome, renew_period, renew_timeout,
-    renew_ttl_ms, settle_give_back, settle_release, Lock, Settled, RESENDS_AFTER_TIMEOUT,
+    renew_ttl_ms, settle_give_back, settle_release, Lock, Resend, Settled,
 };
 use crate::owners::{self, Owner};
 
@@ -42,7 +42,10 @@ impl Lock {
     /// back at once: a `LOCK.RELEASE ... HELD n+1` behind the acquisition on the same
     /// connection (Redis runs one client's commands in order), sent again up to twice while
     /// it times out too; if even that fails, the next call of this owner on this key settles
-    /// it first. Retrying after any error is safe.
+    /// it first. A wait cut short stays in line in the server: the owner's next acquisition
+    /// sleeps until that wait plus 2 s has passed (unless the give-back was answered), and
+    /// after [`wait_forever`](Lock::wait_forever) the give-back is sent until answered.
+    /// Retrying after any error is safe.
     pub fn acquire<'c, C: ConnectionLike>(&self, conn: &'c mut C) -> Result<LockGuard<'c, C>> {
         let plan = self.plan()?;
         let client = match (plan.lease, self.watchdog_client()) {
@@ -51,6 +54,9 @@ impl Lock {
         };
         let record = owners::owner(conn.get_db(), &plan.key, &plan.owner);
         let turn = record.turn_blocking();
+        if let Some(until) = turn.not_before() {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
         let counts = turn.acquire_counts().ok_or(Error::NotHeld)?;
         let sent_at = Instant::now();
         let replies = plan.acquire_pipeline(counts).query(conn);
@@ -58,8 +64,9 @@ impl Lock {
             Settled::Granted(token) => token,
             Settled::GiveBack(error) => {
                 let give_back = give_back_pipeline(&plan.key, &plan.owner, &turn);
-                let (reply, _) = query_resending(&give_back, conn);
-                settle_give_back(&turn, &reply);
+                let resend = Resend::give_back(&plan, sent_at, true);
+                let (reply, _) = query_resending(&give_back, conn, resend);
+                settle_give_back(&turn, &plan, sent_at, &reply);
                 return Err(error);
             }
             Settled::Failed(error) => return Err(error),
@@ -88,22 +95,22 @@ impl Lock {
 }
 
 /// Sends an idempotent pipeline (a release, a give-back), again after a timeout (the sync
-/// connection skips the late replies), up to [`RESENDS_AFTER_TIMEOUT`] times; and whether it
-/// was sent again.
+/// connection skips the late replies), as long as `resend` says; and whether it was sent again.
 fn query_resending<C: ConnectionLike>(
     pipe: &redis::Pipeline,
     conn: &mut C,
+    resend: Resend,
 ) -> (redis::RedisResult<Vec<Value>>, bool) {
     let mut reply = pipe.query(conn);
     let mut resent = false;
-    for _ in 0..RESENDS_AFTER_TIMEOUT {
-        match &reply {
-            Err(error) if error.is_timeout() => {
-                resent = true;
-                reply = pipe.query(conn);
-            }
-            _ => break,
+    let mut sent_again = 0;
+    while let Err(error) = &reply {
+        if !error.is_timeout() || !resend.again(sent_again) {
+            break;
         }
+        sent_again += 1;
+        resent = true;
+        reply = pipe.query(conn);
     }
     (reply, resent)
 }
@@ -195,7 +202,7 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
         let Some((pipe, mut sent)) = self.held.release_start(&turn) else {
             return Err(Error::NotHeld);
         };
-        let (reply, resent) = query_resending(&pipe, self.conn);
+        let (reply, resent) = query_resending(&pipe, self.conn, Resend::Few);
         sent.resent = resent;
         settle_release(&turn, sent, reply)
     }

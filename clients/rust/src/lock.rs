@@ -471,14 +471,70 @@ pub(crate) fn give_back_pipeline(key: &[u8], owner: &[u8], turn: &Turn) -> redis
     release_steps(key, owner, counts, counts.held + 1)
 }
 
-/// Books the reply of [`give_back_pipeline`]: settled when it came back whole; the hold lost
-/// when the last step found nothing while guards live.
-pub(crate) fn settle_give_back(turn: &Turn, reply: &redis::RedisResult<Vec<Value>>) {
+/// Books the reply of [`give_back_pipeline`] for an acquisition sent at `sent_at`: settled
+/// when it came back whole (Redis answered the acquisition first); the hold lost when the last
+/// step found nothing while guards live. Unanswered after a `WAIT t`, the acquisition may be
+/// in line in the server until `t` after it was sent (and a margin for stalls): the owner's
+/// next acquisition waits until then.
+pub(crate) fn settle_give_back(
+    turn: &Turn,
+    plan: &Plan,
+    sent_at: Instant,
+    reply: &redis::RedisResult<Vec<Value>>,
+) {
     let held = turn.counts().held;
-    if let Ok(replies) = reply {
-        turn.settled();
-        if held > 0 && matches!(replies.last(), Some(Value::Nil)) {
-            turn.lost();
+    match reply {
+        Ok(replies) => {
+            turn.settled();
+            if held > 0 && matches!(replies.last(), Some(Value::Nil)) {
+                turn.lost();
+            }
+        }
+        Err(_) => {
+            if let Some(wait_ms) = plan.wait_ms.filter(|&ms| ms > 0) {
+                turn.pending_until(sent_at + Duration::from_millis(wait_ms) + SETTLE_MARGIN);
+            }
+        }
+    }
+}
+
+/// How long past its `WAIT` a cut-short acquisition is taken to be still possibly in line in
+/// the server (its timer, a stall).
+pub(crate) const SETTLE_MARGIN: Duration = Duration::from_secs(2);
+
+/// How long an idempotent pipeline (a release, a give-back) is sent again while its reply
+/// times out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Resend {
+    /// [`RESENDS_AFTER_TIMEOUT`] times.
+    Few,
+    /// At least that, and until this instant.
+    Until(Instant),
+    /// Until answered: after `WAIT 0` the acquisition stays in line in the server until
+    /// granted, so nothing else bounds when the owner could safely acquire again.
+    Answered,
+}
+
+impl Resend {
+    /// Whether to send again after `sent_again` resends.
+    pub fn again(self, sent_again: u32) -> bool {
+        match self {
+            Resend::Few => sent_again < RESENDS_AFTER_TIMEOUT,
+            Resend::Until(until) => sent_again < RESENDS_AFTER_TIMEOUT || Instant::now() < until,
+            Resend::Answered => true,
+        }
+    }
+
+    /// For the give-back of an acquisition sent at `sent_at`: blocking callers give up after a
+    /// few (the owner's next acquisition waits instead, see [`settle_give_back`]); async ones
+    /// keep at it in the background while the acquisition may be in line in the server.
+    pub fn give_back(plan: &Plan, sent_at: Instant, blocking: bool) -> Resend {
+        match plan.wait_ms {
+            Some(0) => Resend::Answered,
+            Some(ms) if !blocking => {
+                Resend::Until(sent_at + Duration::from_millis(ms) + SETTLE_MARGIN)
+            }
+            _ => Resend::Few,
         }
     }
 }

@@ -92,7 +92,12 @@ pub(crate) struct State {
     /// Async session holds: a clone of the connection that took the hold (the server binds
     /// the hold to it), kept open until the hold ends.
     session_conn: Option<Box<dyn Any + Send>>,
-    /// Keeps the record while `owed` releases are unsettled and no guard is left.
+    /// An acquisition with `WAIT` cut short whose give-back went unanswered may still be in
+    /// line in the server until then: the owner's next acquisition waits for it (another one
+    /// queued behind it would be admitted with it, as a reentry of the same owner).
+    not_before: Option<std::time::Instant>,
+    /// Keeps the record while `owed` releases are unsettled or `not_before` is ahead, and no
+    /// guard is left.
     keep_alive: Option<Arc<Owner>>,
 }
 
@@ -180,6 +185,25 @@ impl Turn {
             held: state.count,
             owed: state.owed,
         }
+    }
+
+    /// Until when an acquisition must wait for an earlier one that may still be in line in
+    /// the server (see [`State`]); `None` when nothing waits.
+    pub fn not_before(&self) -> Option<std::time::Instant> {
+        let mut state = self.owner.lock();
+        if state
+            .not_before
+            .is_some_and(|t| t <= std::time::Instant::now())
+        {
+            state.not_before = None;
+        }
+        state.not_before
+    }
+
+    /// An acquisition may stay in line in the server until `until`.
+    pub fn pending_until(&self, until: std::time::Instant) {
+        let mut state = self.owner.lock();
+        state.not_before = Some(state.not_before.map_or(until, |t| t.max(until)));
     }
 
     /// The counts for an acquisition. A reentry into a hold already seen lost (by the
@@ -272,7 +296,8 @@ impl Drop for Turn {
             } else {
                 None
             };
-            let keep = (state.count == 0 && state.owed > 0).then(|| Arc::clone(&self.owner));
+            let pending = state.owed > 0 || state.not_before.is_some();
+            let keep = (state.count == 0 && pending).then(|| Arc::clone(&self.owner));
             (old_conn, std::mem::replace(&mut state.keep_alive, keep))
         };
         // Dropped outside the lock (a connection's drop may do work; the record's own last

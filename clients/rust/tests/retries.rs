@@ -208,6 +208,48 @@ fn a_wait_cut_short_by_the_read_timeout_gives_back_every_kind() {
     }
 }
 
+#[test]
+fn an_acquire_after_a_cut_short_wait_never_joins_it_in_line() {
+    let server = Server::start();
+    let mut holder_conn = server.conn();
+    let holder = fixed("k").acquire(&mut holder_conn).expect("holder");
+    let lock = fixed("k");
+    let mut short = server.conn();
+    short
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+    match lock
+        .clone()
+        .wait(Duration::from_secs(1))
+        .acquire(&mut short)
+    {
+        Err(Error::Redis(error)) => assert!(error.is_timeout(), "{error}"),
+        other => panic!("expected a read timeout, got {other:?}"),
+    }
+    // The cut-short request stays in line in the server for its second, its give-back
+    // behind it. The same owner's next acquisition is held back until it has left: queued
+    // behind it, the server would admit both together, and the give-back would then take
+    // the second one's count.
+    std::thread::scope(|scope| {
+        let again = scope.spawn(|| {
+            let mut conn = server.conn();
+            let guard = lock
+                .clone()
+                .wait(Duration::from_secs(60))
+                .acquire(&mut conn)
+                .expect("acquire again");
+            let count = count_of(&server, "k", lock.owner_id());
+            guard.release().expect("release");
+            count
+        });
+        // The line empties: the first request timed out and the second was not sent yet.
+        server.wait_for_blocked_clients(0);
+        drop(holder);
+        assert_eq!(again.join().expect("thread"), 1, "one count for one guard");
+    });
+    assert_eq!(lock_info(&mut server.conn(), "k"), None);
+}
+
 #[cfg(feature = "tokio")]
 mod async_api {
     use super::*;
@@ -344,5 +386,34 @@ mod async_api {
             );
             assert_eq!(again.release().await.expect("release"), 0, "{kind}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_acquire_after_a_cut_short_wait_never_joins_it_in_line() {
+        let server = Server::start();
+        let mut holder_conn = connect(&server, None).await;
+        let holder = fixed("k")
+            .acquire_async(&mut holder_conn)
+            .await
+            .expect("holder");
+        let lock = fixed("k").wait(Duration::from_secs(60));
+        let mut short = connect(&server, Some(Duration::from_millis(200))).await;
+        match lock.acquire_async(&mut short).await {
+            Err(Error::Redis(error)) => assert!(error.is_timeout(), "{error}"),
+            other => panic!("expected a response timeout, got {other:?}"),
+        }
+        // Still in line in the server; the same owner's next acquisition waits for it to be
+        // answered (and its grant given back) instead of queueing behind it.
+        blocking(|| server.wait_for_blocked_clients(1));
+        let mut conn = connect(&server, None).await;
+        let again = tokio::spawn({
+            let lock = lock.clone();
+            async move { lock.acquire_async(&mut conn).await }
+        });
+        holder.release().await.expect("holder release");
+        let guard = again.await.expect("task").expect("acquire again");
+        assert_eq!(blocking(|| count_of(&server, "k", lock.owner_id())), 1);
+        assert_eq!(guard.release().await.expect("release"), 0);
+        assert!(blocking(|| holders(&mut server.conn(), "k").is_empty()));
     }
 }
