@@ -8,18 +8,6 @@ mod common;
 use common::*;
 use redis::Value;
 
-fn acquire(con: &mut redis::Connection, key: &str, owner: &str, ttl: u64) -> i64 {
-    int(call!(con, "LOCK.ACQUIRE", key, owner, ttl), "LOCK.ACQUIRE")
-}
-
-fn pexpiretime(con: &mut redis::Connection, key: &str) -> i64 {
-    int(call!(con, "PEXPIRETIME", key), "PEXPIRETIME")
-}
-
-fn exists(con: &mut redis::Connection, key: &str) -> i64 {
-    int(call!(con, "EXISTS", key), "EXISTS")
-}
-
 /// A connection blocked in `LOCK.ACQUIRE key owner ttl WAIT 0`; its reply comes from
 /// `join()`.
 fn waiter(
@@ -33,14 +21,6 @@ fn waiter(
         std::thread::spawn(move || call!(&mut con, "LOCK.ACQUIRE", key, owner, 60000, "WAIT", 0));
     server.wait_for_blocked_clients(blocked_before + 1);
     handle
-}
-
-#[track_caller]
-fn info_int(con: &mut redis::Connection, name: &str) -> i64 {
-    let value = info_field(con, "lock", name).unwrap_or_else(|| panic!("INFO lock has no {name}"));
-    value
-        .parse()
-        .unwrap_or_else(|_| panic!("INFO lock {name}:{value} is not an integer"))
 }
 
 #[test]
@@ -374,26 +354,26 @@ fn info_lock_reports_waiters_keys_waited_for_and_the_last_token() {
         "lock_last_token",
         "lock_replication_idle",
     ] {
-        info_int(&mut con, field);
+        info_int(&mut con, "lock", field);
     }
-    assert_eq!(info_int(&mut con, "lock_waiters"), 0);
-    assert_eq!(info_int(&mut con, "lock_keys_waited_for"), 0);
+    assert_eq!(info_int(&mut con, "lock", "lock_waiters"), 0);
+    assert_eq!(info_int(&mut con, "lock", "lock_keys_waited_for"), 0);
     let first = acquire(&mut con, "k", "a", 100_000);
-    assert_eq!(info_int(&mut con, "lock_last_token"), first);
+    assert_eq!(info_int(&mut con, "lock", "lock_last_token"), first);
     let second = acquire(&mut con, "j", "a", 100_000);
-    assert_eq!(info_int(&mut con, "lock_last_token"), second);
+    assert_eq!(info_int(&mut con, "lock", "lock_last_token"), second);
     let w1 = waiter(&server, "k", "w1", 0);
     let w2 = waiter(&server, "k", "w2", 1);
     let w3 = waiter(&server, "j", "w3", 2);
-    assert_eq!(info_int(&mut con, "lock_waiters"), 3);
-    assert_eq!(info_int(&mut con, "lock_keys_waited_for"), 2);
+    assert_eq!(info_int(&mut con, "lock", "lock_waiters"), 3);
+    assert_eq!(info_int(&mut con, "lock", "lock_keys_waited_for"), 2);
     assert_eq!(int(call!(&mut con, "LOCK.RELEASE", "j", "a"), "RELEASE"), 0);
     let third = int(w3.join().expect("w3"), "w3");
-    assert_eq!(info_int(&mut con, "lock_last_token"), third);
+    assert_eq!(info_int(&mut con, "lock", "lock_last_token"), third);
     assert_eq!(
         (
-            info_int(&mut con, "lock_waiters"),
-            info_int(&mut con, "lock_keys_waited_for")
+            info_int(&mut con, "lock", "lock_waiters"),
+            info_int(&mut con, "lock", "lock_keys_waited_for")
         ),
         (2, 1)
     );
@@ -401,8 +381,8 @@ fn info_lock_reports_waiters_keys_waited_for_and_the_last_token() {
     int(w1.join().expect("w1"), "w1");
     assert_eq!(
         (
-            info_int(&mut con, "lock_waiters"),
-            info_int(&mut con, "lock_keys_waited_for")
+            info_int(&mut con, "lock", "lock_waiters"),
+            info_int(&mut con, "lock", "lock_keys_waited_for")
         ),
         (1, 1)
     );
@@ -413,8 +393,8 @@ fn info_lock_reports_waiters_keys_waited_for_and_the_last_token() {
     int(w2.join().expect("w2"), "w2");
     assert_eq!(
         (
-            info_int(&mut con, "lock_waiters"),
-            info_int(&mut con, "lock_keys_waited_for")
+            info_int(&mut con, "lock", "lock_waiters"),
+            info_int(&mut con, "lock", "lock_keys_waited_for")
         ),
         (0, 0)
     );

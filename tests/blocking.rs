@@ -8,7 +8,9 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{error, int, lock_info, nil, ok, run, text, wait_until, Server};
+use common::{
+    error, exists, info_int, int, lock_info, nil, ok, release, run, text, wait_until, Server,
+};
 use redis::{ConnectionLike, Value};
 
 /// Long enough for any handoff on a loaded machine; only a bug waits this long.
@@ -88,8 +90,8 @@ fn owner_of(con: &mut redis::Connection, key: &str) -> Option<String> {
 
 /// The last release of `owner` frees `key` and nobody takes it: no waiter is left behind.
 fn release_to_nobody(con: &mut redis::Connection, key: &str, owner: &str) {
-    assert_eq!(int(call!(con, "LOCK.RELEASE", key, owner), "release"), 0);
-    assert_eq!(int(call!(con, "EXISTS", key), "nobody took it"), 0);
+    assert_eq!(release(con, key, owner), 0);
+    assert_eq!(exists(con, key), 0, "nobody took it");
 }
 
 fn waiters_of(con: &mut redis::Connection, key: &str) -> i64 {
@@ -249,16 +251,6 @@ fn wait_zero_blocks_until_the_lock_is_handed_over() {
     waiter.token("w");
 }
 
-/// A counter of `INFO lock`; a missing field fails the test.
-#[track_caller]
-fn lock_counter(con: &mut redis::Connection, name: &str) -> i64 {
-    let value =
-        common::info_field(con, "lock", name).unwrap_or_else(|| panic!("INFO lock has no {name}"));
-    value
-        .parse()
-        .unwrap_or_else(|_| panic!("INFO lock {name}:{value}"))
-}
-
 /// `LOCK.ACQUIRE key holder holder_ttl` and, right after it in the same event-loop turn (one
 /// pipeline on one connection), `LOCK.ACQUIRE key waiter waiter_ttl WAIT timeout`: the waiter
 /// certainly finds the lock held and queues, however slow the machine. Returns the holder's
@@ -299,8 +291,8 @@ fn an_expired_lock_goes_to_the_first_waiter() {
     };
     assert!(handed > token);
     // It queued (found the lock held) and was handed the lock by its expiry.
-    assert_eq!(lock_counter(&mut con, "lock_contended"), 1);
-    assert_eq!(lock_counter(&mut con, "lock_handoffs_on_expiry"), 1);
+    assert_eq!(info_int(&mut con, "lock", "lock_contended"), 1);
+    assert_eq!(info_int(&mut con, "lock", "lock_handoffs_on_expiry"), 1);
     assert_eq!(owner_of(&mut con, "k").as_deref(), Some("w"));
     nil(
         call!(&mut con, "LOCK.RELEASE", "k", "holder"),
@@ -325,9 +317,9 @@ fn a_new_waiter_is_handed_the_lock_at_its_expiry_before_its_own_timeout() {
         panic!("the waiter was not handed the lock at its expiry: {reply:?}");
     };
     assert!(handed > token);
-    assert_eq!(lock_counter(&mut con, "lock_contended"), 1);
-    assert_eq!(lock_counter(&mut con, "lock_handoffs_on_expiry"), 1);
-    assert_eq!(lock_counter(&mut con, "lock_wait_timeouts"), 0);
+    assert_eq!(info_int(&mut con, "lock", "lock_contended"), 1);
+    assert_eq!(info_int(&mut con, "lock", "lock_handoffs_on_expiry"), 1);
+    assert_eq!(info_int(&mut con, "lock", "lock_wait_timeouts"), 0);
     let info = lock_info(&mut con, "k").expect("handed");
     assert_eq!(
         (info.owner.as_slice(), info.count, info.token, info.waiters),
@@ -1142,7 +1134,7 @@ fn a_client_handed_a_lock_can_be_unblocked_from_its_next_wait() {
         Some(token)
     );
     nil(second, "the second wait, unblocked");
-    assert_eq!(lock_counter(&mut con, "lock_waiters"), 0);
+    assert_eq!(info_int(&mut con, "lock", "lock_waiters"), 0);
     // Both waits registered the filter (or found it registered) without a complaint.
     let log = server.log();
     assert!(!log.contains("cannot register the command filter"), "{log}");
@@ -1151,9 +1143,9 @@ fn a_client_handed_a_lock_can_be_unblocked_from_its_next_wait() {
 /// `INFO lock` handoff counters: (on release, on expiry, on delete).
 fn handoffs(con: &mut redis::Connection) -> (i64, i64, i64) {
     (
-        lock_counter(con, "lock_handoffs_on_release"),
-        lock_counter(con, "lock_handoffs_on_expiry"),
-        lock_counter(con, "lock_handoffs_on_delete"),
+        info_int(con, "lock", "lock_handoffs_on_release"),
+        info_int(con, "lock", "lock_handoffs_on_expiry"),
+        info_int(con, "lock", "lock_handoffs_on_delete"),
     )
 }
 

@@ -6,22 +6,18 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{error, int, lock_info, nil, ok, run, Options, Server};
+use common::{acquire, error, free_port, int, lock_info, nil, ok, release, run, Options, Server};
 use redis::Value;
 
 /// Failure detection and elections take a few node timeouts: bound the waits for them.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The promotion jump (core/tokens.rs DEFAULT_SPLIT_ALLOWANCE_MS) in tokens.
 const PROMOTION_JUMP: i64 = 600_000 << 10;
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-    listener.local_addr().expect("probe address").port()
-}
+/// The ttl of every lock these tests take: longer than any of them runs.
+const TTL: u64 = 600_000;
 
 fn wait_long(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + FAILOVER_TIMEOUT;
@@ -233,23 +229,6 @@ impl Cluster {
     }
 }
 
-fn acquire(con: &mut redis::Connection, key: &str, owner: &str) -> i64 {
-    int(
-        run(
-            con,
-            redis::cmd("LOCK.ACQUIRE").arg(key).arg(owner).arg(600_000),
-        ),
-        "LOCK.ACQUIRE",
-    )
-}
-
-fn release(con: &mut redis::Connection, key: &str, owner: &str) -> i64 {
-    int(
-        run(con, redis::cmd("LOCK.RELEASE").arg(key).arg(owner)),
-        "LOCK.RELEASE",
-    )
-}
-
 fn wait_replicas(con: &mut redis::Connection, n: i64) {
     let acked = int(run(con, redis::cmd("WAIT").arg(n).arg(10_000)), "WAIT");
     assert_eq!(acked, n, "replicas that acknowledged");
@@ -294,7 +273,7 @@ fn a_killed_masters_replica_keeps_the_replicated_locks_and_grants_above_every_ea
     for (i, master) in cluster.masters.iter().enumerate() {
         let mut con = master.con();
         for key in cluster.keys_of(i, &format!("spread{i}"), 3) {
-            let token = acquire(&mut con, &key, "holder");
+            let token = acquire(&mut con, &key, "holder", TTL);
             held.push((i, key, token));
         }
     }
@@ -338,7 +317,7 @@ fn a_killed_masters_replica_keeps_the_replicated_locks_and_grants_above_every_ea
         .max()
         .expect("tokens of master 0");
     for key in &lost_keys {
-        highest_on_old_master = highest_on_old_master.max(acquire(&mut con0, key, "doomed"));
+        highest_on_old_master = highest_on_old_master.max(acquire(&mut con0, key, "doomed", TTL));
     }
     signal(&cluster.masters[0].server, "KILL");
     signal(&cluster.replicas[0].server, "CONT");
@@ -370,7 +349,7 @@ fn a_killed_masters_replica_keeps_the_replicated_locks_and_grants_above_every_ea
             lock_info(&mut con, key).is_none(),
             "{key} never reached the replica"
         );
-        let token = acquire(&mut con, key, "successor");
+        let token = acquire(&mut con, key, "successor", TTL);
         assert!(
             token > highest_on_old_master,
             "{key}: {token} after {highest_on_old_master}"
@@ -396,7 +375,7 @@ fn a_slot_moved_without_keys_keeps_tokens_rising_even_from_a_freshly_promoted_ma
     let key = &cluster.keys_of(0, "moving", 1)[0];
     let mut before_move = Vec::new();
     for owner in ["o1", "o2"] {
-        before_move.push(acquire(&mut con, key, owner));
+        before_move.push(acquire(&mut con, key, owner, TTL));
         assert_eq!(release(&mut con, key, owner), 0);
     }
     let receiver = &cluster.masters[1];
@@ -404,7 +383,7 @@ fn a_slot_moved_without_keys_keeps_tokens_rising_even_from_a_freshly_promoted_ma
     move_slot(&[promoted, receiver], slot, promoted, receiver, &[]);
 
     let mut on_receiver = receiver.con();
-    let after_move = acquire(&mut on_receiver, key, "o3");
+    let after_move = acquire(&mut on_receiver, key, "o3", TTL);
     assert!(
         after_move > before_move[1] && before_move[1] > before_move[0],
         "tokens for {key}: {before_move:?} then {after_move}"
@@ -430,7 +409,7 @@ fn migrate_carries_a_held_lock_with_its_token_and_answers_the_waiter_left_behind
     let target = &cluster.masters[1];
     let key = cluster.keys_of(0, "migrating", 1).remove(0);
     let mut holder = source.con();
-    let token = acquire(&mut holder, &key, "holder");
+    let token = acquire(&mut holder, &key, "holder", TTL);
 
     let waiter_key = key.clone();
     let mut waiter_con = source.con();
@@ -470,7 +449,7 @@ fn migrate_carries_a_held_lock_with_its_token_and_answers_the_waiter_left_behind
     let info = lock_info(&mut on_target, &key).expect("the lock moved with its key");
     assert_eq!(info.stable(), (b"holder".to_vec(), 1, token, 0));
     assert_eq!(release(&mut on_target, &key, "holder"), 0);
-    assert!(acquire(&mut on_target, &key, "next") > token);
+    assert!(acquire(&mut on_target, &key, "next", TTL) > token);
 }
 
 /// Makes the server a replica of `nowhere` (a port nobody serves) and a master again: a
@@ -492,11 +471,11 @@ fn hundreds_of_promotions_keep_tokens_rising_and_lock_grants_working() {
     let mut con = server.conn();
     // A master that is never there: turning into its replica and back needs no sync.
     let nowhere = free_port();
-    let mut previous = acquire(&mut con, "k", "o");
+    let mut previous = acquire(&mut con, "k", "o", TTL);
     assert_eq!(release(&mut con, "k", "o"), 0);
     for round in 0..300 {
         promote_from_nowhere(&mut con, nowhere);
-        let token = acquire(&mut con, "k", "o");
+        let token = acquire(&mut con, "k", "o", TTL);
         assert!(
             token >= previous + PROMOTION_JUMP,
             "promotion {round}: {token} after {previous}"
@@ -607,7 +586,7 @@ fn two_sentinel_failovers_in_a_row_keep_every_lock_and_the_token_order() {
         });
         let mut con = master.conn();
         let key = format!("lock{failover}");
-        let token = acquire(&mut con, &key, "holder");
+        let token = acquire(&mut con, &key, "holder", TTL);
         if let Some((_, previous)) = held.last() {
             assert!(token > *previous, "{token} after {previous}");
         }
@@ -643,7 +622,7 @@ fn two_sentinel_failovers_in_a_row_keep_every_lock_and_the_token_order() {
         }
     }
     let mut con = master.conn();
-    let last = acquire(&mut con, "after", "holder");
+    let last = acquire(&mut con, "after", "holder", TTL);
     assert!(held.iter().all(|(_, token)| last > *token));
 }
 
@@ -654,7 +633,7 @@ fn an_old_master_granting_after_its_replica_took_over_stays_below_the_new_master
     replica.replicate_from(&master);
     let mut on_old = master.conn();
     let mut on_new = replica.conn();
-    let before = acquire(&mut on_old, "before", "holder");
+    let before = acquire(&mut on_old, "before", "holder", TTL);
     wait_replicas(&mut on_old, 1);
 
     // A split brain as Sentinel makes one without min-replicas-to-write: the replica is
@@ -666,11 +645,11 @@ fn an_old_master_granting_after_its_replica_took_over_stays_below_the_new_master
     let keys: Vec<String> = (0..5).map(|i| format!("split:{i}")).collect();
     let new_side: Vec<i64> = keys
         .iter()
-        .map(|key| acquire(&mut on_new, key, "new-side"))
+        .map(|key| acquire(&mut on_new, key, "new-side", TTL))
         .collect();
     // Later in time than every grant above, for the same keys: still below them.
     for (key, new_token) in keys.iter().zip(&new_side) {
-        let old_token = acquire(&mut on_old, key, "old-side");
+        let old_token = acquire(&mut on_old, key, "old-side", TTL);
         assert!(
             *new_token > old_token && old_token > before,
             "{key}: new side {new_token}, old side {old_token}, before {before}"

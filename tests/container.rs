@@ -12,7 +12,7 @@ use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{error, int, lock_info, nil, run, wait_until};
+use common::{acquire, error, int, lock_info, nil, run, wait_until};
 
 const PASSWORD: &str = "rlock-test-password";
 
@@ -282,13 +282,6 @@ impl Drop for Container {
         }
         self.remove();
     }
-}
-
-fn acquire(con: &mut redis::Connection, key: &str, owner: &str, ttl: u64) -> i64 {
-    int(
-        run(con, redis::cmd("LOCK.ACQUIRE").arg(key).arg(owner).arg(ttl)),
-        "LOCK.ACQUIRE",
-    )
 }
 
 #[test]

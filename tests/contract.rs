@@ -9,49 +9,6 @@ use redis::Value;
 
 const MAX_TTL: u64 = 2_592_000_000;
 
-fn acquire(con: &mut redis::Connection, key: &str, owner: &[u8], ttl: u64) -> Option<i64> {
-    match call!(con, "LOCK.ACQUIRE", key, owner, ttl) {
-        Ok(Value::Int(token)) => {
-            assert!(
-                token > 0 && token < TOKEN_LIMIT,
-                "token {token} out of (0, 2^53)"
-            );
-            Some(token)
-        }
-        Ok(Value::Nil) => None,
-        other => panic!("LOCK.ACQUIRE {key} {owner:?} {ttl}: {other:?}"),
-    }
-}
-
-#[track_caller]
-fn must_acquire(con: &mut redis::Connection, key: &str, owner: &[u8], ttl: u64) -> i64 {
-    acquire(con, key, owner, ttl)
-        .unwrap_or_else(|| panic!("LOCK.ACQUIRE {key} {owner:?} {ttl} answered nil"))
-}
-
-fn pttl(con: &mut redis::Connection, key: &str) -> i64 {
-    int(call!(con, "PTTL", key), "PTTL")
-}
-
-fn pexpiretime(con: &mut redis::Connection, key: &str) -> i64 {
-    int(call!(con, "PEXPIRETIME", key), "PEXPIRETIME")
-}
-
-/// The server's clock in unix ms (TIME).
-fn server_ms(con: &mut redis::Connection) -> i64 {
-    match call!(con, "TIME") {
-        Ok(Value::Array(parts)) if parts.len() == 2 => {
-            let number = |v: &Value| text(v).and_then(|t| t.parse::<i64>().ok()).unwrap();
-            number(&parts[0]) * 1000 + number(&parts[1]) / 1000
-        }
-        other => panic!("TIME: {other:?}"),
-    }
-}
-
-fn exists(con: &mut redis::Connection, key: &str) -> i64 {
-    int(call!(con, "EXISTS", key), "EXISTS")
-}
-
 fn wait_until_gone(con: &mut redis::Connection, key: &str) {
     wait_until(&format!("{key} to expire"), || exists(con, key) == 0);
 }
@@ -63,7 +20,7 @@ fn wait_until_gone(con: &mut redis::Connection, key: &str) {
 fn acquire_takes_a_free_lock_with_count_one_and_the_given_ttl() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = must_acquire(&mut con, "k", b"me", 100_000);
+    let token = acquire(&mut con, "k", b"me", 100_000);
     let info = lock_info(&mut con, "k").expect("lock held");
     assert_eq!(info.owner, b"me");
     assert_eq!(info.count, 1);
@@ -78,9 +35,9 @@ fn acquire_takes_a_free_lock_with_count_one_and_the_given_ttl() {
 fn acquire_by_the_holder_reenters_with_the_same_token_and_never_shortens_the_expiry() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = must_acquire(&mut con, "k", b"me", 100_000);
+    let token = acquire(&mut con, "k", b"me", 100_000);
     // Reset to a longer ttl.
-    assert_eq!(must_acquire(&mut con, "k", b"me", 500_000), token);
+    assert_eq!(acquire(&mut con, "k", b"me", 500_000), token);
     let info = lock_info(&mut con, "k").unwrap();
     assert_eq!((info.count, info.token), (2, token));
     let after_longer = pttl(&mut con, "k");
@@ -91,7 +48,7 @@ fn acquire_by_the_holder_reenters_with_the_same_token_and_never_shortens_the_exp
     // A reentry never shortens the hold (a nested lock with a shorter lease must not cut the
     // outer one short): the later expiry stays.
     let expiry = pexpiretime(&mut con, "k");
-    assert_eq!(must_acquire(&mut con, "k", b"me", 50_000), token);
+    assert_eq!(acquire(&mut con, "k", b"me", 50_000), token);
     assert_eq!(
         pexpiretime(&mut con, "k"),
         expiry,
@@ -104,10 +61,10 @@ fn acquire_by_the_holder_reenters_with_the_same_token_and_never_shortens_the_exp
 fn acquire_of_a_lock_held_by_another_owner_fails_and_changes_nothing() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = must_acquire(&mut con, "k", b"me", 100_000);
-    must_acquire(&mut con, "k", b"me", 100_000);
+    let token = acquire(&mut con, "k", b"me", 100_000);
+    acquire(&mut con, "k", b"me", 100_000);
     let before = key_state(&mut con, "k");
-    assert_eq!(acquire(&mut con, "k", b"other", 500_000), None);
+    assert_eq!(try_acquire(&mut con, "k", b"other", 500_000), None);
     assert_eq!(key_state(&mut con, "k"), before);
     let info = lock_info(&mut con, "k").unwrap();
     assert_eq!(
@@ -122,7 +79,7 @@ fn acquire_accepts_the_limits_and_lowercase_names() {
     let mut con = server.conn();
     // The longest ttl.
     let before = server_ms(&mut con);
-    must_acquire(&mut con, "long", b"me", MAX_TTL);
+    acquire(&mut con, "long", b"me", MAX_TTL);
     let after = server_ms(&mut con);
     let at = pexpiretime(&mut con, "long");
     assert!(
@@ -130,10 +87,10 @@ fn acquire_accepts_the_limits_and_lowercase_names() {
         "PEXPIRETIME {at} outside [{before}, {after}] + {MAX_TTL}"
     );
     // The shortest ttl is accepted (it may be gone at once).
-    acquire(&mut con, "short", b"me", 1).expect("ttl 1 on a free lock");
+    try_acquire(&mut con, "short", b"me", 1).expect("ttl 1 on a free lock");
     // The longest owner.
     let owner = vec![b'o'; 1024];
-    must_acquire(&mut con, "owner", &owner, 100_000);
+    acquire(&mut con, "owner", &owner, 100_000);
     assert_eq!(lock_info(&mut con, "owner").unwrap().owner, owner);
     // Command names and the option are case-insensitive; WAIT on a free lock does not wait.
     let token = int(
@@ -166,7 +123,7 @@ fn acquire_accepts_the_limits_and_lowercase_names() {
 fn reenter_by_the_holder_counts_up_and_extends_the_expiry_only_with_a_longer_ttl() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = must_acquire(&mut con, "k", b"me", 100_000);
+    let token = acquire(&mut con, "k", b"me", 100_000);
     let expiry = pexpiretime(&mut con, "k");
     assert_eq!(
         int(call!(&mut con, "LOCK.REENTER", "k", "me"), "REENTER"),
@@ -221,7 +178,7 @@ fn reenter_never_takes_a_free_lock_nor_another_owners_lock() {
     assert_eq!(exists(&mut con, "free"), 0);
     assert_eq!(lock_info(&mut con, "free"), None);
 
-    must_acquire(&mut con, "k", b"me", 100_000);
+    acquire(&mut con, "k", b"me", 100_000);
     let before = key_state(&mut con, "k");
     nil(
         call!(&mut con, "LOCK.REENTER", "k", "other"),
@@ -241,8 +198,8 @@ fn reenter_never_takes_a_free_lock_nor_another_owners_lock() {
 fn release_counts_down_and_frees_the_lock_at_zero() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = must_acquire(&mut con, "k", b"me", 100_000);
-    must_acquire(&mut con, "k", b"me", 100_000);
+    let token = acquire(&mut con, "k", b"me", 100_000);
+    acquire(&mut con, "k", b"me", 100_000);
     int(call!(&mut con, "LOCK.REENTER", "k", "me"), "REENTER");
     let expiry = pexpiretime(&mut con, "k");
     assert_eq!(
@@ -282,7 +239,7 @@ fn release_by_a_non_holder_fails_and_changes_nothing() {
         "RELEASE free",
     );
     assert_eq!(exists(&mut con, "free"), 0);
-    must_acquire(&mut con, "k", b"me", 100_000);
+    acquire(&mut con, "k", b"me", 100_000);
     let before = key_state(&mut con, "k");
     nil(
         call!(&mut con, "LOCK.RELEASE", "k", "other"),
@@ -296,7 +253,7 @@ fn release_by_a_non_holder_fails_and_changes_nothing() {
 fn after_expiry_the_old_owner_can_neither_release_nor_renew_nor_reenter() {
     let server = Server::start();
     let mut con = server.conn();
-    must_acquire(&mut con, "k", b"me", 50);
+    acquire(&mut con, "k", b"me", 50);
     wait_until_gone(&mut con, "k");
     nil(
         call!(&mut con, "LOCK.RELEASE", "k", "me"),
@@ -321,7 +278,7 @@ fn after_expiry_the_old_owner_can_neither_release_nor_renew_nor_reenter() {
 fn renew_by_the_holder_resets_the_expiry_and_nothing_else() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = must_acquire(&mut con, "k", b"me", 100_000);
+    let token = acquire(&mut con, "k", b"me", 100_000);
     int(call!(&mut con, "LOCK.REENTER", "k", "me"), "REENTER");
     assert_eq!(
         int(call!(&mut con, "LOCK.RENEW", "k", "me", 500_000), "RENEW"),
@@ -357,7 +314,7 @@ fn renew_by_a_non_holder_or_of_a_free_lock_returns_zero_and_changes_nothing() {
         0
     );
     assert_eq!(exists(&mut con, "free"), 0);
-    must_acquire(&mut con, "k", b"me", 100_000);
+    acquire(&mut con, "k", b"me", 100_000);
     let before = key_state(&mut con, "k");
     assert_eq!(
         int(
@@ -377,7 +334,7 @@ fn info_is_nil_on_a_free_lock_and_a_flat_array_on_resp2() {
     let server = Server::start();
     let mut con = server.conn();
     nil(call!(&mut con, "LOCK.INFO", "k"), "INFO free");
-    let token = must_acquire(&mut con, "k", b"worker-a", 60_000);
+    let token = acquire(&mut con, "k", b"worker-a", 60_000);
     int(call!(&mut con, "LOCK.REENTER", "k", "worker-a"), "REENTER");
     let left_before = pttl(&mut con, "k");
     let reply = call!(&mut con, "LOCK.INFO", "k").unwrap();
@@ -443,55 +400,52 @@ fn tokens_rise_across_release_keys_del_expiry_and_flushall() {
         assert!(token < TOKEN_LIMIT, "{step}: token {token} not below 2^53");
         last = token;
     };
-    check(must_acquire(&mut con, "a", b"x", 100_000), "first");
+    check(acquire(&mut con, "a", b"x", 100_000), "first");
     int(call!(&mut con, "LOCK.RELEASE", "a", "x"), "RELEASE");
     check(
-        must_acquire(&mut con, "a", b"x", 100_000),
+        acquire(&mut con, "a", b"x", 100_000),
         "release then re-acquire (same owner)",
     );
     int(call!(&mut con, "LOCK.RELEASE", "a", "x"), "RELEASE");
     check(
-        must_acquire(&mut con, "a", b"y", 100_000),
+        acquire(&mut con, "a", b"y", 100_000),
         "release then re-acquire (other owner)",
     );
-    check(must_acquire(&mut con, "b", b"x", 100_000), "another key");
-    check(must_acquire(&mut con, "c", b"y", 100_000), "a third key");
+    check(acquire(&mut con, "b", b"x", 100_000), "another key");
+    check(acquire(&mut con, "c", b"y", 100_000), "a third key");
     assert_eq!(int(call!(&mut con, "DEL", "b"), "DEL"), 1);
-    check(
-        must_acquire(&mut con, "b", b"z", 100_000),
-        "DEL then acquire",
-    );
-    must_acquire(&mut con, "short", b"x", 50);
+    check(acquire(&mut con, "b", b"z", 100_000), "DEL then acquire");
+    acquire(&mut con, "short", b"x", 50);
     wait_until_gone(&mut con, "short");
     check(
-        must_acquire(&mut con, "short", b"x", 100_000),
+        acquire(&mut con, "short", b"x", 100_000),
         "expiry then acquire",
     );
     ok(call!(&mut con, "FLUSHALL"), "FLUSHALL");
     check(
-        must_acquire(&mut con, "a", b"x", 100_000),
+        acquire(&mut con, "a", b"x", 100_000),
         "FLUSHALL then acquire",
     );
     ok(call!(&mut con, "FLUSHALL", "ASYNC"), "FLUSHALL ASYNC");
     check(
-        must_acquire(&mut con, "a", b"x", 100_000),
+        acquire(&mut con, "a", b"x", 100_000),
         "FLUSHALL ASYNC then acquire",
     );
     // Reentry keeps the token.
-    assert_eq!(must_acquire(&mut con, "a", b"x", 100_000), last);
+    assert_eq!(acquire(&mut con, "a", b"x", 100_000), last);
 }
 
 #[test]
 fn del_is_a_force_release() {
     let server = Server::start();
     let mut con = server.conn();
-    let first = must_acquire(&mut con, "k", b"a", 100_000);
+    let first = acquire(&mut con, "k", b"a", 100_000);
     assert_eq!(int(call!(&mut con, "DEL", "k"), "DEL"), 1);
     nil(
         call!(&mut con, "LOCK.RELEASE", "k", "a"),
         "RELEASE after DEL",
     );
-    let second = must_acquire(&mut con, "k", b"b", 100_000);
+    let second = acquire(&mut con, "k", b"b", 100_000);
     assert!(second > first);
 }
 
@@ -499,14 +453,14 @@ fn del_is_a_force_release() {
 fn tokens_rise_across_a_restart_from_rdb() {
     let mut server = Server::start();
     let mut con = server.conn();
-    must_acquire(&mut con, "kept", b"x", 600_000);
-    let released = must_acquire(&mut con, "gone", b"y", 600_000);
+    acquire(&mut con, "kept", b"x", 600_000);
+    let released = acquire(&mut con, "gone", b"y", 600_000);
     int(call!(&mut con, "LOCK.RELEASE", "gone", "y"), "RELEASE");
     ok(call!(&mut con, "SAVE"), "SAVE");
     drop(con);
     server.restart();
     let mut con = server.conn();
-    let next = must_acquire(&mut con, "new", b"z", 600_000);
+    let next = acquire(&mut con, "new", b"z", 600_000);
     assert!(
         next > released,
         "after RDB restart: token {next} <= {released}"
@@ -518,13 +472,13 @@ fn tokens_rise_across_a_restart_from_rdb() {
 fn tokens_rise_across_a_restart_from_aof() {
     let mut server = Server::start_with(&["--appendonly", "yes"]);
     let mut con = server.conn();
-    must_acquire(&mut con, "kept", b"x", 600_000);
-    let released = must_acquire(&mut con, "gone", b"y", 600_000);
+    acquire(&mut con, "kept", b"x", 600_000);
+    let released = acquire(&mut con, "gone", b"y", 600_000);
     int(call!(&mut con, "LOCK.RELEASE", "gone", "y"), "RELEASE");
     drop(con);
     server.restart();
     let mut con = server.conn();
-    let next = must_acquire(&mut con, "new", b"z", 600_000);
+    let next = acquire(&mut con, "new", b"z", 600_000);
     assert!(
         next > released,
         "after AOF restart: token {next} <= {released}"
@@ -539,7 +493,7 @@ fn tokens_rise_across_a_restart_from_aof() {
 fn the_key_has_the_module_type_and_the_locks_expiry() {
     let server = Server::start();
     let mut con = server.conn();
-    must_acquire(&mut con, "k", b"me", 100_000);
+    acquire(&mut con, "k", b"me", 100_000);
     let type_name = text(&call!(&mut con, "TYPE", "k").unwrap()).unwrap();
     assert_ne!(type_name, "string");
     assert_ne!(type_name, "none");
@@ -646,7 +600,7 @@ fn refusal(args: &[&[u8]], expect: Expect) -> Refusal {
 fn check_refusals(cases: Vec<Refusal>) {
     let server = Server::start();
     let mut con = server.conn();
-    must_acquire(&mut con, "held", b"me", 100_000);
+    acquire(&mut con, "held", b"me", 100_000);
     int(call!(&mut con, "LOCK.REENTER", "held", "me"), "REENTER");
     let held = key_state(&mut con, "held");
     let free = key_state(&mut con, "free");
@@ -926,7 +880,7 @@ fn lock_apply_from_a_normal_client_is_refused() {
         "LOCK.APPLY",
     );
     assert_eq!(exists(&mut con, "k"), 0);
-    let token = must_acquire(&mut con, "k2", b"me", 100_000);
+    let token = acquire(&mut con, "k2", b"me", 100_000);
     assert!(
         token < 1 << 52,
         "a refused LOCK.APPLY raised the token counter: {token}"
@@ -941,7 +895,7 @@ fn owners_are_binary_safe() {
     let server = Server::start();
     let mut con = server.conn();
     let owner: &[u8] = b"\x00\xff\r\nowner\x00";
-    let token = must_acquire(&mut con, "k", owner, 100_000);
+    let token = acquire(&mut con, "k", owner, 100_000);
     assert_eq!(lock_info(&mut con, "k").unwrap().owner, owner);
     for other in [
         &b"\x00\xff\r\nowner"[..],
@@ -950,10 +904,14 @@ fn owners_are_binary_safe() {
         b"\xff",
         b"\r\n",
     ] {
-        assert_eq!(acquire(&mut con, "k", other, 100_000), None, "{other:?}");
+        assert_eq!(
+            try_acquire(&mut con, "k", other, 100_000),
+            None,
+            "{other:?}"
+        );
         nil(call!(&mut con, "LOCK.RELEASE", "k", other), "RELEASE other");
     }
-    assert_eq!(must_acquire(&mut con, "k", owner, 100_000), token);
+    assert_eq!(acquire(&mut con, "k", owner, 100_000), token);
     assert_eq!(
         int(call!(&mut con, "LOCK.REENTER", "k", owner), "REENTER"),
         3
@@ -970,7 +928,7 @@ fn owners_are_binary_safe() {
     }
     assert_eq!(exists(&mut con, "k"), 0);
     for single in [&b"\x00"[..], b"\xff", b"\r\n"] {
-        must_acquire(&mut con, "single", single, 100_000);
+        acquire(&mut con, "single", single, 100_000);
         assert_eq!(lock_info(&mut con, "single").unwrap().owner, single);
         assert_eq!(
             int(call!(&mut con, "LOCK.RELEASE", "single", single), "RELEASE"),
@@ -1083,7 +1041,7 @@ fn random_calls_never_take_the_server_down() {
         Some("v")
     );
     // The module still works.
-    must_acquire(&mut con, "after-fuzz", b"me", 1000);
+    acquire(&mut con, "after-fuzz", b"me", 1000);
     assert!(
         !server.log().contains("a bug in"),
         "the server log reports a caught bug:\n{}",
@@ -1169,7 +1127,7 @@ fn the_command_table_marks_writes_reads_and_the_key() {
 fn a_new_lock_is_refused_under_memory_pressure() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = must_acquire(&mut con, "held", b"me", 100_000);
+    let token = acquire(&mut con, "held", b"me", 100_000);
     ok(
         call!(&mut con, "CONFIG", "SET", "maxmemory", 1),
         "CONFIG SET",
@@ -1189,7 +1147,7 @@ fn a_new_lock_is_refused_under_memory_pressure() {
         call!(&mut con, "CONFIG", "SET", "maxmemory", 0),
         "CONFIG SET",
     );
-    must_acquire(&mut con, "new", b"me", 100_000);
+    acquire(&mut con, "new", b"me", 100_000);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1279,7 +1237,7 @@ fn commands_work_from_a_lua_script() {
 fn wait_inside_multi_or_lua_does_not_block() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = must_acquire(&mut con, "k", b"me", 100_000);
+    let token = acquire(&mut con, "k", b"me", 100_000);
     let before = key_state(&mut con, "k");
     ok(call!(&mut con, "MULTI"), "MULTI");
     call!(&mut con, "LOCK.ACQUIRE", "k", "other", 1000, "WAIT", 0).unwrap();
@@ -1330,14 +1288,14 @@ fn joined_token(handle: std::thread::JoinHandle<Result<Value, String>>, who: &st
 fn a_waiter_is_handed_the_lock_on_release_first_come_first_served() {
     let server = Server::start();
     let mut con = server.conn();
-    let first = must_acquire(&mut con, "k", b"a", 100_000);
+    let first = acquire(&mut con, "k", b"a", 100_000);
     let b = spawn_waiter(&server, "k", "b", 50_000, 20_000);
     server.wait_for_blocked_clients(1);
     let c = spawn_waiter(&server, "k", "c", 40_000, 20_000);
     server.wait_for_blocked_clients(2);
     assert_eq!(lock_info(&mut con, "k").unwrap().waiters, 2);
     // A plain try by a newcomer still fails.
-    assert_eq!(acquire(&mut con, "k", b"d", 1000), None);
+    assert_eq!(try_acquire(&mut con, "k", b"d", 1000), None);
 
     assert_eq!(int(call!(&mut con, "LOCK.RELEASE", "k", "a"), "RELEASE"), 0);
     let second = joined_token(b, "waiter b");
@@ -1364,8 +1322,8 @@ fn a_waiter_is_handed_the_lock_on_release_first_come_first_served() {
 fn a_release_to_a_count_above_zero_hands_nothing() {
     let server = Server::start();
     let mut con = server.conn();
-    let token = must_acquire(&mut con, "k", b"a", 100_000);
-    must_acquire(&mut con, "k", b"a", 100_000);
+    let token = acquire(&mut con, "k", b"a", 100_000);
+    acquire(&mut con, "k", b"a", 100_000);
     let b = spawn_waiter(&server, "k", "b", 50_000, 20_000);
     server.wait_for_blocked_clients(1);
     assert_eq!(int(call!(&mut con, "LOCK.RELEASE", "k", "a"), "RELEASE"), 1);
@@ -1386,7 +1344,7 @@ fn a_release_to_a_count_above_zero_hands_nothing() {
 fn a_waiter_that_times_out_gets_nil_and_leaves_the_queue() {
     let server = Server::start();
     let mut con = server.conn();
-    must_acquire(&mut con, "k", b"a", 100_000);
+    acquire(&mut con, "k", b"a", 100_000);
     let before = key_state(&mut con, "k");
     nil(
         call!(&mut con, "LOCK.ACQUIRE", "k", "b", 1000, "WAIT", 50),
@@ -1404,7 +1362,7 @@ fn a_waiter_that_times_out_gets_nil_and_leaves_the_queue() {
 fn a_disconnected_waiter_leaves_the_queue() {
     let server = Server::start();
     let mut con = server.conn();
-    must_acquire(&mut con, "k", b"a", 100_000);
+    acquire(&mut con, "k", b"a", 100_000);
     let mut waiter = server.conn();
     let id = int(call!(&mut waiter, "CLIENT", "ID"), "CLIENT ID");
     let handle = std::thread::spawn(move || {
@@ -1461,7 +1419,7 @@ fn a_waiter_is_handed_a_lock_freed_by_expiry() {
 fn a_waiter_is_handed_a_lock_freed_by_del() {
     let server = Server::start();
     let mut con = server.conn();
-    let first = must_acquire(&mut con, "k", b"a", 100_000);
+    let first = acquire(&mut con, "k", b"a", 100_000);
     let b = spawn_waiter(&server, "k", "b", 50_000, 10_000);
     server.wait_for_blocked_clients(1);
     assert_eq!(int(call!(&mut con, "DEL", "k"), "DEL"), 1);
@@ -1487,7 +1445,7 @@ fn the_module_loads_at_runtime_with_module_load() {
         call!(&mut con, "MODULE", "LOAD", path.display().to_string()),
         "MODULE LOAD",
     );
-    let token = must_acquire(&mut con, "k", b"me", 100_000);
+    let token = acquire(&mut con, "k", b"me", 100_000);
     assert_eq!(lock_info(&mut con, "k").unwrap().token, token);
 }
 
@@ -1514,7 +1472,7 @@ fn the_repos_redis_conf_starts_a_server_with_the_module() {
         prepare_dir: Some(link_module),
     });
     let mut con = server.conn();
-    must_acquire(&mut con, "k", b"me", 100_000);
+    acquire(&mut con, "k", b"me", 100_000);
     let policy = match call!(&mut con, "CONFIG", "GET", "maxmemory-policy").unwrap() {
         Value::Array(items) => text(&items[1]).unwrap(),
         other => panic!("CONFIG GET: {other:?}"),

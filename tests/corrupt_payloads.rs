@@ -4,40 +4,8 @@
 
 mod common;
 
-use common::{error, int, lock_info, Server};
+use common::{dump, error, int, lock_info, with_checksum, Server};
 use redis::Value;
-
-/// Redis' CRC-64 (Jones polynomial, reflected, as in its crc64.c).
-fn crc64(data: &[u8]) -> u64 {
-    const REFLECTED_POLY: u64 = 0x95ac_9329_ac4b_c9b5;
-    let mut crc = 0u64;
-    for &byte in data {
-        crc ^= u64::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ REFLECTED_POLY
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
-
-/// `payload` with its trailing checksum made right again.
-fn with_checksum(mut payload: Vec<u8>) -> Vec<u8> {
-    let body = payload.len() - 8;
-    let crc = crc64(&payload[..body]);
-    payload[body..].copy_from_slice(&crc.to_le_bytes());
-    payload
-}
-
-fn dump(con: &mut redis::Connection, key: &str) -> Vec<u8> {
-    match call!(con, "DUMP", key) {
-        Ok(Value::BulkString(bytes)) => bytes,
-        other => panic!("DUMP answered {other:?}"),
-    }
-}
 
 /// Where the packed lock (10-byte header, then the owner) starts in a payload.
 fn lock_offset(payload: &[u8], owner: &[u8]) -> usize {

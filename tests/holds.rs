@@ -6,97 +6,24 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::thread;
 
 use common::*;
-use redis::Value;
 
 const TTL: u64 = 600_000;
 
-/// `LOCK.INFO` of a key with several holders: (mode, limit, holders by owner, waiters).
-#[derive(Debug)]
-struct Holds {
-    mode: String,
-    limit: Option<i64>,
-    /// owner -> (count, ttl, token, session)
-    holders: HashMap<String, (i64, i64, i64, i64)>,
-    waiters: i64,
-}
-
-fn pairs(value: &Value) -> Vec<(String, Value)> {
-    let list: Vec<(Value, Value)> = match value {
-        Value::Map(pairs) => pairs.clone(),
-        Value::Array(items) => items
-            .chunks(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
-            .collect(),
-        other => panic!("not a map: {other:?}"),
-    };
-    list.into_iter()
-        .map(|(k, v)| (text(&k).expect("field name"), v))
-        .collect()
-}
-
-fn holds(con: &mut redis::Connection, key: &str) -> Holds {
-    let reply = call!(con, "LOCK.INFO", key).expect("LOCK.INFO");
-    let fields: HashMap<String, Value> = pairs(&reply).into_iter().collect();
-    let int_of = |v: &Value| match v {
-        Value::Int(n) => *n,
-        other => panic!("expected an integer: {other:?}"),
-    };
-    let mut holders = HashMap::new();
-    let Some(Value::Array(list)) = fields.get("holders") else {
-        panic!("no holders in {reply:?}");
-    };
-    for holder in list {
-        let h: HashMap<String, Value> = pairs(holder).into_iter().collect();
-        holders.insert(
-            text(&h["owner"]).expect("owner"),
-            (
-                int_of(&h["count"]),
-                int_of(&h["ttl"]),
-                int_of(&h["token"]),
-                int_of(&h["session"]),
-            ),
-        );
-    }
-    Holds {
-        mode: text(&fields["mode"]).expect("mode"),
-        limit: fields.get("limit").map(int_of),
-        holders,
-        waiters: int_of(&fields["waiters"]),
-    }
-}
-
-fn acquire(con: &mut redis::Connection, key: &str, owner: &str, options: &[&str]) -> Value {
-    let mut cmd = redis::cmd("LOCK.ACQUIRE");
-    cmd.arg(key).arg(owner).arg(TTL);
-    for option in options {
-        cmd.arg(*option);
-    }
-    run(con, &cmd).unwrap_or_else(|e| panic!("LOCK.ACQUIRE {key} {owner} {options:?}: {e}"))
-}
-
-fn token(value: Value) -> i64 {
-    match value {
-        Value::Int(n) => n,
-        other => panic!("expected a token, got {other:?}"),
-    }
-}
-
-/// Runs `LOCK.ACQUIRE ... WAIT 0` on its own connection in a thread.
+/// Runs `LOCK.ACQUIRE ... WAIT 0` on its own connection in a thread; its token from `join()`.
 fn wait_for(
     server: &Server,
     key: &'static str,
     owner: &'static str,
     options: &'static [&'static str],
-) -> thread::JoinHandle<Value> {
+) -> thread::JoinHandle<i64> {
     let mut con = server.conn();
     thread::spawn(move || {
         let mut all = options.to_vec();
         all.extend(["WAIT", "0"]);
-        acquire(&mut con, key, owner, &all)
+        acquire_with(&mut con, key, owner, TTL, &all)
     })
 }
 
@@ -104,10 +31,10 @@ fn wait_for(
 fn readers_share_and_exclude_a_writer_with_their_own_rising_tokens() {
     let server = Server::start();
     let mut con = server.conn();
-    let r1 = token(acquire(&mut con, "k", "r1", &["SHARED"]));
-    let r2 = token(acquire(&mut con, "k", "r2", &["shared"]));
+    let r1 = acquire_with(&mut con, "k", "r1", TTL, &["SHARED"]);
+    let r2 = acquire_with(&mut con, "k", "r2", TTL, &["shared"]);
     assert!(r2 > r1);
-    assert_eq!(acquire(&mut con, "k", "w", &[]), Value::Nil);
+    assert_eq!(try_acquire(&mut con, "k", "w", TTL), None);
     let info = holds(&mut con, "k");
     assert_eq!(info.mode, "shared");
     assert_eq!(info.limit, None);
@@ -118,7 +45,7 @@ fn readers_share_and_exclude_a_writer_with_their_own_rising_tokens() {
     assert_eq!(counted("lock_shared_holds").as_deref(), Some("2"));
     assert_eq!(counted("lock_limit_holds").as_deref(), Some("0"));
     // Reentry per owner keeps its token.
-    assert_eq!(token(acquire(&mut con, "k", "r1", &["SHARED"])), r1);
+    assert_eq!(acquire_with(&mut con, "k", "r1", TTL, &["SHARED"]), r1);
     assert_eq!(
         int(call!(&mut con, "LOCK.REENTER", "k", "r2"), "reenter"),
         2
@@ -136,21 +63,27 @@ fn readers_share_and_exclude_a_writer_with_their_own_rising_tokens() {
         );
     }
     assert_eq!(int(call!(&mut con, "EXISTS", "k"), "EXISTS"), 0);
-    let w = token(acquire(&mut con, "k", "w", &[]));
+    let w = acquire(&mut con, "k", "w", TTL);
     assert!(w > r2, "a later writer is ordered after the readers");
     // SHARED on a key held exclusive waits like anyone else.
-    assert_eq!(acquire(&mut con, "k", "r3", &["SHARED"]), Value::Nil);
+    assert_eq!(
+        try_acquire_with(&mut con, "k", "r3", TTL, &["SHARED"]),
+        None
+    );
 }
 
 #[test]
 fn a_queued_writer_is_not_starved_and_the_readers_behind_it_go_together() {
     let server = Server::start();
     let mut con = server.conn();
-    token(acquire(&mut con, "k", "r1", &["SHARED"]));
+    acquire_with(&mut con, "k", "r1", TTL, &["SHARED"]);
     let writer = wait_for(&server, "k", "w", &[]);
     server.wait_for_blocked_clients(1);
     // A reader arriving after the queued writer waits behind it.
-    assert_eq!(acquire(&mut con, "k", "late", &["SHARED"]), Value::Nil);
+    assert_eq!(
+        try_acquire_with(&mut con, "k", "late", TTL, &["SHARED"]),
+        None
+    );
     let reader_a = wait_for(&server, "k", "ra", &["SHARED"]);
     server.wait_for_blocked_clients(2);
     let reader_b = wait_for(&server, "k", "rb", &["SHARED"]);
@@ -159,12 +92,12 @@ fn a_queued_writer_is_not_starved_and_the_readers_behind_it_go_together() {
         int(call!(&mut con, "LOCK.RELEASE", "k", "r1"), "release"),
         0
     );
-    let w = token(writer.join().expect("writer"));
+    let w = writer.join().expect("writer");
     server.wait_for_blocked_clients(2);
     assert_eq!(lock_info(&mut con, "k").expect("held").owner, b"w");
     assert_eq!(int(call!(&mut con, "LOCK.RELEASE", "k", "w"), "release"), 0);
-    let a = token(reader_a.join().expect("reader a"));
-    let b = token(reader_b.join().expect("reader b"));
+    let a = reader_a.join().expect("reader a");
+    let b = reader_b.join().expect("reader b");
     assert!(w < a && a < b, "FIFO order of tokens: {w} {a} {b}");
     let info = holds(&mut con, "k");
     assert_eq!(info.holders.len(), 2, "both readers admitted together");
@@ -177,10 +110,13 @@ fn a_semaphore_admits_up_to_its_limit_and_says_when_a_limit_differs() {
     let mut con = server.conn();
     let mut tokens = Vec::new();
     for owner in ["a", "b", "c"] {
-        tokens.push(token(acquire(&mut con, "sem", owner, &["LIMIT", "3"])));
+        tokens.push(acquire_with(&mut con, "sem", owner, TTL, &["LIMIT", "3"]));
     }
     assert!(tokens.windows(2).all(|w| w[0] < w[1]));
-    assert_eq!(acquire(&mut con, "sem", "d", &["LIMIT", "3"]), Value::Nil);
+    assert_eq!(
+        try_acquire_with(&mut con, "sem", "d", TTL, &["LIMIT", "3"]),
+        None
+    );
     let info = holds(&mut con, "sem");
     assert_eq!((info.mode.as_str(), info.limit), ("limit", Some(3)));
     assert_eq!(info.holders.len(), 3);
@@ -197,15 +133,18 @@ fn a_semaphore_admits_up_to_its_limit_and_says_when_a_limit_differs() {
         "{differs}"
     );
     // An exclusive request waits for every permit; so does SHARED.
-    assert_eq!(acquire(&mut con, "sem", "x", &[]), Value::Nil);
-    assert_eq!(acquire(&mut con, "sem", "x", &["SHARED"]), Value::Nil);
+    assert_eq!(try_acquire(&mut con, "sem", "x", TTL), None);
+    assert_eq!(
+        try_acquire_with(&mut con, "sem", "x", TTL, &["SHARED"]),
+        None
+    );
     let waiter = wait_for(&server, "sem", "d", &["LIMIT", "3"]);
     server.wait_for_blocked_clients(1);
     assert_eq!(
         int(call!(&mut con, "LOCK.RELEASE", "sem", "b"), "release"),
         0
     );
-    let d = token(waiter.join().expect("waiter"));
+    let d = waiter.join().expect("waiter");
     assert!(d > tokens[2]);
     assert_eq!(holds(&mut con, "sem").holders.len(), 3);
     // Every permit back: the next acquirer sets the kind (the admin's way to change n).
@@ -215,10 +154,10 @@ fn a_semaphore_admits_up_to_its_limit_and_says_when_a_limit_differs() {
             0
         );
     }
-    token(acquire(&mut con, "sem", "e", &["LIMIT", "5"]));
+    acquire_with(&mut con, "sem", "e", TTL, &["LIMIT", "5"]);
     assert_eq!(holds(&mut con, "sem").limit, Some(5));
     assert_eq!(int(call!(&mut con, "DEL", "sem"), "DEL"), 1);
-    token(acquire(&mut con, "sem", "e", &["LIMIT", "2"]));
+    acquire_with(&mut con, "sem", "e", TTL, &["LIMIT", "2"]);
     assert_eq!(holds(&mut con, "sem").limit, Some(2));
 }
 
@@ -252,14 +191,14 @@ fn conflicting_or_malformed_options_are_refused_and_change_nothing() {
 fn a_waiter_whose_owner_already_holds_the_key_reenters_at_its_turn() {
     let server = Server::start();
     let mut con = server.conn();
-    token(acquire(&mut con, "k", "x", &[]));
+    acquire(&mut con, "k", "x", TTL);
     let first = wait_for(&server, "k", "same", &[]);
     server.wait_for_blocked_clients(1);
     let second = wait_for(&server, "k", "same", &[]);
     server.wait_for_blocked_clients(2);
     assert_eq!(int(call!(&mut con, "LOCK.RELEASE", "k", "x"), "release"), 0);
-    let a = token(first.join().expect("first"));
-    let b = token(second.join().expect("second"));
+    let a = first.join().expect("first");
+    let b = second.join().expect("second");
     assert_eq!(a, b, "the second connection reentered the owner's hold");
     let info = lock_info(&mut con, "k").expect("held");
     assert_eq!((info.owner.as_slice(), info.count), (&b"same"[..], 2));
@@ -270,17 +209,17 @@ fn a_waiter_whose_owner_already_holds_the_key_reenters_at_its_turn() {
 fn an_exclusive_lock_keeps_todays_info_fields_and_a_session_adds_one() {
     let server = Server::start();
     let mut con = server.conn();
-    token(acquire(&mut con, "plain", "a", &[]));
+    acquire(&mut con, "plain", "a", TTL);
     let info = lock_info(&mut con, "plain").expect("held");
     assert_eq!(info.fields, ["owner", "count", "ttl", "token", "waiters"]);
-    token(acquire(&mut con, "s", "a", &["SESSION"]));
+    acquire_with(&mut con, "s", "a", TTL, &["SESSION"]);
     let info = lock_info(&mut con, "s").expect("held");
     assert_eq!(
         info.fields,
         ["owner", "count", "ttl", "token", "waiters", "session"]
     );
     let mut resp3 = server.conn_resp3();
-    token(acquire(&mut resp3, "r", "a", &["SHARED", "SESSION"]));
+    acquire_with(&mut resp3, "r", "a", TTL, &["SHARED", "SESSION"]);
     let shared = holds(&mut resp3, "r");
     assert_eq!(shared.holders["a"].3, 1);
     assert!(shared.holders["a"].1 > 0 && shared.holders["a"].1 <= TTL as i64);
@@ -291,15 +230,15 @@ fn a_session_hold_ends_with_its_connection_and_goes_to_the_next_waiter() {
     let server = Server::start();
     let mut admin = server.conn();
     let mut holder = server.conn();
-    let held = token(acquire(&mut holder, "k", "h", &["SESSION"]));
+    let held = acquire_with(&mut holder, "k", "h", TTL, &["SESSION"]);
     let id = int(call!(&mut holder, "CLIENT", "ID"), "CLIENT ID");
     let mut reader = server.conn();
-    token(acquire(&mut reader, "r", "h", &["SHARED", "SESSION"]));
-    token(acquire(&mut admin, "r", "other", &["SHARED"]));
+    acquire_with(&mut reader, "r", "h", TTL, &["SHARED", "SESSION"]);
+    acquire_with(&mut admin, "r", "other", TTL, &["SHARED"]);
     let waiter = wait_for(&server, "k", "next", &[]);
     server.wait_for_blocked_clients(1);
     int(call!(&mut admin, "CLIENT", "KILL", "ID", id), "CLIENT KILL");
-    let next = token(waiter.join().expect("waiter"));
+    let next = waiter.join().expect("waiter");
     assert!(next > held);
     assert_eq!(lock_info(&mut admin, "k").expect("held").owner, b"next");
     // The reader's connection closes: only its hold goes.
@@ -317,21 +256,21 @@ fn a_session_hold_ends_with_its_connection_and_goes_to_the_next_waiter() {
 fn a_session_waiter_handed_the_key_holds_it_for_its_own_connection() {
     let server = Server::start();
     let mut admin = server.conn();
-    token(acquire(&mut admin, "k", "h", &[]));
+    acquire(&mut admin, "k", "h", TTL);
     let mut con = server.conn();
     let id = int(call!(&mut con, "CLIENT", "ID"), "CLIENT ID");
     // The connection comes back with the reply: while it is open the session hold stays.
     let waiter = thread::spawn(move || {
-        let got = acquire(&mut con, "k", "r", &["SHARED", "SESSION", "WAIT", "0"]);
-        (got, con)
+        let token = acquire_with(&mut con, "k", "r", TTL, &["SHARED", "SESSION", "WAIT", "0"]);
+        (token, con)
     });
     server.wait_for_blocked_clients(1);
     assert_eq!(
         int(call!(&mut admin, "LOCK.RELEASE", "k", "h"), "RELEASE"),
         0
     );
-    let (got, con) = waiter.join().expect("waiter");
-    token(got);
+    // The waiter was handed a token (a nil reply panics in its thread).
+    let (_token, con) = waiter.join().expect("waiter");
     assert_eq!(holds(&mut admin, "k").holders["r"].3, 1, "a session hold");
     let session_connections = || server.info_field("lock", "lock_session_connections");
     assert_eq!(session_connections().as_deref(), Some("1"));
@@ -353,7 +292,7 @@ fn each_holder_expires_on_its_own_and_the_key_lives_as_long_as_the_latest() {
         call!(&mut con, "LOCK.ACQUIRE", "k", "short", 300, "SHARED"),
         "short reader",
     );
-    token(acquire(&mut con, "k", "long", &["SHARED"]));
+    acquire_with(&mut con, "k", "long", TTL, &["SHARED"]);
     let pttl = int(call!(&mut con, "PTTL", "k"), "PTTL");
     assert!(
         pttl > 300,
@@ -364,9 +303,12 @@ fn each_holder_expires_on_its_own_and_the_key_lives_as_long_as_the_latest() {
     });
     assert!(holds(&mut con, "k").holders.contains_key("long"));
     // A writer still waits for the long reader.
-    assert_eq!(acquire(&mut con, "k", "w", &[]), Value::Nil);
-    token(acquire(&mut con, "one", "p", &["LIMIT", "1"]));
-    assert_eq!(acquire(&mut con, "one", "q", &["LIMIT", "1"]), Value::Nil);
+    assert_eq!(try_acquire(&mut con, "k", "w", TTL), None);
+    acquire_with(&mut con, "one", "p", TTL, &["LIMIT", "1"]);
+    assert_eq!(
+        try_acquire_with(&mut con, "one", "q", TTL, &["LIMIT", "1"]),
+        None
+    );
 }
 
 #[test]
@@ -377,10 +319,10 @@ fn a_permit_freed_by_expiry_goes_to_the_waiter() {
         call!(&mut con, "LOCK.ACQUIRE", "sem", "a", 200, "LIMIT", "2"),
         "a",
     );
-    token(acquire(&mut con, "sem", "b", &["LIMIT", "2"]));
+    acquire_with(&mut con, "sem", "b", TTL, &["LIMIT", "2"]);
     let waiter = wait_for(&server, "sem", "c", &["LIMIT", "2"]);
     server.wait_for_blocked_clients(1);
-    let c = token(waiter.join().expect("waiter"));
+    let c = waiter.join().expect("waiter");
     let info = holds(&mut con, "sem");
     assert_eq!(info.holders.len(), 2);
     assert_eq!(info.holders["c"].2, c);
@@ -393,16 +335,16 @@ fn holds_survive_a_reload_and_replicate_whole_and_a_session_falls_back_to_its_tt
     let replica = Server::start_with(&["--enable-debug-command", "yes"]);
     replica.replicate_from(&master);
     let mut con = master.conn();
-    let r1 = token(acquire(&mut con, "rw", "r1", &["SHARED", "SESSION"]));
-    let r2 = token(acquire(&mut con, "rw", "r2", &["SHARED"]));
-    token(acquire(&mut con, "sem", "p", &["LIMIT", "4"]));
+    let r1 = acquire_with(&mut con, "rw", "r1", TTL, &["SHARED", "SESSION"]);
+    let r2 = acquire_with(&mut con, "rw", "r2", TTL, &["SHARED"]);
+    acquire_with(&mut con, "sem", "p", TTL, &["LIMIT", "4"]);
     assert_eq!(
         int(call!(&mut con, "LOCK.RELEASE", "sem", "p"), "release"),
         0
     );
-    token(acquire(&mut con, "sem", "q", &["LIMIT", "4"]));
-    token(acquire(&mut con, "sem", "q2", &["LIMIT", "4"]));
-    token(acquire(&mut con, "plain", "x", &[]));
+    acquire_with(&mut con, "sem", "q", TTL, &["LIMIT", "4"]);
+    acquire_with(&mut con, "sem", "q2", TTL, &["LIMIT", "4"]);
+    acquire(&mut con, "plain", "x", TTL);
     assert_eq!(int(call!(&mut con, "WAIT", 1, 10000), "replicas acked"), 1);
     let mut rcon = replica.conn();
     let on_replica = holds(&mut rcon, "rw");
@@ -430,7 +372,7 @@ fn holds_survive_a_reload_and_replicate_whole_and_a_session_falls_back_to_its_tt
     let mut con = master.conn();
     assert_eq!(holds(&mut con, "rw").holders.len(), 2);
     // Tokens stay above every one handed out.
-    assert!(token(acquire(&mut con, "new", "n", &[])) > r2);
+    assert!(acquire(&mut con, "new", "n", TTL) > r2);
     // MEMORY USAGE counts every holder.
     let plain = int(call!(&mut con, "MEMORY", "USAGE", "plain"), "MEMORY plain");
     let two = int(call!(&mut con, "MEMORY", "USAGE", "rw"), "MEMORY rw");

@@ -19,38 +19,6 @@ const MAX_TOKEN: u64 = (1 << 53) - 1;
 const CLOCK_SHIFT: u32 = 10;
 const TOKEN_BITS: u32 = 53;
 
-/// Redis' CRC-64 (Jones polynomial, reflected), as DUMP payloads and RDB files end with.
-fn crc64(data: &[u8]) -> u64 {
-    const REFLECTED_POLY: u64 = 0x95ac_9329_ac4b_c9b5;
-    let mut crc = 0u64;
-    for &byte in data {
-        crc ^= u64::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ REFLECTED_POLY
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
-
-/// `bytes` with their trailing 8-byte checksum made right again.
-fn with_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
-    let body = bytes.len() - 8;
-    let crc = crc64(&bytes[..body]);
-    bytes[body..].copy_from_slice(&crc.to_le_bytes());
-    bytes
-}
-
-fn dump(con: &mut redis::Connection, key: &str) -> Vec<u8> {
-    match call!(con, "DUMP", key) {
-        Ok(Value::BulkString(bytes)) => bytes,
-        other => panic!("DUMP {key} answered {other:?}"),
-    }
-}
-
 /// Where `needle` is in `haystack` (once: a test's owners are unique in its payloads).
 fn position(haystack: &[u8], needle: &[u8]) -> usize {
     haystack
@@ -90,18 +58,6 @@ fn set_holder_expiry(bytes: &mut [u8], owner: &[u8], expires_at: i64) {
     bytes[at..at + 8].copy_from_slice(&expires_at.to_le_bytes());
 }
 
-/// The server's clock in unix ms (TIME).
-fn server_ms(con: &mut redis::Connection) -> i64 {
-    let (seconds, micros): (String, String) = match call!(con, "TIME") {
-        Ok(Value::Array(parts)) => (
-            text(&parts[0]).expect("seconds"),
-            text(&parts[1]).expect("microseconds"),
-        ),
-        other => panic!("TIME answered {other:?}"),
-    };
-    seconds.parse::<i64>().unwrap() * 1000 + micros.parse::<i64>().unwrap() / 1000
-}
-
 /// A token that honest data can carry: `ms` of clock after the server's clock now.
 fn token_ahead(con: &mut redis::Connection, ms: i64) -> u64 {
     ((server_ms(con) + ms) as u64) << CLOCK_SHIFT
@@ -129,14 +85,6 @@ fn refused_count(server: &Server) -> u64 {
         .expect("INFO lock_tokens_refused")
         .parse()
         .expect("a number")
-}
-
-fn exists(con: &mut redis::Connection, key: &str) -> i64 {
-    int(call!(con, "EXISTS", key), "EXISTS")
-}
-
-fn pexpiretime(con: &mut redis::Connection, key: &str) -> i64 {
-    int(call!(con, "PEXPIRETIME", key), "PEXPIRETIME")
 }
 
 /// A key held by two shared holders (`<key>-reader-1` for 60 s, `<key>-reader-2` for 30 s).

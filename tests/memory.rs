@@ -44,12 +44,6 @@ fn dataset_bytes(con: &mut redis::Connection) -> i64 {
         .expect("MEMORY STATS has dataset.bytes")
 }
 
-fn used_memory(con: &mut redis::Connection) -> i64 {
-    info_field(con, "memory", "used_memory")
-        .and_then(|value| value.parse().ok())
-        .expect("INFO memory has used_memory")
-}
-
 /// Per key, over KEYS keys made by `make`: (growth of used_memory, growth of the data set,
 /// MEMORY USAGE).
 #[derive(Debug)]
@@ -67,7 +61,10 @@ fn measure(server: &Server, make: impl Fn(&mut redis::Pipeline, &str)) -> PerKey
     let mut con = server.conn();
     ok(call!(&mut con, "FLUSHALL", "SYNC"), "FLUSHALL");
     let clients = info_field(&mut con, "clients", "connected_clients");
-    let (used_before, dataset_before) = (used_memory(&mut con), dataset_bytes(&mut con));
+    let (used_before, dataset_before) = (
+        info_int(&mut con, "memory", "used_memory"),
+        dataset_bytes(&mut con),
+    );
     // On a connection of its own, closed before the measurement: its buffers go with it.
     let mut maker = server.conn();
     for start in (0..KEYS).step_by(BATCH) {
@@ -87,7 +84,10 @@ fn measure(server: &Server, make: impl Fn(&mut redis::Pipeline, &str)) -> PerKey
     wait_until("the key maker's connection to close", || {
         info_field(&mut con, "clients", "connected_clients") == clients
     });
-    let (used_after, dataset_after) = (used_memory(&mut con), dataset_bytes(&mut con));
+    let (used_after, dataset_after) = (
+        info_int(&mut con, "memory", "used_memory"),
+        dataset_bytes(&mut con),
+    );
     let mut usage = 0i64;
     for i in 0..KEYS {
         usage += int(

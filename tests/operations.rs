@@ -60,12 +60,6 @@ fn observed_server() -> Server {
     ])
 }
 
-fn info_int(con: &mut redis::Connection, section: &str, name: &str) -> i64 {
-    info_field(con, section, name)
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("INFO {section} has no integer {name}"))
-}
-
 /// Runs `action` (on its own connection) after `setup`, and reports what it left behind on
 /// `key`. The end of what it left is marked by a SET of a sentinel key, seen by every channel.
 fn observe(

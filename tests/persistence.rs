@@ -10,20 +10,6 @@ use redis::Value;
 
 const TTL: u64 = 600_000;
 
-fn acquire(con: &mut redis::Connection, key: &str, owner: &[u8], ttl: u64) -> i64 {
-    let token = int(call!(con, "LOCK.ACQUIRE", key, owner, ttl), "LOCK.ACQUIRE");
-    assert!(token > 0 && token < TOKEN_LIMIT, "token {token}");
-    token
-}
-
-fn release(con: &mut redis::Connection, key: &str, owner: &[u8]) -> i64 {
-    int(call!(con, "LOCK.RELEASE", key, owner), "LOCK.RELEASE")
-}
-
-fn exists(con: &mut redis::Connection, key: &str) -> i64 {
-    int(call!(con, "EXISTS", key), "EXISTS")
-}
-
 /// A held lock as it must come back.
 #[derive(Debug, PartialEq, Eq)]
 struct Held {

@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 
-use common::{info_field, int, lock_info, ok, run, wait_until, Server};
+use common::{info_field, int, lock_info, ok, run, server_ms, wait_until, Server};
 
 fn replication_idle(server: &Server) -> bool {
     match server
@@ -155,21 +155,6 @@ fn config_set_save_turns_propagation_back_on() {
         "save points listen from the CONFIG SET on"
     );
     assert_lock_changes_are_counted(&server);
-}
-
-/// The server's clock in unix ms (TIME).
-fn server_ms(con: &mut redis::Connection) -> i64 {
-    match call!(con, "TIME") {
-        Ok(redis::Value::Array(parts)) if parts.len() == 2 => {
-            let number = |v: &redis::Value| {
-                common::text(v)
-                    .and_then(|t| t.parse::<i64>().ok())
-                    .expect("TIME part")
-            };
-            number(&parts[0]) * 1000 + number(&parts[1]) / 1000
-        }
-        other => panic!("TIME: {other:?}"),
-    }
 }
 
 #[test]
