@@ -146,6 +146,7 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
                         ttl: request.ttl,
                         want: request.want,
                         session: request.session,
+                        held: request.held,
                         timeout_ms: timeout,
                     };
                     wait_in_line(ctx, at, wanted, after.next_expiry())?;
