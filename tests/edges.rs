@@ -684,3 +684,49 @@ fn skip_value(reader: &mut impl std::io::BufRead) {
         _ => {}
     }
 }
+
+#[test]
+fn a_queued_call_whose_retry_was_granted_answers_the_same_hold_at_its_turn() {
+    // A client's WAIT timed out on its side and it resent the call on a new connection: both
+    // requests of the one call wait. The first to be served takes the lock; the other, with
+    // HELD 0 against a count of 1, answers the same token and counts nothing.
+    let server = Server::start();
+    let mut con = server.conn();
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "holder", TTL),
+        "holder",
+    );
+    let waiting: Vec<_> = (0..2)
+        .map(|i| {
+            let mut waiter = server.conn();
+            let thread = std::thread::spawn(move || {
+                int(
+                    call!(
+                        &mut waiter,
+                        "LOCK.ACQUIRE",
+                        "k",
+                        "me",
+                        TTL,
+                        "HELD",
+                        0,
+                        "WAIT",
+                        10_000
+                    ),
+                    "a waiting attempt",
+                )
+            });
+            server.wait_for_blocked_clients(i + 1);
+            thread
+        })
+        .collect();
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", "holder"), "release"),
+        0
+    );
+    let tokens: Vec<i64> = waiting
+        .into_iter()
+        .map(|t| t.join().expect("waiter"))
+        .collect();
+    assert_eq!(tokens[0], tokens[1], "both attempts answer the one hold");
+    assert_eq!(count_of(&mut con, "k"), Some(1), "the call counted once");
+}

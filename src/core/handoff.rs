@@ -7,7 +7,7 @@
 //! key is a reentry; a head that can never be served as asked leaves with nil; the first head
 //! that does not fit stops the run, and everyone behind it keeps waiting (no barging).
 
-use super::holds::{admit, Admission, Ask, Holds};
+use super::holds::{admit, expect_count, Admission, Ask, Expected, Holds, Step};
 use super::tokens::TokenCounter;
 use super::Millis;
 
@@ -36,18 +36,21 @@ impl Plan {
     }
 }
 
+/// A queued request: what it asks, and the `HELD n` its call carried (retry safety).
+pub type Queued<'a> = (Ask<'a>, Option<u32>);
+
 /// Plans the handoff of `holds` (changed in place to the state to store) to `queue`, the
 /// waiters of the key from its head, `queued` of them in all, at `now`.
 pub fn plan<'a>(
     holds: &mut Holds,
-    queue: impl IntoIterator<Item = Ask<'a>>,
+    queue: impl IntoIterator<Item = Queued<'a>>,
     queued: usize,
     now: Millis,
     tokens: &mut TokenCounter,
 ) -> Plan {
     let mut leaving = Vec::new();
-    for ask in queue {
-        match admit(holds, &ask, now, tokens) {
+    for (ask, held) in queue {
+        match admit_held(holds, &ask, held, now, tokens) {
             Admission::Wait => break,
             outcome => leaving.push(outcome),
         }
@@ -57,6 +60,29 @@ pub fn plan<'a>(
         free_after: holds.is_free(),
         next_check: still_waiting.then(|| holds.next_expiry().unwrap_or(Millis::MAX)),
         leaving,
+    }
+}
+
+/// `admit`, with the waiter's `HELD n` checked at its turn as at its call: the owner's count
+/// already one on (an earlier attempt of the same call took effect, on another connection)
+/// answers that hold's token and changes nothing; a count that is neither is refused.
+fn admit_held(
+    holds: &mut Holds,
+    ask: &Ask,
+    held: Option<u32>,
+    now: Millis,
+    tokens: &mut TokenCounter,
+) -> Admission {
+    holds.expire(now);
+    match expect_count(holds, ask.owner, held, Step::Up) {
+        Expected::Proceed => admit(holds, ask, now, tokens),
+        Expected::Repeated { .. } => match holds.holder(ask.owner) {
+            Some(holder) => Admission::Repeated {
+                token: holder.token,
+            },
+            None => Admission::Refused,
+        },
+        Expected::NotHeld | Expected::Mismatch { .. } => Admission::Refused,
     }
 }
 
@@ -93,7 +119,14 @@ mod tests {
 
     fn plan_for(holds: &mut Holds, queue: &[Ask]) -> Plan {
         let mut tokens = TokenCounter::from_parts(0, 0);
-        plan(holds, queue.iter().copied(), queue.len(), NOW, &mut tokens)
+        let queued = queue.len();
+        plan(
+            holds,
+            queue.iter().map(|ask| (*ask, None)),
+            queued,
+            NOW,
+            &mut tokens,
+        )
     }
 
     #[test]
@@ -153,6 +186,36 @@ mod tests {
         let mut holds = held_by("h", true, NOW + 500);
         let plan = plan_for(&mut holds, &[ask("h", Want::Exclusive)]);
         assert_eq!(plan.leaving, [Admission::Reentered { token: 5, count: 2 }]);
+    }
+
+    #[test]
+    fn a_waiters_held_count_is_checked_at_its_turn() {
+        // The owner holds once (its retried call was granted on another connection): the
+        // queued original with HELD 0 leaves with the same token, nothing changes.
+        let mut holds = held_by("h", true, NOW + 500);
+        let before = holds.clone();
+        let mut tokens = TokenCounter::from_parts(0, 0);
+        let queue = [(ask("h", Want::Exclusive), Some(0))];
+        let planned = plan(&mut holds, queue, 1, NOW, &mut tokens);
+        assert_eq!(planned.leaving, [Admission::Repeated { token: 5 }]);
+        assert!(!planned.grants());
+        assert_eq!(holds, before);
+        // HELD 1 at its call, count 1 at its turn: a reentry as asked.
+        let queue = [(ask("h", Want::Exclusive), Some(1))];
+        let planned = plan(&mut holds, queue, 1, NOW, &mut tokens);
+        assert_eq!(
+            planned.leaving,
+            [Admission::Reentered { token: 5, count: 2 }]
+        );
+        // A count that is neither (here 2 against HELD 5): refused, nothing changes.
+        let queue = [
+            (ask("h", Want::Exclusive), Some(5)),
+            (ask("x", Want::Exclusive), None),
+        ];
+        let after = holds.clone();
+        let planned = plan(&mut holds, queue, 2, NOW, &mut tokens);
+        assert_eq!(planned.leaving, [Admission::Refused]);
+        assert_eq!(holds, after);
     }
 
     #[test]

@@ -129,6 +129,11 @@ pub enum Admission {
     Refused,
     /// It does not fit yet: it and everyone behind it keep waiting.
     Wait,
+    /// The waiter's `HELD n` says an earlier attempt of its call already took effect (its
+    /// owner holds n + 1): it leaves with that hold's token, nothing changes.
+    Repeated {
+        token: u64,
+    },
 }
 
 /// What `release` did.
@@ -885,7 +890,8 @@ mod tests {
         ];
         // The plan the glue applies (core/handoff.rs), on the queue as it stands.
         let plan = |holds: &mut Holds, t: &mut TokenCounter| {
-            crate::core::handoff::plan(holds, queue, queue.len(), NOW, t).leaving
+            let queued = queue.iter().map(|ask| (*ask, None));
+            crate::core::handoff::plan(holds, queued, queue.len(), NOW, t).leaving
         };
         assert!(plan(&mut holds, &mut t).is_empty());
         release(&mut holds, b"w", NOW);

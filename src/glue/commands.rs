@@ -247,6 +247,7 @@ fn busy(
                 ttl: request.ttl,
                 want: request.want,
                 session: request.session,
+                held: request.held,
                 timeout_ms: timeout,
             };
             wait_in_line(ctx, at, wanted, next_expiry)

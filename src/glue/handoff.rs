@@ -120,6 +120,7 @@ pub fn settle(
         with_tokens(|tokens| handoff::plan(holds, queue, queued, now, tokens))
     });
     let mut granted = Vec::new();
+    let mut repeated = Vec::new();
     let mut refused = Vec::new();
     for outcome in &plan.leaving {
         let Some(waiter) = waiters::pop_first(ctx, db, key_bytes) else {
@@ -131,6 +132,7 @@ pub fn settle(
                 granted.push((token, waiter));
             }
             Admission::Reentered { token, .. } => granted.push((token, waiter)),
+            Admission::Repeated { token } => repeated.push((token, waiter)),
             Admission::Refused | Admission::Wait => refused.push(waiter),
         }
     }
@@ -150,6 +152,10 @@ pub fn settle(
         if let Some(client) = waiter.session_client() {
             super::session_index::register(client, key_ref());
         }
+        waiter.client.unblock_granted(token, key_ref());
+    }
+    for (token, waiter) in repeated {
+        // Its call took effect before (HELD): the same answer, no new change to report.
         waiter.client.unblock_granted(token, key_ref());
     }
     for waiter in refused {

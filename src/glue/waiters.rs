@@ -17,6 +17,7 @@ use super::blocked_client::BlockedClient;
 use super::context::Ctx;
 use super::entry::run_callback;
 use super::timers::{self, TimerId};
+use crate::core::handoff::Queued;
 use crate::core::holds::{Ask, Want};
 use crate::core::memory::{queue_bytes, QueueLayout};
 use crate::core::queue::WaitQueue;
@@ -29,6 +30,8 @@ pub struct Waiter {
     pub want: Want,
     /// A `SESSION` request: the hold it gets is bound to the waiting client's connection.
     pub session: bool,
+    /// The `HELD n` of its call, checked again at its turn.
+    pub held: Option<u32>,
     pub client: BlockedClient,
     timeout_timer: Option<TimerId>,
 }
@@ -57,6 +60,7 @@ pub struct Wanted<'a> {
     pub ttl: u64,
     pub want: Want,
     pub session: bool,
+    pub held: Option<u32>,
     pub timeout_ms: u64,
 }
 
@@ -259,6 +263,7 @@ pub fn join(ctx: Ctx, key: KeyRef, wanted: Wanted, client: BlockedClient) {
                     ttl: wanted.ttl,
                     want: wanted.want,
                     session: wanted.session,
+                    held: wanted.held,
                     client,
                     timeout_timer: None,
                 },
@@ -285,7 +290,7 @@ pub fn join(ctx: Ctx, key: KeyRef, wanted: Wanted, client: BlockedClient) {
 pub fn with_queue<T>(
     db: i32,
     name: &[u8],
-    decide: impl FnOnce(&mut dyn Iterator<Item = Ask<'_>>, usize) -> T,
+    decide: impl FnOnce(&mut dyn Iterator<Item = Queued<'_>>, usize) -> T,
 ) -> T {
     if !anyone_waiting() {
         return decide(&mut std::iter::empty(), 0);
@@ -293,7 +298,10 @@ pub fn with_queue<T>(
     with_registry(|registry| match registry.queue_mut(db, name) {
         Some(queue) => {
             let queued = queue.waiters.len();
-            let mut asks = queue.waiters.iter().map(Waiter::ask);
+            let mut asks = queue
+                .waiters
+                .iter()
+                .map(|waiter| (waiter.ask(), waiter.held));
             decide(&mut asks, queued)
         }
         None => decide(&mut std::iter::empty(), 0),

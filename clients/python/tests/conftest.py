@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -68,6 +69,28 @@ class Server:
                 self.process.wait()
 
 
+@contextmanager
+def stalled(server: Server, seconds: float) -> Iterator[None]:
+    """Stalls the whole server for ``seconds`` (``DEBUG SLEEP`` from a connection of its own)
+    around the block: the command is written before the block runs, so the server reads it
+    first and whatever the block sends is run only after the stall. Waits for the stall to
+    end when the block is done."""
+    connection = redis.UnixDomainSocketConnection(path=server.socket_path)
+    connection.connect()
+    connection.send_command("DEBUG", "SLEEP", seconds)
+    try:
+        yield
+    finally:
+        assert connection.read_response() == b"OK"
+        connection.disconnect()
+
+
+def command_calls(client: redis.Redis, command: str) -> int:
+    """How many times the server ran ``command`` (lower case, e.g. ``lock.release``)."""
+    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0))
+
+
 def start_server(*extra: str) -> Server:
     if not MODULE or not Path(MODULE).is_file():
         pytest.fail(f"RLOCK_MODULE must name the built librlock.so (got {MODULE!r})")
@@ -76,7 +99,8 @@ def start_server(*extra: str) -> Server:
     args = [
         SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
         "--unixsocket", str(workdir / "redis.sock"), "--unixsocketperm", "700",
-        "--save", "", "--appendonly", "no", "--loadmodule", MODULE, *extra,
+        "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
+        "--loadmodule", MODULE, *extra,
     ]  # fmt: skip
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 (the server owns it)
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)

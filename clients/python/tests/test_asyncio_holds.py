@@ -121,3 +121,36 @@ async def test_a_cancelled_session_acquire_leaves_nothing_behind(server, ar, key
     await eventually(lambda: _is(waiters(ar, key), 0), "the waiter to leave the queue")
     await holder.release()
     assert not await holder.locked()
+
+
+async def test_a_session_downgrade_keeps_the_read_hold(server, ar, key):
+    """As in test_holds, with the read lock taken under the write lock's owner id (in
+    asyncio each acquisition has its own owner)."""
+    rw = rlock.asyncio.ReadWriteLock(ar, key, timeout=30, session=True)
+    writer, reader = rw.write_lock(), rw.read_lock()
+    assert await writer.acquire()
+    assert await reader.acquire(token=writer.local.token)
+    await writer.release()
+    info = await reader.info()
+    assert info is not None, "the read hold survived the write lock's release"
+    assert info.holders[0].count == 1
+    intruder = rlock.asyncio.Lock(ar, key, timeout=30)
+    assert await intruder.acquire(blocking=False) is False
+    await reader.release()
+    assert await reader.info() is None
+
+
+async def test_async_with_on_permits_and_the_semaphore_holds_one_permit_each(ar, key):
+    sem = rlock.asyncio.Semaphore(ar, key, 3, timeout=30)
+
+    async def counts() -> list[int]:
+        info = await sem.info()
+        return sorted(h.count for h in info.holders) if info else []
+
+    async with await sem.acquire() as first:
+        assert await counts() == [1]
+        async with sem.permit() as second, sem as third:
+            assert len({first, second, third}) == 3
+            assert await counts() == [1, 1, 1]
+        assert await counts() == [1]
+    assert await sem.info() is None

@@ -207,3 +207,70 @@ def test_a_session_hold_uses_one_dedicated_connection_until_released(server, key
     with pytest.raises(rlock.LockNotOwnedError):
         lock.release()
     r.close()
+
+
+def session_connections(r) -> int:
+    return int(r.info("lock")["lock_session_connections"])
+
+
+def test_a_session_downgrade_keeps_the_read_hold(server, r, key):
+    """Write lock, then read lock (a reentry), then the write lock released: the owner still
+    holds the key through the session connection that took it first."""
+    rw = rlock.ReadWriteLock(server.client(), key, timeout=30, session=True)
+    intruder = rlock.Lock(r, key, timeout=30, thread_local=False)
+    writer, reader = rw.write_lock(), rw.read_lock()
+    assert writer.acquire()
+    assert reader.acquire()
+    writer.release()
+    info = reader.info()
+    assert info is not None, "the read hold survived the write lock's release"
+    assert info.holders[0].count == 1
+    assert intruder.acquire(blocking=False) is False
+    assert reader.owned()
+    reader.release()
+    assert reader.info() is None
+    wait_until(lambda: session_connections(r) == 0, what="the session connection to close")
+    assert intruder.acquire(blocking=False)
+    intruder.release()
+
+
+def test_with_on_a_permit_from_acquire_holds_one_permit(r, key):
+    sem = rlock.Semaphore(r, key, 2, timeout=30)
+    with sem.acquire() as permit:
+        assert [h.count for h in sem.info().holders] == [1]
+        assert permit.owned()
+    assert sem.info() is None
+
+
+def test_with_on_a_new_permit_and_on_the_semaphore_hold_one_permit_each(r, key):
+    sem = rlock.Semaphore(r, key, 2, timeout=30)
+    with sem.permit() as first:
+        assert [h.count for h in sem.info().holders] == [1]
+        with sem as second:
+            assert second is not first
+            assert sorted(h.count for h in sem.info().holders) == [1, 1]
+            assert sem.available_permits() == 0
+            with pytest.raises(LockError), rlock.Semaphore(r, key, 2, blocking=False):
+                pass
+        assert [h.count for h in sem.info().holders] == [1]
+    assert sem.info() is None
+
+
+def test_with_on_an_acquired_permit_reentered_releases_in_order(r, key):
+    sem = rlock.Semaphore(r, key, 1, timeout=30)
+    permit = sem.acquire()
+    with permit:  # takes over the acquisition
+        with permit:  # a reentry
+            assert sem.info().holders[0].count == 2
+        assert sem.info().holders[0].count == 1
+    assert sem.info() is None
+    with pytest.raises(LockError):
+        permit.release()
+
+
+@pytest.mark.parametrize("which", ["read_lock", "write_lock"])
+def test_with_on_a_read_write_lock_holds_once(r, key, which):
+    rw = rlock.ReadWriteLock(r, key, timeout=30)
+    with getattr(rw, which)() as lock:
+        assert [h.count for h in lock.info().holders] == [1]
+    assert lock.info() is None

@@ -15,12 +15,15 @@ import rlock
 def replicated(fresh_server):
     """The fresh server with one replica attached (over loopback TCP)."""
     replica = start_server("--replicaof", "127.0.0.1", str(fresh_server.port))
-    master = fresh_server.client()
+    master, replica_client = fresh_server.client(), replica.client()
+    # "up" once the first sync is done: before that, the replica acknowledges nothing (the
+    # master delays a diskless sync by 5 s, as long as the tests' replica_timeout).
     wait_until(
-        lambda: master.info("replication")["connected_slaves"] == 1,
-        what="the replica to attach",
+        lambda: replica_client.info("replication")["master_link_status"] == "up",
+        what="the replica to finish its first sync",
     )
     yield fresh_server, replica
+    replica_client.close()
     master.close()
     replica.stop()
     shutil.rmtree(replica.dir, ignore_errors=True)

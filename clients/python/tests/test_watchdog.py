@@ -147,3 +147,50 @@ def test_a_failing_on_lost_callback_does_not_stop_the_watchdog(r, key):
     outlive(1.5 * LEASE)
     assert kept.owned()
     kept.release()
+
+
+RELEASING_THREADS = 4
+LOCKS_PER_THREAD = 10
+ROUNDS = 25  # 4 x 10 x 25 = 1000 releases
+
+
+def test_a_release_racing_a_renewal_is_never_reported_lost(r, key, caplog):
+    """Each round, every thread takes its locks and releases them at the moment their first
+    renewal is due: a renewal that reaches the server after the release finds the lock gone,
+    which must not be taken for a loss (the lease was marked releasing before LOCK.RELEASE)."""
+    spurious: list[rlock.Lock] = []
+    failures: list[BaseException] = []
+    deadline = time.monotonic() + 40
+
+    def release_at_renewal_time(thread_number: int) -> None:
+        locks = [
+            rlock.Lock(r, f"{key}:{thread_number}:{n}", lease=LEASE, on_lost=spurious.append)
+            for n in range(LOCKS_PER_THREAD)
+        ]
+        for _ in range(ROUNDS):
+            if time.monotonic() > deadline:
+                raise AssertionError("the rounds took too long")
+            # Lock n is taken and released as long after the start as its renewal falls due
+            # after its grant: each release meets its lock's first renewal, give or take.
+            start = time.monotonic()
+            for lock in locks:
+                assert lock.acquire()
+            time.sleep(max(0.0, start + LEASE / 3 - time.monotonic()))
+            for lock in locks:
+                lock.release()
+                assert not lock.lost
+
+    def run(thread_number: int) -> None:
+        try:
+            release_at_renewal_time(thread_number)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(RELEASING_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert spurious == []
+    assert "lost while held" not in caplog.text

@@ -1,6 +1,6 @@
 //! The async API (tokio): `Lock::acquire_async` and `AsyncLockGuard`, with a watchdog task.
 
-use std::sync::Arc;
+use std::any::Any;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
@@ -11,10 +11,12 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::held::Held;
-use crate::lease::{Lease, LeaseState};
+use crate::lease::Lease;
 use crate::lock::{
-    millis, release_outcome, renew_cmd, renew_outcome, renew_period, renew_timeout, Lock, Plan,
+    give_back_pipeline, millis, renew_cmd, renew_outcome, renew_period, renew_timeout,
+    renew_ttl_ms, settle_give_back, settle_release, Lock, Plan, Resend, Settled,
 };
+use crate::owners;
 
 /// What the async API needs of a connection: redis' async `ConnectionLike`, cheap to clone
 /// and shareable between tasks, e.g. [`redis::aio::MultiplexedConnection`] or
@@ -25,14 +27,23 @@ impl<C: ConnectionLike + Clone + Send + 'static> AsyncConnection for C {}
 
 impl Lock {
     /// Takes the lock over a clone of `conn` and returns a guard holding another clone
-    /// (for release and, in lease mode, the watchdog task's renewals).
+    /// (for release and, in lease mode, the watchdog task's renewals). As [`Lock::acquire`]:
+    /// `LOCK.ACQUIRE ... HELD n` with the owner's known hold count, a reentry while guards of
+    /// the same owner id live, one call of an owner on a key at a time.
     ///
     /// Cancellation-safe: the request runs in a task of its own that outlives this future.
     /// If this future is dropped before the answer (say, while waiting in the server's queue),
     /// that task still reads it and, if the lock was granted, releases it at once; the task
     /// ends by the wait's timeout at the latest. Likewise, when the connection's response
-    /// timeout cuts the wait short, a `LOCK.RELEASE` follows the acquisition on the same
-    /// connection (Redis runs one client's commands in order), so a late grant is given back.
+    /// timeout cuts the wait short, a `LOCK.RELEASE ... HELD n+1` follows the acquisition on
+    /// the same connection (Redis runs one client's commands in order), so a late grant is
+    /// given back. The error is returned at once; the task keeps sending the give-back until
+    /// it is answered (at most the wait plus 2 s, unbounded after `wait_forever`), and the
+    /// owner's next acquisition waits for that: a request still in line in the server would
+    /// otherwise be admitted together with it.
+    ///
+    /// A session hold ([`Lock::session`]) taken afresh keeps a clone of `conn` until the
+    /// owner's last guard of it is released: the server binds the hold to that connection.
     ///
     /// A `WAIT` blocks the connection in the server until it is answered, and every command
     /// sent on it after (other tasks' too, and watchdog renewals of other locks): wait on a
@@ -51,37 +62,78 @@ impl Lock {
         let (answer, answered) = oneshot::channel();
         let conn = conn.clone();
         let spawner = runtime.clone();
-        runtime.spawn(async move {
-            // A guard the caller no longer waits for is dropped here or with the channel, and
-            // its drop releases the lock.
-            let _ = answer.send(acquire_task(plan, conn, spawner).await);
-        });
+        // A guard the caller no longer waits for is dropped with the channel, and its drop
+        // releases the lock.
+        runtime.spawn(acquire_task(plan, conn, spawner, answer));
         answered.await.map_err(|_| Error::TaskEnded)?
     }
 }
 
+/// The acquisition, answered on `answer` as soon as its outcome is known; a give-back still
+/// to settle goes on after that, holding the owner's turn.
 async fn acquire_task<C: AsyncConnection>(
+    plan: Plan,
+    conn: C,
+    runtime: Handle,
+    answer: oneshot::Sender<Result<AsyncLockGuard<C>>>,
+) {
+    let mut answer = Some(answer);
+    let result = acquire_answer(plan, conn, runtime, &mut answer).await;
+    if let Some(answer) = answer {
+        let _ = answer.send(result);
+    }
+}
+
+/// The acquisition; answers on `answer` itself (taking it) when the caller may have its
+/// error before a give-back is settled.
+async fn acquire_answer<C: AsyncConnection>(
     plan: Plan,
     mut conn: C,
     runtime: Handle,
+    answer: &mut Option<oneshot::Sender<Result<AsyncLockGuard<C>>>>,
 ) -> Result<AsyncLockGuard<C>> {
-    let sent_at = Instant::now();
-    let replies = plan.acquire_pipeline().query_async(&mut conn).await;
-    let settled = plan.settle(replies, sent_at);
-    if let Some(give_back) = settled.give_back {
-        let _ = give_back.query_async::<Value>(&mut conn).await;
+    let record = owners::owner(conn.get_db(), &plan.key, &plan.owner);
+    let turn = record.turn().await;
+    if let Some(until) = turn.not_before() {
+        tokio::time::sleep_until(until.into()).await;
     }
-    let held = settled.result?;
-    let watchdog = plan.lease.map(|lease| {
-        runtime.spawn(renew_loop(
-            conn.clone(),
-            held.key.clone(),
-            held.owner.clone(),
-            lease,
-            plan.ttl_ms,
-            Arc::clone(&held.state),
-        ))
-    });
+    let counts = turn.acquire_counts().ok_or(Error::NotHeld)?;
+    let sent_at = Instant::now();
+    let replies = plan.acquire_pipeline(counts).query_async(&mut conn).await;
+    let token = match plan.settle(&turn, counts, replies) {
+        Settled::Granted(token) => token,
+        Settled::GiveBack(error) => {
+            // The caller has its error at once; the give-back is settled after, in this task,
+            // before the owner's next call (which waits for the turn).
+            if let Some(answer) = answer.take() {
+                let _ = answer.send(Err(error));
+            }
+            let give_back = give_back_pipeline(&plan.key, &plan.owner, &turn);
+            let resend = Resend::give_back(&plan, sent_at, false);
+            let (reply, _) = query_resending(&give_back, &mut conn, resend).await;
+            settle_give_back(&turn, &plan, sent_at, &reply);
+            // Not delivered: the caller has its answer.
+            return Err(Error::TaskEnded);
+        }
+        Settled::Failed(error) => return Err(error),
+    };
+    let session_conn = || {
+        plan.session
+            .then(|| Box::new(conn.clone()) as Box<dyn Any + Send>)
+    };
+    let (state, fresh) = turn.granted(plan.valid_until(sent_at, Instant::now()), session_conn);
+    drop(turn);
+    let held = Held {
+        key: plan.key,
+        owner: plan.owner,
+        token,
+        state,
+        record,
+        binds_session: fresh && plan.session,
+    };
+    let watchdog = plan
+        .lease
+        .map(|lease| runtime.spawn(renew_loop(conn.clone(), held.clone(), lease)));
     Ok(AsyncLockGuard {
         conn,
         held,
@@ -121,9 +173,12 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
         &self.held.owner
     }
 
-    /// Whether the lock is known or presumed lost: a watchdog renewal found it gone (expired,
+    /// Whether the lock is known or presumed lost: the server said this owner no longer
+    /// holds it (a renewal, a reentry or another guard's release found it gone: expired,
     /// `DEL`, `FLUSHALL`, failover), or its ttl or lease ran out by the client's clock without
-    /// a confirmed renewal. Once true, stays true (the watchdog stops).
+    /// a confirmed renewal. A session hold's guard in lease mode also learns at its next
+    /// renewal (within a third of the lease) that the connection that took the hold closed.
+    /// Every guard of the owner's hold shares it. Once true, stays true (the watchdog stops).
     pub fn is_lost(&self) -> bool {
         self.held.state.is_lost()
     }
@@ -155,34 +210,46 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
         let reply = renew_cmd(&self.held.key, &self.held.owner, ttl_ms)
             .query_async(&mut self.conn)
             .await;
-        self.held
+        let outcome = self
+            .held
             .state
-            .book_renewal(sent_at, ttl_ms, renew_outcome(reply))
+            .book_renewal(sent_at, ttl_ms, renew_outcome(reply));
+        if let Err(Error::NotHeld) = outcome {
+            self.held.record.hold_lost(&self.held.state);
+        }
+        outcome
     }
 
-    /// Stops the watchdog and releases the lock (one hold of it), returning the hold count
-    /// left (0: the lock is free or handed to the next waiter). Cancellation-safe: the
-    /// release runs in a task of its own once this future is first polled; dropped before
-    /// that, the guard's drop releases instead. Exactly one `LOCK.RELEASE` is sent either way.
+    /// Stops the watchdog and releases the lock (one hold of it: `LOCK.RELEASE ... HELD n`),
+    /// returning the hold count left (0: the lock is free or handed to the next waiter).
+    /// Cancellation-safe: the release runs in a task of its own once this future is first
+    /// polled; dropped before that, the guard's drop releases instead. One release is made
+    /// either way.
     ///
     /// # Errors
-    /// [`Error::NotHeld`] when the lock was no longer held by this owner; [`Error::Redis`].
+    /// As [`LockGuard::release`](crate::LockGuard::release): [`Error::NotHeld`] when the
+    /// lock was no longer held by this owner (a session hold whose connection closed too),
+    /// [`Error::HeldMismatch`], [`Error::Redis`]; plus [`Error::TaskEnded`].
     pub async fn release(mut self) -> Result<u64> {
         self.stop_watchdog();
         self.released = true;
         // In a task of its own, so that dropping this future does not lose the release.
-        match self.spawn_release().await {
-            Ok(reply) => release_outcome(reply),
-            Err(_) => Err(Error::TaskEnded),
-        }
+        self.spawn_release().await.unwrap_or(Err(Error::TaskEnded))
     }
 
-    /// `LOCK.RELEASE` in a task of its own on the guard's runtime.
-    fn spawn_release(&self) -> JoinHandle<redis::RedisResult<Value>> {
+    /// The release in a task of its own on the guard's runtime.
+    fn spawn_release(&self) -> JoinHandle<Result<u64>> {
         let mut conn = self.conn.clone();
-        let release = self.held.release_cmd();
-        self.runtime
-            .spawn(async move { release.query_async::<Value>(&mut conn).await })
+        let held = self.held.clone();
+        self.runtime.spawn(async move {
+            let turn = held.record.turn().await;
+            let Some((pipe, mut sent)) = held.release_start(&turn) else {
+                return Err(Error::NotHeld);
+            };
+            let (reply, resent) = query_resending(&pipe, &mut conn, Resend::Few).await;
+            sent.resent = resent;
+            settle_release(&turn, sent, reply)
+        })
     }
 
     fn stop_watchdog(&mut self) {
@@ -208,29 +275,52 @@ impl<C: AsyncConnection> Drop for AsyncLockGuard<C> {
     }
 }
 
-async fn renew_loop<C: AsyncConnection>(
-    mut conn: C,
-    key: Vec<u8>,
-    owner: Vec<u8>,
-    lease: Duration,
-    ttl_ms: u64,
-    state: Arc<LeaseState>,
-) {
+/// Sends an idempotent pipeline (a release, a give-back), again after a timeout (the
+/// multiplexed connection drops late replies), as long as `resend` says; and whether it was sent again.
+async fn query_resending<C: AsyncConnection>(
+    pipe: &redis::Pipeline,
+    conn: &mut C,
+    resend: Resend,
+) -> (redis::RedisResult<Vec<Value>>, bool) {
+    let mut reply = pipe.query_async(conn).await;
+    let mut resent = false;
+    let mut sent_again = 0;
+    while let Err(error) = &reply {
+        if !error.is_timeout() || !resend.again(sent_again) {
+            break;
+        }
+        sent_again += 1;
+        resent = true;
+        reply = pipe.query_async(conn).await;
+    }
+    (reply, resent)
+}
+
+async fn renew_loop<C: AsyncConnection>(mut conn: C, held: Held, lease: Duration) {
     let period = renew_period(lease);
-    let renew = renew_cmd(&key, &owner, ttl_ms);
     loop {
         tokio::time::sleep(period).await;
-        if state.is_lost() {
+        let Some(ttl_ms) = renew_ttl_ms(lease, &held.state) else {
             return;
-        }
+        };
+        let renew = renew_cmd(&held.key, &held.owner, ttl_ms);
         let sent_at = Instant::now();
         let reply =
             tokio::time::timeout(renew_timeout(period), renew.query_async::<Value>(&mut conn))
                 .await;
         // No answer in time: the lease deadline decides loss.
         let Ok(reply) = reply else { continue };
-        // Transport trouble: the same; the server saying the lock is gone: lost.
-        if let Err(Error::NotHeld) = state.book_renewal(sent_at, ttl_ms, renew_outcome(reply)) {
+        let outcome = match reply {
+            // The connection the server binds this session hold to closed: the hold ended.
+            Err(error) if held.binds_session && error.is_connection_dropped() => {
+                Err(Error::NotHeld)
+            }
+            // Other transport trouble: the deadline decides; the server saying the lock is
+            // gone: lost.
+            reply => renew_outcome(reply),
+        };
+        if let Err(Error::NotHeld) = held.state.book_renewal(sent_at, ttl_ms, outcome) {
+            held.record.hold_lost(&held.state);
             return;
         }
     }

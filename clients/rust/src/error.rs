@@ -23,10 +23,25 @@ pub enum Error {
         acked: u64,
     },
 
-    /// The lock is no longer held by this owner (it expired, was deleted, flushed, or lost in
-    /// a failover): `LOCK.RELEASE` answered nil or `LOCK.RENEW` answered 0.
-    #[error("lock not held by this owner (expired, deleted or taken over)")]
+    /// The lock is no longer held by this owner (it expired, was deleted, flushed, lost in a
+    /// failover, or its session connection closed): `LOCK.RELEASE` answered nil,
+    /// `LOCK.RENEW` answered 0, or a reentry (acquiring while guards of the same owner id
+    /// live) found the hold gone, which the server never takes afresh (`HELD n` answered
+    /// nil). Also a reentry into a hold this client already knows lost (nothing is sent):
+    /// release every guard of it, then acquire afresh.
+    #[error("lock not held by this owner (expired, deleted, taken over or its session ended)")]
     NotHeld,
+
+    /// The server's hold count for this owner is not the one this client counted (`HELD n`
+    /// refused; nothing changed): another client sends commands for this owner id on this
+    /// key. Owner ids must not be shared with other clients or processes.
+    #[error("the server holds {held} counts for this owner, this client counted {expected}")]
+    HeldMismatch {
+        /// The count this client sent (`HELD n`).
+        expected: u32,
+        /// The server's count.
+        held: u32,
+    },
 
     /// A semaphore permit ([`Lock::limit`](crate::Lock::limit)) asked for with another
     /// number of permits than the key is held with: the number changes only once every
@@ -64,6 +79,12 @@ pub enum Error {
         duration: Duration,
     },
 
+    /// A lease (watchdog) shorter than [`MIN_LEASE`](crate::MIN_LEASE) (1 s): a renewal late
+    /// by two thirds of it would lose the lock. Use a longer lease, or a fixed
+    /// [`Lock::ttl`](crate::Lock::ttl).
+    #[error("lease {0:?} is shorter than the smallest watched lease, 1 s")]
+    LeaseTooShort(Duration),
+
     /// A lease (watchdog) lock acquired with the blocking API needs a `redis::Client` for the
     /// watchdog's own connection: give one with [`Lock::watchdog`](crate::Lock::watchdog), or
     /// use a fixed [`Lock::ttl`](crate::Lock::ttl).
@@ -85,9 +106,10 @@ pub enum Error {
     UnexpectedReply(String),
 
     /// A transport error, a timeout, or a server error (`OOM`, `WRONGTYPE`, `ERR ...`), as the
-    /// `redis` crate reports it. After a response timeout of an acquisition this client has
-    /// already sent a `LOCK.RELEASE` behind it on the same connection, so a late grant does
-    /// not stay behind.
+    /// `redis` crate reports it. After a transport error of an acquisition this client has
+    /// already sent a `LOCK.RELEASE ... HELD n+1` behind it on the same connection, so a late
+    /// grant does not stay behind; a release or acquisition whose outcome stays unknown is
+    /// settled by the owner's next call on the key. Retrying the call is safe.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
 }

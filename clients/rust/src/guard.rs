@@ -11,13 +11,20 @@ use crate::error::{Error, Result};
 use crate::held::Held;
 use crate::lease::LeaseState;
 use crate::lock::{
-    millis, release_outcome, renew_cmd, renew_outcome, renew_period, renew_timeout, Lock,
+    give_back_pipeline, millis, renew_cmd, renew_outcome, renew_period, renew_timeout,
+    renew_ttl_ms, settle_give_back, settle_release, Lock, Resend, Settled,
 };
+use crate::owners::{self, Owner};
 
 impl Lock {
-    /// Takes the lock over `conn` (blocking): `LOCK.ACQUIRE` (with `WAIT` if configured, and
-    /// Redis' `WAIT` for replicas in the same round trip), and returns a guard that releases
-    /// it when dropped.
+    /// Takes the lock over `conn` (blocking): `LOCK.ACQUIRE ... HELD n` (with `WAIT` if
+    /// configured, and Redis' `WAIT` for replicas in the same round trip), and returns a
+    /// guard that releases it when dropped.
+    ///
+    /// `n` is the hold count this process knows the owner has on the key: 0 for a new hold;
+    /// while guards of the same owner id live, this is a reentry (one more count, the same
+    /// token), which never waits and never takes a lost hold afresh. Calls of one owner on
+    /// one key run one at a time in the process (a second waits for the first to answer).
     ///
     /// Lease mode (no [`ttl`](Lock::ttl)) starts a watchdog thread with its own connection from
     /// the [`watchdog`](Lock::watchdog) client; without one this fails with
@@ -25,25 +32,57 @@ impl Lock {
     ///
     /// # Errors
     /// [`Error::NotAcquired`] when another owner holds the lock (after the wait, if any);
-    /// [`Error::ReplicasNotSynced`] (the lock was released again); [`Error::InvalidOwner`],
-    /// [`Error::InvalidDuration`], [`Error::NoWatchdogClient`] for bad settings;
-    /// [`Error::Redis`] for transport and server errors. When the read timed out (a wait
-    /// longer than the connection's read timeout), a `LOCK.RELEASE` is sent behind the
-    /// acquisition on the same connection, so a late grant is given back at once.
+    /// [`Error::NotHeld`] for a reentry into a hold that was lost (expired, deleted, its
+    /// session connection closed): release the guards of it first; [`Error::ReplicasNotSynced`]
+    /// (the lock was released again); [`Error::HoldConflict`], [`Error::LimitMismatch`];
+    /// [`Error::InvalidOwner`], [`Error::InvalidDuration`], [`Error::LeaseTooShort`],
+    /// [`Error::InvalidLimit`], [`Error::NoWatchdogClient`] for bad settings;
+    /// [`Error::Redis`] for transport and server errors. After a transport error (a read
+    /// timeout cutting a wait short, a server stall) the client gives the possible grant
+    /// back at once: a `LOCK.RELEASE ... HELD n+1` behind the acquisition on the same
+    /// connection (Redis runs one client's commands in order), sent again up to twice while
+    /// it times out too; if even that fails, the next call of this owner on this key settles
+    /// it first. A wait cut short stays in line in the server: the owner's next acquisition
+    /// sleeps until that wait plus 2 s has passed (unless the give-back was answered), and
+    /// after [`wait_forever`](Lock::wait_forever) the give-back is sent until answered.
+    /// Retrying after any error is safe.
     pub fn acquire<'c, C: ConnectionLike>(&self, conn: &'c mut C) -> Result<LockGuard<'c, C>> {
         let plan = self.plan()?;
         let client = match (plan.lease, self.watchdog_client()) {
             (Some(_), None) => return Err(Error::NoWatchdogClient),
             (_, client) => client.cloned(),
         };
-        let sent_at = Instant::now();
-        let settled = plan.settle(plan.acquire_pipeline().query(conn), sent_at);
-        if let Some(give_back) = settled.give_back {
-            let _ = give_back.query::<Value>(conn);
+        let record = owners::owner(conn.get_db(), &plan.key, &plan.owner);
+        let turn = record.turn_blocking();
+        if let Some(until) = turn.not_before() {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
         }
-        let held = settled.result?;
+        let counts = turn.acquire_counts().ok_or(Error::NotHeld)?;
+        let sent_at = Instant::now();
+        let replies = plan.acquire_pipeline(counts).query(conn);
+        let token = match plan.settle(&turn, counts, replies) {
+            Settled::Granted(token) => token,
+            Settled::GiveBack(error) => {
+                let give_back = give_back_pipeline(&plan.key, &plan.owner, &turn);
+                let resend = Resend::give_back(&plan, sent_at, true);
+                let (reply, _) = query_resending(&give_back, conn, resend);
+                settle_give_back(&turn, &plan, sent_at, &reply);
+                return Err(error);
+            }
+            Settled::Failed(error) => return Err(error),
+        };
+        let (state, fresh) = turn.granted(plan.valid_until(sent_at, Instant::now()), || None);
+        drop(turn);
+        let held = Held {
+            key: plan.key,
+            owner: plan.owner,
+            token,
+            state,
+            record,
+            binds_session: fresh && plan.session,
+        };
         let watchdog = match (plan.lease, client) {
-            (Some(lease), Some(client)) => Some(Watchdog::start(&held, lease, plan.ttl_ms, client)),
+            (Some(lease), Some(client)) => Some(Watchdog::start(&held, lease, client)),
             _ => None,
         };
         Ok(LockGuard {
@@ -53,6 +92,27 @@ impl Lock {
             released: false,
         })
     }
+}
+
+/// Sends an idempotent pipeline (a release, a give-back), again after a timeout (the sync
+/// connection skips the late replies), as long as `resend` says; and whether it was sent again.
+fn query_resending<C: ConnectionLike>(
+    pipe: &redis::Pipeline,
+    conn: &mut C,
+    resend: Resend,
+) -> (redis::RedisResult<Vec<Value>>, bool) {
+    let mut reply = pipe.query(conn);
+    let mut resent = false;
+    let mut sent_again = 0;
+    while let Err(error) = &reply {
+        if !error.is_timeout() || !resend.again(sent_again) {
+            break;
+        }
+        sent_again += 1;
+        resent = true;
+        reply = pipe.query(conn);
+    }
+    (reply, resent)
 }
 
 /// A held lock (blocking API), like [`std::sync::MutexGuard`]: dropping it releases the lock
@@ -84,9 +144,11 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
         &self.held.owner
     }
 
-    /// Whether the lock is known or presumed lost: a watchdog renewal found it gone (expired,
-    /// `DEL`, `FLUSHALL`, failover), or its ttl or lease ran out by the client's clock without
-    /// a confirmed renewal. Once true, stays true (the watchdog stops).
+    /// Whether the lock is known or presumed lost: the server said this owner no longer
+    /// holds it (a renewal, a reentry or another guard's release found it gone: expired,
+    /// `DEL`, `FLUSHALL`, failover, a session connection closed), or its ttl or lease ran out
+    /// by the client's clock without a confirmed renewal. Every guard of the owner's hold
+    /// shares it. Once true, stays true (the watchdog stops).
     pub fn is_lost(&self) -> bool {
         self.held.state.is_lost()
     }
@@ -106,16 +168,27 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
         let ttl_ms = millis(ttl, "ttl")?;
         let sent_at = Instant::now();
         let reply = renew_cmd(&self.held.key, &self.held.owner, ttl_ms).query(self.conn);
-        self.held
+        let outcome = self
+            .held
             .state
-            .book_renewal(sent_at, ttl_ms, renew_outcome(reply))
+            .book_renewal(sent_at, ttl_ms, renew_outcome(reply));
+        if let Err(Error::NotHeld) = outcome {
+            self.held.record.hold_lost(&self.held.state);
+        }
+        outcome
     }
 
-    /// Stops the watchdog and releases the lock (one hold of it), returning the hold count
-    /// left (0: the lock is free or handed to the next waiter).
+    /// Stops the watchdog and releases the lock (one hold of it: `LOCK.RELEASE ... HELD n`),
+    /// returning the hold count left (0: the lock is free or handed to the next waiter).
     ///
     /// # Errors
-    /// [`Error::NotHeld`] when the lock was no longer held by this owner; [`Error::Redis`].
+    /// [`Error::NotHeld`] when the lock was no longer held by this owner (then nothing is
+    /// sent if the server already said so), including a session hold whose connection
+    /// closed; [`Error::HeldMismatch`]; [`Error::Redis`] for transport and server errors. A
+    /// release whose reply timed out is sent again (up to twice) on the same connection,
+    /// `HELD` making it take effect once; if its outcome stays unknown, the next call of this
+    /// owner on this key settles it first, and otherwise (the last guard) the lock expires by
+    /// its ttl or lease.
     pub fn release(mut self) -> Result<u64> {
         self.release_inner()
     }
@@ -125,7 +198,13 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
             watchdog.stop();
         }
         self.released = true;
-        release_outcome(self.held.release_cmd().query(self.conn))
+        let turn = self.held.record.turn_blocking();
+        let Some((pipe, mut sent)) = self.held.release_start(&turn) else {
+            return Err(Error::NotHeld);
+        };
+        let (reply, resent) = query_resending(&pipe, self.conn, Resend::Few);
+        sent.resent = resent;
+        settle_release(&turn, sent, reply)
     }
 }
 
@@ -152,15 +231,23 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn start(held: &Held, lease: Duration, ttl_ms: u64, client: redis::Client) -> Self {
+    fn start(held: &Held, lease: Duration, client: redis::Client) -> Self {
         let (stop, stopped) = mpsc::channel();
         let key = held.key.clone();
         let owner = held.owner.clone();
         let state = Arc::clone(&held.state);
+        let record = Arc::clone(&held.record);
         let thread = std::thread::Builder::new()
             .name("rlock-watchdog".into())
             .spawn(move || {
-                renew_loop(&client, &key, &owner, lease, ttl_ms, &state, &stopped);
+                let hold = Renewing {
+                    key: &key,
+                    owner: &owner,
+                    lease,
+                    state: &state,
+                    record: &record,
+                };
+                renew_loop(&client, &hold, &stopped);
             });
         match thread {
             Ok(thread) => Watchdog {
@@ -190,30 +277,34 @@ impl Drop for Watchdog {
     }
 }
 
-fn renew_loop(
-    client: &redis::Client,
-    key: &[u8],
-    owner: &[u8],
+/// What a watchdog thread renews.
+struct Renewing<'a> {
+    key: &'a [u8],
+    owner: &'a [u8],
     lease: Duration,
-    ttl_ms: u64,
-    state: &LeaseState,
-    stopped: &mpsc::Receiver<()>,
-) {
-    let period = renew_period(lease);
+    state: &'a Arc<LeaseState>,
+    record: &'a Owner,
+}
+
+fn renew_loop(client: &redis::Client, hold: &Renewing<'_>, stopped: &mpsc::Receiver<()>) {
+    let period = renew_period(hold.lease);
     let mut conn: Option<redis::Connection> = None;
     loop {
         match stopped.recv_timeout(period) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        if state.is_lost() {
+        let Some(ttl_ms) = renew_ttl_ms(hold.lease, hold.state) else {
             return;
-        }
+        };
         let sent_at = Instant::now();
-        let outcome = renew_once(client, &mut conn, key, owner, ttl_ms, renew_timeout(period));
-        match state.book_renewal(sent_at, ttl_ms, outcome) {
+        let outcome = renew_once(client, &mut conn, hold, ttl_ms, renew_timeout(period));
+        match hold.state.book_renewal(sent_at, ttl_ms, outcome) {
             Ok(()) => {}
-            Err(Error::NotHeld) => return,
+            Err(Error::NotHeld) => {
+                hold.record.hold_lost(hold.state);
+                return;
+            }
             // Transport trouble: reconnect next time; the lease deadline decides loss.
             Err(_) => conn = None,
         }
@@ -223,8 +314,7 @@ fn renew_loop(
 fn renew_once(
     client: &redis::Client,
     conn: &mut Option<redis::Connection>,
-    key: &[u8],
-    owner: &[u8],
+    hold: &Renewing<'_>,
     ttl_ms: u64,
     timeout: Duration,
 ) -> Result<()> {
@@ -237,5 +327,5 @@ fn renew_once(
             conn.insert(fresh)
         }
     };
-    renew_outcome(renew_cmd(key, owner, ttl_ms).query(conn))
+    renew_outcome(renew_cmd(hold.key, hold.owner, ttl_ms).query(conn))
 }

@@ -3,21 +3,35 @@
 use std::sync::Arc;
 
 use crate::lease::LeaseState;
-use crate::lock::release_cmd;
+use crate::lock::{release_pipeline, Counts, ReleaseSent};
+use crate::owners::{Owner, Turn};
 
-/// A held lock: key, owner id, fencing token, and the lease state shared with the watchdog.
-#[derive(Debug)]
+/// A held lock: key, owner id, fencing token, the hold's validity (shared with the owner's
+/// other guards of it and with the watchdog), and the owner's record.
+#[derive(Clone, Debug)]
 pub(crate) struct Held {
     pub key: Vec<u8>,
     pub owner: Vec<u8>,
     pub token: u64,
     pub state: Arc<LeaseState>,
+    pub record: Arc<Owner>,
+    /// This guard took the hold (count 0 to 1) as a session hold: the server binds the hold
+    /// to this guard's connection.
+    pub binds_session: bool,
 }
 
 impl Held {
-    /// `LOCK.RELEASE` of this hold.
-    pub fn release_cmd(&self) -> redis::Cmd {
-        release_cmd(&self.key, &self.owner)
+    /// What this guard's release sends under `turn`, or `None` when its hold was lost
+    /// (nothing to send: the guard is forgotten).
+    pub fn release_start(&self, turn: &Turn) -> Option<(redis::Pipeline, ReleaseSent)> {
+        let counts: Counts = turn.release_counts()?;
+        let sent = ReleaseSent {
+            counts,
+            resent: false,
+            was_valid: !self.state.is_lost(),
+            binds_session: self.binds_session,
+        };
+        Some((release_pipeline(&self.key, &self.owner, counts), sent))
     }
 
     /// The guards' `Debug`: key and owner as text, token, whether lost.

@@ -67,16 +67,32 @@ impl LeaseState {
         self.notify();
     }
 
-    /// Books the outcome of a `LOCK.RENEW` to `ttl_ms` sent at `sent_at`: held until
-    /// `sent_at + ttl` when confirmed, lost for [`Error::NotHeld`], unchanged for a failure on
-    /// the way (the deadline decides). Returns the outcome.
+    /// Books the outcome of a `LOCK.RENEW` to `ttl_ms` sent at `sent_at`: held until exactly
+    /// `sent_at + ttl` when confirmed (`LOCK.RENEW` sets the expiry, shorter or not), lost for
+    /// [`Error::NotHeld`], unchanged for a failure on the way (the deadline decides). Returns
+    /// the outcome.
     pub fn book_renewal(&self, sent_at: Instant, ttl_ms: u64, outcome: Result<()>) -> Result<()> {
         match &outcome {
-            Ok(()) => self.extend(sent_at + Duration::from_millis(ttl_ms)),
+            Ok(()) => {
+                let mut lease = self.lock();
+                if let Lease::Until(_) = *lease {
+                    *lease = Lease::Until(sent_at + Duration::from_millis(ttl_ms));
+                }
+                drop(lease);
+                self.notify();
+            }
             Err(Error::NotHeld) => self.mark_lost(),
             Err(_) => {}
         }
         outcome
+    }
+
+    /// How long the hold is surely valid from now, by the client's clock (`None`: lost).
+    pub fn remaining(&self) -> Option<Duration> {
+        match self.get() {
+            Lease::Until(until) => Some(until.saturating_duration_since(Instant::now())),
+            Lease::Lost => None,
+        }
     }
 
     pub fn mark_lost(&self) {

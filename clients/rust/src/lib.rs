@@ -11,14 +11,19 @@
 //!   ([`LockGuard::is_lost`], [`AsyncLockGuard::lost`]).
 //! * Re-acquiring with the same owner id (the same `Lock`, or one with the same
 //!   [`Lock::owner`]) while it is held is a reentry: the server counts holds, the token stays,
-//!   each guard releases one hold.
+//!   each guard is one count and releases it once. A reentry never shortens the hold, and
+//!   never takes a lost hold afresh ([`Error::NotHeld`]).
+//! * Retries are safe: every `LOCK.ACQUIRE` and `LOCK.RELEASE` carries `HELD n`, the count this
+//!   process knows the owner has, so a command sent twice (by a connection that resends on a
+//!   timeout, or by the client itself) takes effect once. A timed-out or cancelled acquisition
+//!   gives a late grant back, for every kind of hold.
 //! * Besides exclusive locks: shared (read) holds ([`Lock::shared`]), semaphore permits
 //!   ([`Lock::limit`]) and session holds that end with their connection ([`Lock::session`]),
 //!   with the same guards.
 //! * Every failure is an [`Error`]; nothing panics.
 //!
 //! Durations are [`std::time::Duration`]s, sent as whole milliseconds rounded up (at least
-//! 1 ms, at most 30 days).
+//! 1 ms, at most 30 days). A watched lease is at least [`MIN_LEASE`] (1 s).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), rlock_client::Error> {
@@ -45,9 +50,10 @@ mod guard;
 mod held;
 mod lease;
 mod lock;
+mod owners;
 
 #[cfg(feature = "tokio")]
 pub use aio::{AsyncConnection, AsyncLockGuard};
 pub use error::{Error, Result};
 pub use guard::LockGuard;
-pub use lock::{Lock, DEFAULT_LEASE, MAX_LIMIT, MAX_MS, MAX_OWNER_LEN};
+pub use lock::{Lock, DEFAULT_LEASE, MAX_HOLDS, MAX_LIMIT, MAX_MS, MAX_OWNER_LEN, MIN_LEASE};

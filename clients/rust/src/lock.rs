@@ -1,13 +1,13 @@
 //! The lock description (a builder) and what it sends on the wire.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Value;
 
 use crate::error::{Error, Result};
-use crate::held::Held;
 use crate::lease::LeaseState;
+pub(crate) use crate::owners::Counts;
+use crate::owners::Turn;
 
 /// The server's upper bound for ttl and timeouts: 30 days in milliseconds.
 pub const MAX_MS: u64 = 2_592_000_000;
@@ -15,6 +15,13 @@ pub const MAX_MS: u64 = 2_592_000_000;
 pub const MAX_OWNER_LEN: usize = 1024;
 /// The lease of a lock without a fixed ttl (Redisson's `lockWatchdogTimeout`).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The shortest lease a watched lock accepts ([`Error::LeaseTooShort`] below it): the
+/// watchdog renews every third of the lease, and a renewal that a loaded machine or server
+/// delays by more than two thirds of it loses the lock (0.3 s lost 2 holds in 3000 to CPU
+/// starvation). A fixed [`Lock::ttl`] has no lower bound: nothing renews it.
+pub const MIN_LEASE: Duration = Duration::from_secs(1);
+/// The deepest reentry the server counts (`HELD n` and hold counts go up to it).
+pub const MAX_HOLDS: u32 = 2047;
 
 /// How long the server keeps the lock without hearing from the holder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +102,8 @@ pub(crate) struct Plan {
     pub replicas: Option<(u64, u64)>,
     /// `SHARED` or `LIMIT n`, and `SESSION`, as sent after the ttl.
     pub options: Vec<String>,
+    /// A session hold (`SESSION`).
+    pub session: bool,
 }
 
 impl Lock {
@@ -133,12 +142,16 @@ impl Lock {
     }
 
     /// A session hold (`SESSION`, with any kind): it also ends, and passes to the next waiter,
-    /// when the connection that took it closes. The hold lives with the acquiring connection:
-    /// keep that connection open while holding (the blocking guard borrows it; an async guard
-    /// keeps a clone, and every clone of a multiplexed connection shares one socket). A
-    /// reconnect (say by a `ConnectionManager`) ends the hold; in lease mode the watchdog then
-    /// reports it lost. The ttl or lease still applies, and after a failover or restart it is
-    /// the only end besides a release.
+    /// when the connection that took it closes. The server binds the hold to the connection
+    /// of its first count; a reentry (from any connection) does not rebind it, and the whole
+    /// hold, every count, ends when that connection closes. The blocking guard borrows that
+    /// connection: keep it open until the owner's last guard on the key is released. The async
+    /// API keeps a clone of it until then (every clone of a multiplexed connection shares one
+    /// socket). A reconnect (say by a `ConnectionManager`) ends the hold. Never send `RESET`
+    /// on that connection (the hold would stay): close it. When it closes, a lease-mode guard
+    /// reports the loss at its next renewal (within a third of the lease), and `release` and
+    /// a reentry return [`Error::NotHeld`]. The ttl or lease still applies, and after a
+    /// failover or restart it is the only end besides a release.
     pub fn session(mut self) -> Lock {
         self.session = true;
         self
@@ -162,8 +175,9 @@ impl Lock {
 
     /// Lease mode (the default, with 30 s): the lock is taken for `lease` and a watchdog renews
     /// it to `lease` every third of it while the guard lives; if the holder dies, the lock
-    /// frees at most `lease` later. Same range as [`ttl`](Lock::ttl). The blocking API needs a
-    /// client for the watchdog's connection ([`watchdog`](Lock::watchdog)).
+    /// frees at most `lease` later. From [`MIN_LEASE`] (1 s; shorter:
+    /// [`Error::LeaseTooShort`] when acquiring) to 30 days. The blocking API needs a client
+    /// for the watchdog's connection ([`watchdog`](Lock::watchdog)).
     pub fn lease(mut self, lease: Duration) -> Lock {
         self.expiry = Expiry::Lease(lease);
         self
@@ -234,6 +248,9 @@ impl Lock {
         };
         let what = if lease.is_some() { "lease" } else { "ttl" };
         let ttl_ms = millis(validity, what)?;
+        if let Some(lease) = lease.filter(|&lease| lease < MIN_LEASE) {
+            return Err(Error::LeaseTooShort(lease));
+        }
         let wait_ms = match self.wait {
             Wait::No => None,
             Wait::For(timeout) => Some(millis(timeout, "wait")?),
@@ -263,6 +280,7 @@ impl Lock {
             wait_ms,
             replicas,
             options,
+            session: self.session,
         })
     }
 }
@@ -279,6 +297,14 @@ pub(crate) fn millis(duration: Duration, what: &'static str) -> Result<u64> {
 /// How often the watchdog renews a lease: every third of it, at least every millisecond.
 pub(crate) fn renew_period(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(1))
+}
+
+/// The ttl a watchdog renews to: its lease, or what the hold has by the client's clock if
+/// that is longer (a reentry with a longer ttl gave it), since `LOCK.RENEW` sets the expiry
+/// and would otherwise shorten the hold. `None` once the hold is lost.
+pub(crate) fn renew_ttl_ms(lease: Duration, state: &LeaseState) -> Option<u64> {
+    let remaining = state.remaining()?;
+    Some(millis(lease.max(remaining), "lease").unwrap_or(MAX_MS))
 }
 
 /// How long one renewal may take before it counts as failed: a renewal period, at least
@@ -307,11 +333,11 @@ impl Plan {
         start + self.validity
     }
 
-    /// `LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT t]`, then `WAIT n timeout` when replicas are asked
-    /// for: one round trip.
-    pub fn acquire_pipeline(&self) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+    /// The owed releases (see [`Counts`]), `LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n]
+    /// [SESSION] [WAIT t] HELD held`, then `WAIT n timeout` when replicas are asked for: one
+    /// round trip.
+    pub fn acquire_pipeline(&self, counts: Counts) -> redis::Pipeline {
+        let mut pipe = release_steps(&self.key, &self.owner, counts, counts.held + 1);
         pipe.cmd("LOCK.ACQUIRE")
             .arg(&self.key)
             .arg(&self.owner)
@@ -320,48 +346,55 @@ impl Plan {
         if let Some(wait_ms) = self.wait_ms {
             pipe.arg("WAIT").arg(wait_ms);
         }
+        pipe.arg("HELD").arg(counts.held);
         if let Some((n, timeout_ms)) = self.replicas {
             pipe.cmd("WAIT").arg(n).arg(timeout_ms);
         }
         pipe
     }
 
-    /// What the round trip of [`acquire_pipeline`](Plan::acquire_pipeline), sent at
-    /// `sent_at`, came to: the held lock or the error, and whether `LOCK.RELEASE` must follow
-    /// on the same connection first. It must after a grant refused for want of replicas, and
-    /// after a read that timed out (a late grant is then given back at once: Redis runs one
-    /// client's commands in order).
-    pub fn settle(&self, replies: redis::RedisResult<Vec<Value>>, sent_at: Instant) -> Settled {
-        let (give_back, result) = match replies {
-            Ok(replies) => match self.acquire_outcome(replies) {
-                Outcome::Granted(token) => (false, Ok(self.held(token, sent_at))),
-                Outcome::GrantedUndone(error) => (true, Err(error)),
-                Outcome::Failed(error) => (false, Err(error)),
-            },
-            Err(error) => (error.is_timeout(), Err(error.into())),
+    /// Books the acquisition round trip of [`acquire_pipeline`](Plan::acquire_pipeline) on
+    /// the owner's record, and says what follows.
+    pub fn settle(
+        &self,
+        turn: &Turn,
+        counts: Counts,
+        replies: redis::RedisResult<Vec<Value>>,
+    ) -> Settled {
+        let replies = match replies {
+            Ok(replies) => replies,
+            // A timeout, a dropped connection: the grant may have happened (or may still,
+            // at the end of a wait in the server).
+            Err(error) => {
+                turn.owe();
+                return Settled::GiveBack(error.into());
+            }
         };
-        Settled {
-            give_back: give_back.then(|| release_cmd(&self.key, &self.owner)),
-            result,
+        turn.settled();
+        // The owed releases' replies come first; the acquisition's tells.
+        let replies = replies.into_iter().skip(counts.owed as usize);
+        match self.acquire_outcome(replies) {
+            Outcome::Granted(token) => Settled::Granted(token),
+            Outcome::GrantedUndone(error) => {
+                turn.owe();
+                Settled::GiveBack(error)
+            }
+            Outcome::NotGranted if counts.held == 0 => Settled::Failed(Error::NotAcquired),
+            // HELD n >= 1 answered nil: the hold was lost; the server took nothing afresh.
+            Outcome::NotGranted => {
+                turn.lost();
+                Settled::Failed(Error::NotHeld)
+            }
+            Outcome::Failed(error) => Settled::Failed(error),
         }
     }
 
-    fn held(&self, token: u64, sent_at: Instant) -> Held {
-        let valid_until = self.valid_until(sent_at, Instant::now());
-        Held {
-            key: self.key.clone(),
-            owner: self.owner.clone(),
-            token,
-            state: Arc::new(LeaseState::new(valid_until)),
-        }
-    }
-
-    /// Interprets the replies of [`acquire_pipeline`](Plan::acquire_pipeline).
-    fn acquire_outcome(&self, replies: Vec<Value>) -> Outcome {
-        let mut replies = replies.into_iter();
+    /// Interprets the replies of [`acquire_pipeline`](Plan::acquire_pipeline) after the owed
+    /// releases'.
+    fn acquire_outcome(&self, mut replies: impl Iterator<Item = Value>) -> Outcome {
         let token = match replies.next() {
             Some(Value::Int(token)) if token > 0 => token as u64,
-            Some(Value::Nil) => return Outcome::Failed(Error::NotAcquired),
+            Some(Value::Nil) => return Outcome::NotGranted,
             Some(Value::ServerError(error)) => return Outcome::Failed(acquire_error(error)),
             other => return Outcome::Failed(unexpected("LOCK.ACQUIRE", other.as_ref())),
         };
@@ -383,10 +416,15 @@ impl Plan {
 }
 
 /// What an acquisition round trip came to, for the blocking and the async API to carry out.
-pub(crate) struct Settled {
-    /// `LOCK.RELEASE`, to send (errors ignored) before returning `result`.
-    pub give_back: Option<redis::Cmd>,
-    pub result: Result<Held>,
+pub(crate) enum Settled {
+    /// Held, with this fencing token: book it with [`Turn::granted`].
+    Granted(u64),
+    /// A grant may stand that must not: send [`give_back_pipeline`] on the same connection
+    /// (Redis runs one client's commands in order, so it follows a late grant), book its
+    /// reply with [`settle_give_back`], and return the error.
+    GiveBack(Error),
+    /// Not granted; nothing to undo.
+    Failed(Error),
 }
 
 /// What the replies of an acquisition say.
@@ -395,32 +433,172 @@ enum Outcome {
     Granted(u64),
     /// Granted, but it must be released again and the error returned.
     GrantedUndone(Error),
+    /// The server answered nil.
+    NotGranted,
     /// Not granted.
     Failed(Error),
 }
 
-/// `LOCK.RELEASE key owner`.
-pub(crate) fn release_cmd(key: &[u8], owner: &[u8]) -> redis::Cmd {
-    let mut cmd = redis::cmd("LOCK.RELEASE");
-    cmd.arg(key).arg(owner);
-    cmd
+/// `LOCK.RELEASE key owner HELD k` for k from `counts.held + counts.owed` down to `lowest`
+/// (none when `lowest` is above it), with errors as reply values. Wherever the server's count
+/// is in `lowest - 1 ..= counts.held + counts.owed`, it ends at `lowest - 1`: each step
+/// lowers a count equal to its k and leaves a lower one alone (a step already taken answers
+/// its count, or nil at 0, or a HELD mismatch for a count further down). The same pipeline
+/// sent again has no further effect.
+pub(crate) fn release_steps(
+    key: &[u8],
+    owner: &[u8],
+    counts: Counts,
+    lowest: u32,
+) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let top = counts.held.saturating_add(counts.owed);
+    for k in (lowest.max(1)..=top).rev() {
+        pipe.cmd("LOCK.RELEASE")
+            .arg(key)
+            .arg(owner)
+            .arg("HELD")
+            .arg(k);
+    }
+    pipe
 }
+
+/// The give-back after [`Settled::GiveBack`]: the owed releases, now counting the
+/// acquisition (or its undone grant).
+pub(crate) fn give_back_pipeline(key: &[u8], owner: &[u8], turn: &Turn) -> redis::Pipeline {
+    let counts = turn.counts();
+    release_steps(key, owner, counts, counts.held + 1)
+}
+
+/// Books the reply of [`give_back_pipeline`] for an acquisition sent at `sent_at`: settled
+/// when it came back whole (Redis answered the acquisition first); the hold lost when the last
+/// step found nothing while guards live. Unanswered after a `WAIT t`, the acquisition may be
+/// in line in the server until `t` after it was sent (and a margin for stalls): the owner's
+/// next acquisition waits until then.
+pub(crate) fn settle_give_back(
+    turn: &Turn,
+    plan: &Plan,
+    sent_at: Instant,
+    reply: &redis::RedisResult<Vec<Value>>,
+) {
+    let held = turn.counts().held;
+    match reply {
+        Ok(replies) => {
+            turn.settled();
+            if held > 0 && matches!(replies.last(), Some(Value::Nil)) {
+                turn.lost();
+            }
+        }
+        Err(_) => {
+            if let Some(wait_ms) = plan.wait_ms.filter(|&ms| ms > 0) {
+                turn.pending_until(sent_at + Duration::from_millis(wait_ms) + SETTLE_MARGIN);
+            }
+        }
+    }
+}
+
+/// How long past its `WAIT` a cut-short acquisition is taken to be still possibly in line in
+/// the server (its timer, a stall).
+pub(crate) const SETTLE_MARGIN: Duration = Duration::from_secs(2);
+
+/// How long an idempotent pipeline (a release, a give-back) is sent again while its reply
+/// times out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Resend {
+    /// [`RESENDS_AFTER_TIMEOUT`] times.
+    Few,
+    /// At least that, and until this instant.
+    Until(Instant),
+    /// Until answered: after `WAIT 0` the acquisition stays in line in the server until
+    /// granted, so nothing else bounds when the owner could safely acquire again.
+    Answered,
+}
+
+impl Resend {
+    /// Whether to send again after `sent_again` resends.
+    pub fn again(self, sent_again: u32) -> bool {
+        match self {
+            Resend::Few => sent_again < RESENDS_AFTER_TIMEOUT,
+            Resend::Until(until) => sent_again < RESENDS_AFTER_TIMEOUT || Instant::now() < until,
+            Resend::Answered => true,
+        }
+    }
+
+    /// For the give-back of an acquisition sent at `sent_at`: blocking callers give up after a
+    /// few (the owner's next acquisition waits instead, see [`settle_give_back`]); async ones
+    /// keep at it in the background while the acquisition may be in line in the server.
+    pub fn give_back(plan: &Plan, sent_at: Instant, blocking: bool) -> Resend {
+        match plan.wait_ms {
+            Some(0) => Resend::Answered,
+            Some(ms) if !blocking => {
+                Resend::Until(sent_at + Duration::from_millis(ms) + SETTLE_MARGIN)
+            }
+            _ => Resend::Few,
+        }
+    }
+}
+
+/// One guard's release: the owed releases and its own, `LOCK.RELEASE key owner HELD held`.
+pub(crate) fn release_pipeline(key: &[u8], owner: &[u8], counts: Counts) -> redis::Pipeline {
+    release_steps(key, owner, counts, counts.held)
+}
+
+/// How a release went out, for [`settle_release`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReleaseSent {
+    pub counts: Counts,
+    /// The pipeline was sent more than once (after a timeout).
+    pub resent: bool,
+    /// The hold was valid by the client's clock, and not known lost, when it was first sent.
+    pub was_valid: bool,
+    /// The guard took the hold as a session hold: the hold ends with that connection.
+    pub binds_session: bool,
+}
+
+/// Books a guard's release round trip: the remaining count, or why not.
+pub(crate) fn settle_release(
+    turn: &Turn,
+    sent: ReleaseSent,
+    reply: redis::RedisResult<Vec<Value>>,
+) -> Result<u64> {
+    turn.forget_one();
+    let replies = match reply {
+        Ok(replies) => replies,
+        // The connection that binds a session hold closed: the server ended the whole hold.
+        Err(error) if sent.binds_session && error.is_connection_dropped() => {
+            turn.lost();
+            return Err(Error::NotHeld);
+        }
+        Err(error) => {
+            turn.owe();
+            return Err(error.into());
+        }
+    };
+    turn.settled();
+    match replies.into_iter().last() {
+        Some(Value::Int(count)) if count >= 0 => Ok(count as u64),
+        // After a resend, nil for the last count is the first attempt's release (the server
+        // cannot tell it from a loss); the hold was valid when it went out.
+        Some(Value::Nil) if sent.resent && sent.was_valid && sent.counts.held == 1 => Ok(0),
+        Some(Value::Nil) => {
+            turn.lost();
+            Err(Error::NotHeld)
+        }
+        Some(Value::ServerError(error)) => Err(held_error(error)),
+        other => Err(unexpected("LOCK.RELEASE", other.as_ref())),
+    }
+}
+
+/// How often an idempotent pipeline (a release, a give-back) is sent again after a timeout
+/// on the same connection, so that a server stall a few timeouts long still settles it.
+pub(crate) const RESENDS_AFTER_TIMEOUT: u32 = 2;
 
 /// `LOCK.RENEW key owner ttl_ms`.
 pub(crate) fn renew_cmd(key: &[u8], owner: &[u8], ttl_ms: u64) -> redis::Cmd {
     let mut cmd = redis::cmd("LOCK.RENEW");
     cmd.arg(key).arg(owner).arg(ttl_ms);
     cmd
-}
-
-/// The remaining hold count from `LOCK.RELEASE`'s reply.
-pub(crate) fn release_outcome(reply: redis::RedisResult<Value>) -> Result<u64> {
-    match reply? {
-        Value::Int(count) if count >= 0 => Ok(count as u64),
-        Value::Nil => Err(Error::NotHeld),
-        Value::ServerError(error) => Err(Error::Redis(error.into())),
-        other => Err(unexpected("LOCK.RELEASE", Some(&other))),
-    }
 }
 
 /// `LOCK.RENEW`'s reply: `Ok(())` for 1, [`Error::NotHeld`] for 0.
@@ -448,6 +626,21 @@ fn acquire_error(error: redis::ServerError) -> Error {
     }
     if detail.contains("cannot also hold it") {
         return Error::HoldConflict(detail.to_string());
+    }
+    held_error(error)
+}
+
+/// A server error of a call with `HELD`: a mismatch typed, others as [`Error::Redis`].
+fn held_error(error: redis::ServerError) -> Error {
+    let detail = error.details().unwrap_or_default();
+    if let Some(rest) = detail.strip_prefix("HELD ") {
+        let mut numbers = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|part| !part.is_empty())
+            .map(str::parse::<u32>);
+        if let (Some(Ok(expected)), Some(Ok(held))) = (numbers.next(), numbers.next()) {
+            return Error::HeldMismatch { expected, held };
+        }
     }
     Error::Redis(error.into())
 }
@@ -562,6 +755,84 @@ mod tests {
             Err(Error::InvalidLimit(_))
         ));
         Ok(())
+    }
+
+    /// Each command of `pipe` as space-separated text.
+    fn commands(pipe: &redis::Pipeline) -> Vec<String> {
+        pipe.cmd_iter()
+            .map(|cmd| {
+                cmd.args_iter()
+                    .map(|arg| match arg {
+                        redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                        _ => "<other>".to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_call_carries_held_and_owed_releases_go_first() -> Result<()> {
+        let plan = Lock::new("k")
+            .owner("me")
+            .ttl(Duration::from_secs(5))
+            .plan()?;
+        let fresh = Counts { held: 0, owed: 0 };
+        assert_eq!(
+            commands(&plan.acquire_pipeline(fresh)),
+            ["LOCK.ACQUIRE k me 5000 HELD 0"]
+        );
+        let waiting = Lock::new("k")
+            .owner("me")
+            .ttl(Duration::from_secs(5))
+            .limit(3)
+            .session()
+            .wait(Duration::from_secs(1))
+            .replicas(1, Duration::from_millis(20))
+            .plan()?;
+        assert_eq!(
+            commands(&waiting.acquire_pipeline(Counts { held: 2, owed: 2 })),
+            [
+                "LOCK.RELEASE k me HELD 4",
+                "LOCK.RELEASE k me HELD 3",
+                "LOCK.ACQUIRE k me 5000 LIMIT 3 SESSION WAIT 1000 HELD 2",
+                "WAIT 1 20",
+            ]
+        );
+        assert_eq!(
+            commands(&release_pipeline(b"k", b"me", Counts { held: 1, owed: 1 })),
+            ["LOCK.RELEASE k me HELD 2", "LOCK.RELEASE k me HELD 1"]
+        );
+        assert_eq!(
+            commands(&release_pipeline(b"k", b"me", Counts { held: 3, owed: 0 })),
+            ["LOCK.RELEASE k me HELD 3"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn watched_leases_start_at_one_second() {
+        let short = MIN_LEASE - Duration::from_millis(1);
+        assert!(matches!(
+            Lock::new("k").lease(short).plan(),
+            Err(Error::LeaseTooShort(lease)) if lease == short
+        ));
+        assert!(Lock::new("k").lease(MIN_LEASE).plan().is_ok());
+        assert!(Lock::new("k").ttl(Duration::from_millis(1)).plan().is_ok());
+    }
+
+    #[test]
+    fn a_held_mismatch_is_typed() {
+        let error = |line: &str| match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Ok(Value::ServerError(error)) => held_error(error),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            error("ERR HELD 1 does not match the owner's hold count 2 in 'lock.release' command (nothing changed)"),
+            Error::HeldMismatch { expected: 1, held: 2 }
+        ));
+        assert!(matches!(error("ERR something else"), Error::Redis(_)));
     }
 
     #[test]

@@ -136,8 +136,8 @@ async fn watchdog_keeps_the_lease_then_reports_loss_after_del() {
 async fn loss_after_expiry_and_after_flushall() {
     let server = Server::start();
     let mut conn = connect(&server).await;
-    let expiring = Lock::new("a").lease(Duration::from_millis(600));
-    let flushed = Lock::new("b").lease(Duration::from_millis(600));
+    let expiring = Lock::new("a").lease(Duration::from_secs(1));
+    let flushed = Lock::new("b").lease(Duration::from_secs(1));
     let a = expiring.acquire_async(&mut conn).await.expect("a");
     let b = flushed.acquire_async(&mut conn).await.expect("b");
     let mut admin = server.conn();

@@ -188,7 +188,7 @@ fn watchdog_reports_loss_after_del() {
     let client = redis::Client::open(server.url()).expect("client");
     let mut conn = server.conn();
     let lock = Lock::new("k")
-        .lease(Duration::from_millis(300))
+        .lease(Duration::from_secs(1))
         .watchdog(client);
     let guard = lock.acquire(&mut conn).expect("acquire");
     assert!(!guard.is_lost());
@@ -206,7 +206,7 @@ fn watchdog_reports_loss_after_expiry() {
     let client = redis::Client::open(server.url()).expect("client");
     let mut conn = server.conn();
     let lock = Lock::new("k")
-        .lease(Duration::from_millis(600))
+        .lease(Duration::from_secs(1))
         .watchdog(client);
     let guard = lock.acquire(&mut conn).expect("acquire");
     // An admin shortens the expiry: the lock expires before the next renewal.

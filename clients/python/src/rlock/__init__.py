@@ -10,6 +10,7 @@ from redis.exceptions import LockError, LockNotOwnedError
 
 from rlock._protocol import (
     DEFAULT_LEASE,
+    MIN_LEASE,
     HoldConflictError,
     HolderInfo,
     LimitMismatchError,
@@ -21,6 +22,7 @@ from rlock.lock import Lock
 
 __all__ = [
     "DEFAULT_LEASE",
+    "MIN_LEASE",
     "HoldConflictError",
     "HolderInfo",
     "LimitMismatchError",

@@ -11,18 +11,20 @@ from typing import Any, Callable, Protocol
 
 from redis.exceptions import LockError, ResponseError
 
-from rlock import _protocol
-from rlock._leases import Lease, LossListener, logger
+from rlock import _holdings, _protocol
+from rlock._holdings import Holder, Holding
+from rlock._leases import Lease, logger
 from rlock._protocol import (
     DEFAULT_LEASE,
     KeyName,
     LockInfo,
     ReplicaSyncError,
     Seconds,
+    check_owner,
     lock_error,
     not_owned,
 )
-from rlock._settings import LockSettings
+from rlock._settings import LockSettings, encode_owner
 
 OnLost = Callable[[Any], Any]
 
@@ -30,17 +32,18 @@ OnLost = Callable[[Any], Any]
 class Watchdog(Protocol):
     """What the bookkeeping needs of a watchdog (the thread one, or an event loop's)."""
 
-    def listen(self, lease: Lease, listener: LossListener) -> None: ...
+    def hold(self, holding: Holding, client: Any, lease_ms: int) -> Lease: ...
 
     def drop(self, lease: Lease) -> None: ...
 
-    def let_go(self, lease: Lease, listener: LossListener | None = None) -> None: ...
+    def let_go(self, lease: Lease) -> None: ...
 
 
 class LockBase:
     """The state and bookkeeping of a Lock. ``local`` holds, per holder (thread, task, or the
     Lock itself without ``thread_local``): ``token`` (the owner id while held, else None),
-    ``holds``, ``fencing_token`` and, for a watched lock, ``lease``."""
+    ``holding`` (the owner's shared count on the key, see rlock._holdings) and ``holder``
+    (this Lock's share of it in this thread or task)."""
 
     def __init__(
         self,
@@ -89,12 +92,16 @@ class LockBase:
     def _watchdog(self) -> Watchdog:
         raise NotImplementedError
 
-    def _watch(self, owner: bytes) -> Lease:
-        """Starts (or counts one more hold on) the watchdog's renewals of a held lock."""
+    def _context(self) -> object | None:
+        """What holds with this Lock here, when it is thread_local: the thread, or the task."""
+        raise NotImplementedError
+
+    def _default_owner(self) -> bytes:
+        """The owner id of an acquire without ``token`` by a holder that holds nothing."""
         raise NotImplementedError
 
     def _close_session(self, client: Any) -> None:
-        """Closes a holder's dedicated session connection (which ends its session holds)."""
+        """Closes a holding's dedicated session connection (which ends its session holds)."""
         raise NotImplementedError
 
     # -- properties ----------------------------------------------------------------------------
@@ -103,16 +110,50 @@ class LockBase:
     def fencing_token(self) -> int | None:
         """The fencing token of this holder's current acquisition (an int), None if not held.
         Pass it to the resource the lock protects; it rises with every new acquisition."""
-        value: int | None = getattr(self.local, "fencing_token", None)
-        return value if self.local.token is not None else None
+        holding = self._held_holding()
+        return None if holding is None else holding.fencing_token
 
     @property
     def lost(self) -> bool:
-        """True once the watchdog found this holder's held lock gone (until the next acquire)."""
-        lease: Lease | None = getattr(self.local, "lease", None)
-        return lease is not None and lease.lost
+        """True once this holder's held lock was found gone (by the watchdog, or by a reentry
+        or release the server answered nil), until the next acquire."""
+        holding = self._held_holding()
+        if holding is None:
+            return bool(getattr(self.local, "lost_at_release", False))
+        return holding.lost
 
-    # -- checks before and after commands ------------------------------------------------------
+    def _held_holding(self) -> Holding | None:
+        """The holding this holder holds (counts at least one hold of), else None."""
+        holder: Holder | None = getattr(self.local, "holder", None)
+        if holder is None or holder.count <= 0:
+            return None
+        holding: Holding = self.local.holding
+        return holding
+
+    # -- before a command ----------------------------------------------------------------------
+
+    def _owner_for(self, token: Any | None) -> bytes:
+        """The owner id an acquire goes with: ``token``, else the one this holder holds with
+        (a reentry), else a new one (or the thread's)."""
+        held = self.local.token if self._held_holding() is not None else None
+        if token is None:
+            return held if held is not None else self._default_owner()
+        owner = check_owner(encode_owner(token))
+        if held is not None and owner != held:
+            raise lock_error(
+                "This holder holds the lock under another token; release it first", self.name
+            )
+        return owner
+
+    def _holding_of(self, owner: bytes) -> Holding:
+        return _holdings.holding(self.redis, self.name, owner)
+
+    def _held_before(self, holding: Holding) -> int:
+        """The ``HELD`` count of an acquire on ``holding``. A reentry of a hold that was lost
+        raises ``LockNotOwnedError``: the block around it was not protected all along."""
+        if holding.lost:
+            raise not_owned("reenter", self.name)
+        return holding.count
 
     def _wait_ms(self, blocking: bool | None, blocking_timeout: Seconds | None) -> int | None:
         """LOCK.ACQUIRE's WAIT for an acquire's arguments (None: the constructor's)."""
@@ -121,42 +162,23 @@ class LockBase:
             self.blocking_timeout if blocking_timeout is None else blocking_timeout,
         )
 
-    def _acquire_args(self, owner: bytes, wait: int | None) -> list[Any]:
+    def _acquire_args(self, owner: bytes, wait: int | None, held: int) -> list[Any]:
         return _protocol.acquire_args(
-            self.name, owner, self.settings.grant_ms, wait, self.settings.hold_options
+            self.name, owner, self.settings.grant_ms, wait, self.settings.hold_options, held
         )
 
-    def _acquiring_client(self) -> Any:
-        """The client LOCK.ACQUIRE goes over: the Redis client, or for a session hold this
-        holder's dedicated connection (a single-connection client taken from the same pool,
-        kept until the holder's last release), since the hold lives with that connection."""
-        if not self.settings.session:
-            return self.redis
-        client = getattr(self.local, "session_client", None)
-        if client is None:
-            client = self.local.session_client = self.redis.client()
-        return client
+    def _needs_session(self, holding: Holding) -> bool:
+        """Whether the acquire goes over the holding's dedicated connection: a session hold
+        is bound to the connection that first takes it; a reentry does not rebind it."""
+        return self.settings.session and holding.count == 0
 
     def _typed(self, error: ResponseError) -> LockError | None:
         """A server refusal of the kind of hold as a typed error; None for another error."""
         return _protocol.hold_error(error, self.name)
 
-    def _after_failed_acquire(self) -> None:
-        """An acquire that did not take the lock: a holder holding nothing needs no session
-        connection."""
-        if self.local.token is None:
-            self._end_session()
-
     def _holds(self, info: LockInfo | None, owner: bytes | None) -> bool:
         """Whether ``info`` shows a hold of ``owner``."""
         return info is not None and owner is not None and info.holder(owner) is not None
-
-    def _replica_pipeline(self, acquire_args: list[Any]) -> Any:
-        """LOCK.ACQUIRE and Redis' WAIT for the replicas, in one round trip (not executed)."""
-        pipe = self._acquiring_client().pipeline(transaction=False)
-        pipe.execute_command(*acquire_args)
-        pipe.execute_command("WAIT", self.settings.replicas, self.settings.replica_timeout_ms)
-        return pipe
 
     def _replica_shortfall(self, token: int | None, acknowledged: Any) -> ReplicaSyncError | None:
         """The error to raise (after releasing the grant) when fewer replicas than asked for
@@ -171,17 +193,15 @@ class LockBase:
             required,
         )
 
-    def _releasing_owner(self) -> bytes:
-        """The owner id to release with; raises when this holder holds nothing (or lost it)."""
-        owner: bytes | None = self.local.token
-        if owner is None:
+    def _releasing(self) -> tuple[Holding, Holder]:
+        """The holding and holder of a release; raises when this holder holds nothing."""
+        holding = self._held_holding()
+        if holding is None:
             raise lock_error(
                 "Cannot release a lock that's not owned or is already unlocked.", self.name
             )
-        if self.lost:
-            self._forget_all()
-            raise not_owned("release", self.name)
-        return owner
+        holder: Holder = self.local.holder
+        return holding, holder
 
     def _extend_args(self, additional_time: Seconds, replace_ttl: bool) -> list[Any]:
         """The extend script's ARGV; raises when the lock cannot be extended."""
@@ -193,9 +213,9 @@ class LockBase:
 
     def _held_owner(self, action: str) -> bytes:
         """The owner id of a held lock with a timeout; raises for ``action`` otherwise."""
-        owner: bytes | None = self.local.token
-        if owner is None:
+        if self._held_holding() is None:
             raise lock_error(f"Cannot {action} an unlocked lock", self.name)
+        owner: bytes = self.local.token
         if self.lost:
             raise not_owned(action, self.name)
         if self.settings.watched:
@@ -204,53 +224,79 @@ class LockBase:
 
     # -- holding bookkeeping ---------------------------------------------------------------------
 
-    def _hold(self, owner: bytes, fencing_token: int) -> None:
-        """Counts one more hold, granted with ``fencing_token``; watches a lock without ttl."""
+    def _count_hold(self, holding: Holding, fencing_token: int, sent_at: float) -> None:
+        """Counts one more hold of this holder on ``holding``, granted with ``fencing_token``
+        to a call sent at ``sent_at`` (monotonic); a lock without ttl is watched."""
         local = self.local
-        first = not getattr(local, "holds", 0)
-        local.token = owner
-        local.holds = getattr(local, "holds", 0) + 1
-        local.fencing_token = fencing_token
-        if not self.settings.watched:
+        holder: Holder | None = getattr(local, "holder", None)
+        if holder is None or getattr(local, "holding", None) is not holding:
+            holder = Holder(self, self._context())
+        holding.count_hold(holder, fencing_token)
+        local.token, local.holding, local.holder = holding.owner, holding, holder
+        local.lost_at_release = False
+        settings = self.settings
+        if settings.ttl_ms is not None:
+            holding.floor = max(holding.floor, sent_at + settings.ttl_ms / 1000)
             return
-        lease = self._watch(owner)
-        if first:
-            self._watchdog().listen(lease, self._tell_lost)
-        local.lease = lease
+        lease = self._watchdog().hold(holding, self.redis, settings.lease_ms)
+        lease.listen(self._tell_lost)
 
-    def _let_go_once(self, local: Any, remaining: int | None) -> None:
-        """Forgets one hold of ``local`` after LOCK.RELEASE replied ``remaining`` (-1: no
-        reply)."""
-        local.holds -= 1
-        lease: Lease | None = getattr(local, "lease", None)
-        if lease is not None:
-            watchdog = self._watchdog()
-            if remaining in (0, None):
-                watchdog.drop(lease)
-            watchdog.let_go(lease, self._tell_lost if local.holds <= 0 else None)
-        if local.holds <= 0 or remaining in (0, None):
-            self._forget_all(local)
+    def _before_release(self, holding: Holding) -> None:
+        """Before LOCK.RELEASE of the last hold: the renewals stop first, so that one racing
+        the release does not report the lock lost (the lease is over either way)."""
+        if holding.count == 1 and holding.lease is not None:
+            self._watchdog().drop(holding.lease)
 
-    def _forget_all(self, local: Any = None) -> None:
+    def _count_release(self, holding: Holding, holder: Holder, local: Any = None) -> None:
+        """Counts one hold less of ``holder`` (released, or given up); a holding left with
+        nothing is ended (renewals, session connection). ``local``: the holder's namespace,
+        when not the calling thread's or task's."""
         local = self.local if local is None else local
-        local.token = None
-        local.holds = 0
-        local.fencing_token = None
-        self._end_session(local)
+        lease = holding.lease
+        if lease is not None and self.settings.watched:
+            self._watchdog().let_go(lease)
+        local.lost_at_release = holding.lost
+        holding.count_release(holder)
+        if holder.count <= 0:
+            if lease is not None and not any(h.count and h.of(self) for h in holding.holders):
+                lease.unlisten(self._tell_lost)
+            self._forget_holder(holder, local)
+        if holding.count <= 0:
+            self._end_holding(holding)
 
-    def _end_session(self, local: Any = None) -> None:
-        """Closes the holder's session connection, if any (it holds nothing any more)."""
-        local = self.local if local is None else local
-        client = getattr(local, "session_client", None)
+    def _forget_holder(self, holder: Holder, local: Any) -> None:
+        if getattr(local, "holder", None) is holder:
+            local.token, local.holding, local.holder = None, None, None
+            local.adoptable = False
+
+    def _mark_lost(self, holding: Holding) -> None:
+        """The server's count is not what this process counts (the hold was lost, or a call
+        got no reply): the holding holds nothing any more; each of its holds is released by
+        raising ``LockNotOwnedError``."""
+        holding.lost = True
+        if holding.lease is not None:
+            self._watchdog().drop(holding.lease)
+
+    def _after_no_grant(self, holding: Holding) -> None:
+        """An acquire that added no hold: a holding left with nothing is ended."""
+        if holding.count == 0:
+            self._end_holding(holding)
+
+    def _end_holding(self, holding: Holding) -> None:
+        """The holding holds nothing: no more renewals, and its session connection closes."""
+        if holding.lease is not None:
+            self._watchdog().drop(holding.lease)
+        client, holding.session = holding.session, None
         if client is not None:
-            local.session_client = None
             self._close_session(client)
 
-    def _forget_if_lost(self) -> None:
-        """A lost holding is over: the next acquire starts afresh."""
-        if self.lost:
-            self._forget_all()
-            self.local.lease = None
+    def _adopt_acquisition(self) -> bool:
+        """Whether a ``with`` block takes over the acquisition already made for it
+        (a permit returned held by ``Semaphore.acquire``) instead of acquiring again."""
+        if not getattr(self.local, "adoptable", False) or self._held_holding() is None:
+            return False
+        self.local.adoptable = False
+        return True
 
     def _tell_lost(self) -> Any:
         logger.warning("rlock: lock %r was lost while held", self.name)

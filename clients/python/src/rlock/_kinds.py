@@ -8,6 +8,7 @@ from typing import Any, Callable, Generic, TypeVar
 from rlock import _protocol
 from rlock._base import LockBase
 from rlock._protocol import DEFAULT_LEASE, KeyName, Seconds
+from rlock._settings import LockSettings
 
 L = TypeVar("L", bound=LockBase)
 
@@ -82,7 +83,8 @@ class SemaphoreBase(Generic[L]):
         replica_timeout: Seconds = 1.0,
         session: bool = False,
     ) -> None:
-        _protocol.hold_options(False, permits, session)  # checks permits
+        # Checks what each permit would check (permits, times, the lease), up front.
+        LockSettings(name, timeout, lease, replicas, replica_timeout, limit=permits)
         self.redis = redis
         self.name = name
         self.permits = permits

@@ -2,9 +2,9 @@
 thread watchdog (rlock._watchdog) and the asyncio one (rlock.asyncio) drive it, each
 serialising access in its own way.
 
-One lease stands for one (client, key, owner) held through any number of Lock objects and
-reentries; it is renewed at a third of its length (as Redisson does) until the last hold is
-let go, the server says the lock is gone, or the holding thread has ended.
+One lease stands for one holding (server, key, owner) held through any number of Lock objects
+and reentries; it is renewed at a third of its length (as Redisson does) until the last hold
+without ttl is let go, the server says the lock is gone, or every holder is gone.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import threading
+import math
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from rlock._protocol import KeyName
+from rlock._holdings import Holding
+from rlock._protocol import KeyName, release_args
 
 logger = logging.getLogger("rlock")
 
@@ -29,77 +30,79 @@ LossListener = Callable[[], Any]
 
 @dataclass(eq=False)
 class Lease:
-    """A lock held with a lease that the watchdog keeps renewing.
+    """The watchdog's renewals of one holding (a lock held without a fixed ttl).
 
     ``renewed_at`` is the monotonic time (seconds) a successful grant or renewal was last sent
-    or seen; the lock surely expires ``lease_ms`` after it unless renewed again.
+    or seen; the lock surely expires ``lease_ms`` after it unless renewed again. ``holds``
+    counts the holding's holds taken without a ttl; renewing stops when it reaches 0, when
+    the server says the lock is gone, or when every holder is gone.
     """
 
+    holding: Holding
     client: Any
-    name: KeyName
-    owner: bytes
     lease_ms: int
     renewed_at: float
-    holder: weakref.ref[threading.Thread] | None
     holds: int = 0
-    lost: bool = False
     active: bool = True
     due: float = 0.0
-    listeners: list[LossListener] = field(default_factory=list)
+    listeners: list[weakref.WeakMethod[LossListener]] = field(default_factory=list)
+
+    @property
+    def name(self) -> KeyName:
+        return self.holding.name
+
+    @property
+    def owner(self) -> bytes:
+        return self.holding.owner
 
     @property
     def interval(self) -> float:
         """Seconds between renewals: a third of the lease."""
         return self.lease_ms / 3000
 
-    def holder_gone(self) -> bool:
-        """True when the thread that held it has ended without letting go."""
-        return self.holder is not None and (
-            (thread := self.holder()) is None or not thread.is_alive()
-        )
+    def renewal_ms(self, now: float) -> int:
+        """The ttl of a renewal sent ``now``: the lease, or longer while a grant with a fixed
+        ttl keeps the hold anyway (LOCK.RENEW sets the expiry exactly: it must not cut it)."""
+        return max(self.lease_ms, math.ceil((self.holding.floor - now) * 1000))
 
+    def listen(self, listener: LossListener) -> None:
+        """Adds a loss listener, a bound method held weakly (a Lock object nobody refers to
+        any more is gone, and its hold with it)."""
+        if listener not in self._listeners():
+            self.listeners.append(weakref.WeakMethod(listener))
 
-def _key_bytes(name: KeyName) -> bytes:
-    return name.encode() if isinstance(name, str) else bytes(name)
+    def unlisten(self, listener: LossListener) -> None:
+        self.listeners = [ref for ref in self.listeners if ref() not in (None, listener)]
+
+    def _listeners(self) -> list[LossListener]:
+        return [listener for ref in self.listeners if (listener := ref()) is not None]
 
 
 class LeaseBook:
-    """Leases by (client, key, owner), and a heap of when each is next due."""
+    """The leases being renewed, and a heap of when each is next due."""
 
     def __init__(self) -> None:
-        self._leases: dict[tuple[int, bytes, bytes], Lease] = {}
+        self._leases: set[Lease] = set()
         self._heap: list[tuple[float, int, Lease]] = []
         self._order = itertools.count()
 
     def __len__(self) -> int:
         return len(self._leases)
 
-    def hold(
-        self,
-        client: Any,
-        name: KeyName,
-        owner: bytes,
-        lease_ms: int,
-        now: float,
-        holder: threading.Thread | None,
-    ) -> Lease:
-        """Counts one more hold on the lease (made on the first), granted at ``now``."""
-        key = (id(client), _key_bytes(name), owner)
-        lease = self._leases.get(key)
-        if lease is None:
-            holder_ref = weakref.ref(holder) if holder is not None else None
-            lease = Lease(client, name, owner, lease_ms, now, holder_ref)
-            self._leases[key] = lease
+    def hold(self, holding: Holding, client: Any, lease_ms: int, now: float) -> Lease:
+        """Counts one more hold without ttl on ``holding`` (its lease made on the first),
+        granted at ``now``."""
+        lease = holding.lease
+        if lease is None or not lease.active:
+            lease = holding.lease = Lease(holding, client, lease_ms, now)
+            self._leases.add(lease)
         lease.lease_ms = max(lease.lease_ms, lease_ms)
         lease.holds += 1
         self.renewed(lease, now)
         return lease
 
-    def let_go(self, lease: Lease, listener: LossListener | None = None) -> None:
-        """Counts one hold less (and forgets ``listener``); at none the lease is no longer
-        renewed."""
-        if listener is not None and listener in lease.listeners:
-            lease.listeners.remove(listener)
+    def let_go(self, lease: Lease) -> None:
+        """Counts one hold without ttl less; at none the lease is no longer renewed."""
         lease.holds -= 1
         if lease.holds <= 0:
             self.drop(lease)
@@ -107,15 +110,16 @@ class LeaseBook:
     def drop(self, lease: Lease) -> None:
         """Stops renewing the lease, whatever its holds."""
         lease.active = False
-        key = (id(lease.client), _key_bytes(lease.name), lease.owner)
-        if self._leases.get(key) is lease:
-            del self._leases[key]
+        self._leases.discard(lease)
+        if lease.holding.lease is lease:
+            lease.holding.lease = None
 
     def lose(self, lease: Lease) -> list[LossListener]:
-        """Marks the lease lost and dropped; returns the listeners to tell (outside any lock)."""
-        lease.lost = True
+        """Marks the holding lost and the lease dropped; returns the listeners to tell
+        (outside any lock)."""
+        lease.holding.lost = True
         self.drop(lease)
-        return list(lease.listeners)
+        return lease._listeners()
 
     def renewed(self, lease: Lease, sent_at: float) -> None:
         lease.renewed_at = sent_at
@@ -152,7 +156,7 @@ class LeaseBook:
         to_tell: list[LossListener] = []
         for lease, reply in zip(leases, replies):
             if not lease.active:
-                continue  # let go while the renewal was on its way
+                continue  # released (or being released) while the renewal was on its way
             if is_transient(reply):
                 if self.failed(lease, now):
                     to_tell += self.lose(lease)
@@ -180,11 +184,20 @@ def by_client(leases: list[Lease]) -> list[list[Lease]]:
     return list(groups.values())
 
 
-def renewal_pipeline(leases: list[Lease]) -> Any:
+def renewal_pipeline(leases: list[Lease], now: float) -> Any:
     """A pipeline (not a transaction) renewing each of ``leases``, all on one client."""
     pipe = leases[0].client.pipeline(transaction=False)
     for lease in leases:
-        pipe.execute_command("LOCK.RENEW", lease.name, lease.owner, lease.lease_ms)
+        pipe.execute_command("LOCK.RENEW", lease.name, lease.owner, lease.renewal_ms(now))
+    return pipe
+
+
+def release_pipeline(client: Any, holding: Holding) -> Any:
+    """A pipeline giving back every hold of ``holding`` (its holders are gone): one
+    LOCK.RELEASE per hold, each with its HELD count, so a retry changes nothing."""
+    pipe = client.pipeline(transaction=False)
+    for count in range(holding.count, 0, -1):
+        pipe.execute_command(*release_args(holding.name, holding.owner, count))
     return pipe
 
 

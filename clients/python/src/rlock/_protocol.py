@@ -20,6 +20,11 @@ MAX_OWNER_BYTES = 1024
 MAX_LIMIT = 10_000
 #: The lease of a watched lock when none is given, in seconds (Redisson's 30 s).
 DEFAULT_LEASE = 30.0
+#: The shortest lease of a watched lock, in seconds. The watchdog renews at a third of it, so
+#: a renewal has two thirds of the lease to reach the server; a GC pause, a starved CPU, an
+#: event loop busy elsewhere or one socket timeout and retry of redis-py easily take hundreds
+#: of milliseconds, and a lease lost that way lets another owner in.
+MIN_LEASE = 1.0
 
 Seconds = Union[int, float]
 KeyName = Union[str, bytes, memoryview]
@@ -84,13 +89,21 @@ def hold_options(shared: bool, limit: int | None, session: bool) -> list[Any]:
 
 
 def acquire_args(
-    name: KeyName, owner: bytes, ttl_ms: int, wait: int | None, options: list[Any]
+    name: KeyName, owner: bytes, ttl_ms: int, wait: int | None, options: list[Any], held: int
 ) -> list[Any]:
-    """LOCK.ACQUIRE's arguments; ``wait`` None sends no WAIT (one try)."""
+    """LOCK.ACQUIRE's arguments; ``wait`` None sends no WAIT (one try). ``held`` is the
+    owner's hold count before the call (``HELD``: a retry of the call changes nothing)."""
     args: list[Any] = ["LOCK.ACQUIRE", name, owner, ttl_ms, *options]
     if wait is not None:
         args += ["WAIT", wait]
-    return args
+    return [*args, "HELD", held]
+
+
+def release_args(name: KeyName, owner: bytes, held: int) -> list[Any]:
+    """LOCK.RELEASE's arguments for an owner holding ``held`` (>= 1) before the call: the
+    count goes from ``held`` to ``held - 1`` once, however often the call is retried; the
+    reply is nil when the owner holds nothing (lost, or freed by an earlier attempt)."""
+    return ["LOCK.RELEASE", name, owner, "HELD", held]
 
 
 def as_int(reply: Any) -> int | None:

@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from redis.backoff import ExponentialWithJitterBackoff
+
 from rlock import _protocol
 from rlock._protocol import KeyName, Seconds
 
@@ -40,6 +42,11 @@ class LockSettings:
         # redis-py treats any false timeout (None, 0) as "no expiry": here, "watched".
         self.ttl_ms = _protocol.seconds_to_ms(timeout, "timeout") if timeout else None
         self.lease_ms = _protocol.seconds_to_ms(lease, "lease")
+        if self.ttl_ms is None and lease < _protocol.MIN_LEASE:
+            raise ValueError(
+                f"lease must be at least {_protocol.MIN_LEASE} seconds for a lock without "
+                f"timeout (the watchdog must renew it in time), not {lease!r}"
+            )
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
             raise ValueError(f"replicas must be a whole number >= 0, not {replicas!r}")
         self.replicas = replicas
@@ -64,6 +71,21 @@ def socket_timeout_ms(client: Any) -> int | None:
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
     seconds = kwargs.get("socket_timeout")
     return int(seconds * 1000) if seconds else None
+
+
+#: A LOCK.RELEASE (a release, or a give-back undoing an acquire whose reply never came) over a
+#: client that does not retry is tried this many times more, the first soon after: its HELD
+#: count makes a repeat change nothing, and a hold left behind would last until its ttl.
+GIVE_BACK_RETRIES = 3
+GIVE_BACK_BACKOFF = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
+
+
+def give_back_retries(client: Any) -> int:
+    """How many times more a LOCK.RELEASE over ``client`` is tried on top of the client's
+    own retries: none when the client retries by itself."""
+    retry = client.get_retry() if hasattr(client, "get_retry") else None
+    retries = retry.get_retries() if retry is not None else 0
+    return 0 if retries > 0 else GIVE_BACK_RETRIES
 
 
 def wait_slices(wait: int | None, socket_ms: int | None) -> Iterator[int | None]:

@@ -1,7 +1,8 @@
 """The thread watchdog: one daemon thread per process renews every watched lock.
 
 The thread starts with the first watched lock and ends when none is left. Renewals due at the
-same moment go to the server in one pipeline per client.
+same moment go to the server in one pipeline per client. A lock whose holders are all gone
+(the Lock objects collected, the threads ended) is released instead of renewed.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from rlock._holdings import Holding
 from rlock._leases import (
     Lease,
     LeaseBook,
-    LossListener,
     by_client,
     logger,
+    release_pipeline,
     renewal_pipeline,
     tell,
 )
-from rlock._protocol import KeyName
+from rlock._sessions import close_session
 
 
 class ThreadWatchdog:
@@ -31,18 +33,10 @@ class ThreadWatchdog:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def hold(
-        self,
-        client: Any,
-        name: KeyName,
-        owner: bytes,
-        lease_ms: int,
-        granted_at: float,
-        holder: threading.Thread | None,
-    ) -> Lease:
-        """Starts (or counts one more hold on) renewing ``name`` for ``owner``."""
+    def hold(self, holding: Holding, client: Any, lease_ms: int) -> Lease:
+        """Starts (or counts one more hold on) renewing ``holding``."""
         with self._changed:
-            lease = self._book.hold(client, name, owner, lease_ms, granted_at, holder)
+            lease = self._book.hold(holding, client, lease_ms, time.monotonic())
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="rlock-watchdog", daemon=True
@@ -51,19 +45,15 @@ class ThreadWatchdog:
             self._changed.notify()
             return lease
 
-    def let_go(self, lease: Lease, listener: LossListener | None = None) -> None:
-        """Counts one hold less (and forgets ``listener``); at none, renewing stops."""
+    def let_go(self, lease: Lease) -> None:
+        """Counts one hold less; at none, renewing stops."""
         with self._changed:
-            self._book.let_go(lease, listener)
+            self._book.let_go(lease)
 
     def drop(self, lease: Lease) -> None:
-        """Stops renewing at once (the server says the lock is no longer held)."""
+        """Stops renewing at once (released, or no longer held)."""
         with self._changed:
             self._book.drop(lease)
-
-    def listen(self, lease: Lease, listener: LossListener) -> None:
-        with self._changed:
-            lease.listeners.append(listener)
 
     def _run(self) -> None:
         while True:
@@ -87,15 +77,15 @@ class ThreadWatchdog:
 
     def _renew(self, due: list[Lease]) -> None:
         for leases in by_client(due):
-            self._renew_on_one_client(leases)
+            self._renew_on_one_client([lease for lease in leases if not self._ended(lease)])
 
     def _renew_on_one_client(self, leases: list[Lease]) -> None:
-        leases = self._without_dead_holders(leases)
         if not leases:
             return
         sent_at = time.monotonic()
         try:
-            replies: list[Any] = renewal_pipeline(leases).execute(raise_on_error=False)
+            pipe = renewal_pipeline(leases, sent_at)
+            replies: list[Any] = pipe.execute(raise_on_error=False)
         except RedisError as error:
             logger.warning("rlock: renewing %d lock(s) failed: %s", len(leases), error)
             replies = [error] * len(leases)
@@ -104,18 +94,34 @@ class ThreadWatchdog:
             self._changed.notify()
         tell(to_tell)
 
-    def _without_dead_holders(self, leases: list[Lease]) -> list[Lease]:
-        alive = []
-        for lease in leases:
-            if lease.holder_gone():
-                logger.warning(
-                    "rlock: %r's holder thread ended without releasing it; no longer renewed",
-                    lease.name,
-                )
-                self.drop(lease)
-            else:
-                alive.append(lease)
-        return alive
+    def _ended(self, lease: Lease) -> bool:
+        """Releases the lease's holding when every holder of it is gone (nobody else could);
+        True then. A holding busy with a call has a live holder: it is renewed."""
+        holding = lease.holding
+        if not holding.abandoned() or not holding.mutex.acquire(blocking=False):
+            return False
+        try:
+            if not holding.abandoned():
+                return False
+            logger.warning("rlock: %r's holders ended without releasing it; released", lease.name)
+            self.drop(lease)
+            end_abandoned(lease.client, holding)
+            return True
+        finally:
+            holding.mutex.release()
+
+
+def end_abandoned(client: Any, holding: Holding) -> None:
+    """Gives back every hold of ``holding``, whose holders are gone (called with its mutex
+    held); on a connection error the holds are left to run out."""
+    try:
+        release_pipeline(client, holding).execute(raise_on_error=False)
+    except RedisError as error:
+        logger.warning("rlock: releasing abandoned %r failed: %s", holding.name, error)
+    holding.clear()
+    session, holding.session = holding.session, None
+    if session is not None:
+        close_session(session)
 
 
 _watchdog = ThreadWatchdog()

@@ -11,24 +11,32 @@ import time
 import weakref
 from collections.abc import Awaitable
 from types import SimpleNamespace, TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
+from redis.asyncio.retry import Retry
 from redis.exceptions import LockError, RedisError, ResponseError
 
 from rlock import _owners, _protocol
 from rlock._base import LockBase
+from rlock._holdings import Holder, Holding
 from rlock._kinds import ReadWriteLockBase, SemaphoreBase
 from rlock._leases import (
     Lease,
     LeaseBook,
-    LossListener,
     by_client,
     logger,
+    release_pipeline,
     renewal_pipeline,
     tell,
 )
-from rlock._protocol import KeyName, LockInfo, Seconds, lock_error, not_owned
-from rlock._settings import encode_owner, socket_timeout_ms, wait_slices
+from rlock._protocol import LockInfo, ReplicaSyncError, Seconds, lock_error, not_owned
+from rlock._sessions import close_async_session, open_async_session
+from rlock._settings import (
+    GIVE_BACK_BACKOFF,
+    give_back_retries,
+    socket_timeout_ms,
+    wait_slices,
+)
 
 __all__ = ["Lock", "ReadWriteLock", "Semaphore"]
 
@@ -37,9 +45,12 @@ OnLost = Callable[["Lock"], Any]
 # Clean-up tasks run past a cancellation; kept here so they are not garbage collected early.
 _background: set[asyncio.Task[Any]] = set()
 
-#: After a cancelled acquire, its owner id is released at these delays (seconds): at once, and
-#: again in case the server handed the lock over just as the waiting connection closed.
+#: After a cancelled acquire, its grant (if any) is given back at these delays (seconds): at
+#: once, and again in case the server handed the lock over just as the waiting connection
+#: closed.
 CANCEL_RELEASE_DELAYS = (0.0, 0.05, 0.5)
+
+T = TypeVar("T")
 
 
 def _in_background(coroutine: Awaitable[Any]) -> asyncio.Task[Any]:
@@ -49,14 +60,30 @@ def _in_background(coroutine: Awaitable[Any]) -> asyncio.Task[Any]:
     return task
 
 
-async def _close_dedicated(client: Any) -> None:
-    """Disconnects and closes a session connection: the server ends its session holds."""
-    connection = getattr(client, "connection", None)
-    try:
-        if connection is not None:
-            await connection.disconnect()
-    finally:
-        await client.aclose()
+async def _to_the_end(coroutine: Awaitable[T]) -> tuple[asyncio.Task[T], bool]:
+    """Runs ``coroutine`` to its end even if the caller is cancelled meanwhile (a command
+    whose effect must be known before going on); returns its task and whether the caller
+    was cancelled (it then re-raises CancelledError once it has settled the outcome)."""
+    task = asyncio.ensure_future(coroutine)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            cancelled = True
+    return task, cancelled
+
+
+async def _nothing() -> None:
+    """A retry's failure callback that has nothing to do (redis-py reconnects by itself)."""
+
+
+def _mutex(holding: Holding) -> asyncio.Lock:
+    """The holding's asyncio mutex (a holding belongs to one event loop, as its client)."""
+    if holding.async_mutex is None:
+        holding.async_mutex = asyncio.Lock()
+    mutex: asyncio.Lock = holding.async_mutex
+    return mutex
 
 
 class TaskLocal:
@@ -87,25 +114,23 @@ class TaskLocal:
 
 class AsyncWatchdog:
     """One task per event loop renews every watched lock of that loop, pipelined per client.
-    The task starts with the first watched lock and ends when none is left."""
+    The task starts with the first watched lock and ends when none is left. A lock whose
+    holders are all gone (tasks done, Lock objects collected) is released instead."""
 
     def __init__(self) -> None:
         self._book = LeaseBook()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def hold(self, client: Any, name: KeyName, owner: bytes, lease_ms: int) -> Lease:
-        lease = self._book.hold(client, name, owner, lease_ms, time.monotonic(), None)
+    def hold(self, holding: Holding, client: Any, lease_ms: int) -> Lease:
+        lease = self._book.hold(holding, client, lease_ms, time.monotonic())
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
         return lease
 
-    def listen(self, lease: Lease, listener: LossListener) -> None:
-        lease.listeners.append(listener)
-
-    def let_go(self, lease: Lease, listener: LossListener | None = None) -> None:
-        self._book.let_go(lease, listener)
+    def let_go(self, lease: Lease) -> None:
+        self._book.let_go(lease)
 
     def drop(self, lease: Lease) -> None:
         self._book.drop(lease)
@@ -126,18 +151,49 @@ class AsyncWatchdog:
 
     async def _renew(self, due: list[Lease]) -> None:
         for leases in by_client(due):
-            await self._renew_on_one_client(leases)
+            alive = [lease for lease in leases if not await self._ended(lease)]
+            if alive:
+                await self._renew_on_one_client(alive)
 
     async def _renew_on_one_client(self, leases: list[Lease]) -> None:
         sent_at = time.monotonic()
         try:
-            replies: list[Any] = await renewal_pipeline(leases).execute(raise_on_error=False)
+            pipe = renewal_pipeline(leases, sent_at)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
         except RedisError as error:
             logger.warning("rlock: renewing %d lock(s) failed: %s", len(leases), error)
             replies = [error] * len(leases)
         for result in tell(self._book.record(leases, replies, sent_at, time.monotonic())):
             if inspect.isawaitable(result):
                 _in_background(result)
+
+    async def _ended(self, lease: Lease) -> bool:
+        """Releases the lease's holding when every holder of it is gone; True then. A
+        holding busy with a call has a live holder: it is renewed."""
+        holding = lease.holding
+        mutex = _mutex(holding)
+        if not holding.abandoned() or mutex.locked():
+            return False
+        async with mutex:
+            if not holding.abandoned():
+                return False
+            logger.warning("rlock: %r's holders ended without releasing it; released", lease.name)
+            self.drop(lease)
+            await _end_abandoned(lease.client, holding)
+            return True
+
+
+async def _end_abandoned(client: Any, holding: Holding) -> None:
+    """Gives back every hold of ``holding``, whose holders are gone (called with its mutex
+    held); on a connection error the holds are left to run out."""
+    try:
+        await release_pipeline(client, holding).execute(raise_on_error=False)
+    except RedisError as error:
+        logger.warning("rlock: releasing abandoned %r failed: %s", holding.name, error)
+    holding.clear()
+    session, holding.session = holding.session, None
+    if session is not None:
+        _in_background(close_async_session(session))
 
 
 _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncWatchdog] = (
@@ -166,8 +222,9 @@ class Lock(LockBase):
     - The watchdog is one asyncio task per event loop; ``on_lost`` may be a coroutine
       function.
     - A cancelled ``acquire`` never leaves the lock held: if the server granted the lock just
-      as the call was cancelled, the grant is released. A cancelled ``release`` still
-      completes in the background.
+      as the call was cancelled, the grant is given back. A cancelled reentry is finished and
+      undone before the cancellation goes on; a cancelled ``release`` still completes in the
+      background.
     """
 
     def _holder_local(self) -> TaskLocal:
@@ -176,7 +233,7 @@ class Lock(LockBase):
     # -- what redis-py's asyncio Lock offers -----------------------------------------------
 
     async def __aenter__(self) -> Lock:
-        if await self.acquire():
+        if self._adopt_acquisition() or await self.acquire():
             return self
         raise lock_error("Unable to acquire lock within the time specified", self.name)
 
@@ -202,43 +259,30 @@ class Lock(LockBase):
         """Takes the lock; True once held, False when it could not be had in time.
 
         As :meth:`rlock.Lock.acquire` (``blocking``, ``blocking_timeout`` in seconds, ``token``
-        the owner id), without ``sleep``. The same task acquiring through this Lock again
-        reenters it. Cancellation-safe. Raises ``ReplicaSyncError`` as the sync Lock does.
+        the owner id; ``LockNotOwnedError`` for a reentry of a lost hold), without ``sleep``.
+        The same task acquiring through this Lock again reenters it. Cancellation-safe: a
+        grant that came with the cancellation (or a timeout) is given back. Raises
+        ``ReplicaSyncError`` as the sync Lock does.
         """
-        self._forget_if_lost()
+        owner = self._owner_for(token)
         wait = self._wait_ms(blocking, blocking_timeout)
-        held: bytes | None = self.local.token
-        if held is not None and token is None:
-            return await self._reenter(held)
-        owner = (
-            _protocol.check_owner(encode_owner(token)) if token is not None else _owners.new_owner()
-        )
-        try:
-            fencing_token = await self._acquire_on_server(owner, wait)
-        except asyncio.CancelledError:
-            # The owner id is new: releasing it undoes a grant that raced the cancellation
-            # and does nothing otherwise.
-            _in_background(self._release_abandoned(owner))
-            self._after_failed_acquire()
-            raise
-        except BaseException:
-            self._after_failed_acquire()
-            raise
-        if fencing_token is None:
-            self._after_failed_acquire()
-            return False
-        self._hold(owner, fencing_token)
-        return True
+        holding = self._holding_of(owner)
+        async with _mutex(holding):
+            if holding.abandoned():
+                await self._end_abandoned(holding)
+            held = self._held_before(holding)
+            if held:
+                return await self._reenter(holding, held)
+            return await self._acquire_new(holding, wait)
 
     async def release(self) -> None:
         """Lets go of one acquisition; as :meth:`rlock.Lock.release`, and the release
         completes even if the calling task is cancelled meanwhile."""
-        owner = self._releasing_owner()
+        holding, holder = self._releasing()
         # The reply and the bookkeeping belong together: shielded from the caller's cancel,
         # and the bookkeeping done on this task's state (the shielded task has its own).
-        state = self._state()
-        remaining = await asyncio.shield(_in_background(self._release_and_let_go(state, owner)))
-        if remaining is None:
+        releasing = _in_background(self._release_locked(holding, holder, self._state()))
+        if await asyncio.shield(releasing) is None:
             raise not_owned("release", self.name)
 
     async def extend(self, additional_time: Seconds, replace_ttl: bool = False) -> bool:
@@ -276,86 +320,159 @@ class Lock(LockBase):
 
     # -- internals --------------------------------------------------------------------------
 
-    async def _reenter(self, owner: bytes) -> bool:
-        """Reenters a held lock. LOCK.REENTER never blocks: it is left to finish even when
-        the caller is cancelled, and a reentry that finished after the cancel is undone."""
-        reentry = _in_background(
-            self.redis.execute_command("LOCK.REENTER", self.name, owner, self.settings.grant_ms)
-        )
+    def _default_owner(self) -> bytes:
+        # Fresh for every new acquisition: a cancelled one's grant is then given back by
+        # owner without touching anyone else's hold.
+        return _owners.new_owner()
+
+    def _context(self) -> object | None:
+        return asyncio.current_task() if self.thread_local else None
+
+    async def _acquire_new(self, holding: Holding, wait: int | None) -> bool:
+        """A new hold (HELD 0), waiting in the server as asked; called with the mutex."""
+        sent_at = time.monotonic()
         try:
-            count = await asyncio.shield(reentry)
-        except asyncio.CancelledError:
-            reentry.add_done_callback(self._undo_reentry(owner))
+            fencing_token = await self._acquire_on_server(holding, wait)
+        except (ResponseError, ReplicaSyncError):
+            self._after_no_grant(holding)  # refused: nothing changed on the server
             raise
-        if count is None:
-            raise not_owned("reenter", self.name)
-        self._hold(owner, self.local.fencing_token)
+        except asyncio.CancelledError:
+            self._after_no_grant(holding)
+            _in_background(self._give_back_later(holding))
+            raise
+        except BaseException:
+            await _to_the_end(self._give_back(holding, 0))
+            self._after_no_grant(holding)
+            raise
+        if fencing_token is None:
+            self._after_no_grant(holding)
+            return False
+        self._count_hold(holding, fencing_token, sent_at)
         return True
 
-    def _undo_reentry(self, owner: bytes) -> Callable[[asyncio.Task[Any]], None]:
-        def undo(reentry: asyncio.Task[Any]) -> None:
-            if not reentry.cancelled() and reentry.exception() is None and reentry.result():
-                _in_background(self.redis.execute_command("LOCK.RELEASE", self.name, owner))
+    async def _reenter(self, holding: Holding, held: int) -> bool:
+        """One more hold of a held lock (HELD ``held``); called with the mutex. LOCK.ACQUIRE
+        never waits for a reentry: it is run to its end even when the caller is cancelled,
+        and a reentry that took effect is undone before the cancellation goes on."""
+        sent_at = time.monotonic()
+        task, cancelled = await _to_the_end(self._acquire_once(holding, held, None))
+        if task.exception() is not None and not isinstance(
+            task.exception(), (ResponseError, ReplicaSyncError)
+        ):
+            await _to_the_end(self._give_back(holding, held))
+        fencing_token = task.result()  # raises what the call raised
+        if fencing_token is None:
+            self._mark_lost(holding)
+            raise not_owned("reenter", self.name)
+        if cancelled:
+            await _to_the_end(self._give_back(holding, held))
+            raise asyncio.CancelledError
+        self._count_hold(holding, fencing_token, sent_at)
+        return True
 
-        return undo
+    async def _give_back(self, holding: Holding, held: int) -> None:
+        """Undoes the grant an acquire from ``held`` may have had although its reply never
+        came (as :meth:`rlock.Lock._give_back`)."""
+        try:
+            await self._release_call(_protocol.release_args(self.name, holding.owner, held + 1))
+        except RedisError as error:
+            logger.warning("rlock: giving back an unfinished acquire of %r: %s", self.name, error)
+            if held:
+                self._mark_lost(holding)  # the count on the server is unknown now
 
-    async def _release_abandoned(self, owner: bytes) -> None:
+    async def _give_back_later(self, holding: Holding) -> None:
+        """After a cancelled new acquire: gives its grant back, now and a little later, for
+        as long as nobody acquired the holding again (which would then own that grant)."""
+        args = _protocol.release_args(self.name, holding.owner, 1)
         for delay in CANCEL_RELEASE_DELAYS:
             await asyncio.sleep(delay)
-            try:
-                if await self.redis.execute_command("LOCK.RELEASE", self.name, owner) is not None:
+            async with _mutex(holding):
+                if holding.count:
                     return
-            except RedisError as error:
-                logger.warning("rlock: releasing a cancelled acquire of %r: %s", self.name, error)
+                try:
+                    if await self._release_call(args) is not None:
+                        return
+                except RedisError as error:
+                    logger.warning("rlock: giving back a cancelled acquire: %s", error)
 
-    async def _acquire_on_server(self, owner: bytes, wait: int | None) -> int | None:
+    async def _release_call(self, args: list[Any]) -> Any:
+        """As :meth:`rlock.Lock._release_call`."""
+        retry = Retry(GIVE_BACK_BACKOFF, give_back_retries(self.redis))
+        return await retry.call_with_retry(
+            lambda: self.redis.execute_command(*args), lambda error: _nothing()
+        )
+
+    async def _acquire_on_server(self, holding: Holding, wait: int | None) -> int | None:
         for one_wait in wait_slices(wait, socket_timeout_ms(self.redis)):
-            token = await self._acquire_once(owner, one_wait)
+            token = await self._acquire_once(holding, 0, one_wait)
             if token is not None:
                 return token
         return None
 
-    async def _acquire_once(self, owner: bytes, wait: int | None) -> int | None:
-        args = self._acquire_args(owner, wait)
+    async def _acquire_once(self, holding: Holding, held: int, wait: int | None) -> int | None:
+        args = self._acquire_args(holding.owner, wait, held)
+        client = await self._acquiring_client(holding)
         try:
             if not self.settings.replicas:
-                return _protocol.as_int(await self._acquiring_client().execute_command(*args))
-            token_reply, acknowledged = await self._replica_pipeline(args).execute()
+                return _protocol.as_int(await client.execute_command(*args))
+            pipe = client.pipeline(transaction=False)
+            pipe.execute_command(*args)
+            pipe.execute_command("WAIT", self.settings.replicas, self.settings.replica_timeout_ms)
+            token_reply, acknowledged = await pipe.execute()
         except ResponseError as error:
             if (typed := self._typed(error)) is None:
                 raise
             raise typed from error
         token = _protocol.as_int(token_reply)
         if (shortfall := self._replica_shortfall(token, acknowledged)) is not None:
-            await asyncio.shield(
-                _in_background(self.redis.execute_command("LOCK.RELEASE", self.name, owner))
-            )
+            release = _protocol.release_args(self.name, holding.owner, held + 1)
+            await _to_the_end(self.redis.execute_command(*release))
             raise shortfall
         return token
+
+    async def _acquiring_client(self, holding: Holding) -> Any:
+        """As :meth:`rlock.Lock._acquiring_client`."""
+        if not self._needs_session(holding):
+            return self.redis
+        if holding.session is None:
+            holding.session = await open_async_session(self.redis)
+        return holding.session
+
+    async def _release_locked(self, holding: Holding, holder: Holder, state: Any) -> int | None:
+        """LOCK.RELEASE of one hold and its bookkeeping, under the holding's mutex; the
+        remaining count, or None when the hold was lost."""
+        async with _mutex(holding):
+            if holding.lost:
+                self._count_release(holding, holder, state)
+                return None
+            self._before_release(holding)
+            args = _protocol.release_args(self.name, holding.owner, holding.count)
+            try:
+                remaining = _protocol.as_int(await self._release_call(args))
+            except BaseException:
+                self._mark_lost(holding)  # released or not: this process cannot tell
+                self._count_release(holding, holder, state)
+                raise
+            if remaining is None:
+                self._mark_lost(holding)
+            self._count_release(holding, holder, state)
+            return remaining
+
+    async def _end_abandoned(self, holding: Holding) -> None:
+        if holding.lease is not None:
+            watchdog().drop(holding.lease)
+        await _end_abandoned(self.redis, holding)
 
     def _state(self) -> Any:
         """This task's (or, without thread_local, the Lock's) namespace of holding state."""
         local = self.local
         return local._namespace() if isinstance(local, TaskLocal) else local
 
-    async def _release_and_let_go(self, state: Any, owner: bytes) -> int | None:
-        remaining: int | None = -1
-        try:
-            remaining = _protocol.as_int(
-                await self.redis.execute_command("LOCK.RELEASE", self.name, owner)
-            )
-        finally:
-            self._let_go_once(state, remaining)
-        return remaining
-
     def _close_session(self, client: Any) -> None:
-        _in_background(_close_dedicated(client))
+        _in_background(close_async_session(client))
 
     def _watchdog(self) -> AsyncWatchdog:
         return watchdog()
-
-    def _watch(self, owner: bytes) -> Lease:
-        return watchdog().hold(self.redis, self.name, owner, self.settings.lease_ms)
 
 
 class ReadWriteLock(ReadWriteLockBase[Lock]):
@@ -372,18 +489,47 @@ class ReadWriteLock(ReadWriteLockBase[Lock]):
 class Semaphore(SemaphoreBase[Lock]):
     """As :class:`rlock.Semaphore`, for ``redis.asyncio``: permits are
     :class:`rlock.asyncio.Lock` objects; ``acquire``, ``info`` and ``available_permits``
-    are coroutines; ``async with sem.permit() as p:`` holds one permit."""
+    are coroutines; each of ``async with sem as p:``, ``async with sem.permit() as p:`` and
+    ``async with await sem.acquire() as p:`` holds one permit for the block."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self._with_blocks = TaskLocal()
 
     def _new_lock(self, *args: Any, **options: Any) -> Lock:
         return Lock(*args, **options)
+
+    async def __aenter__(self) -> Lock:
+        permit = await self.acquire()
+        if permit is None:
+            raise lock_error("Unable to acquire a permit within the time specified", self.name)
+        self._entered().append(permit)
+        return permit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._entered().pop().__aexit__(exc_type, exc_value, traceback)
 
     async def acquire(
         self, blocking: bool | None = None, blocking_timeout: Seconds | None = None
     ) -> Lock | None:
         """Takes one permit: the held permit, or None when none could be had in time."""
         permit = self.permit()
-        held = await permit.acquire(blocking=blocking, blocking_timeout=blocking_timeout)
-        return permit if held else None
+        if not await permit.acquire(blocking=blocking, blocking_timeout=blocking_timeout):
+            return None
+        permit.local.adoptable = True  # an ``async with`` on it takes over this acquisition
+        return permit
+
+    def _entered(self) -> list[Lock]:
+        """The permits of this task's ``async with sem:`` blocks, innermost last."""
+        entered: list[Lock] | None = getattr(self._with_blocks, "permits", None)
+        if entered is None:
+            entered = self._with_blocks.permits = []
+        return entered
 
     async def info(self) -> LockInfo | None:
         """The key as the server has it now (``holders``: one per permit held)."""

@@ -7,14 +7,22 @@ import time
 from types import TracebackType
 from typing import Any, Callable, Literal
 
-from redis.exceptions import LockError, ResponseError
+from redis.exceptions import LockError, RedisError, ResponseError
+from redis.retry import Retry
 
 from rlock import _owners, _protocol
 from rlock._base import LockBase
-from rlock._leases import Lease, logger
-from rlock._protocol import LockInfo, Seconds, lock_error, not_owned
-from rlock._settings import encode_owner, socket_timeout_ms, wait_slices
-from rlock._watchdog import ThreadWatchdog, watchdog
+from rlock._holdings import Holding
+from rlock._leases import logger
+from rlock._protocol import LockInfo, ReplicaSyncError, Seconds, lock_error, not_owned
+from rlock._sessions import close_session, open_session
+from rlock._settings import (
+    GIVE_BACK_BACKOFF,
+    give_back_retries,
+    socket_timeout_ms,
+    wait_slices,
+)
+from rlock._watchdog import ThreadWatchdog, end_abandoned, watchdog
 
 OnLost = Callable[["Lock"], Any]
 
@@ -47,19 +55,28 @@ class Lock(LockBase):
       Lock object, whichever thread uses it (e.g. to release in another thread).
     - ``raise_on_release_error``: whether leaving a ``with`` block raises when the lock was
       no longer held (else a warning is logged).
-    - ``lease``: keyword only, the lease of a watched lock (default 30).
+    - ``lease``: keyword only, the lease of a watched lock (default 30, at least
+      ``rlock.MIN_LEASE``, 1 s: the watchdog must get a renewal through in two thirds of it).
     - ``on_lost``: keyword only, called as ``on_lost(lock)`` in the watchdog thread when a
-      renewal finds a watched lock gone (expired, deleted, lost in a failover).
+      renewal finds a watched lock gone (expired, deleted, lost in a failover); never for a
+      lock being released.
     - ``replicas`` / ``replica_timeout``: keyword only; with ``replicas`` N > 0, each
       acquisition waits (``WAIT N``, in the same round trip) up to ``replica_timeout``
       (default 1) for N replicas to have it, else releases it and raises ``ReplicaSyncError``.
     - ``shared`` / ``limit`` / ``session``: keyword only, the kind of hold (``SHARED``,
       ``LIMIT n``, ``SESSION``); see :class:`rlock.ReadWriteLock` and :class:`rlock.Semaphore`.
-      A session hold is taken over a dedicated connection per holder, closed at its last
-      release; it also ends when that connection closes.
+      A session hold is bound to the connection that first takes it: one dedicated connection
+      per owner and key (shared by every Lock object holding under that owner), made with the
+      client's settings outside its pool and never retried, closed when the server answers 0
+      for the owner's last release; the hold also ends when that connection closes.
+
+    Every LOCK.ACQUIRE and LOCK.RELEASE carries the owner's hold count (``HELD n``), so that
+    a call resent by redis-py's retry has exactly one effect; an acquire or release cut short
+    (a timeout, a dropped connection) gives back what it may have taken. A reentry never
+    shortens the hold (the server keeps the later expiry).
 
     Raises ValueError (or TypeError) for a time that the server cannot take (at most 30 days,
-    at least 1 ms after rounding up).
+    at least 1 ms after rounding up) and for a watched ``lease`` below ``rlock.MIN_LEASE``.
     """
 
     def _holder_local(self) -> ThreadState:
@@ -68,7 +85,7 @@ class Lock(LockBase):
     # -- what redis-py's Lock offers --------------------------------------------------------
 
     def __enter__(self) -> Lock:
-        if self.acquire():
+        if self._adopt_acquisition() or self.acquire():
             return self
         raise lock_error("Unable to acquire lock within the time specified", self.name)
 
@@ -101,42 +118,67 @@ class Lock(LockBase):
         (each acquire then needs one release). ``sleep`` is ignored: nothing polls.
         Afterwards ``fencing_token`` holds the acquisition's fencing token.
 
-        Raises ``ReplicaSyncError`` (a ``LockError``) when ``replicas`` were asked for and
-        too few acknowledged (the acquisition is released first), and redis-py's errors for
-        connection problems.
+        Raises ``LockNotOwnedError`` for a reentry (this owner holds the lock already) when
+        the hold was lost meanwhile (expired, deleted, its session connection closed): it is
+        never taken afresh under the outer holder's feet. Raises ``ReplicaSyncError`` (a
+        ``LockError``) when ``replicas`` were asked for and too few acknowledged (the
+        acquisition is released first), and redis-py's errors for connection problems and
+        timeouts: a grant that may have come with them is given back first.
         """
         del sleep  # the wait happens in the server
-        self._forget_if_lost()
         owner = self._owner_for(token)
-        try:
-            fencing_token = self._acquire_on_server(
-                owner, self._wait_ms(blocking, blocking_timeout)
-            )
-        except BaseException:
-            self._after_failed_acquire()
-            raise
-        if fencing_token is None:
-            self._after_failed_acquire()
-            return False
-        self._hold(owner, fencing_token)
-        return True
+        wait = self._wait_ms(blocking, blocking_timeout)
+        holding = self._holding_of(owner)
+        with holding.mutex:
+            if holding.abandoned():
+                self._end_abandoned(holding)
+            held = self._held_before(holding)
+            sent_at = time.monotonic()
+            try:
+                fencing_token = self._acquire_on_server(holding, held, wait)
+            except (ResponseError, ReplicaSyncError):
+                self._after_no_grant(holding)  # refused: nothing changed on the server
+                raise
+            except BaseException:
+                self._give_back(holding, held)  # cut short: it may have been granted
+                self._after_no_grant(holding)
+                raise
+            if fencing_token is None:
+                self._after_no_grant(holding)
+                if held:
+                    self._mark_lost(holding)
+                    raise not_owned("reenter", self.name)
+                return False
+            self._count_hold(holding, fencing_token, sent_at)
+            return True
 
     def release(self) -> None:
         """Lets go of one acquisition; the lock is free once every acquisition is released.
 
         Raises ``LockError`` when this thread does not hold the lock, and
-        ``LockNotOwnedError`` when it held it but lost it meanwhile (expired, deleted).
-        On a connection error the hold is forgotten here (and no longer renewed) before the
-        error is raised: the lock then expires by itself if the release did not get through.
+        ``LockNotOwnedError`` when it held it but lost it meanwhile (expired, deleted, its
+        session connection closed); a release whose reply was lost and that redis-py retried
+        after the first attempt had freed the lock also finds it gone (HELD makes the retry
+        change nothing). On a connection error the hold is forgotten here (and no longer
+        renewed) before the error is raised: the lock then expires by itself if the release
+        did not get through.
         """
-        owner = self._releasing_owner()
-        remaining: int | None = -1
-        try:
-            remaining = _protocol.as_int(
-                self.redis.execute_command("LOCK.RELEASE", self.name, owner)
-            )
-        finally:
-            self._let_go_once(self.local, remaining)
+        holding, holder = self._releasing()
+        with holding.mutex:
+            if holding.lost:
+                self._count_release(holding, holder)
+                raise not_owned("release", self.name)
+            self._before_release(holding)
+            args = _protocol.release_args(self.name, holding.owner, holding.count)
+            try:
+                remaining = _protocol.as_int(self._release_call(args))
+            except BaseException:
+                self._mark_lost(holding)  # released or not: this process cannot tell
+                self._count_release(holding, holder)
+                raise
+            if remaining is None:
+                self._mark_lost(holding)
+            self._count_release(holding, holder)
         if remaining is None:
             raise not_owned("release", self.name)
 
@@ -185,48 +227,76 @@ class Lock(LockBase):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _owner_for(self, token: Any | None) -> bytes:
-        if token is not None:
-            return _protocol.check_owner(encode_owner(token))
-        held: bytes | None = self.local.token
-        if held is not None:
-            return held
+    def _default_owner(self) -> bytes:
         return _owners.thread_owner() if self.thread_local else _owners.new_owner()
 
-    def _acquire_on_server(self, owner: bytes, wait: int | None) -> int | None:
+    def _context(self) -> object | None:
+        return threading.current_thread() if self.thread_local else None
+
+    def _acquire_on_server(self, holding: Holding, held: int, wait: int | None) -> int | None:
+        if held:
+            return self._acquire_once(holding, held, None)  # a reentry never waits
         for one_wait in wait_slices(wait, socket_timeout_ms(self.redis)):
-            token = self._acquire_once(owner, one_wait)
+            token = self._acquire_once(holding, held, one_wait)
             if token is not None:
                 return token
         return None
 
-    def _acquire_once(self, owner: bytes, wait: int | None) -> int | None:
-        args = self._acquire_args(owner, wait)
+    def _acquire_once(self, holding: Holding, held: int, wait: int | None) -> int | None:
+        args = self._acquire_args(holding.owner, wait, held)
+        client = self._acquiring_client(holding)
         try:
             if not self.settings.replicas:
-                return _protocol.as_int(self._acquiring_client().execute_command(*args))
-            token_reply, acknowledged = self._replica_pipeline(args).execute()
+                return _protocol.as_int(client.execute_command(*args))
+            pipe = client.pipeline(transaction=False)
+            pipe.execute_command(*args)
+            pipe.execute_command("WAIT", self.settings.replicas, self.settings.replica_timeout_ms)
+            token_reply, acknowledged = pipe.execute()
         except ResponseError as error:
             if (typed := self._typed(error)) is None:
                 raise
             raise typed from error
         token = _protocol.as_int(token_reply)
         if (shortfall := self._replica_shortfall(token, acknowledged)) is not None:
-            self.redis.execute_command("LOCK.RELEASE", self.name, owner)
+            self.redis.execute_command(*_protocol.release_args(self.name, holding.owner, held + 1))
             raise shortfall
         return token
 
+    def _acquiring_client(self, holding: Holding) -> Any:
+        """The client LOCK.ACQUIRE goes over: the Redis client, or for a new session hold
+        the holding's dedicated connection (see rlock._sessions)."""
+        if not self._needs_session(holding):
+            return self.redis
+        if holding.session is None:
+            holding.session = open_session(self.redis)
+        return holding.session
+
+    def _give_back(self, holding: Holding, held: int) -> None:
+        """Undoes the grant an acquire from ``held`` may have had although its reply never
+        came (a socket timeout, a dropped connection, an interrupt): the release with HELD
+        ``held + 1`` changes nothing if there was none. It goes over another connection than
+        the abandoned call's, which the server reads first (it was written first)."""
+        try:
+            self._release_call(_protocol.release_args(self.name, holding.owner, held + 1))
+        except RedisError as error:
+            logger.warning("rlock: giving back an unfinished acquire of %r: %s", self.name, error)
+            if held:
+                self._mark_lost(holding)  # the count on the server is unknown now
+
+    def _release_call(self, args: list[Any]) -> Any:
+        """Sends a LOCK.RELEASE with HELD; over a client that does not retry by itself it is
+        resent a few times on connection errors and timeouts (HELD makes a resent release
+        change nothing, and one that never gets through leaves the hold to its ttl)."""
+        retry = Retry(GIVE_BACK_BACKOFF, give_back_retries(self.redis))
+        return retry.call_with_retry(lambda: self.redis.execute_command(*args), lambda _: None)
+
+    def _end_abandoned(self, holding: Holding) -> None:
+        if holding.lease is not None:
+            watchdog().drop(holding.lease)
+        end_abandoned(self.redis, holding)
+
     def _close_session(self, client: Any) -> None:
-        connection = getattr(client, "connection", None)
-        if connection is not None:
-            connection.disconnect()  # the server ends the connection's session holds
-        client.close()
+        close_session(client)
 
     def _watchdog(self) -> ThreadWatchdog:
         return watchdog()
-
-    def _watch(self, owner: bytes) -> Lease:
-        holder = threading.current_thread() if self.thread_local else None
-        return watchdog().hold(
-            self.redis, self.name, owner, self.settings.lease_ms, time.monotonic(), holder
-        )
