@@ -16,7 +16,9 @@ A figure is the difference of two runs, so that what both share cancels out: eve
 fills the keyspace with 1500 keys that outlive it (the tables then never shrink or grow while
 pairs run, and `--activerehashing no` leaves all rehashing to commands, in a fixed order), and
 kinds that need a key held beforehand subtract the run of that hold alone:
-  floor, exclusive, shared, limit, session: minus the run that only fills the keyspace;
+  floor, exclusive, shared, limit, session and the client-side locks (SET NX PX + redis-py's
+  compare-and-delete script, Redisson's scripts, by EVALSHA): minus the run that only fills the
+  keyspace (every run loads the scripts first);
   reentry (the holder acquires again, then releases once): minus the exclusive run;
   shared-beside (a second reader joins one already there): minus the shared run.
 
@@ -26,6 +28,7 @@ their ratio, and exit 1 if the ratio exceeds the bound the file gives for NAME (
 """
 import argparse
 import concurrent.futures
+import hashlib
 import os
 import re
 import shutil
@@ -118,6 +121,36 @@ def is_token(reply):
 
 # Each kind: (before its pairs: command per key and its check, or None),
 # the pair's acquire and release with their checks, and the run it is measured against.
+# The client-side locks' scripts, as bench/src/scripts.rs has them (make bench's other parts).
+COMPARE_AND_DELETE = (b'if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",'
+                      b'KEYS[1]) else return 0 end')
+REDISSON_ACQUIRE = (b"if ((redis.call('exists', KEYS[1]) == 0) "
+                    b"or (redis.call('hexists', KEYS[1], ARGV[2]) == 1)) then "
+                    b"redis.call('hincrby', KEYS[1], ARGV[2], 1); "
+                    b"redis.call('pexpire', KEYS[1], ARGV[1]); "
+                    b"return nil; "
+                    b"end; "
+                    b"return redis.call('pttl', KEYS[1]);")
+REDISSON_RELEASE = (b"if (redis.call('hexists', KEYS[1], ARGV[3]) == 0) then "
+                    b"return nil;"
+                    b"end; "
+                    b"local counter = redis.call('hincrby', KEYS[1], ARGV[3], -1); "
+                    b"if (counter > 0) then "
+                    b"redis.call('pexpire', KEYS[1], ARGV[2]); "
+                    b"return 0; "
+                    b"else "
+                    b"redis.call('del', KEYS[1]); "
+                    b"redis.call('publish', KEYS[2], ARGV[1]); "
+                    b"return 1; "
+                    b"end; "
+                    b"return nil;")
+SCRIPTS = [COMPARE_AND_DELETE, REDISSON_ACQUIRE, REDISSON_RELEASE]
+
+
+def sha1(script):
+    return hashlib.sha1(script).hexdigest()
+
+
 def exclusive_pair(*options):
     return (lambda k: acquire(k, OWNER, *options), is_token,
             lambda k: release(k, OWNER), lambda r: r == 0)
@@ -163,6 +196,22 @@ KINDS = {
     "session": {
         "label": "SESSION: ACQUIRE SESSION + RELEASE (exclusive)",
         "pair": exclusive_pair("SESSION"),
+        "base": "empty",
+    },
+    "setnx-lua": {
+        "label": "client-side: SET NX PX + Lua compare-and-delete",
+        "pair": (lambda k: resp("SET", k, OWNER, "NX", "PX", TTL_MS), lambda r: r == "OK",
+                 lambda k: resp("EVALSHA", sha1(COMPARE_AND_DELETE), 1, k, OWNER),
+                 lambda r: r == 1),
+        "base": "empty",
+    },
+    "redisson": {
+        "label": "client-side: Redisson's acquire + release scripts",
+        "pair": (lambda k: resp("EVALSHA", sha1(REDISSON_ACQUIRE), 1, k, TTL_MS, OWNER),
+                 lambda r: r is None,
+                 lambda k: resp("EVALSHA", sha1(REDISSON_RELEASE), 2, k,
+                                b"redisson_lock__channel:{" + k + b"}", "0", TTL_MS, OWNER),
+                 lambda r: r == 1),
         "base": "empty",
     },
 }
@@ -265,6 +314,9 @@ def one_run(server, module, kind, pairs, keep):
         time.sleep(1.5)
         if b"lock_replication_idle:1" not in conn.call("INFO", "lock"):
             return None
+        # Every run loads the scripts, so that loading them cancels out.
+        check_all(conn.pipeline([resp("SCRIPT", "LOAD", script) for script in SCRIPTS]),
+                  lambda r: r in [sha1(script).encode() for script in SCRIPTS], "SCRIPT LOAD")
         for first in range(0, PAD_KEYS, BATCH):
             check_all(conn.pipeline([resp("SET", b"pad:%05d" % i, b"x" * 16, "PX", PAD_TTL_MS)
                                      for i in range(first, first + BATCH)]),
