@@ -16,9 +16,9 @@ A figure is the difference of two runs, so that what both share cancels out: eve
 fills the keyspace with 1500 keys that outlive it (the tables then never shrink or grow while
 pairs run, and `--activerehashing no` leaves all rehashing to commands, in a fixed order), and
 kinds that need a key held beforehand subtract the run of that hold alone:
-  floor, exclusive, shared, limit, session and the client-side locks (SET NX PX + redis-py's
-  compare-and-delete script, Redisson's scripts, by EVALSHA): minus the run that only fills the
-  keyspace (every run loads the scripts first);
+  floor, exclusive, shared, limit, session: minus the run that only fills the keyspace;
+  the client-side locks (SET NX PX + redis-py's compare-and-delete script, Redisson's scripts,
+  by EVALSHA): minus the run that only loads the scripts and fills the keyspace;
   reentry (the holder acquires again, then releases once): minus the exclusive run;
   shared-beside (a second reader joins one already there): minus the shared run.
 
@@ -203,7 +203,7 @@ KINDS = {
         "pair": (lambda k: resp("SET", k, OWNER, "NX", "PX", TTL_MS), lambda r: r == "OK",
                  lambda k: resp("EVALSHA", sha1(COMPARE_AND_DELETE), 1, k, OWNER),
                  lambda r: r == 1),
-        "base": "empty",
+        "base": "scripts",
     },
     "redisson": {
         "label": "client-side: Redisson's acquire + release scripts",
@@ -212,9 +212,12 @@ KINDS = {
                  lambda k: resp("EVALSHA", sha1(REDISSON_RELEASE), 2, k,
                                 b"redisson_lock__channel:{" + k + b"}", "0", TTL_MS, OWNER),
                  lambda r: r == 1),
-        "base": "empty",
+        "base": "scripts",
     },
 }
+
+# Runs that measure nothing themselves: what other runs' pairs are counted against.
+BASES = ("empty", "scripts")
 
 
 # The server seeds its hash tables (the command table among them) from /dev/urandom: a
@@ -252,7 +255,7 @@ def check_all(replies, check, what):
 
 def drive(conn, kind, pairs):
     """The measured commands of one run (nothing for the empty one)."""
-    if kind == "empty":
+    if kind in BASES:
         return
     spec = KINDS[kind]
     make_acquire, acquired, make_release, released = spec["pair"]
@@ -314,9 +317,12 @@ def one_run(server, module, kind, pairs, keep):
         time.sleep(1.5)
         if b"lock_replication_idle:1" not in conn.call("INFO", "lock"):
             return None
-        # Every run loads the scripts, so that loading them cancels out.
-        check_all(conn.pipeline([resp("SCRIPT", "LOAD", script) for script in SCRIPTS]),
-                  lambda r: r in [sha1(script).encode() for script in SCRIPTS], "SCRIPT LOAD")
+        # The client-side kinds and their base load the scripts (loading cancels out); no
+        # other run does, so that their counts never depend on which kinds are measured.
+        if kind == "scripts" or KINDS.get(kind, {}).get("base") == "scripts":
+            check_all(conn.pipeline([resp("SCRIPT", "LOAD", script) for script in SCRIPTS]),
+                      lambda r: r in [sha1(script).encode() for script in SCRIPTS],
+                      "SCRIPT LOAD")
         for first in range(0, PAD_KEYS, BATCH):
             check_all(conn.pipeline([resp("SET", b"pad:%05d" % i, b"x" * 16, "PX", PAD_TTL_MS)
                                      for i in range(first, first + BATCH)]),
@@ -346,7 +352,7 @@ def measure(server, module, kinds, pairs, keep):
     def need(kind):
         if kind in needed:
             return
-        if kind != "empty":
+        if kind not in BASES:
             need(KINDS[kind]["base"])
         needed.append(kind)
 
@@ -406,10 +412,14 @@ def main():
     print("server instructions per pair (callgrind, processCommand inclusive; %s; %d pairs "
           "on distinct keys, pipelined %d acquires then their %d releases)"
           % (server_version(options.server), options.pairs, BATCH, BATCH))
-    print("%-62s %12s %9s" % ("pair", "instructions", "vs floor"))
+    plain = per_pair.get("exclusive")
+    print("%-62s %12s %9s %14s" % ("pair", "instructions", "vs floor", "over exclusive"))
     for kind in kinds:
         ratio = "%.3fx" % (per_pair[kind] / floor) if floor else ""
-        print("%-62s %12.0f %9s" % (KINDS[kind]["label"], per_pair[kind], ratio))
+        over = ""
+        if plain and kind not in ("floor", "exclusive"):
+            over = "%+.0f" % (per_pair[kind] - plain)
+        print("%-62s %12.0f %9s %14s" % (KINDS[kind]["label"], per_pair[kind], ratio, over))
     print("(%.0f s)" % (time.time() - started))
     if not seeded:
         print("note: no private mount namespace here (not root?): the server's hash seed is "
