@@ -7,8 +7,10 @@ usage: bench/command_tax.py [MODULE.so ...]   (needs valgrind; about a minute pe
 
 Each figure is a difference of two server runs (5 and 25 rounds over the same 1000 keys), so
 start-up, the first round's inserts and table growth cancel out; the client speaks raw RESP,
-so no command but the measured ones reaches the server. Runs differ by about +-30
-instructions (incremental rehashing and active expiry depend on the event loop's timing).
+so no command but the measured ones reaches the server. The server runs as bench/pair_cost.py
+runs it (a fixed hash seed where mount namespaces are allowed, no ASLR, no clock-driven
+purging in jemalloc, hz 1, no slowlog), so runs repeat to within a few instructions; without
+the fixed seed a command's table lookups differ from run to run by up to ~150 instructions.
 """
 import os
 import re
@@ -18,6 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pair_cost  # noqa: E402  (the repeatable server set-up)
 
 REDIS_SERVER = "/usr/bin/redis-server"
 KEYS = 1000
@@ -41,14 +46,18 @@ def instructions(module, rounds):
     """processCommand's instructions for `rounds` (a list of SET/GET) over KEYS keys."""
     workdir = tempfile.mkdtemp(prefix="rlock-tax-")
     port = free_port()
-    args = ["valgrind", "--tool=callgrind", "--toggle-collect=processCommand",
+    args = pair_cost.SEEDED + ["setarch", "-R", "valgrind", "--tool=callgrind",
+            "--toggle-collect=processCommand",
             "--callgrind-out-file=" + os.path.join(workdir, "callgrind.out"),
             REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
             "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--jemalloc-bg-thread", "no", "--hz", "1", "--slowlog-log-slower-than", "-1",
             "--logfile", os.path.join(workdir, "redis.log")]
     if module:
         args += ["--loadmodule", module]
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, MALLOC_CONF=pair_cost.JEMALLOC_CONF,
+               JE_MALLOC_CONF=pair_cost.JEMALLOC_CONF)
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         log = os.path.join(workdir, "redis.log")
         for _ in range(600):
@@ -80,13 +89,15 @@ def per_command(module, before, name):
 
 
 def main():
-    modules = [None] + sys.argv[1:]
+    if not pair_cost.fix_the_seed():
+        print("note: no private mount namespace here: counts vary by up to ~150 a command")
+    modules = [None] + [os.path.abspath(module) for module in sys.argv[1:]]
     rows = []
     for module in modules:
         rows.append((module or "no module",
                      per_command(module, [], "SET"), per_command(module, ["SET"], "GET")))
     base_set, base_get = rows[0][1], rows[0][2]
-    print("server instructions per command (callgrind, processCommand inclusive; +-30)")
+    print("server instructions per command (callgrind, processCommand inclusive)")
     print(f"{'server':60s} {'SET':>8s} {'GET':>8s} {'SET extra':>10s} {'GET extra':>10s}")
     for label, per_set, per_get in rows:
         print(f"{label[-60:]:60s} {per_set:8.0f} {per_get:8.0f} "
