@@ -31,6 +31,7 @@ import concurrent.futures
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -281,16 +282,16 @@ def wait_ready(log, process):
     raise SystemExit("the server under valgrind did not start: " + log)
 
 
-def instructions(server, module, kind, pairs, keep):
+def instructions(server, module, kind, pairs, keep, extra=()):
     """processCommand's instructions over a run of `kind` (after the keyspace fill)."""
     for _ in range(5):
-        total = one_run(server, module, kind, pairs, keep)
+        total = one_run(server, module, kind, pairs, keep, extra)
         if total is not None:
             return total
     raise SystemExit("the module never saw replication idle in time")
 
 
-def one_run(server, module, kind, pairs, keep):
+def one_run(server, module, kind, pairs, keep, extra):
     """A run's count, or None if the module still propagated when the run began."""
     workdir = tempfile.mkdtemp(prefix="rlock-pair-")
     port = free_port()
@@ -301,7 +302,7 @@ def one_run(server, module, kind, pairs, keep):
             "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
             "--save", "", "--appendonly", "no", "--activerehashing", "no",
             "--jemalloc-bg-thread", "no", "--hz", "1", "--slowlog-log-slower-than", "-1",
-            "--daemonize", "no", "--logfile", log, "--loadmodule", module]
+            "--daemonize", "no", "--logfile", log, *extra, "--loadmodule", module]
     # jemalloc purges by the clock (decay) unless told not to; the server's allocations then
     # take the same paths in every run.
     env = dict(os.environ, MALLOC_CONF=JEMALLOC_CONF, JE_MALLOC_CONF=JEMALLOC_CONF)
@@ -314,8 +315,11 @@ def one_run(server, module, kind, pairs, keep):
         # module learns the last from INFO a second after it loads; until then it propagates.
         # One INFO per run, so that every run counts the same commands: a run that asked too
         # early is thrown away.
+        # (With save points or an AOF it never is: then only the INFO is made, for the same
+        # commands in every run.)
         time.sleep(1.5)
-        if b"lock_replication_idle:1" not in conn.call("INFO", "lock"):
+        idle = b"lock_replication_idle:1" in conn.call("INFO", "lock")
+        if not idle and not extra:
             return None
         # The client-side kinds and their base load the scripts (loading cancels out); no
         # other run does, so that their counts never depend on which kinds are measured.
@@ -345,7 +349,7 @@ def one_run(server, module, kind, pairs, keep):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def measure(server, module, kinds, pairs, keep):
+def measure(server, module, kinds, pairs, keep, extra=()):
     """Instructions per pair of each kind, plus the raw run totals."""
     needed = []
 
@@ -360,7 +364,7 @@ def measure(server, module, kinds, pairs, keep):
         need(kind)
     # Two servers at a time: counts do not depend on timing, only the wall clock does.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        runs = {kind: pool.submit(instructions, server, module, kind, pairs, keep)
+        runs = {kind: pool.submit(instructions, server, module, kind, pairs, keep, extra)
                 for kind in needed}
         totals = {kind: run.result() for kind, run in runs.items()}
     per_pair = {kind: (totals[kind] - totals[KINDS[kind]["base"]]) / pairs for kind in kinds}
@@ -390,6 +394,9 @@ def main():
     parser.add_argument("--check", metavar="BOUND_FILE")
     parser.add_argument("--name", help="the server's line in BOUND_FILE (redis-7.0, ...)")
     parser.add_argument("--keep", metavar="DIR", help="keep each run's callgrind file there")
+    parser.add_argument("--server-args", default="", metavar="ARGS",
+                        help='more server arguments, e.g. "--save \'3600 1\'" or '
+                             '"--appendonly yes" (then the module propagates)')
     options = parser.parse_args()
     options.module = os.path.abspath(options.module)
     if shutil.which("valgrind") is None:
@@ -407,11 +414,14 @@ def main():
             raise SystemExit("unknown kind %r (known: %s)" % (kind, ", ".join(KINDS)))
     seeded = fix_the_seed()
     started = time.time()
-    per_pair = measure(options.server, options.module, kinds, options.pairs, options.keep)
+    extra = tuple(shlex.split(options.server_args))
+    per_pair = measure(options.server, options.module, kinds, options.pairs, options.keep, extra)
     floor = per_pair.get("floor")
     print("server instructions per pair (callgrind, processCommand inclusive; %s; %d pairs "
           "on distinct keys, pipelined %d acquires then their %d releases)"
           % (server_version(options.server), options.pairs, BATCH, BATCH))
+    if extra:
+        print("server arguments added: %s" % " ".join(extra))
     plain = per_pair.get("exclusive")
     print("%-62s %12s %9s %14s" % ("pair", "instructions", "vs floor", "over exclusive"))
     for kind in kinds:
