@@ -46,7 +46,7 @@ pair-cost: build servers
 	@set -e; while read -r name server; do \
 		grep -q "^$$name " bench/pair-cost-bound || continue; \
 		echo "=== pair cost on $$name ($$($$server --version | cut -d' ' -f1-3))"; \
-		python3 bench/pair_cost.py --pairs 2000 --check bench/pair-cost-bound --name $$name \
+		python3 bench/pair_cost.py --pairs 2000 --seeds 3 --check bench/pair-cost-bound --name $$name \
 			--server $$server $(CURDIR)/$(MODULE); \
 	done < target/servers/list
 

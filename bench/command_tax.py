@@ -44,9 +44,12 @@ def command(name, key):
 
 def instructions(module, rounds):
     """processCommand's instructions for `rounds` (a list of SET/GET) over KEYS keys."""
-    workdir = tempfile.mkdtemp(prefix="rlock-tax-")
-    port = free_port()
-    args = pair_cost.SEEDED + ["setarch", "-R", "valgrind", "--tool=callgrind",
+    # Paths, port and environment of the same length in every run (see pair_cost.one_run).
+    workdir = tempfile.mkdtemp(prefix="rlock-tax-", dir="/tmp")
+    port = pair_cost.free_port()
+    seeded = pair_cost.seed_prefix(0) if pair_cost.seeds_allowed() else []
+    args = seeded + [pair_cost.TOOLS["setarch"], "-R", pair_cost.TOOLS["valgrind"],
+            "--tool=callgrind",
             "--toggle-collect=processCommand",
             "--callgrind-out-file=" + os.path.join(workdir, "callgrind.out"),
             REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
@@ -54,10 +57,11 @@ def instructions(module, rounds):
             "--jemalloc-bg-thread", "no", "--hz", "1", "--slowlog-log-slower-than", "-1",
             "--logfile", os.path.join(workdir, "redis.log")]
     if module:
-        args += ["--loadmodule", module]
-    env = dict(os.environ, MALLOC_CONF=pair_cost.JEMALLOC_CONF,
-               JE_MALLOC_CONF=pair_cost.JEMALLOC_CONF)
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        linked = os.path.join(workdir, "rlock.so")
+        os.symlink(module, linked)
+        args += ["--loadmodule", linked]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=pair_cost.SERVER_ENV)
     try:
         log = os.path.join(workdir, "redis.log")
         for _ in range(600):
@@ -89,7 +93,7 @@ def per_command(module, before, name):
 
 
 def main():
-    if not pair_cost.fix_the_seed():
+    if not pair_cost.seeds_allowed():
         print("note: no private mount namespace here: counts vary by up to ~150 a command")
     modules = [None] + [os.path.abspath(module) for module in sys.argv[1:]]
     rows = []

@@ -48,6 +48,11 @@ OTHER_OWNER = b"reader-012345678"
 PAD_KEYS = 1500
 PAD_TTL_MS = 3600 * 1000
 JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+# The server's whole environment: jemalloc purges by the clock (decay) unless told not to.
+SERVER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "MALLOC_CONF": JEMALLOC_CONF,
+              "JE_MALLOC_CONF": JEMALLOC_CONF}
+# The tools, by absolute path (the server's PATH is fixed).
+TOOLS = {name: shutil.which(name) or name for name in ("setarch", "valgrind", "unshare", "sh")}
 
 
 def resp(*args):
@@ -223,29 +228,42 @@ BASES = ("empty", "scripts")
 
 # The server seeds its hash tables (the command table among them) from /dev/urandom: a
 # command's lookup then costs a different number of compares in each run, up to a few hundred
-# instructions per command. Where mount namespaces are allowed (root), the server reads a
-# fixed seed instead, and every run counts the same.
-FIXED_RANDOM = os.path.join(tempfile.gettempdir(), "rlock-pair-cost-random")
-SEEDED = []
+# instructions per command. Where mount namespaces are allowed (root), the server reads fixed
+# bytes instead, and a run counts the same every time; each figure is the mean over a few such
+# seeds, so that no one seed's collisions decide it.
+SEEDS_ALLOWED = []
 
 
-def fix_the_seed():
-    """Makes SEEDED a prefix that runs a command with /dev/urandom reading fixed bytes."""
-    with open(FIXED_RANDOM, "wb") as out:
-        out.write(bytes(range(64)))
-    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-              'mount --bind "$0" /dev/urandom && exec "$@"', FIXED_RANDOM]
-    probe = subprocess.run(prefix + ["head", "-c", "4", "/dev/urandom"], capture_output=True)
-    if probe.returncode == 0 and probe.stdout == bytes(range(4)):
-        SEEDED[:] = prefix
-        return True
-    return False
+def seeds_allowed():
+    """Whether a server can be given fixed random bytes here (a private mount namespace)."""
+    if not SEEDS_ALLOWED:
+        probe = subprocess.run(seed_prefix(0) + ["head", "-c", "4", "/dev/urandom"],
+                               capture_output=True, env=SERVER_ENV)
+        SEEDS_ALLOWED.append(probe.returncode == 0 and probe.stdout == seed_bytes(0)[:4])
+    return SEEDS_ALLOWED[0]
+
+
+def seed_bytes(seed):
+    return hashlib.sha256(b"rlock pair cost seed %d" % seed).digest() * 2
+
+
+def seed_prefix(seed):
+    """A command prefix that runs a command with /dev/urandom reading seed `seed`'s bytes."""
+    path = "/tmp/rlock-pair-cost-seed-%d" % seed
+    with open(path, "wb") as out:
+        out.write(seed_bytes(seed))
+    return [TOOLS["unshare"], "--mount", "--propagation", "private", TOOLS["sh"], "-c",
+            'mount --bind "$0" /dev/urandom && exec "$@"', path]
 
 
 def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free loopback port of five digits (see one_run)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port >= 10000:
+            return port
 
 
 def check_all(replies, check, what):
@@ -282,32 +300,37 @@ def wait_ready(log, process):
     raise SystemExit("the server under valgrind did not start: " + log)
 
 
-def instructions(server, module, kind, pairs, keep, extra=()):
+def instructions(server, module, kind, pairs, keep, extra, seed):
     """processCommand's instructions over a run of `kind` (after the keyspace fill)."""
     for _ in range(5):
-        total = one_run(server, module, kind, pairs, keep, extra)
+        total = one_run(server, module, kind, pairs, keep, extra, seed)
         if total is not None:
             return total
     raise SystemExit("the module never saw replication idle in time")
 
 
-def one_run(server, module, kind, pairs, keep, extra):
+def one_run(server, module, kind, pairs, keep, extra, seed):
     """A run's count, or None if the module still propagated when the run began."""
-    workdir = tempfile.mkdtemp(prefix="rlock-pair-")
+    # Everything the server is started with has the same length in every run and checkout
+    # (the paths, the port's digits, the environment): a process's layout in memory moves
+    # with it, and with the layout what the allocator and libc's string functions count.
+    workdir = tempfile.mkdtemp(prefix="rlock-pair-", dir="/tmp")
     port = free_port()
     out = os.path.join(workdir, "callgrind.out")
     log = os.path.join(workdir, "server.log")
-    args = SEEDED + ["setarch", "-R", "valgrind", "--tool=callgrind", "--toggle-collect=processCommand",
-            "--callgrind-out-file=" + out, server,
+    linked_server = os.path.join(workdir, "server")
+    linked_module = os.path.join(workdir, "rlock.so")
+    os.symlink(os.path.abspath(server), linked_server)
+    os.symlink(module, linked_module)
+    seeded = seed_prefix(seed) if seeds_allowed() else []
+    args = seeded + [TOOLS["setarch"], "-R", TOOLS["valgrind"], "--tool=callgrind",
+            "--toggle-collect=processCommand", "--callgrind-out-file=" + out, linked_server,
             "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
             "--save", "", "--appendonly", "no", "--activerehashing", "no",
             "--jemalloc-bg-thread", "no", "--hz", "1", "--slowlog-log-slower-than", "-1",
-            "--daemonize", "no", "--logfile", log, *extra, "--loadmodule", module]
-    # jemalloc purges by the clock (decay) unless told not to; the server's allocations then
-    # take the same paths in every run.
-    env = dict(os.environ, MALLOC_CONF=JEMALLOC_CONF, JE_MALLOC_CONF=JEMALLOC_CONF)
+            "--daemonize", "no", "--logfile", log, *extra, "--loadmodule", linked_module]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=env)
+                               env=SERVER_ENV)
     try:
         wait_ready(log, process)
         conn = Connection(port)
@@ -340,7 +363,7 @@ def one_run(server, module, kind, pairs, keep, extra):
         total = int(re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M).group(1))
         if keep:
             os.makedirs(keep, exist_ok=True)
-            shutil.copy(out, os.path.join(keep, "callgrind.%s.out" % kind))
+            shutil.copy(out, os.path.join(keep, "callgrind.%s.%d.out" % (kind, seed)))
         return total
     finally:
         if process.poll() is None:
@@ -349,8 +372,8 @@ def one_run(server, module, kind, pairs, keep, extra):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def measure(server, module, kinds, pairs, keep, extra=()):
-    """Instructions per pair of each kind, plus the raw run totals."""
+def measure(server, module, kinds, pairs, keep, extra, seeds):
+    """Instructions per pair of each kind (the mean over `seeds` seeds), and each seed's."""
     needed = []
 
     def need(kind):
@@ -364,11 +387,14 @@ def measure(server, module, kinds, pairs, keep, extra=()):
         need(kind)
     # Two servers at a time: counts do not depend on timing, only the wall clock does.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        runs = {kind: pool.submit(instructions, server, module, kind, pairs, keep, extra)
-                for kind in needed}
-        totals = {kind: run.result() for kind, run in runs.items()}
-    per_pair = {kind: (totals[kind] - totals[KINDS[kind]["base"]]) / pairs for kind in kinds}
-    return per_pair
+        runs = {(kind, seed): pool.submit(instructions, server, module, kind, pairs, keep, extra,
+                                          seed)
+                for seed in range(seeds) for kind in needed}
+        totals = {key: run.result() for key, run in runs.items()}
+    by_seed = [{kind: (totals[kind, seed] - totals[KINDS[kind]["base"], seed]) / pairs
+                for kind in kinds} for seed in range(seeds)]
+    per_pair = {kind: sum(one[kind] for one in by_seed) / seeds for kind in kinds}
+    return per_pair, by_seed
 
 
 def server_version(server):
@@ -391,6 +417,8 @@ def main():
     parser.add_argument("--server", default=DEFAULT_SERVER)
     parser.add_argument("--pairs", type=int, default=10000)
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="hash seeds to average over (each one run per kind)")
     parser.add_argument("--check", metavar="BOUND_FILE")
     parser.add_argument("--name", help="the server's line in BOUND_FILE (redis-7.0, ...)")
     parser.add_argument("--keep", metavar="DIR", help="keep each run's callgrind file there")
@@ -412,14 +440,16 @@ def main():
     for kind in kinds:
         if kind not in KINDS:
             raise SystemExit("unknown kind %r (known: %s)" % (kind, ", ".join(KINDS)))
-    seeded = fix_the_seed()
+    seeded = seeds_allowed()
     started = time.time()
     extra = tuple(shlex.split(options.server_args))
-    per_pair = measure(options.server, options.module, kinds, options.pairs, options.keep, extra)
+    per_pair, by_seed = measure(options.server, options.module, kinds, options.pairs,
+                                options.keep, extra, max(1, options.seeds))
     floor = per_pair.get("floor")
     print("server instructions per pair (callgrind, processCommand inclusive; %s; %d pairs "
           "on distinct keys, pipelined %d acquires then their %d releases)"
           % (server_version(options.server), options.pairs, BATCH, BATCH))
+    print("each figure: the mean over %d server hash seeds" % len(by_seed))
     if extra:
         print("server arguments added: %s" % " ".join(extra))
     plain = per_pair.get("exclusive")
@@ -430,9 +460,12 @@ def main():
         if plain and kind not in ("floor", "exclusive"):
             over = "%+.0f" % (per_pair[kind] - plain)
         print("%-62s %12.0f %9s %14s" % (KINDS[kind]["label"], per_pair[kind], ratio, over))
+    if floor and plain:
+        print("the plain pair per seed: " + "  ".join(
+            "%.3fx" % (one["exclusive"] / one["floor"]) for one in by_seed))
     print("(%.0f s)" % (time.time() - started))
     if not seeded:
-        print("note: no private mount namespace here (not root?): the server's hash seed is "
+        print("note: no private mount namespace here (not root?): each run's hash seed is "
               "random, and counts vary by up to a few hundred instructions per pair")
     if bound is not None:
         ratio = per_pair["exclusive"] / floor
