@@ -23,8 +23,8 @@ use crate::core::holds::{
 };
 use crate::core::lock::{self, Lock, Replayed};
 use crate::core::request::{
-    parse_acquire, parse_apply, parse_apply_holds, parse_info, parse_reenter, parse_release,
-    parse_renew, parse_tokens,
+    new_owner_fits, parse_acquire, parse_apply, parse_apply_holds, parse_info, parse_reenter,
+    parse_release, parse_renew, parse_tokens,
 };
 use crate::core::Millis;
 
@@ -89,9 +89,16 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     };
     let mut after = holds.clone();
     after.expire(now);
+    if after.holder(request.owner).is_none() {
+        new_owner_fits(request.owner, &configs::limits())?;
+    }
     match expect_count(&after, request.owner, request.held, Step::Up) {
         Expected::Proceed => {}
         Expected::Repeated { .. } => {
+            // As without HELD, a mode this owner cannot reenter in is refused.
+            after
+                .may_reenter(request.owner, request.want)
+                .map_err(|error| LockError::from_hold(Command::Acquire, error))?;
             let token = after.holder(request.owner).map_or(0, |holder| holder.token);
             ctx.reply_integer(token as i64);
             return Ok(());
@@ -431,7 +438,7 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     // The key follows the master whatever its tokens; the counter only within its bound.
     let mut seen = vec![counter];
     seen.extend(after.holders.iter().map(|holder| holder.token));
-    token_counter::take_in(&seen, "a replayed LOCK.APPLY", Beyond::Ignore);
+    token_counter::take_in(&seen, "a replayed LOCK.APPLY", replayed_from(ctx));
     let before_expiry = before.as_ref().and_then(Holds::key_expiry);
     if let Some((lock, expires_at)) = after.as_plain_lock() {
         // Stored whole, as the master sent it (an admin's PERSIST travels as expiry 0).
@@ -479,10 +486,20 @@ fn notify_replayed(
 fn tokens(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     refuse_unless_replayed(ctx, Command::Tokens)?;
     let counter = parse_tokens(args.bytes())?;
-    token_counter::take_in(&[counter], "a replayed LOCK.TOKENS", Beyond::Ignore);
+    token_counter::take_in(&[counter], "a replayed LOCK.TOKENS", replayed_from(ctx));
     replicate::verbatim(ctx);
     ctx.reply_simple(c"OK");
     Ok(())
+}
+
+/// How far to trust a replayed state's tokens: a master's stream is followed whole; the AOF
+/// (a file, maybe edited) is held to the ceiling.
+fn replayed_from(ctx: Ctx) -> Beyond {
+    if ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_REPLICATED) {
+        Beyond::Follow
+    } else {
+        Beyond::Ignore
+    }
 }
 
 /// Internal commands come only from a master's replication stream or the AOF.
