@@ -77,6 +77,8 @@ fn admit_held(
     match expect_count(holds, ask.owner, held, Step::Up) {
         Expected::Proceed => admit(holds, ask, now, tokens),
         Expected::Repeated { .. } => match holds.holder(ask.owner) {
+            // The earlier attempt could not have been granted as this one asks.
+            _ if holds.may_reenter(ask.owner, ask.want).is_err() => Admission::Refused,
             Some(holder) => Admission::Repeated {
                 token: holder.token,
             },

@@ -273,6 +273,16 @@ impl Holds {
         }
     }
 
+    /// Whether `owner` holds the key in a way a request asking `want` could reenter (a shared
+    /// holder cannot reenter exclusive, a permit of LIMIT n not as LIMIT m, ...); `Ok` also when
+    /// it holds nothing.
+    pub fn may_reenter(&self, owner: &[u8], want: Want) -> Result<(), HoldError> {
+        match self.position(owner) {
+            Some(i) => self.check_reentry(i, want),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the holder at `i` may take one more hold asked as `want`.
     fn check_reentry(&self, i: usize, want: Want) -> Result<(), HoldError> {
         let holder = &self.holders[i];

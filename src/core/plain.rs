@@ -30,6 +30,11 @@ impl<'a> Held<'a> {
     }
 }
 
+/// Whether `owner` holds the plain lock `held` at `now` (its hold not expired).
+pub fn holds_live(held: Option<Held>, owner: &[u8], now: Millis) -> bool {
+    Held::of(Held::live(held, now), owner).is_some()
+}
+
 /// What an exclusive `LOCK.ACQUIRE` without SESSION does to a free or plain key nobody waits
 /// for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

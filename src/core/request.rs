@@ -72,7 +72,9 @@ pub fn parse_acquire<'a>(
         [_key, owner, ttl, options @ ..] => (owner, ttl, options),
         _ => return Err(LockError::Arity(cmd)),
     };
-    let owner = parse_owner(cmd, owner, limits)?;
+    // Against the hard limit only: a holder's own reentry (or a retry of its grant) is never
+    // held to a lowered lock.max-owner-bytes; the glue checks a new holder with `new_owner_fits`.
+    let owner = parse_held_owner(cmd, owner)?;
     let ttl = parse_ttl(cmd, ttl, limits)?;
     let mut wait = None;
     let mut want = Want::Exclusive;
@@ -278,6 +280,11 @@ fn parse_owner<'a>(cmd: Command, owner: &'a [u8], limits: &Limits) -> Result<&'a
         }
         _ => Ok(owner),
     }
+}
+
+/// Whether a new holder's `owner` fits the operator's `lock.max-owner-bytes`.
+pub fn new_owner_fits(owner: &[u8], limits: &Limits) -> Result<(), LockError> {
+    parse_owner(Command::Acquire, owner, limits).map(|_| ())
 }
 
 /// The owner of a hold that already exists (RELEASE, RENEW, REENTER): checked against the hard
@@ -570,8 +577,10 @@ mod tests {
         assert!(parse_release(&args(&format!("k {owner}"))).is_ok());
         assert!(parse_renew(&args(&format!("k {owner} 500")), &lowered).is_ok());
         assert!(parse_reenter(&args(&format!("k {owner} 500")), &lowered).is_ok());
+        // ACQUIRE parses it (a holder may reenter); a new holder is checked apart.
+        assert!(parse_acquire(&args(&format!("k {owner} 500")), &lowered).is_ok());
         assert_eq!(
-            parse_acquire(&args(&format!("k {owner} 500")), &lowered),
+            new_owner_fits(owner.as_bytes(), &lowered),
             Err(LockError::OwnerTooLong(Command::Acquire, 3))
         );
         // A ttl is time asked for anew: the lowered lock.max-ttl applies to RENEW too.

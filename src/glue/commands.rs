@@ -24,8 +24,8 @@ use crate::core::holds::{
 use crate::core::lock::{self, Lock, Replayed};
 use crate::core::plain;
 use crate::core::request::{
-    parse_acquire, parse_apply, parse_apply_holds, parse_info, parse_reenter, parse_release,
-    parse_renew, parse_tokens, AcquireRequest, ReleaseRequest,
+    new_owner_fits, parse_acquire, parse_apply, parse_apply_holds, parse_info, parse_reenter,
+    parse_release, parse_renew, parse_tokens, AcquireRequest, ReleaseRequest,
 };
 use crate::core::Millis;
 
@@ -64,6 +64,10 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
                 return acquire_holds(ctx, &request, key, name, db, key_bytes, now, 0);
             }
         };
+        // A new holder's owner must fit lock.max-owner-bytes (a holder's own reentry need not).
+        if !plain::holds_live(held, request.owner, now) {
+            new_owner_fits(request.owner, &configs::limits())?;
+        }
         let outcome = with_tokens(|tokens| {
             plain::acquire(held, request.owner, request.ttl, request.held, now, tokens)
         })
@@ -176,9 +180,16 @@ fn acquire_holds(
     // On an error nothing is stored: the holds read are changed in place.
     let mut after = holds;
     after.expire(now);
+    if after.holder(request.owner).is_none() {
+        new_owner_fits(request.owner, &configs::limits())?;
+    }
     match expect_count(&after, request.owner, request.held, Step::Up) {
         Expected::Proceed => {}
         Expected::Repeated { .. } => {
+            // As without HELD, a mode this owner cannot reenter in is refused.
+            after
+                .may_reenter(request.owner, request.want)
+                .map_err(|error| LockError::from_hold(Command::Acquire, error))?;
             let token = after.holder(request.owner).map_or(0, |holder| holder.token);
             ctx.reply_integer(token as i64);
             return Ok(());
@@ -590,7 +601,7 @@ fn apply(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     // The key follows the master whatever its tokens; the counter only within its bound.
     let mut seen = vec![counter];
     seen.extend(after.holders.iter().map(|holder| holder.token));
-    token_counter::take_in(&seen, "a replayed LOCK.APPLY", Beyond::Ignore);
+    token_counter::take_in(&seen, "a replayed LOCK.APPLY", replayed_from(ctx));
     let before_expiry = before.as_ref().and_then(Holds::key_expiry);
     if let Some((lock, expires_at)) = after.as_plain_lock() {
         // Stored whole, as the master sent it (an admin's PERSIST travels as expiry 0).
@@ -638,10 +649,20 @@ fn notify_replayed(
 fn tokens(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     refuse_unless_replayed(ctx, Command::Tokens)?;
     let counter = parse_tokens(args.bytes())?;
-    token_counter::take_in(&[counter], "a replayed LOCK.TOKENS", Beyond::Ignore);
+    token_counter::take_in(&[counter], "a replayed LOCK.TOKENS", replayed_from(ctx));
     replicate::verbatim(ctx);
     ctx.reply_simple(c"OK");
     Ok(())
+}
+
+/// How far to trust a replayed state's tokens: a master's stream is followed whole; the AOF
+/// (a file, maybe edited) is held to the ceiling.
+fn replayed_from(ctx: Ctx) -> Beyond {
+    if ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_REPLICATED) {
+        Beyond::Follow
+    } else {
+        Beyond::Ignore
+    }
 }
 
 /// Internal commands come only from a master's replication stream or the AOF.

@@ -281,6 +281,14 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
         }
         Ok(None) => {
             let freed = why_gone(key.db, &key.name);
+            if freed == Freed::Deleted && ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_CLUSTER) {
+                // In a cluster a lock also vanishes when its slot moves to another node (the
+                // server drops the slot's keys, with no command to tell it from a DEL): the
+                // lock may live on there, held. Its waiters get nil and, retrying, are
+                // redirected to wherever the slot is now.
+                waiters::wake_all_with_nil(ctx, key.db, &key.name);
+                return;
+            }
             let mut holds = Holds::default();
             settle(
                 ctx,
@@ -304,7 +312,7 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
     if HANDLING.load(Relaxed) || !waiters::anyone_waiting() {
         return;
     }
-    if migration::take_serialized(db, name) {
+    if migration::take_serialized(name) {
         // The lock moves on to another node, held: handing it over here would make a second
         // owner. Its waiters get nil and, retrying, are redirected (cluster) to where it went.
         waiters::wake_all_with_nil(ctx, db, name);

@@ -57,7 +57,8 @@ pub unsafe fn note_serialized(io: *mut RedisModuleIO) {
     }
     // SAFETY: a live string of the server's.
     let name = unsafe { string_bytes(name) };
-    if waiters::queued(db, name) == 0 {
+    // The serialized database is the target's for MIGRATE: look for waiters by name.
+    if !waiters::queued_anywhere(name) {
         return;
     }
     SERIALIZED.with(|keys| keys.borrow_mut().push((db, name.into())));
@@ -66,14 +67,14 @@ pub unsafe fn note_serialized(io: *mut RedisModuleIO) {
     }
 }
 
-/// Whether the lock at `name` in `db`, deleted just now, was serialized in this turn: moved
-/// away by MIGRATE. Forgets it.
-pub fn take_serialized(db: i32, name: &[u8]) -> bool {
+/// Whether the lock at `name`, deleted just now, was serialized in this turn: moved away by
+/// MIGRATE. Forgets it. The database is not compared: MIGRATE serializes a key under the
+/// target's database number (`MIGRATE ... key 3 ...` from db 0), and a wrong match only gives
+/// waiters nil (they retry).
+pub fn take_serialized(name: &[u8]) -> bool {
     SERIALIZED.with(|keys| {
         let mut keys = keys.borrow_mut();
-        let found = keys
-            .iter()
-            .position(|(at, key)| *at == db && **key == *name);
+        let found = keys.iter().position(|(_, key)| **key == *name);
         found.map(|i| keys.swap_remove(i)).is_some()
     })
 }

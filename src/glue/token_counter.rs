@@ -62,6 +62,10 @@ pub enum Beyond {
     Refuse,
     /// The caller keeps the data; the tokens beyond are left out of the counter.
     Ignore,
+    /// The data is this replica's master's own stream: it is followed whole (the master bounds
+    /// what it takes in, and its own lead from many promotions may pass the ceiling: leaving
+    /// that out would let tokens fall after a failover).
+    Follow,
 }
 
 /// Takes in the tokens of data from `source` (named in the log): every one within the ceiling
@@ -69,6 +73,10 @@ pub enum Beyond {
 /// false (the caller then refuses the data); `Beyond::Ignore` leaves out only those beyond.
 pub fn take_in(tokens: &[u64], source: &str, beyond: Beyond) -> bool {
     let now = now();
+    if beyond == Beyond::Follow {
+        with_tokens(|counter| tokens.iter().for_each(|&token| counter.observe(token, now)));
+        return true;
+    }
     let outcome = with_tokens(|counter| {
         if beyond == Beyond::Refuse {
             if let Some(error) = tokens.iter().find_map(|&t| counter.admits(t, now).err()) {
@@ -89,7 +97,7 @@ pub fn take_in(tokens: &[u64], source: &str, beyond: Beyond) -> bool {
             refused(source, error, "refused, nothing changed");
             false
         }
-        (Err(error), Beyond::Ignore) => {
+        (Err(error), Beyond::Ignore | Beyond::Follow) => {
             refused(source, error, "kept, without raising the token counter");
             true
         }

@@ -222,6 +222,11 @@ fn heap_size(bytes: &[u8]) -> usize {
     }
 }
 
+/// Whether anyone waits for a key named `name`, in any database.
+pub fn queued_anywhere(name: &[u8]) -> bool {
+    with_registry(|registry| registry.by_key.values().any(|keys| keys.contains_key(name)))
+}
+
 /// Whether anyone waits for anything: lets hot paths skip the registry.
 pub fn anyone_waiting() -> bool {
     ANY_QUEUE.load(Relaxed)

@@ -60,7 +60,12 @@ class ThreadWatchdog:
             due = self._wait_for_due()
             if due is None:
                 return
-            self._renew(due)
+            try:
+                self._renew(due)
+            except Exception:
+                # One thread renews every lock of the process: whatever one renewal raises (a
+                # client closed under it, a bug), the others must go on being renewed.
+                logger.exception("rlock: the watchdog caught an error and goes on")
 
     def _wait_for_due(self) -> list[Lease] | None:
         """Sleeps until some renewals are due; None (and the thread forgotten) when idle."""
@@ -86,7 +91,7 @@ class ThreadWatchdog:
         try:
             pipe = renewal_pipeline(leases, sent_at)
             replies: list[Any] = pipe.execute(raise_on_error=False)
-        except RedisError as error:
+        except (RedisError, OSError) as error:
             logger.warning("rlock: renewing %d lock(s) failed: %s", len(leases), error)
             replies = [error] * len(leases)
         with self._changed:
@@ -116,7 +121,8 @@ def end_abandoned(client: Any, holding: Holding) -> None:
     held); on a connection error the holds are left to run out."""
     try:
         release_pipeline(client, holding).execute(raise_on_error=False)
-    except RedisError as error:
+    except (RedisError, OSError) as error:
+        # OSError: the holder's client was closed under it (its socket gone).
         logger.warning("rlock: releasing abandoned %r failed: %s", holding.name, error)
     holding.clear()
     session, holding.session = holding.session, None

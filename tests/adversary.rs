@@ -1,0 +1,774 @@
+//! An adversarial pass over issue 17's paths after its fixes landed (MIGRATE, CLIENT UNBLOCK,
+//! HELD, session holds, restored and persisted keys, promotions, configs). Every test here
+//! failed on main at 743f734 on the servers named in its comment; each states the behaviour the
+//! docs (README, docs/holds.md, docs/operations.md) or issue 17 promise. Those fixed since pass;
+//! those marked `#[ignore]` are known gaps, each named in docs/holds.md ("Known gaps").
+
+mod common;
+
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis::{ConnectionLike, Value};
+
+const TTL: u64 = 60_000;
+
+/// How long a waiter may take to be answered after what answers it; only a bug waits longer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// A `LOCK.ACQUIRE ... WAIT` blocked on its own connection (in database `db`).
+struct Waiter {
+    client_id: i64,
+    reply: Receiver<Result<Value, String>>,
+}
+
+impl Waiter {
+    /// Starts `LOCK.ACQUIRE key owner ttl <extra...>` and returns once the server counts
+    /// `blocked_before + 1` blocked clients.
+    fn start(
+        server: &Server,
+        db: i64,
+        key: &str,
+        owner: &str,
+        extra: &[&str],
+        blocked_before: usize,
+    ) -> Waiter {
+        let mut con = server.conn();
+        con.set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        ok(call!(&mut con, "SELECT", db), "SELECT");
+        let client_id = int(call!(&mut con, "CLIENT", "ID"), "CLIENT ID");
+        let mut cmd = redis::cmd("LOCK.ACQUIRE");
+        cmd.arg(key).arg(owner).arg(TTL);
+        for arg in extra {
+            cmd.arg(*arg);
+        }
+        let (send, reply) = channel();
+        std::thread::spawn(move || {
+            let got = match con.req_command(&cmd) {
+                Ok(Value::ServerError(error)) => Err(error_text(&error)),
+                Ok(value) => Ok(value),
+                Err(error) => Err(format!("connection: {error}")),
+            };
+            let _ = send.send(got);
+        });
+        server.wait_for_blocked_clients(blocked_before + 1);
+        Waiter { client_id, reply }
+    }
+
+    /// The waiter's reply, or a panic naming `what` when none comes within ANSWER_WITHIN.
+    #[track_caller]
+    fn answer(&self, what: &str) -> Result<Value, String> {
+        self.reply
+            .recv_timeout(ANSWER_WITHIN)
+            .unwrap_or_else(|_| panic!("{what}: the waiter got no reply within {ANSWER_WITHIN:?}"))
+    }
+}
+
+/// The owners holding `key` now (LOCK.INFO, RESP2), in the current database of `con`.
+fn owners(con: &mut redis::Connection, key: &str) -> Vec<Vec<u8>> {
+    let items = match call!(con, "LOCK.INFO", key) {
+        Ok(Value::Nil) => return Vec::new(),
+        Ok(Value::Array(items)) => items,
+        other => panic!("LOCK.INFO {key}: {other:?}"),
+    };
+    let field = |items: &[Value], name: &str| {
+        items
+            .chunks(2)
+            .find(|pair| text(&pair[0]).as_deref() == Some(name))
+            .map(|pair| pair[1].clone())
+    };
+    if let Some(Value::BulkString(owner)) = field(&items, "owner") {
+        return vec![owner];
+    }
+    match field(&items, "holders") {
+        Some(Value::Array(holders)) => holders
+            .iter()
+            .map(|holder| match holder {
+                Value::Array(fields) => match field(fields, "owner") {
+                    Some(Value::BulkString(owner)) => owner,
+                    other => panic!("holder owner {other:?}"),
+                },
+                other => panic!("holder {other:?}"),
+            })
+            .collect(),
+        other => panic!("LOCK.INFO {key} has neither owner nor holders: {other:?}"),
+    }
+}
+
+fn dump(con: &mut redis::Connection, key: &str) -> Vec<u8> {
+    match call!(con, "DUMP", key) {
+        Ok(Value::BulkString(bytes)) => bytes,
+        other => panic!("DUMP {key} answered {other:?}"),
+    }
+}
+
+fn info_int(con: &mut redis::Connection, name: &str) -> i64 {
+    info_field(con, "lock", name)
+        .unwrap_or_else(|| panic!("INFO lock has no {name}"))
+        .parse()
+        .expect("an integer")
+}
+
+/// Polls `condition` every 20 ms for up to `within`; whether it became true.
+fn holds_within(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two owners, and waiters left without an answer
+// ---------------------------------------------------------------------------------------------
+
+/// README: "one that ... is CLIENT UNBLOCKed leaves the queue and never becomes an owner", and
+/// every waiter is answered. A CLIENT UNBLOCK queued in MULTI after the LOCK.RELEASE that hands
+/// the lock to the waiter reaches the command filter when it is queued (nobody's reply is pending
+/// then), and runs after the handoff. Redis 7.0: the lock is taken back and the waiter never gets
+/// any reply (its connection hangs until the client's own timeout). Redis 8.0, Valkey 8.1/9.1
+/// answer the token, which the waiter holds.
+#[test]
+#[ignore = "known gap on Redis 7.0: a CLIENT UNBLOCK queued in MULTI behind the handing release leaves the waiter unanswered (the lock is taken back)"]
+fn client_unblock_queued_in_multi_after_the_handing_release_leaves_the_waiter_answered() {
+    for mode in [None, Some("TIMEOUT")] {
+        let server = Server::start();
+        let mut admin = server.conn();
+        int(
+            call!(&mut admin, "LOCK.ACQUIRE", "k", "H", TTL),
+            "H takes k",
+        );
+        let waiter = Waiter::start(&server, 0, "k", "W", &["WAIT", "10000"], 0);
+        let mut multi = redis::pipe();
+        multi.atomic();
+        multi.cmd("LOCK.RELEASE").arg("k").arg("H");
+        let mut unblock = redis::cmd("CLIENT");
+        unblock.arg("UNBLOCK").arg(waiter.client_id);
+        if let Some(mode) = mode {
+            unblock.arg(mode);
+        }
+        multi.add_command(unblock);
+        let _: Value = multi.query(&mut admin).expect("EXEC");
+        let what = format!("CLIENT UNBLOCK {mode:?} in MULTI after the release");
+        match waiter.answer(&what) {
+            Ok(Value::Int(token)) => {
+                let info =
+                    lock_info(&mut admin, "k").expect("the waiter was answered a token: k is held");
+                assert_eq!((info.owner, info.token), (b"W".to_vec(), token), "{what}");
+            }
+            Ok(Value::Nil) | Err(_) => {
+                assert!(
+                    !owners(&mut admin, "k").contains(&b"W".to_vec()),
+                    "{what}: nil, yet W holds k"
+                );
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+/// docs/operations.md: "MIGRATE (alone, in MULTI, from a script or function): the locks move to
+/// the target, held; their waiters here get nil". With a destination database other than the
+/// source's (`MIGRATE host port key 3 ...` from db 0, or from db 2 to db 0), the waiter left
+/// behind is handed the source's copy while the holder holds it on the target: two owners. The
+/// lock is noted as serialized under the destination database's number, so its deletion in the
+/// source database is not recognised as a move. Redis 7.0, 8.0, Valkey 8.1, 9.1.
+#[test]
+fn migrate_to_another_database_number_never_hands_the_moved_lock_to_a_waiter_left_behind() {
+    let source = Server::start();
+    let target = Server::start();
+    let port = target.port().to_string();
+    let mut failures = Vec::new();
+    for (from, to) in [(0i64, 3i64), (2, 0)] {
+        for how in ["plain", "multi", "keys", "eval"] {
+            let mut src = source.conn();
+            ok(call!(&mut src, "SELECT", from), "SELECT");
+            int(call!(&mut src, "LOCK.ACQUIRE", "k", "H", TTL), "H takes k");
+            let waiter = Waiter::start(&source, from, "k", "W", &["WAIT", "10000"], 0);
+            let to_arg = to.to_string();
+            match how {
+                "plain" => ok(call!(&mut src, "MIGRATE", "127.0.0.1", &port, "k", &to_arg, 5000), "MIGRATE"),
+                "keys" => ok(
+                    call!(&mut src, "MIGRATE", "127.0.0.1", &port, "", &to_arg, 5000, "KEYS", "k"),
+                    "MIGRATE KEYS",
+                ),
+                "eval" => ok(
+                    call!(
+                        &mut src,
+                        "EVAL",
+                        "return redis.call('MIGRATE', '127.0.0.1', ARGV[1], KEYS[1], ARGV[2], 5000)",
+                        1,
+                        "k",
+                        &port,
+                        &to_arg
+                    ),
+                    "EVAL MIGRATE",
+                ),
+                _ => {
+                    let mut multi = redis::pipe();
+                    multi.atomic();
+                    multi.cmd("MIGRATE").arg("127.0.0.1").arg(&port).arg("k").arg(&to_arg).arg(5000);
+                    let _: Value = multi.query(&mut src).expect("EXEC");
+                }
+            }
+            let answer = waiter.answer("MIGRATE");
+            let mut dst = target.conn();
+            ok(call!(&mut dst, "SELECT", to), "SELECT");
+            let on_target = owners(&mut dst, "k");
+            let on_source = owners(&mut src, "k");
+            if !matches!(answer, Ok(Value::Nil)) || !on_source.is_empty() {
+                failures.push(format!(
+                    "{how} MIGRATE db {from} -> db {to}: waiter {answer:?}, source holders {on_source:?}, \
+                     target holders {on_target:?}"
+                ));
+            }
+            // Clean up for the next round.
+            let _ = call!(&mut src, "DEL", "k");
+            let _ = call!(&mut dst, "DEL", "k");
+        }
+    }
+    assert!(failures.is_empty(), "two owners:\n{}", failures.join("\n"));
+}
+
+/// A cluster node that loses a slot with keys in it (another node claims it: `CLUSTER SETSLOT
+/// slot NODE` there and a higher epoch) deletes those keys; a lock there with waiters is then
+/// handed to a waiter on the node that no longer serves the slot, while anyone takes the same key
+/// on the node that does: two owners, and the waiter's token names a key it cannot release
+/// (MOVED). Redis' own blocked clients are redirected instead. Redis 7.0, Valkey 9.1.
+#[test]
+fn a_waiter_is_never_handed_a_lock_in_a_slot_its_node_has_just_lost() {
+    let nodes: Vec<(Server, u16, String)> = (0..2)
+        .map(|_| {
+            let bus = {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                listener.local_addr().unwrap().port()
+            };
+            let server = Server::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--cluster-port",
+                &bus.to_string(),
+            ]);
+            let mut con = server.conn();
+            let id = text(&call!(&mut con, "CLUSTER", "MYID").unwrap()).unwrap();
+            (server, bus, id)
+        })
+        .collect();
+    let mut first = nodes[0].0.conn();
+    ok(
+        call!(
+            &mut first,
+            "CLUSTER",
+            "MEET",
+            "127.0.0.1",
+            nodes[1].0.port(),
+            nodes[1].1
+        ),
+        "MEET",
+    );
+    ok(
+        call!(&mut first, "CLUSTER", "ADDSLOTSRANGE", 0, 8191),
+        "ADDSLOTSRANGE",
+    );
+    let mut second = nodes[1].0.conn();
+    ok(
+        call!(&mut second, "CLUSTER", "ADDSLOTSRANGE", 8192, 16383),
+        "ADDSLOTSRANGE",
+    );
+    for (server, _, _) in &nodes {
+        let mut con = server.conn();
+        wait_until(
+            "cluster_state:ok",
+            || matches!(call!(&mut con, "CLUSTER", "INFO"), Ok(v) if text(&v).unwrap().contains("cluster_state:ok")),
+        );
+    }
+    let key = (0..)
+        .map(|n| format!("k{n}"))
+        .find(|key| int(call!(&mut first, "CLUSTER", "KEYSLOT", key), "KEYSLOT") < 8192)
+        .unwrap();
+    let slot = int(call!(&mut first, "CLUSTER", "KEYSLOT", &key), "KEYSLOT");
+    int(
+        call!(&mut first, "LOCK.ACQUIRE", &key, "H", TTL),
+        "H takes the key",
+    );
+    let waiter = Waiter::start(&nodes[0].0, 0, &key, "W", &["WAIT", "20000"], 0);
+    ok(
+        call!(&mut second, "CLUSTER", "SETSLOT", slot, "NODE", &nodes[1].2),
+        "SETSLOT NODE",
+    );
+    let _ = call!(&mut second, "CLUSTER", "BUMPEPOCH");
+    wait_until(
+        "the first node to learn it lost the slot",
+        || matches!(call!(&mut first, "LOCK.INFO", &key), Err(e) if e.starts_with("MOVED")),
+    );
+    // The key is free where the slot lives now.
+    int(
+        call!(&mut second, "LOCK.ACQUIRE", &key, "X", TTL),
+        "X takes the key on its new node",
+    );
+    let answer = waiter
+        .reply
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap_or(Ok(Value::Nil));
+    assert!(
+        !matches!(answer, Ok(Value::Int(_))),
+        "W was handed {key} (slot {slot}) on a node that no longer serves it, while X holds it on \
+         the node that does: {answer:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// HELD n
+// ---------------------------------------------------------------------------------------------
+
+/// README: `HELD n` "makes the call take effect once": one step on means an earlier attempt
+/// of the same call took effect. An owner that holds a key shared (or one permit of LIMIT 3) and
+/// asks for it exclusive (or as LIMIT 5, or shared) with `HELD 0` is answered its token, as if
+/// granted, where the same call without HELD is refused (an upgrade in place, a limit that
+/// differs). No earlier attempt of that call can have made the hold it has: a reader told it
+/// holds the write lock writes while other readers hold the key. Redis 7.0, Valkey 9.1.
+#[test]
+fn held_0_never_turns_a_refused_upgrade_or_limit_change_into_a_grant() {
+    let server = Server::start();
+    let mut con = server.conn();
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "rw", "X", TTL, "SHARED"),
+        "X reads",
+    );
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "rw", "Y", TTL, "SHARED"),
+        "Y reads",
+    );
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "sem", "P", TTL, "LIMIT", 3),
+        "P takes a permit",
+    );
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("rw", "X", &[]),
+        ("sem", "P", &["LIMIT", "5"]),
+        ("sem", "P", &[]),
+        ("sem", "P", &["SHARED"]),
+    ];
+    let mut failures = Vec::new();
+    for (key, owner, options) in cases {
+        let mut plain = redis::cmd("LOCK.ACQUIRE");
+        plain.arg(key).arg(owner).arg(TTL).arg(options);
+        let without = run(&mut con, &plain);
+        assert!(
+            without.is_err(),
+            "{key} {owner} {options:?} without HELD: {without:?}"
+        );
+        let mut held = plain.clone();
+        held.arg("HELD").arg(0);
+        let with = run(&mut con, &held);
+        if with.is_ok() {
+            failures.push(format!(
+                "LOCK.ACQUIRE {key} {owner} {options:?} HELD 0 answered {with:?}; without HELD: {without:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A client whose `LOCK.ACQUIRE ... WAIT ... HELD 0` timed out on its side retries on a new
+/// connection while the first is still open on the server (a half-open connection, redis-py's
+/// retry): both wait in line. When the lock is handed over, the first is granted and the second
+/// admitted as a reentry, count 2: the retried call took effect twice, and the client's one
+/// release (`HELD 1`) is refused and leaves the key held. Redis 7.0, Valkey 9.1.
+#[test]
+fn a_retried_waiting_acquire_with_held_0_counts_once_when_both_attempts_are_admitted() {
+    let server = Server::start();
+    let mut con = server.conn();
+    int(call!(&mut con, "LOCK.ACQUIRE", "k", "H", TTL), "H takes k");
+    let first = Waiter::start(&server, 0, "k", "W", &["WAIT", "10000", "HELD", "0"], 0);
+    let retry = Waiter::start(&server, 0, "k", "W", &["WAIT", "10000", "HELD", "0"], 1);
+    assert_eq!(
+        int(call!(&mut con, "LOCK.RELEASE", "k", "H"), "H releases"),
+        0
+    );
+    let a = int(first.answer("first attempt"), "first attempt");
+    let b = int(retry.answer("retry"), "retry");
+    assert_eq!(a, b, "the same hold");
+    let info = lock_info(&mut con, "k").expect("W holds k");
+    assert_eq!(
+        info.count, 1,
+        "a retried LOCK.ACQUIRE ... HELD 0 counted twice: {info:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys that outlive every hold
+// ---------------------------------------------------------------------------------------------
+
+/// A shared key with two holders expiring in `ttls` ms, its DUMP payload.
+fn shared_payload(con: &mut redis::Connection, key: &str, ttls: [u64; 2]) -> Vec<u8> {
+    int(
+        call!(con, "LOCK.ACQUIRE", key, "X", ttls[0], "SHARED"),
+        "X reads",
+    );
+    int(
+        call!(con, "LOCK.ACQUIRE", key, "Y", ttls[1], "SHARED"),
+        "Y reads",
+    );
+    let payload = dump(con, key);
+    int(call!(con, "DEL", key), "DEL");
+    payload
+}
+
+/// Every lock key in databases 0..8 (name and database).
+fn lock_keys(con: &mut redis::Connection) -> Vec<(i64, String)> {
+    let mut found = Vec::new();
+    for db in 0..8 {
+        ok(call!(con, "SELECT", db), "SELECT");
+        let keys: Vec<String> = match call!(con, "KEYS", "*") {
+            Ok(Value::Array(keys)) => keys.iter().filter_map(text).collect(),
+            other => panic!("KEYS: {other:?}"),
+        };
+        found.extend(keys.into_iter().map(|key| (db, key)));
+    }
+    ok(call!(con, "SELECT", 0), "SELECT");
+    found
+}
+
+/// Issue 17 item 10: "A key whose every hold has expired must go, whatever its restore ttl."
+/// `RESTORE key 0` of a multi-holder key fixes the key's expiry from a 0 ms timer, under the
+/// name and database it was restored as. RENAME, MOVE, COPY or SWAPDB in the same MULTI or
+/// script move the key (or copy it) first: it keeps no expiry after its holders expired
+/// (PTTL -1, LOCK.INFO nil, counted in lock_held), for good. Redis 7.0, Valkey 9.1.
+#[test]
+#[ignore = "known gap: a restored key moved before its expiry fix-up keeps no ttl"]
+fn a_key_restored_without_ttl_and_moved_in_the_same_transaction_goes_with_its_holders() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let payload = shared_payload(&mut con, "src", [300, 400]);
+    let mut lingering = Vec::new();
+    let moves: [(&str, &[&str]); 5] = [
+        ("RENAME", &["RENAME", "r", "r2"]),
+        ("MOVE", &["MOVE", "r", "5"]),
+        ("COPY", &["COPY", "r", "r2"]),
+        ("SWAPDB", &["SWAPDB", "0", "1"]),
+        ("SCRIPT", &[]),
+    ];
+    for (name, then) in moves {
+        ok(call!(&mut con, "FLUSHALL"), "FLUSHALL");
+        if name == "SCRIPT" {
+            ok(
+                call!(
+                    &mut con,
+                    "EVAL",
+                    "redis.call('RESTORE', KEYS[1], 0, ARGV[1]); return redis.call('RENAME', KEYS[1], KEYS[2])",
+                    2,
+                    "r",
+                    "r2",
+                    payload.as_slice()
+                ),
+                "EVAL RESTORE RENAME",
+            );
+        } else {
+            let mut multi = redis::pipe();
+            multi.atomic();
+            multi.cmd("RESTORE").arg("r").arg(0).arg(payload.as_slice());
+            let mut cmd = redis::cmd(then[0]);
+            for arg in &then[1..] {
+                cmd.arg(*arg);
+            }
+            multi.add_command(cmd);
+            let _: Value = multi.query(&mut con).expect("EXEC");
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        if !holds_within(Duration::from_secs(2), || lock_keys(&mut con).is_empty()) {
+            lingering.push(format!(
+                "RESTORE r 0 then {name}: {:?} left",
+                lock_keys(&mut con)
+            ));
+        }
+    }
+    assert!(
+        lingering.is_empty(),
+        "keys outlived every hold:\n{}\nlock_held {}",
+        lingering.join("\n"),
+        info_int(&mut con, "lock_held")
+    );
+}
+
+/// docs/holds.md: for holds other than a plain lock, "PERSIST or a later expiry extends none
+/// (each holder keeps its own)". The holds do end, but the key stays for good: EXISTS 1, PTTL
+/// -1, LOCK.INFO nil, MEMORY USAGE 112-160 B, counted in lock_held, the symptom of issue 17
+/// item 10 by another admin command. Redis 7.0, Valkey 9.1.
+#[test]
+#[ignore = "known gap: PERSIST on a multi-holder key leaves the key after its holds end (no signal of PERSIST without taxing every command)"]
+fn persist_on_a_shared_limit_or_session_key_leaves_no_key_after_every_hold_expired() {
+    let server = Server::start();
+    let mut con = server.conn();
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "shared", "X", 300, "SHARED"),
+        "X reads",
+    );
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "shared", "Y", 400, "SHARED"),
+        "Y reads",
+    );
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "sem", "X", 300, "LIMIT", 3),
+        "a permit",
+    );
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "session", "X", 300, "SESSION"),
+        "a session hold",
+    );
+    for key in ["shared", "sem", "session"] {
+        assert_eq!(int(call!(&mut con, "PERSIST", key), "PERSIST"), 1);
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    for key in ["shared", "sem", "session"] {
+        assert!(
+            lock_info(&mut con, key).is_none(),
+            "{key}: every hold has expired"
+        );
+    }
+    let gone = holds_within(Duration::from_secs(2), || lock_keys(&mut con).is_empty());
+    assert!(
+        gone,
+        "after PERSIST the keys outlive every hold: {:?} (PTTL {:?}), lock_held {}",
+        lock_keys(&mut con),
+        call!(&mut con, "PTTL", "shared"),
+        info_int(&mut con, "lock_held")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session holds
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 17 item 6: the session index must be "bounded by what the connection holds now". It is
+/// swept only when a new entry passes twice what the connection held at the last sweep: a
+/// connection that took 200 session holds keeps 200 entries after they all expired, after
+/// FLUSHALL, and after taking and releasing 200 more, while it holds nothing.
+/// Redis 7.0, Valkey 9.1.
+#[test]
+#[ignore = "known gap: the session index is swept when it doubles (amortised), not after every expiry"]
+fn the_session_index_follows_what_the_connection_holds_now() {
+    let server = Server::start();
+    let mut holder = server.conn();
+    let mut admin = server.conn();
+    let mut take = redis::pipe();
+    for n in 0..200 {
+        take.cmd("LOCK.ACQUIRE")
+            .arg(format!("t{n}"))
+            .arg("C")
+            .arg(300)
+            .arg("SESSION");
+    }
+    let _: Value = take.query(&mut holder).expect("200 session holds");
+    assert_eq!(info_int(&mut admin, "lock_session_index_keys"), 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!((0..200).all(|n| lock_info(&mut admin, &format!("t{n}")).is_none()));
+    ok(call!(&mut admin, "FLUSHALL"), "FLUSHALL");
+    let mut churn = redis::pipe();
+    for n in 0..200 {
+        churn
+            .cmd("LOCK.ACQUIRE")
+            .arg(format!("u{n}"))
+            .arg("C")
+            .arg(TTL)
+            .arg("SESSION");
+        churn.cmd("LOCK.RELEASE").arg(format!("u{n}")).arg("C");
+    }
+    let _: Value = churn.query(&mut holder).expect("take and release");
+    let followed = holds_within(Duration::from_secs(2), || {
+        info_int(&mut admin, "lock_session_index_keys") == 0
+    });
+    assert!(
+        followed,
+        "the connection holds no session hold, the index keeps {} entries",
+        info_int(&mut admin, "lock_session_index_keys")
+    );
+}
+
+/// docs/holds.md: a session hold moved by RENAME "is gone for every command at once" when its
+/// connection closes; the key is rewritten by the next command that touches it. Nothing
+/// propagates the end meanwhile: the replica's LOCK.INFO still shows the dead connection's hold,
+/// and a failover brings it back, refusing every other owner until its ttl.
+/// Redis 7.0, Valkey 9.1.
+#[test]
+#[ignore = "known gap: a moved session hold's end reaches replicas only when a command next writes the key"]
+fn a_renamed_session_hold_whose_connection_closed_is_gone_on_the_replica_and_after_failover() {
+    let master = Server::start();
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut admin = master.conn();
+    let mut holder = master.conn();
+    let holder_id = int(call!(&mut holder, "CLIENT", "ID"), "CLIENT ID");
+    int(
+        call!(&mut holder, "LOCK.ACQUIRE", "c", "C", TTL, "SESSION"),
+        "C takes c",
+    );
+    ok(call!(&mut admin, "RENAME", "c", "c2"), "RENAME");
+    int(
+        call!(&mut admin, "CLIENT", "KILL", "ID", holder_id),
+        "CLIENT KILL",
+    );
+    assert!(
+        lock_info(&mut admin, "c2").is_none(),
+        "gone on the master at once"
+    );
+    int(call!(&mut admin, "WAIT", 1, 5000), "WAIT");
+    let mut rep = replica.conn();
+    let gone = holds_within(Duration::from_secs(2), || {
+        lock_info(&mut rep, "c2").is_none()
+    });
+    let on_replica = lock_info(&mut rep, "c2");
+    ok(call!(&mut rep, "REPLICAOF", "NO", "ONE"), "promote");
+    let after_failover = call!(&mut rep, "LOCK.ACQUIRE", "c2", "D", TTL);
+    assert!(
+        gone && matches!(after_failover, Ok(Value::Int(_))),
+        "the master says c2 is free; the replica shows {on_replica:?}; after failover D gets \
+         {after_failover:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens, payloads, configs
+// ---------------------------------------------------------------------------------------------
+
+/// README: tokens rise per key across failovers. A node's own lead is not bounded: each
+/// promotion adds `lock.split-allowance-ms` (up to a day), and 4,000 `REPLICAOF host port` /
+/// `REPLICAOF NO ONE` pairs (a fraction of a second) put its tokens 11 years ahead of its clock.
+/// Its replica takes in at most ten years ("left out of the counter"), so after a failover the
+/// new master grants the same key a lower token than the old master did. (About 82,000 pairs end
+/// every grant with "fencing tokens exhausted" until a restart.) Redis 7.0.
+#[test]
+fn thousands_of_promotions_never_let_tokens_fall_after_a_failover() {
+    let master = Server::start();
+    let replica = Server::start();
+    let mut con = master.conn();
+    ok(
+        call!(
+            &mut con,
+            "CONFIG",
+            "SET",
+            "lock.split-allowance-ms",
+            86_400_000
+        ),
+        "allowance",
+    );
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere_port = nowhere.local_addr().unwrap().port();
+    drop(nowhere);
+    let mut flaps = redis::pipe();
+    for _ in 0..4000 {
+        flaps.cmd("REPLICAOF").arg("127.0.0.1").arg(nowhere_port);
+        flaps.cmd("REPLICAOF").arg("NO").arg("ONE");
+    }
+    let _: Value = flaps.query(&mut con).expect("promotions");
+    replica.replicate_from(&master);
+    let old = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "old", 100),
+        "old master's grant",
+    );
+    int(call!(&mut con, "WAIT", 1, 5000), "WAIT");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut rep = replica.conn();
+    ok(call!(&mut rep, "REPLICAOF", "NO", "ONE"), "promote");
+    let new = int(
+        call!(&mut rep, "LOCK.ACQUIRE", "k", "new", TTL),
+        "new master's grant",
+    );
+    assert!(
+        new > old,
+        "token order broken across the failover: {old} then {new}"
+    );
+}
+
+fn crc64(data: &[u8]) -> u64 {
+    const REFLECTED_POLY: u64 = 0x95ac_9329_ac4b_c9b5;
+    let mut crc = 0u64;
+    for &byte in data {
+        crc ^= u64::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ REFLECTED_POLY
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
+/// docs/operations.md: a restored holder expiring beyond any ttl is refused ("no grant, reentry
+/// or renewal can set such an expiry, and the hold would outlast every ttl"). A holder with no
+/// expiry at all (the field 0) in a multi-holder payload is accepted: `RESTORE key 0` makes
+/// shared holds, or an exclusive session hold, that never end (PTTL -1, holder ttl -1), which no
+/// grant can make either (PERSIST does not make them permanent). Redis 7.0, Valkey 9.1.
+#[test]
+#[ignore = "known gap: RESTORE accepts a holder without expiry (the committed fixtures use one)"]
+fn a_restored_holder_that_never_expires_is_refused_like_one_beyond_any_ttl() {
+    let server = Server::start_with(&["--rdbcompression", "no"]);
+    let mut con = server.conn();
+    let mut failures = Vec::new();
+    for options in [&["SHARED"][..], &["SESSION"][..]] {
+        let mut take = redis::cmd("LOCK.ACQUIRE");
+        take.arg("src").arg("OWNERX").arg(TTL).arg(options);
+        int(run(&mut con, &take), "take");
+        let mut payload = dump(&mut con, "src");
+        int(call!(&mut con, "DEL", "src"), "DEL");
+        let owner_at = payload
+            .windows(6)
+            .position(|window| window == b"OWNERX")
+            .expect("the owner in the payload");
+        // flags u8 | client u64 | expires_at i64 | packed u64 | owner length u16 | owner
+        let expiry_at = owner_at - 18;
+        let year_9999: i64 = 253_402_300_799_000;
+        for expires_at in [year_9999, 0] {
+            payload[expiry_at..expiry_at + 8].copy_from_slice(&expires_at.to_le_bytes());
+            let body = payload.len() - 8;
+            let crc = crc64(&payload[..body]);
+            payload[body..].copy_from_slice(&crc.to_le_bytes());
+            let restored = call!(&mut con, "RESTORE", "r", 0, payload.as_slice(), "REPLACE");
+            if restored.is_ok() {
+                failures.push(format!(
+                    "{options:?} holder expiring at {expires_at}: RESTORE answered {restored:?}, PTTL {:?}",
+                    call!(&mut con, "PTTL", "r")
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// docs/operations.md: "lowering the config never locks a holder out of its own hold"; clients
+/// reenter with LOCK.ACQUIRE (docs/holds.md: "the owner's LOCK.ACQUIRE ... adds one to its
+/// count"), and retry it with HELD. After `lock.max-owner-bytes` is lowered below a holder's
+/// owner, its reentry through LOCK.ACQUIRE is refused, and so is the retry (`HELD 0`) of the
+/// very grant it holds: the client is told it failed while it holds the key until the ttl.
+/// Redis 7.0, Valkey 9.1.
+#[test]
+fn a_lowered_max_owner_bytes_never_refuses_a_holders_own_acquire_or_its_retry() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let owner = "o".repeat(500);
+    let token = int(call!(&mut con, "LOCK.ACQUIRE", "k", &owner, TTL), "take");
+    ok(
+        call!(&mut con, "CONFIG", "SET", "lock.max-owner-bytes", 100),
+        "lower",
+    );
+    let retry = call!(&mut con, "LOCK.ACQUIRE", "k", &owner, TTL, "HELD", 0);
+    let reentry = call!(&mut con, "LOCK.ACQUIRE", "k", &owner, TTL);
+    assert_eq!(
+        (retry, reentry),
+        (Ok(Value::Int(token)), Ok(Value::Int(token))),
+        "the holder's own LOCK.ACQUIRE (retry, reentry) after lowering lock.max-owner-bytes"
+    );
+}
