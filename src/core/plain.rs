@@ -265,6 +265,12 @@ mod tests {
                             "acquire {held:?} HELD {expected:?} ttl {ttl}"
                         );
                         assert_eq!(plain_tokens, general_tokens);
+                        // Whether the owner-length check of a new holder applies.
+                        let mut holds = held.map_or_else(Holds::default, |held| {
+                            Holds::from_lock(held.lock, held.expires_at)
+                        });
+                        holds.expire(NOW);
+                        assert_eq!(holds_live(*held, b"a", NOW), holds.holder(b"a").is_some());
                         cases += 1;
                     }
                 }
