@@ -2,8 +2,9 @@
 """Server instructions per lock + unlock pair, for every kind of hold and for the unsafe floor
 (SET NX PX + DEL), counted by callgrind: repeatable on a noisy machine, unlike any timing.
 
-usage: bench/pair_cost.py [--server PATH] [--pairs N] [--kinds K,K,...]
-                          [--check BOUND_FILE --name SERVER_NAME] [--keep DIR] MODULE.so
+usage: bench/pair_cost.py [--server PATH] [--pairs N] [--kinds K,K,...] [--seeds N]
+                          [--server-args ARGS] [--check BOUND_FILE --name SERVER_NAME]
+                          [--keep DIR] MODULE.so
 
 Each kind runs on its own server (redis-server under valgrind --tool=callgrind
 --toggle-collect=processCommand: the lookup, ACL, the command itself and its reply, nothing of
@@ -21,6 +22,13 @@ kinds that need a key held beforehand subtract the run of that hold alone:
   by EVALSHA): minus the run that only loads the scripts and fills the keyspace;
   reentry (the holder acquires again, then releases once): minus the exclusive run;
   shared-beside (a second reader joins one already there): minus the shared run.
+
+Counts repeat to the instruction (to ~0.1% between invocations: the server's once-a-second
+cron allocates between commands), because what moved them is fixed: the hash seed (read from
+fixed bytes in a private mount namespace, where that is allowed), ASLR (setarch -R), jemalloc's
+clock-driven purging, the slowlog, and the length of every path, port and environment variable
+the server starts with (its layout in memory moves the allocator's and libc's counts). Each
+figure is the mean over --seeds fixed seeds (3), each seed's plain-pair ratio printed.
 
 --check BOUND_FILE --name NAME: measure the floor and the exclusive pair only, print both and
 their ratio, and exit 1 if the ratio exceeds the bound the file gives for NAME (a line
