@@ -691,22 +691,6 @@ fn thousands_of_promotions_never_let_tokens_fall_after_a_failover() {
     );
 }
 
-fn crc64(data: &[u8]) -> u64 {
-    const REFLECTED_POLY: u64 = 0x95ac_9329_ac4b_c9b5;
-    let mut crc = 0u64;
-    for &byte in data {
-        crc ^= u64::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ REFLECTED_POLY
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
-
 /// docs/operations.md: a restored holder expiring beyond any ttl is refused ("no grant, reentry
 /// or renewal can set such an expiry, and the hold would outlast every ttl"). A holder with no
 /// expiry at all (the field 0) in a multi-holder payload is accepted: `RESTORE key 0` makes
