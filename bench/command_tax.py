@@ -22,6 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ left in bench/
 import pair_cost  # noqa: E402  (the repeatable server set-up)
 
 REDIS_SERVER = "/usr/bin/redis-server"
