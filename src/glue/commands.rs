@@ -8,7 +8,7 @@ use super::blocking;
 use super::configs;
 use super::context::{now, Ctx};
 use super::entry::{command_entry, Args};
-use super::handoff::{self, settle, why_gone, Freed, Handling};
+use super::handoff::{self, settle, settle_released, why_gone, Freed, Handling};
 use super::keys::{Found, LockKey};
 use super::replicate;
 use super::session_index;
@@ -413,12 +413,7 @@ fn release_holds(
             if let Some(client) = session {
                 session_index::unregister(client, db, key_bytes);
             }
-            let freed = Freed::Released;
-            if settle(
-                ctx, &mut key, name, db, key_bytes, &mut holds, now, freed, true,
-            ) {
-                key.notify(Event::Del);
-            }
+            settle_released(ctx, &mut key, name, db, key_bytes, &mut holds, now);
         }
     }
     Ok(())

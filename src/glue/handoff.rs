@@ -167,6 +167,34 @@ pub fn settle(
     plan.free_after
 }
 
+/// A hold was let go (released to 0, its session closed, taken back from a client gone before
+/// its reply): `holds` is changed and not yet stored. Settles it like a release, and publishes
+/// `del` if nobody holds the key any more.
+#[allow(clippy::too_many_arguments)]
+pub fn settle_released(
+    ctx: Ctx,
+    key: &mut LockKey,
+    name: *mut RedisModuleString,
+    db: i32,
+    key_bytes: &[u8],
+    holds: &mut Holds,
+    now: Millis,
+) {
+    if settle(
+        ctx,
+        key,
+        name,
+        db,
+        key_bytes,
+        holds,
+        now,
+        Freed::Released,
+        true,
+    ) {
+        key.notify(Event::Del);
+    }
+}
+
 /// The longest a waited-for lock goes unexamined: an admin's EXPIRE or PEXPIRE on the key
 /// moves its expiry behind our timers' back (watching for it with keyspace events would tax
 /// every EXPIRE and DEL on the server), so the check comes back at least this often.
@@ -235,7 +263,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
             if closed && expired == 0 {
                 // A session's connection closed (its hold may have been renamed or moved
                 // here): its weight goes to the queue.
-                if settle(
+                settle_released(
                     ctx,
                     &mut lock_key,
                     name.as_ptr(),
@@ -243,11 +271,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
                     bytes,
                     &mut holds,
                     now,
-                    Freed::Released,
-                    true,
-                ) {
-                    lock_key.notify(Event::Del);
-                }
+                );
             } else if expired > 0 {
                 let others_hold_on = !holds.is_free();
                 if others_hold_on {
@@ -362,8 +386,7 @@ fn take_back(ctx: Ctx, key: &KeyRef, token: u64) {
         return;
     }
     let (db, bytes) = (key.db, &key.name[..]);
-    let freed = Freed::Released;
-    if settle(
+    settle_released(
         ctx,
         &mut lock_key,
         name.as_ptr(),
@@ -371,9 +394,5 @@ fn take_back(ctx: Ctx, key: &KeyRef, token: u64) {
         bytes,
         &mut holds,
         now(),
-        freed,
-        true,
-    ) {
-        lock_key.notify(Event::Del);
-    }
+    );
 }

@@ -26,10 +26,9 @@ use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
 use super::context::{now, subscribe_to_server_event, Ctx};
 use super::entry::run_callback;
-use super::handoff::{self, settle, Freed, Handling};
+use super::handoff::{self, Handling};
 use super::keys::{LockKey, OwnedString};
 use super::session_index::{self, SessionKeys};
-use super::signals::Event;
 use super::timers::{self, propagating_timer};
 
 thread_local! {
@@ -103,18 +102,6 @@ fn end_on_key(ctx: Ctx, client: u64, db: i32, key: &[u8]) -> bool {
     }
     let now = now();
     holds.expire(now);
-    if settle(
-        ctx,
-        &mut lock_key,
-        name.as_ptr(),
-        db,
-        key,
-        &mut holds,
-        now,
-        Freed::Released,
-        true,
-    ) {
-        lock_key.notify(Event::Del);
-    }
+    handoff::settle_released(ctx, &mut lock_key, name.as_ptr(), db, key, &mut holds, now);
     true
 }
