@@ -3,19 +3,6 @@
 
 use redis_module::raw;
 
-use super::api::rm;
-use super::blocking;
-use super::configs;
-use super::context::{now, Ctx};
-use super::entry::{command_entry, Args};
-use super::handoff::{self, settle, settle_released, why_gone, Freed, Handling};
-use super::keys::{Found, LockKey};
-use super::replicate;
-use super::session_index;
-use super::signals::Event;
-use super::stats::{self, Counter};
-use super::token_counter::{self, with_tokens, Beyond};
-use super::waiters::{self, KeyRef, Wanted};
 use crate::core::encoding::decode_holds;
 use crate::core::error::{Command, LockError};
 use crate::core::holds::{
@@ -28,6 +15,19 @@ use crate::core::request::{
     parse_release, parse_renew, parse_tokens, AcquireRequest, ReleaseRequest,
 };
 use crate::core::Millis;
+use crate::glue::effects::keys::{Found, LockKey};
+use crate::glue::effects::replicate;
+use crate::glue::effects::signals::Event;
+use crate::glue::effects::stats::{self, Counter};
+use crate::glue::effects::token_counter::{self, with_tokens, Beyond};
+use crate::glue::server::api::rm;
+use crate::glue::server::configs;
+use crate::glue::server::context::{now, Ctx};
+use crate::glue::server::entry::{command_entry, Args};
+use crate::glue::waiting::blocking;
+use crate::glue::waiting::handoff::{self, settle, settle_released, why_gone, Freed, Handling};
+use crate::glue::waiting::session_index;
+use crate::glue::waiting::waiters::{self, KeyRef, Wanted};
 
 command_entry!(acquire_entry, Command::Acquire, acquire);
 command_entry!(reenter_entry, Command::Reenter, reenter);

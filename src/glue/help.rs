@@ -6,9 +6,9 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::raw::{RedisModuleCtx, RedisModuleString};
 
-use super::api::rm;
-use super::context::OK;
-use super::entry::run_callback;
+use crate::glue::server::api::rm;
+use crate::glue::server::context::OK;
+use crate::glue::server::entry::run_callback;
 
 /// (syntax, what it does). The syntax is the one `COMMAND DOCS` gives (tests/metadata.rs checks
 /// the two agree); `ttl` and `timeout` are milliseconds.

@@ -6,13 +6,13 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::raw::{self, RedisModuleCmdFunc, RedisModuleCommand, RedisModuleCtx};
 
-use super::api::rm;
-use super::command_filter;
 use super::command_info::{key_specs, Arg, ArgKind, RawArgs};
 use super::commands;
-use super::context::{log, Ctx};
-use super::entry::run_callback;
 use super::help;
+use crate::glue::server::api::rm;
+use crate::glue::server::context::{log, Ctx};
+use crate::glue::server::entry::run_callback;
+use crate::glue::waiting::command_filter;
 
 struct CommandSpec {
     name: &'static CStr,

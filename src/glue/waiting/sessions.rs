@@ -24,12 +24,12 @@ use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
-use super::context::{now, subscribe_to_server_event, Ctx};
-use super::entry::run_callback;
-use super::handoff::{self, Handling};
-use super::keys::{LockKey, OwnedString};
-use super::session_index::{self, SessionKeys};
-use super::timers::{self, propagating_timer};
+use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::server::context::{now, subscribe_to_server_event, Ctx};
+use crate::glue::server::entry::run_callback;
+use crate::glue::server::timers::{self, propagating_timer};
+use crate::glue::waiting::handoff::{self, Handling};
+use crate::glue::waiting::session_index::{self, SessionKeys};
 
 thread_local! {
     /// Disconnected clients whose holds are still to end, by timer id (the client id).

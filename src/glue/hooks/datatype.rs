@@ -11,19 +11,21 @@ use redis_module::raw::{
     RedisModuleType,
 };
 
-use super::api::rm;
-use super::context::{detached, log, now, Ctx};
-use super::entry::{run_callback, string_bytes};
-use super::keys::{LockKey, OwnedString};
-use super::replicate::{self, ApplyArgs, APPLY_COMMAND, APPLY_FORMAT, HOLDS_FORMAT, HOLDS_TAG};
-use super::signals::Event;
-use super::timers::{self, propagating_timer};
-use super::token_counter::{self, last_token, Beyond};
-use super::value::{free_value, into_value, into_value_checked, stored, Stored};
 use crate::core::encoding::{
     check_expiries, decode_holds, decode_value, encode_holds, Value, ENCODING_VERSION,
 };
 use crate::core::Millis;
+use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::effects::replicate::{
+    self, ApplyArgs, APPLY_COMMAND, APPLY_FORMAT, HOLDS_FORMAT, HOLDS_TAG,
+};
+use crate::glue::effects::signals::Event;
+use crate::glue::effects::token_counter::{self, last_token, Beyond};
+use crate::glue::server::api::rm;
+use crate::glue::server::context::{detached, log, now, Ctx};
+use crate::glue::server::entry::{run_callback, string_bytes};
+use crate::glue::server::timers::{self, propagating_timer};
+use crate::glue::server::value::{free_value, into_value, into_value_checked, stored, Stored};
 
 /// The type's name as `TYPE key` shows it (Redis wants exactly 9 characters).
 pub const TYPE_NAME: &str = "rlocklock";
@@ -50,7 +52,7 @@ pub static LOCK_TYPE: RedisType = RedisType::new(
         copy2: None,
         free_effort2: None,
         mem_usage2: Some(mem_usage2),
-        unlink2: Some(super::events::lock_unlinked),
+        unlink2: Some(crate::glue::hooks::events::lock_unlinked),
     },
 );
 
@@ -262,7 +264,7 @@ fn expire_with_latest_holder(ctx: Ctx, db: i32, name: &[u8], now: Millis) {
 unsafe extern "C" fn rdb_save(rdb: *mut RedisModuleIO, value: *mut c_void) {
     run_callback("rdb_save", (), || {
         // SAFETY: rdb is the live saving stream of this call.
-        unsafe { super::migration::note_serialized(rdb) };
+        unsafe { crate::glue::waiting::migration::note_serialized(rdb) };
         // SAFETY: the server passes a value of our type.
         let bytes = match unsafe { stored(value) } {
             Some(Stored::Plain(lock)) => lock.as_bytes(),
@@ -344,8 +346,9 @@ unsafe extern "C" fn mem_usage2(
         // SAFETY: the server passes a value of our type, which is only read.
         let own = unsafe { value_memory(value) };
         // SAFETY: ctx is the live key context of this call.
-        let queued =
-            unsafe { key_of(ctx) }.map_or(0, |(db, name)| super::waiters::queue_memory(db, name));
+        let queued = unsafe { key_of(ctx) }.map_or(0, |(db, name)| {
+            crate::glue::waiting::waiters::queue_memory(db, name)
+        });
         own.saturating_add(queued)
     })
 }
@@ -382,7 +385,7 @@ unsafe fn key_of<'a>(ctx: *mut RedisModuleKeyOptCtx) -> Option<(i32, &'a [u8])> 
 /// `value` must be null or a live value of ours.
 unsafe fn value_memory(value: *const c_void) -> usize {
     // SAFETY: the caller promises a live value of ours.
-    let bytes = unsafe { super::value::size_of(value.cast_mut()) };
+    let bytes = unsafe { crate::glue::server::value::size_of(value.cast_mut()) };
     if bytes == 0 {
         return 0;
     }

@@ -12,20 +12,20 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
-use super::api::rm;
-use super::context::{now, Ctx};
-use super::entry::run_callback;
-use super::keys::{LockKey, OwnedString};
-use super::migration;
-use super::replicate;
-use super::signals::Event;
-use super::stats::{self, Counter};
-use super::timers::{self, propagating_timer, PAUSED_RETRY_MS};
-use super::token_counter::with_tokens;
-use super::waiters::{self, KeyRef};
 use crate::core::handoff;
 use crate::core::holds::{Admission, Holds};
 use crate::core::Millis;
+use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::effects::replicate;
+use crate::glue::effects::signals::Event;
+use crate::glue::effects::stats::{self, Counter};
+use crate::glue::effects::token_counter::with_tokens;
+use crate::glue::server::api::rm;
+use crate::glue::server::context::{now, Ctx};
+use crate::glue::server::entry::run_callback;
+use crate::glue::server::timers::{self, propagating_timer, PAUSED_RETRY_MS};
+use crate::glue::waiting::migration;
+use crate::glue::waiting::waiters::{self, KeyRef};
 
 /// Set while we change lock keys ourselves, so our own deletions do not schedule checks. An
 /// atomic, not a thread_local: every LOCK command sets it (see propagation.rs).
@@ -150,7 +150,7 @@ pub fn settle(
         key.notify(Event::Expire);
         stats::count(freed.counter());
         if let Some(client) = waiter.session_client() {
-            super::session_index::register(client, key_ref());
+            crate::glue::waiting::session_index::register(client, key_ref());
         }
         waiter.client.unblock_granted(token, key_ref());
     }

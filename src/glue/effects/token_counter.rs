@@ -6,9 +6,9 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use super::context::{log, now};
-use super::stats::{self, Counter};
 use crate::core::tokens::{BeyondCeiling, TokenCounter};
+use crate::glue::effects::stats::{self, Counter};
+use crate::glue::server::context::{log, now};
 
 /// The last token handed out or seen. Commands run on the main thread only; an atomic keeps
 /// the static safe without a lock, and lets a fork child's aux_save read it.

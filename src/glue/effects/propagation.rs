@@ -15,10 +15,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{self, RedisModuleCtx};
 
-use super::api::rm;
-use super::context::Ctx;
-use super::entry::run_callback;
-use super::timers;
+use crate::glue::server::api::rm;
+use crate::glue::server::context::Ctx;
+use crate::glue::server::entry::run_callback;
+use crate::glue::server::timers;
 
 /// How often to ask INFO whether replicas or a backlog are gone.
 const CHECK_EVERY_MS: i64 = 1000;

@@ -2,17 +2,17 @@
 
 use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
 
-use super::api::rm;
-use super::context::{client_connected, Ctx};
-use super::signals::{self, Event};
-use super::stats::{self, Counter};
-use super::value::{into_value, into_value_checked, lock_type, stored, Stored};
 use crate::core::encoding::{decode_holds, encode_holds};
 use crate::core::error::LockError;
 use crate::core::holds::Holds;
 use crate::core::lock::Lock;
 use crate::core::plain::Held;
 use crate::core::Millis;
+use crate::glue::effects::signals::{self, Event};
+use crate::glue::effects::stats::{self, Counter};
+use crate::glue::server::api::rm;
+use crate::glue::server::context::{client_connected, Ctx};
+use crate::glue::server::value::{into_value, into_value_checked, lock_type, stored, Stored};
 
 /// What a key holds, looked at without decoding anything.
 pub enum Found<'a> {
@@ -243,7 +243,7 @@ impl LockKey {
         let stored = unsafe { rm!(RedisModule_ModuleTypeSetValue)(self.key, lock_type(), value) };
         if stored != raw::REDISMODULE_OK as i32 {
             // SAFETY: the server did not take the value: it is still ours to free, once.
-            unsafe { super::value::free_value(value) };
+            unsafe { crate::glue::server::value::free_value(value) };
             return;
         }
         self.changed = true;

@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::RedisModuleBlockedClient;
 
-use super::api::rm;
-use super::context::Ctx;
-use super::key_ref::KeyRef;
+use crate::glue::server::api::rm;
+use crate::glue::server::context::Ctx;
+use crate::glue::server::key_ref::KeyRef;
 
 pub struct BlockedClient {
     handle: NonNull<RedisModuleBlockedClient>,

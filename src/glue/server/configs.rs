@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
-use super::api::rm;
-use super::context::{log, OK};
 use crate::core::request::{Limits, MAX_OWNER_BYTES, MAX_TTL_MS};
 use crate::core::tokens::DEFAULT_SPLIT_ALLOWANCE_MS;
+use crate::glue::server::api::rm;
+use crate::glue::server::context::{log, OK};
 
 struct NumericConfig {
     name: &'static CStr,

@@ -8,8 +8,8 @@ use std::os::raw::c_int;
 
 use redis_module::raw::{self, RedisModuleString};
 
-use super::api::rm;
-use super::context::Ctx;
+use crate::glue::server::api::rm;
+use crate::glue::server::context::Ctx;
 
 /// A keyspace event rlock emits, named as subscribers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicBool, AtomicPtr};
 
 use redis_module::raw::{RedisModuleCommandFilter, RedisModuleCommandFilterCtx, RedisModuleCtx};
 
-use super::api::rm;
-use super::blocked_client;
-use super::context::{detached, Ctx};
-use super::entry::{run_callback, string_bytes};
-use super::timers;
-use super::waiters;
 use crate::core::request::parse_integer;
+use crate::glue::server::api::rm;
+use crate::glue::server::blocked_client;
+use crate::glue::server::context::{detached, Ctx};
+use crate::glue::server::entry::{run_callback, string_bytes};
+use crate::glue::server::timers;
+use crate::glue::waiting::waiters;
 
 // Atomics, not thread_locals: every LOCK.ACQUIRE asks (see propagation.rs).
 /// The registered filter, if any.

@@ -6,8 +6,8 @@ use std::ffi::c_void;
 
 use redis_module::raw::{RedisModuleCtx, RedisModuleTimerID};
 
-use super::api::rm;
-use super::context::Ctx;
+use crate::glue::server::api::rm;
+use crate::glue::server::context::Ctx;
 
 /// How long a timer that must propagate waits while clients are paused (CLIENT PAUSE,
 /// FAILOVER): replicating then would abort the server (`propagateNow` asserts).
@@ -62,13 +62,13 @@ macro_rules! propagating_timer {
             ctx: *mut redis_module::raw::RedisModuleCtx,
             data: *mut std::ffi::c_void,
         ) {
-            $crate::glue::entry::run_callback($what, (), || {
-                let ctx = $crate::glue::context::Ctx(ctx);
-                let id = $crate::glue::timers::id_of(data);
-                if $crate::glue::timers::retry_while_paused(ctx, $name, id) {
+            $crate::glue::server::entry::run_callback($what, (), || {
+                let ctx = $crate::glue::server::context::Ctx(ctx);
+                let id = $crate::glue::server::timers::id_of(data);
+                if $crate::glue::server::timers::retry_while_paused(ctx, $name, id) {
                     return;
                 }
-                let body: fn($crate::glue::context::Ctx, u64) = $body;
+                let body: fn($crate::glue::server::context::Ctx, u64) = $body;
                 body(ctx, id)
             })
         }

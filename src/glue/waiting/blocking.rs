@@ -8,12 +8,12 @@ use std::ptr::NonNull;
 
 use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
 
-use super::api::rm;
-use super::blocked_client::{reply_done, BlockedClient, Grant};
-use super::context::{Ctx, OK};
-use super::entry::run_callback;
-use super::handoff;
-use super::waiters;
+use crate::glue::server::api::rm;
+use crate::glue::server::blocked_client::{reply_done, BlockedClient, Grant};
+use crate::glue::server::context::{Ctx, OK};
+use crate::glue::server::entry::run_callback;
+use crate::glue::waiting::handoff;
+use crate::glue::waiting::waiters;
 
 /// Blocks the calling client with no server-side timeout (ours is a module timer, precise
 /// to the millisecond). `None` if the server refused.

@@ -13,16 +13,16 @@ use std::ffi::{c_char, CStr};
 
 use redis_module::raw::{self, RedisModuleString};
 
-use super::api::rm;
-use super::context::{now, Ctx};
-use super::entry;
-use super::propagation::{self, Listeners};
-use super::timers::{self, propagating_timer};
-use super::token_counter::{last_token, token_floor};
 use crate::core::encoding::encode_holds;
 use crate::core::holds::Holds;
 use crate::core::lock::Lock;
 use crate::core::Millis;
+use crate::glue::effects::propagation::{self, Listeners};
+use crate::glue::effects::token_counter::{last_token, token_floor};
+use crate::glue::server::api::rm;
+use crate::glue::server::context::{now, Ctx};
+use crate::glue::server::entry;
+use crate::glue::server::timers::{self, propagating_timer};
 
 /// The internal command that replays a lock state.
 pub const APPLY_COMMAND: &CStr = c"LOCK.APPLY";

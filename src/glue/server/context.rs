@@ -6,9 +6,9 @@ use std::os::raw::c_int;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
-use super::api::rm;
 use crate::core::error::LockError;
 use crate::core::Millis;
+use crate::glue::server::api::rm;
 
 /// The context the server passes to a command or callback. Copy: it is only a handle.
 #[derive(Clone, Copy)]

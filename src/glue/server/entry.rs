@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{RedisModuleCtx, RedisModuleString};
 
-use super::api::rm;
-use super::context::{Ctx, OK};
 use crate::core::error::{Command, LockError};
+use crate::glue::server::api::rm;
+use crate::glue::server::context::{Ctx, OK};
 
 /// Arguments after the command name read without allocating (LOCK.APPLY takes six); a longer
 /// call, always a refusal, spills into a Vec so the parser can say what is wrong with it.
@@ -173,7 +173,7 @@ pub fn run_callback<T>(what: &str, fallback: T, body: impl FnOnce() -> T) -> T {
         Ok(value) => value,
         Err(_) => {
             let _ = catch_unwind(|| {
-                super::context::log(
+                crate::glue::server::context::log(
                     std::ptr::null_mut(),
                     c"warning",
                     &format!("rlock: a bug in {what} was caught; the log line before says where"),
@@ -198,7 +198,7 @@ pub fn log_panics() {
             || "an unknown place".into(),
             |at| format!("{}:{}", at.file(), at.line()),
         );
-        super::context::log(
+        crate::glue::server::context::log(
             std::ptr::null_mut(),
             c"warning",
             &format!("rlock: panic at {place}: {message}"),
@@ -214,7 +214,7 @@ macro_rules! command_entry {
             argv: *mut *mut redis_module::raw::RedisModuleString,
             argc: std::os::raw::c_int,
         ) -> std::os::raw::c_int {
-            $crate::glue::entry::run_command(ctx, argv, argc, $command, $handler)
+            $crate::glue::server::entry::run_command(ctx, argv, argc, $command, $handler)
         }
     };
 }

@@ -13,15 +13,15 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::RedisModuleCtx;
 
-use super::blocked_client::BlockedClient;
-use super::context::Ctx;
-use super::entry::run_callback;
-use super::timers::{self, TimerId};
 use crate::core::handoff::Queued;
 use crate::core::holds::{Ask, Want};
 use crate::core::memory::{queue_bytes, QueueLayout};
 use crate::core::queue::WaitQueue;
 use crate::core::Millis;
+use crate::glue::server::blocked_client::BlockedClient;
+use crate::glue::server::context::Ctx;
+use crate::glue::server::entry::run_callback;
+use crate::glue::server::timers::{self, TimerId};
 
 /// A client blocked in `LOCK.ACQUIRE ... WAIT`, with what it asked for.
 pub struct Waiter {
@@ -64,7 +64,7 @@ pub struct Wanted<'a> {
     pub timeout_ms: u64,
 }
 
-pub use super::key_ref::KeyRef;
+pub use crate::glue::server::key_ref::KeyRef;
 
 struct KeyQueue {
     key: KeyRef,
@@ -403,7 +403,7 @@ unsafe extern "C" fn wait_timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void)
         });
         if let Some((waiter, timers)) = removed {
             stop_all(Ctx(ctx), timers);
-            super::stats::count(super::stats::Counter::WaitTimeouts);
+            crate::glue::effects::stats::count(crate::glue::effects::stats::Counter::WaitTimeouts);
             waiter.client.unblock_empty();
         }
     })

@@ -10,11 +10,11 @@ use std::ffi::c_void;
 
 use redis_module::raw::RedisModuleCtx;
 
-use super::context::{detached, Ctx};
-use super::entry::run_callback;
-use super::key_ref::KeyRef;
-use super::keys::{LockKey, OwnedString};
-use super::timers;
+use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::server::context::{detached, Ctx};
+use crate::glue::server::entry::run_callback;
+use crate::glue::server::key_ref::KeyRef;
+use crate::glue::server::timers;
 
 /// The keys (database, name) one connection took session holds on.
 #[derive(Default)]

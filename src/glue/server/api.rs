@@ -11,7 +11,7 @@ macro_rules! rm {
         #[allow(unused_unsafe)]
         let function = match unsafe { redis_module::raw::$name } {
             Some(function) => function,
-            None => $crate::glue::api::missing(stringify!($name)),
+            None => $crate::glue::server::api::missing(stringify!($name)),
         };
         function
     }};

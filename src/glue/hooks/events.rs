@@ -11,18 +11,20 @@ use redis_module::raw::{
     self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx, RedisModuleString,
 };
 
-use super::api::rm;
-use super::cluster_floor;
-use super::configs;
-use super::context::{detached, log, now, subscribe_to_server_event, Ctx, EventCallback, OK};
-use super::entry::{run_callback, string_bytes};
-use super::handoff;
-use super::propagation;
-use super::replicate;
-use super::stats::{self, Counter};
-use super::token_counter::with_tokens;
-use super::value::live_values;
-use super::waiters;
+use crate::glue::effects::propagation;
+use crate::glue::effects::replicate;
+use crate::glue::effects::stats::{self, Counter};
+use crate::glue::effects::token_counter::with_tokens;
+use crate::glue::hooks::cluster_floor;
+use crate::glue::server::api::rm;
+use crate::glue::server::configs;
+use crate::glue::server::context::{
+    detached, log, now, subscribe_to_server_event, Ctx, EventCallback, OK,
+};
+use crate::glue::server::entry::{run_callback, string_bytes};
+use crate::glue::server::value::live_values;
+use crate::glue::waiting::handoff;
+use crate::glue::waiting::waiters;
 
 /// The last lock key unlinked, as (database, the server's key object): an "expired" event for
 /// that very object right after means a lock expired. No copy of the name is made. Atomics,

@@ -12,11 +12,11 @@ use std::ffi::{c_char, c_uchar, c_void};
 
 use redis_module::raw::{self, RedisModuleCtx};
 
-use super::api::rm;
-use super::context::{now, Ctx};
-use super::entry::run_callback;
-use super::timers;
-use super::token_counter::{hear_floor, token_floor};
+use crate::glue::effects::token_counter::{hear_floor, token_floor};
+use crate::glue::server::api::rm;
+use crate::glue::server::context::{now, Ctx};
+use crate::glue::server::entry::run_callback;
+use crate::glue::server::timers;
 
 /// Our message type on the cluster bus (the bus keeps each module's types apart).
 const FLOOR_MESSAGE: u8 = 1;

@@ -17,11 +17,11 @@ use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleIO};
 
-use super::api::rm;
-use super::context::detached;
-use super::entry::{run_callback, string_bytes};
-use super::timers;
-use super::waiters;
+use crate::glue::server::api::rm;
+use crate::glue::server::context::detached;
+use crate::glue::server::entry::{run_callback, string_bytes};
+use crate::glue::server::timers;
+use crate::glue::waiting::waiters;
 
 thread_local! {
     /// (database, key) of waited-for locks serialized on the main thread in this event-loop turn.

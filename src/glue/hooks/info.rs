@@ -4,10 +4,13 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::raw::{RedisModuleCtx, RedisModuleInfoCtx};
 
-use super::api::rm;
-use super::entry::run_callback;
-use super::stats::{self, Counter};
-use super::{propagation, token_counter, value, waiters};
+use crate::glue::effects::propagation;
+use crate::glue::effects::stats::{self, Counter};
+use crate::glue::effects::token_counter;
+use crate::glue::server::api::rm;
+use crate::glue::server::entry::run_callback;
+use crate::glue::server::value;
+use crate::glue::waiting::waiters;
 
 /// Registers the section; replaces the crate's empty default.
 pub fn register(ctx: *mut RedisModuleCtx) {
@@ -46,12 +49,12 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             add(
                 ctx,
                 c"session_connections",
-                super::session_index::connections() as u64,
+                crate::glue::waiting::session_index::connections() as u64,
             );
             add(
                 ctx,
                 c"session_index_keys",
-                super::session_index::indexed_keys() as u64,
+                crate::glue::waiting::session_index::indexed_keys() as u64,
             );
             for (name, counter) in counters {
                 add(ctx, name, stats::get(counter));
