@@ -6,10 +6,8 @@
 //! marking every such function `unsafe` would only move the same promise around.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-pub mod command_info;
 pub mod commands;
 pub mod effects;
-pub mod help;
 pub mod hooks;
 pub mod registration;
 pub mod server;

@@ -162,7 +162,7 @@ pub fn settle(
         waiter.client.unblock_empty();
     }
     if let Some(at) = plan.next_check {
-        schedule_check(ctx, db, key_bytes, at);
+        schedule_check(ctx, db, key_bytes, at, now);
     }
     plan.free_after
 }
@@ -202,15 +202,16 @@ pub const RECHECK_AT_LEAST_EVERY_MS: i64 = 1000;
 
 /// Makes sure `key` is re-examined at `at` (unix ms) or earlier, if anyone waits for it: its
 /// queue's one check timer (check_fired) is moved earlier when needed.
-pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
-    let at = at.min(now().saturating_add(RECHECK_AT_LEAST_EVERY_MS));
+/// `now`: the caller's one clock read.
+pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis, now: Millis) {
+    let at = at.min(now.saturating_add(RECHECK_AT_LEAST_EVERY_MS));
     let Some((old_timer, queue_id)) = waiters::replace_check(db, name, at) else {
         return;
     };
     if let Some(timer) = old_timer {
         timers::stop(ctx, timer);
     }
-    let timer = timers::start(ctx, at - now(), check_fired, queue_id);
+    let timer = timers::start(ctx, at - now, check_fired, queue_id);
     waiters::check_armed(queue_id, timer, at);
 }
 
@@ -218,7 +219,7 @@ pub fn schedule_check(ctx: Ctx, db: i32, name: &[u8], at: Millis) {
 pub fn schedule_all_checks(ctx: Ctx, db: i32) {
     let now = now();
     for key in waiters::waited_keys(db) {
-        schedule_check(ctx, key.db, &key.name, now);
+        schedule_check(ctx, key.db, &key.name, now, now);
     }
 }
 
@@ -238,7 +239,8 @@ pub unsafe extern "C" fn check_fired(ctx: *mut RedisModuleCtx, data: *mut c_void
         }
         // SAFETY: a plain call without arguments.
         if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
-            schedule_check(ctx, key.db, &key.name, now() + PAUSED_RETRY_MS);
+            let now = now();
+            schedule_check(ctx, key.db, &key.name, now + PAUSED_RETRY_MS, now);
             return;
         }
         check_key(ctx, &key);
@@ -300,7 +302,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
             } else {
                 // Still held (renewed, or reentered): look again at the next expiry, or sooner.
                 let at = holds.next_expiry().unwrap_or(i64::MAX);
-                schedule_check(ctx, key.db, &key.name, at);
+                schedule_check(ctx, key.db, &key.name, at, now);
             }
         }
         Ok(None) => {
@@ -342,7 +344,8 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
         waiters::wake_all_with_nil(ctx, db, name);
         return;
     }
-    schedule_check(ctx, db, name, now());
+    let now = now();
+    schedule_check(ctx, db, name, now, now);
 }
 
 /// The lock `token` at `key` was handed to a client that disconnected before its reply: take

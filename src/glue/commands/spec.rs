@@ -1,10 +1,54 @@
-//! What `COMMAND INFO` and `COMMAND DOCS` show of a command: its key spec and its arguments,
-//! written as plain Rust tables (registration.rs) and turned into the module API's C arrays
-//! here. The server copies them in `RedisModule_SetCommandInfo`, so they live only for the call.
+//! What a command is, besides its handler: the spec each command file declares (name, entry
+//! point, flags, ACL categories, arity, key spec, docs, its LOCK.HELP lines), the arguments shared
+//! by several commands, and the module API's C arrays that `COMMAND INFO` and `COMMAND DOCS`
+//! are built from. The server copies those in `RedisModule_SetCommandInfo`, so they live only
+//! for the call.
 
 use std::ffi::{c_int, CStr};
 
-use redis_module::raw;
+use redis_module::raw::{self, RedisModuleCmdFunc};
+
+/// One command as the server registers it and `COMMAND DOCS` and LOCK.HELP show it.
+pub struct CommandSpec {
+    pub name: &'static CStr,
+    pub entry: RedisModuleCmdFunc,
+    /// `write` so CLIENT PAUSE WRITE and read-only replicas hold it; `deny-oom` where it
+    /// allocates (a new lock), never on release or renew: a holder must always be able to let
+    /// go or keep what it has; `blocking` where it may block the caller (WAIT).
+    pub flags: &'static CStr,
+    /// ACL categories besides `lock` (servers with module ACL categories only).
+    pub acl: &'static CStr,
+    /// Counting the command name; negative: at least that many.
+    pub arity: c_int,
+    /// What the command does to its key (argument 1); 0 for a keyless command.
+    pub key_flags: u32,
+    pub summary: &'static CStr,
+    pub complexity: &'static CStr,
+    pub args: &'static [Arg],
+    /// Its two LOCK.HELP lines, or `None` for an internal command no client may send.
+    pub help: Option<Help>,
+}
+
+/// A command's entry in LOCK.HELP: the syntax `COMMAND DOCS` gives (tests/metadata.rs checks
+/// the two agree; `ttl` and `timeout` in milliseconds) and one indented line of description.
+pub struct Help {
+    pub syntax: &'static CStr,
+    pub line: &'static CStr,
+}
+
+/// Where the commands first appeared (rlock's version).
+pub const SINCE: &CStr = c"0.1.0";
+
+pub const KEY: Arg = Arg::key(c"key");
+pub const OWNER: Arg = Arg::string(c"owner");
+pub const TTL: Arg = Arg::integer(c"ttl");
+/// `HELD n`: the caller's hold count before the call, so that a retried call has one effect.
+pub const HELD: Arg = Arg {
+    name: c"count",
+    kind: ArgKind::Integer,
+    token: Some(c"HELD"),
+    optional: true,
+};
 
 /// One argument as `COMMAND DOCS` lists it.
 pub struct Arg {
