@@ -46,10 +46,6 @@ impl LockKey {
         Self::open(ctx, name, raw::REDISMODULE_READ | raw::REDISMODULE_WRITE)
     }
 
-    pub fn open_readable(ctx: Ctx, name: *mut RedisModuleString) -> LockKey {
-        Self::open(ctx, name, raw::REDISMODULE_READ)
-    }
-
     fn open(ctx: Ctx, name: *mut RedisModuleString, mode: u32) -> LockKey {
         // SAFETY: ctx and name are live for the running callback; the key is closed on drop.
         let key = unsafe { rm!(RedisModule_OpenKey)(ctx.0, name, mode as i32) }.cast();
@@ -269,6 +265,22 @@ impl LockKey {
         unsafe { rm!(RedisModule_DeleteKey)(self.key) };
         self.expiry = Some(None);
         self.changed = true;
+    }
+}
+
+/// A key opened only to read its lock (LOCK.INFO, the session index's look): it has no way to
+/// store, expire or delete, so a read-only command cannot change the keyspace by mistake.
+pub struct ReadKey(LockKey);
+
+impl ReadKey {
+    pub fn open(ctx: Ctx, name: *mut RedisModuleString) -> ReadKey {
+        ReadKey(LockKey::open(ctx, name, raw::REDISMODULE_READ))
+    }
+
+    /// As `LockKey::holds`: `None` when the key is empty, WRONGTYPE for another type; holders
+    /// of closed sessions left out.
+    pub fn holds(&mut self) -> Result<Option<Holds>, LockError> {
+        self.0.holds()
     }
 }
 

@@ -24,6 +24,7 @@ use crate::glue::effects::token_counter::{self, last_token, Beyond};
 use crate::glue::server::api::rm;
 use crate::glue::server::context::{detached, log, now, Ctx};
 use crate::glue::server::entry::{run_callback, string_bytes};
+use crate::glue::server::key_ref::KeyRef;
 use crate::glue::server::timers::{self, propagating_timer};
 use crate::glue::server::value::{free_value, into_value, into_value_checked, stored, Stored};
 
@@ -175,9 +176,9 @@ unsafe fn how_loaded(rdb: *mut RedisModuleIO) -> Loaded {
 /// RESTORE gives the key the ttl it is told (0: none), which may outlast every holder, and a
 /// key whose every hold has expired must go. A timer sets each key's expiry to its latest
 /// holder's once the command is done (rdb_load runs before the key exists).
-static RESTORED: Mutex<Vec<(i32, Box<[u8]>)>> = Mutex::new(Vec::new());
+static RESTORED: Mutex<Vec<KeyRef>> = Mutex::new(Vec::new());
 
-fn restored_keys() -> std::sync::MutexGuard<'static, Vec<(i32, Box<[u8]>)>> {
+fn restored_keys() -> std::sync::MutexGuard<'static, Vec<KeyRef>> {
     // A panic while the list was held cannot leave it half-changed: take it as it is.
     RESTORED
         .lock()
@@ -207,7 +208,7 @@ unsafe fn restored_key_expires_with_its_holders(rdb: *mut RedisModuleIO) {
     // SAFETY: as above.
     let (db, name) = unsafe { (db_id(rdb), string_bytes(name)) };
     let mut keys = restored_keys();
-    keys.push((db, name.into()));
+    keys.push(KeyRef::new(db, name));
     if keys.len() == 1 {
         timers::start(timer_ctx, 0, restored_keys_due, 0);
     }
@@ -227,8 +228,8 @@ fn expire_restored_keys(ctx: Ctx, _: u64) {
         return;
     }
     let now = now();
-    for (db, name) in keys {
-        expire_with_latest_holder(ctx, db, &name, now);
+    for key in keys {
+        expire_with_latest_holder(ctx, key.db, &key.name, now);
     }
 }
 

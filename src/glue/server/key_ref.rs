@@ -7,3 +7,13 @@ pub struct KeyRef {
     pub db: i32,
     pub name: Box<[u8]>,
 }
+
+impl KeyRef {
+    /// The key `name` in `db` (its bytes copied).
+    pub fn new(db: i32, name: &[u8]) -> KeyRef {
+        KeyRef {
+            db,
+            name: name.into(),
+        }
+    }
+}

@@ -37,19 +37,19 @@ thread_local! {
     static LAST_TAKE_BACK: Cell<u64> = const { Cell::new(0) };
     /// Waited-for locks the server expired before our check did: their handoff is counted as
     /// one on expiry, not on delete.
-    static EXPIRED: RefCell<HashSet<(i32, Box<[u8]>)>> = RefCell::new(HashSet::new());
+    static EXPIRED: RefCell<HashSet<KeyRef>> = RefCell::new(HashSet::new());
 }
 
 /// The server expired the waited-for lock at `name` (its handoff follows from a check).
 pub fn lock_expired(db: i32, name: &[u8]) {
     if waiters::queued(db, name) > 0 {
-        EXPIRED.with(|expired| expired.borrow_mut().insert((db, name.into())));
+        EXPIRED.with(|expired| expired.borrow_mut().insert(KeyRef::new(db, name)));
     }
 }
 
 /// Why the lock at `name`, found gone, was freed.
 pub fn why_gone(db: i32, name: &[u8]) -> Freed {
-    let key = (db, Box::<[u8]>::from(name));
+    let key = KeyRef::new(db, name);
     if EXPIRED.with(|expired| expired.borrow_mut().remove(&key)) {
         Freed::Expired
     } else {

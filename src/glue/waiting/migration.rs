@@ -20,12 +20,13 @@ use redis_module::raw::{self, RedisModuleCtx, RedisModuleIO};
 use crate::glue::server::api::rm;
 use crate::glue::server::context::detached;
 use crate::glue::server::entry::{run_callback, string_bytes};
+use crate::glue::server::key_ref::KeyRef;
 use crate::glue::server::timers;
 use crate::glue::waiting::waiters;
 
 thread_local! {
     /// (database, key) of waited-for locks serialized on the main thread in this event-loop turn.
-    static SERIALIZED: RefCell<Vec<(i32, Box<[u8]>)>> = const { RefCell::new(Vec::new()) };
+    static SERIALIZED: RefCell<Vec<KeyRef>> = const { RefCell::new(Vec::new()) };
     /// A timer will forget them once the turn is over.
     static FORGET_ARMED: Cell<bool> = const { Cell::new(false) };
 }
@@ -61,7 +62,7 @@ pub unsafe fn note_serialized(io: *mut RedisModuleIO) {
     if !waiters::queued_anywhere(name) {
         return;
     }
-    SERIALIZED.with(|keys| keys.borrow_mut().push((db, name.into())));
+    SERIALIZED.with(|keys| keys.borrow_mut().push(KeyRef::new(db, name)));
     if !FORGET_ARMED.with(|armed| armed.replace(true)) {
         timers::start(ctx, 0, forget, 0);
     }
@@ -74,7 +75,7 @@ pub unsafe fn note_serialized(io: *mut RedisModuleIO) {
 pub fn take_serialized(name: &[u8]) -> bool {
     SERIALIZED.with(|keys| {
         let mut keys = keys.borrow_mut();
-        let found = keys.iter().position(|(_, key)| **key == *name);
+        let found = keys.iter().position(|key| *key.name == *name);
         found.map(|i| keys.swap_remove(i)).is_some()
     })
 }

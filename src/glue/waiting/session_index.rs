@@ -10,7 +10,7 @@ use std::ffi::c_void;
 
 use redis_module::raw::RedisModuleCtx;
 
-use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::effects::keys::{OwnedString, ReadKey};
 use crate::glue::server::context::{detached, Ctx};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::key_ref::KeyRef;
@@ -19,7 +19,7 @@ use crate::glue::server::timers;
 /// The keys (database, name) one connection took session holds on.
 #[derive(Default)]
 pub struct SessionKeys {
-    pub keys: HashSet<(i32, Box<[u8]>)>,
+    pub keys: HashSet<KeyRef>,
     /// How many of them it still held at the last sweep: the next sweep comes at twice that.
     live_at_sweep: usize,
     sweep_armed: bool,
@@ -41,7 +41,7 @@ pub fn register(client: u64, key: KeyRef) {
     let sweep = HELD_BY.with(|held| {
         let mut held = held.borrow_mut();
         let entry = held.entry(client).or_default();
-        entry.keys.insert((key.db, key.name));
+        entry.keys.insert(key);
         let due = entry.keys.len() > (2 * entry.live_at_sweep).max(SWEEP_FLOOR);
         due && !std::mem::replace(&mut entry.sweep_armed, true)
     });
@@ -55,7 +55,7 @@ pub fn unregister(client: u64, db: i32, key: &[u8]) {
     HELD_BY.with(|held| {
         let mut held = held.borrow_mut();
         if let Some(entry) = held.get_mut(&client) {
-            entry.keys.remove(&(db, Box::from(key)));
+            entry.keys.remove(&KeyRef::new(db, key));
             if entry.keys.is_empty() {
                 held.remove(&client);
             }
@@ -79,7 +79,7 @@ unsafe extern "C" fn sweep_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
         };
         let gone: Vec<_> = keys
             .into_iter()
-            .filter(|(db, name)| !holds_session_on(ctx, client, *db, name))
+            .filter(|key| !holds_session_on(ctx, client, key.db, &key.name))
             .collect();
         HELD_BY.with(|held| {
             if let Some(entry) = held.borrow_mut().get_mut(&client) {
@@ -96,7 +96,7 @@ unsafe extern "C" fn sweep_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
 fn holds_session_on(ctx: Ctx, client: u64, db: i32, name: &[u8]) -> bool {
     ctx.select_db(db);
     let name = OwnedString::new(ctx, name);
-    let mut key = LockKey::open_readable(ctx, name.as_ptr());
+    let mut key = ReadKey::open(ctx, name.as_ptr());
     let Ok(Some(holds)) = key.holds() else {
         return false;
     };

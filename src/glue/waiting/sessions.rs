@@ -74,8 +74,8 @@ fn end_sessions(ctx: Ctx, client: u64) {
         return;
     }
     let mut all_found = true;
-    for (db, name) in index.keys {
-        all_found &= end_on_key(ctx, client, db, &name);
+    for key in index.keys {
+        all_found &= end_on_key(ctx, client, key.db, &key.name);
     }
     if !all_found {
         // Some hold is not where it was taken (moved, or already gone): the queues' checks

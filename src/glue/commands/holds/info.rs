@@ -8,7 +8,7 @@ use crate::core::lock;
 use crate::core::request::parse_info;
 use crate::glue::commands::finish::key_name;
 use crate::glue::commands::spec::{CommandSpec, Help, KEY};
-use crate::glue::effects::keys::LockKey;
+use crate::glue::effects::keys::ReadKey;
 use crate::glue::server::api::rm;
 use crate::glue::server::context::{now, Ctx};
 use crate::glue::server::entry::{command_entry, Args};
@@ -39,7 +39,7 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     parse_info(args.bytes())?;
     let name = key_name(args, Command::Info)?;
     let now = now();
-    let mut key = LockKey::open_readable(ctx, name);
+    let mut key = ReadKey::open(ctx, name);
     let Some(mut holds) = key.holds()? else {
         ctx.reply_null();
         return Ok(());
