@@ -108,6 +108,15 @@ const EXPECTED: &[Expected] = &[
         call: &["k"],
     },
     Expected {
+        name: "lock.observe",
+        flags: &["readonly", "module", "blocking"],
+        acl: &["@read", "@blocking"],
+        arity: -2,
+        keys: (1, 1, 1),
+        key_flags: &["RO", "access"],
+        call: &["k", "0", "TIMEOUT", "10"],
+    },
+    Expected {
         name: "lock.help",
         flags: &["module", "loading", "stale", "fast"],
         acl: &["@fast"],

@@ -15,6 +15,7 @@ pub enum Command {
     Release,
     Renew,
     Info,
+    Observe,
     Apply,
     Tokens,
 }
@@ -27,6 +28,7 @@ impl Command {
             Command::Release => "lock.release",
             Command::Renew => "lock.renew",
             Command::Info => "lock.info",
+            Command::Observe => "lock.observe",
             Command::Apply => "lock.apply",
             Command::Tokens => "lock.tokens",
         }

@@ -4,6 +4,7 @@
 //! every transition is a plain function that `cargo test` can check exhaustively.
 
 pub mod encoding;
+pub mod epoch;
 pub mod error;
 pub mod handoff;
 pub mod holds;

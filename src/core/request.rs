@@ -257,6 +257,54 @@ pub fn parse_apply_holds<'a>(args: &[&'a [u8]]) -> Result<(u64, &'a [u8]), LockE
     Ok((counter, state))
 }
 
+/// `LOCK.OBSERVE key [token] [TIMEOUT timeout]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObserveRequest {
+    /// The epoch the caller last saw (the highest token among the holders, 0 for a free key):
+    /// another one is answered at once. `None`: wait for the next change.
+    pub seen_epoch: Option<u64>,
+    /// How long to wait for a change, ms; 0: for ever (as BLPOP's 0).
+    pub timeout_ms: u64,
+}
+
+pub fn parse_observe(args: &[&[u8]]) -> Result<ObserveRequest, LockError> {
+    let cmd = Command::Observe;
+    let [_key, rest @ ..] = args else {
+        return Err(LockError::Arity(cmd));
+    };
+    let (seen_epoch, options) = match rest {
+        [first, tail @ ..] if !first.eq_ignore_ascii_case(b"TIMEOUT") => {
+            let epoch = parse_integer(first)
+                .filter(|&n| n >= 0 && n as u64 <= MAX_TOKEN)
+                .ok_or_else(|| {
+                    LockError::UnknownOption(cmd, String::from_utf8_lossy(first).into())
+                })?;
+            (Some(epoch as u64), tail)
+        }
+        _ => (None, rest),
+    };
+    let timeout_ms = match options {
+        [] => 0,
+        [option, timeout] if option.eq_ignore_ascii_case(b"TIMEOUT") => {
+            parse_timeout(cmd, timeout)?
+        }
+        [option] if option.eq_ignore_ascii_case(b"TIMEOUT") => {
+            return Err(LockError::MissingOptionValue(cmd, "TIMEOUT"))
+        }
+        [option, ..] if !option.eq_ignore_ascii_case(b"TIMEOUT") => {
+            return Err(LockError::UnknownOption(
+                cmd,
+                String::from_utf8_lossy(option).into(),
+            ))
+        }
+        _ => return Err(LockError::Arity(cmd)),
+    };
+    Ok(ObserveRequest {
+        seen_epoch,
+        timeout_ms,
+    })
+}
+
 /// `LOCK.TOKENS counter`: a master's token counter, replayed (no key).
 pub fn parse_tokens(args: &[&[u8]]) -> Result<u64, LockError> {
     let [counter] = args else {
@@ -753,6 +801,69 @@ mod tests {
         assert_eq!(
             parse_apply_holds(&args("k HOLDS 1")),
             Err(LockError::Arity(Command::Apply))
+        );
+    }
+
+    #[test]
+    fn observe_takes_an_optional_epoch_then_an_optional_timeout() {
+        let parse = |args: &[&[u8]]| parse_observe(args);
+        assert_eq!(
+            parse(&[b"k"]),
+            Ok(ObserveRequest {
+                seen_epoch: None,
+                timeout_ms: 0
+            })
+        );
+        assert_eq!(
+            parse(&[b"k", b"17"]),
+            Ok(ObserveRequest {
+                seen_epoch: Some(17),
+                timeout_ms: 0
+            })
+        );
+        assert_eq!(
+            parse(&[b"k", b"0", b"timeout", b"250"]),
+            Ok(ObserveRequest {
+                seen_epoch: Some(0),
+                timeout_ms: 250
+            })
+        );
+        assert_eq!(
+            parse(&[b"k", b"TIMEOUT", b"5"]),
+            Ok(ObserveRequest {
+                seen_epoch: None,
+                timeout_ms: 5
+            })
+        );
+    }
+
+    #[test]
+    fn observe_refuses_what_it_cannot_read() {
+        let cmd = Command::Observe;
+        assert_eq!(parse_observe(&[]), Err(LockError::Arity(cmd)));
+        assert_eq!(
+            parse_observe(&[b"k", b"-1"]),
+            Err(LockError::UnknownOption(cmd, "-1".into()))
+        );
+        assert_eq!(
+            parse_observe(&[b"k", b"soon"]),
+            Err(LockError::UnknownOption(cmd, "soon".into()))
+        );
+        assert_eq!(
+            parse_observe(&[b"k", b"1", b"TIMEOUT"]),
+            Err(LockError::MissingOptionValue(cmd, "TIMEOUT"))
+        );
+        assert_eq!(
+            parse_observe(&[b"k", b"TIMEOUT", b"-5"]),
+            Err(LockError::InvalidTimeout(cmd))
+        );
+        assert_eq!(
+            parse_observe(&[b"k", b"1", b"WAIT", b"5"]),
+            Err(LockError::UnknownOption(cmd, "WAIT".into()))
+        );
+        assert_eq!(
+            parse_observe(&[b"k", b"1", b"TIMEOUT", b"5", b"x"]),
+            Err(LockError::Arity(cmd))
         );
     }
 }

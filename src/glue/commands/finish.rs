@@ -106,6 +106,12 @@ fn reschedule_check_at(
     }
 }
 
+/// MULTI/EXEC, Lua and AOF loading cannot block: there WAIT is a plain try (and LOCK.OBSERVE
+/// answers at once).
+pub fn may_block(ctx: Ctx) -> bool {
+    !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING)
+}
+
 /// How far to trust a replayed state's tokens: a master's stream is followed whole; the AOF
 /// (a file, maybe edited) is held to the ceiling.
 pub fn replayed_from(ctx: Ctx) -> Beyond {

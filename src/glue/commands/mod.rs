@@ -21,6 +21,7 @@ pub static ALL: &[&CommandSpec] = &[
     &holds::release::SPEC,
     &holds::renew::SPEC,
     &holds::info::SPEC,
+    &holds::observe::SPEC,
     &help::SPEC,
     &replay::apply::SPEC,
     &replay::tokens::SPEC,

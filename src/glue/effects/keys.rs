@@ -3,15 +3,18 @@
 use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
 
 use crate::core::encoding::{decode_holds, encode_holds};
+use crate::core::epoch::Snapshot;
 use crate::core::error::LockError;
 use crate::core::holds::Holds;
 use crate::core::lock::Lock;
 use crate::core::plain::Held;
 use crate::core::Millis;
+use crate::glue::effects::observed;
 use crate::glue::effects::signals::{self, Event};
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::server::api::rm;
 use crate::glue::server::context::{client_connected, Ctx};
+use crate::glue::server::entry::string_bytes;
 use crate::glue::server::value::{into_value, into_value_checked, lock_type, stored, Stored};
 
 /// What a key holds, looked at without decoding anything.
@@ -284,10 +287,27 @@ impl ReadKey {
     }
 }
 
+impl LockKey {
+    /// Tells LOCK.OBSERVE's observers of this key (if anyone observes at all) its holders now.
+    fn report_to_observers(&mut self) {
+        if !observed::anyone_observing() {
+            return;
+        }
+        let now = match self.holds() {
+            Ok(Some(holds)) => Snapshot::of(&holds),
+            _ => Snapshot::FREE,
+        };
+        // SAFETY: the key's name is live for the running callback.
+        let name = unsafe { string_bytes(self.name) };
+        observed::changed(self.ctx.selected_db(), name, now);
+    }
+}
+
 impl Drop for LockKey {
     fn drop(&mut self) {
         if self.changed {
             signals::key_modified(self.ctx, self.name);
+            self.report_to_observers();
         }
         if !self.key.is_null() {
             // SAFETY: opened by us, closed exactly once.

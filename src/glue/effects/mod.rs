@@ -4,6 +4,7 @@
 //! propagation). Depends only on `server` and `core`.
 
 pub mod keys;
+pub mod observed;
 pub mod propagation;
 pub mod replicate;
 pub mod signals;

@@ -11,6 +11,8 @@ use redis_module::raw::{
     self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx, RedisModuleString,
 };
 
+use crate::core::epoch::Snapshot;
+use crate::glue::effects::observed;
 use crate::glue::effects::propagation;
 use crate::glue::effects::replicate;
 use crate::glue::effects::stats::{self, Counter};
@@ -59,6 +61,10 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *
         };
         LAST_UNLINKED_DB.store(db, Relaxed);
         LAST_UNLINKED_KEY.store(key as usize, Relaxed);
+        if observed::anyone_observing() && !handoff::own_change_running() {
+            // SAFETY: the key name is live for this callback.
+            observed::changed(db, unsafe { string_bytes(key) }, Snapshot::FREE);
+        }
         if !waiters::anyone_waiting() {
             return;
         }
@@ -139,6 +145,8 @@ unsafe extern "C" fn swapped(
         };
         handoff::schedule_all_checks(Ctx(ctx), info.dbnum_first);
         handoff::schedule_all_checks(Ctx(ctx), info.dbnum_second);
+        observed::wake_all(info.dbnum_first);
+        observed::wake_all(info.dbnum_second);
     })
 }
 
@@ -159,6 +167,7 @@ unsafe extern "C" fn flushed(
             count_locks_dropped_by_sync(Ctx(ctx), info.dbnum);
         } else if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_END {
             handoff::schedule_all_checks(Ctx(ctx), info.dbnum);
+            observed::wake_all(info.dbnum);
         }
     })
 }
@@ -297,6 +306,8 @@ unsafe extern "C" fn role_changed(
     run_callback("a role change", (), || {
         let ctx = Ctx(ctx);
         propagation::replicas_possible(ctx);
+        // Observers learn of a failover: their next answer comes from the new role.
+        observed::wake_all(-1);
         if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
             became_replica();
         }

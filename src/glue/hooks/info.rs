@@ -4,6 +4,7 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::raw::{RedisModuleCtx, RedisModuleInfoCtx};
 
+use crate::glue::effects::observed;
 use crate::glue::effects::propagation;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::effects::token_counter;
@@ -46,6 +47,7 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             add(ctx, c"held", value::live_values());
             add(ctx, c"waiters", queued as u64);
             add(ctx, c"keys_waited_for", keys as u64);
+            add(ctx, c"observers", observed::observers() as u64);
             add(
                 ctx,
                 c"session_connections",

@@ -96,6 +96,12 @@ impl BlockedClient {
         self.release(std::ptr::null_mut());
     }
 
+    /// Wakes the client with `privdata`, which its reply callback reads and its free callback
+    /// frees (LOCK.OBSERVE: no grant, so nothing to take back and no pending reply to guard).
+    pub fn wake_with(self, privdata: *mut c_void) {
+        self.release(privdata);
+    }
+
     /// Frees the handle of a client that is gone or was already answered (disconnected,
     /// killed, CLIENT UNBLOCK).
     pub fn let_go(self) {

@@ -77,6 +77,11 @@ impl Drop for Handling {
     }
 }
 
+/// Whether one of our own key changes is running (its `LockKey` reports to observers itself).
+pub fn own_change_running() -> bool {
+    HANDLING.load(Relaxed)
+}
+
 /// Why a lock is being handed over (counted in INFO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freed {

@@ -13,7 +13,7 @@ use crate::core::plain;
 use crate::core::request::{new_owner_fits, parse_acquire, AcquireRequest};
 use crate::core::Millis;
 use crate::glue::commands::finish::{
-    commit, key_name, queued_for, reply_settled, reschedule_check, reschedule_plain,
+    commit, key_name, may_block, queued_for, reply_settled, reschedule_check, reschedule_plain,
 };
 use crate::glue::commands::spec::{Arg, ArgKind, CommandSpec, Help, HELD, KEY, OWNER, TTL};
 use crate::glue::effects::keys::{Found, LockKey};
@@ -355,9 +355,4 @@ fn wait_in_line(
     waiters::join(ctx, at, wanted, client);
     handoff::schedule_check(ctx, db, &name, next_expiry.unwrap_or(i64::MAX), now);
     Ok(())
-}
-
-/// MULTI/EXEC, Lua and AOF loading cannot block: there WAIT is a plain try.
-fn may_block(ctx: Ctx) -> bool {
-    !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING)
 }

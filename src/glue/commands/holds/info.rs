@@ -3,9 +3,10 @@
 use redis_module::raw;
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{Holder, Mode};
+use crate::core::holds::{Holder, Holds, Mode};
 use crate::core::lock;
 use crate::core::request::parse_info;
+use crate::core::Millis;
 use crate::glue::commands::finish::key_name;
 use crate::glue::commands::spec::{CommandSpec, Help, KEY};
 use crate::glue::effects::keys::ReadKey;
@@ -40,13 +41,21 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let name = key_name(args, Command::Info)?;
     let now = now();
     let mut key = ReadKey::open(ctx, name);
-    let Some(mut holds) = key.holds()? else {
-        ctx.reply_null();
-        return Ok(());
-    };
-    // Holders past their expiry are gone, whether or not a write dropped them yet.
-    holds.expire(now);
+    let holds = key.holds()?;
     let waiting = waiters::queued(ctx.selected_db(), args.key_bytes()) as i64;
+    reply_lock_state(ctx, holds, waiting, now);
+    Ok(())
+}
+
+/// LOCK.INFO's reply for `holds` (`None`: no key) with `waiting` clients queued, at `now`:
+/// nil for a free key. Holders past their expiry are left out, whether or not a write dropped
+/// them yet.
+pub fn reply_lock_state(ctx: Ctx, holds: Option<Holds>, waiting: i64, now: Millis) {
+    let Some(mut holds) = holds else {
+        ctx.reply_null();
+        return;
+    };
+    holds.expire(now);
     // As PTTL: -1 for a lock an admin made permanent.
     let ttl = |holder: &Holder| holder.expires_at.map_or(-1, |at| lock::ttl_left(at, now));
     let mode = holds.mode();
@@ -60,11 +69,11 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             ctx.reply_simple(c"session");
             ctx.reply_integer(1);
         }
-        return Ok(());
+        return;
     }
     if holds.is_free() {
         ctx.reply_null();
-        return Ok(());
+        return;
     }
     let limit = match mode {
         Mode::Limit(n) => Some(n),
@@ -88,7 +97,6 @@ fn info(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     }
     ctx.reply_simple(c"waiters");
     ctx.reply_integer(waiting);
-    Ok(())
 }
 
 /// The four fields every holder shows in LOCK.INFO, as pairs: owner, count, ttl (ms left, -1

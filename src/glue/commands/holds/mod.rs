@@ -2,6 +2,7 @@
 
 pub mod acquire;
 pub mod info;
+pub mod observe;
 pub mod reenter;
 pub mod release;
 pub mod renew;
