@@ -325,3 +325,23 @@ fn a_replicas_observers_wake_as_the_masters_changes_arrive() {
     assert_eq!(release(&mut con, "k", "A"), 0);
     assert_eq!(observed(released.reply()), (0, None));
 }
+
+#[test]
+fn a_session_holder_whose_connection_closes_wakes_observers() {
+    let server = Server::start();
+    let mut holder = server.conn();
+    let token = int(
+        call!(
+            &mut holder,
+            "LOCK.ACQUIRE",
+            "leader",
+            "svc-a",
+            60_000,
+            "SESSION"
+        ),
+        "the leader's grant",
+    );
+    let observer = Observer::start(&server, "leader", &[&token.to_string()], 1);
+    drop(holder);
+    assert_eq!(observed(observer.reply()), (0, None));
+}
