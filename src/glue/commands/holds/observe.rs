@@ -54,7 +54,7 @@ pub static SPEC: CommandSpec = CommandSpec {
     ],
     help: Some(Help {
         syntax: c"LOCK.OBSERVE key [token] [TIMEOUT timeout]",
-        line: c"    Waits for the lock to change hands; replies [epoch, state], or nil at timeout.",
+        line: c"    Waits for the lock to change hands; replies [epoch, state], nil at timeout.",
     }),
 };
 
