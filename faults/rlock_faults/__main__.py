@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checker, docker, report
+from .commands import command
 from .nemesis import Nemesis, liveness_probe
 from .topology import ClusterTopology, SentinelTopology, Topology
 from .workload import run_worker
@@ -64,27 +65,41 @@ SHORT_SEED = 23
 
 
 def build_image(repo: Path, base: str) -> None:
-    """rlock:faults: the image of `make image` plus libfaketime (Debian's, unpacked here)."""
+    """rlock:faults: the image of `make image` plus clockskew.so (compiled here with cc)."""
     context = repo / "target" / "faults-image"
-    library = context / "usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
-    if not library.exists():
-        context.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", "libfaketime"], cwd=context, check=True,
-                       capture_output=True)  # fmt: skip
-        deb = next(context.glob("libfaketime_*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(context)], check=True)
+    context.mkdir(parents=True, exist_ok=True)
+    source = repo / "faults" / "image" / "clockskew.c"
+    subprocess.run(
+        [
+            "cc",
+            "-O2",
+            "-shared",
+            "-fPIC",
+            "-Wall",
+            "-o",
+            str(context / "clockskew.so"),
+            str(source),
+        ],
+        check=True,
+    )
     shutil.copy(repo / "faults" / "image" / "Dockerfile", context / "Dockerfile")
-    docker.docker("build", "-q", "--build-arg", f"BASE={base}", "-t", FAULTS_IMAGE, str(context),
-                  timeout=600)  # fmt: skip
+    docker.docker(
+        "build", "-q", "--build-arg", f"BASE={base}", "-t", FAULTS_IMAGE, str(context), timeout=600
+    )
 
 
 def start_register(run_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port_file = run_dir / "register.port"
     process = subprocess.Popen(
-        [sys.executable, "-m", "rlock_faults.register", str(run_dir / "register.jsonl"),
-         str(port_file)],
+        [
+            sys.executable,
+            "-m",
+            "rlock_faults.register",
+            str(run_dir / "register.jsonl"),
+            str(port_file),
+        ],
         cwd=Path(__file__).resolve().parent.parent,
-    )  # fmt: skip
+    )
     for _ in range(200):
         if port_file.exists():
             return process, int(port_file.read_text())
@@ -121,21 +136,28 @@ def run_phase(phase: Phase, seed: int, run_dir: Path) -> None:
                 stop,
             ),
             daemon=True,
-        )  # fmt: skip
+        )
         for i in range(phase.workers)
     ]
     for worker in workers:
         worker.start()
-    nemesis = Nemesis(topology, rng, str(run_dir / "nemesis.jsonl"),
-                      [w.pid for w in workers if w.pid])  # fmt: skip
-    final: dict[str, Any] = {"phase": phase.name, "persistence": phase.persistence,
-                             "replicas": phase.replicas, "seed": seed}  # fmt: skip
+    nemesis = Nemesis(
+        topology, rng, str(run_dir / "nemesis.jsonl"), [w.pid for w in workers if w.pid]
+    )
+    final: dict[str, Any] = {
+        "phase": phase.name,
+        "persistence": phase.persistence,
+        "replicas": phase.replicas,
+        "seed": seed,
+    }
     try:
         time.sleep(3)  # warm-up without faults
         for number in range(1, phase.episodes + 1):
             nemesis.episode(number, rng.uniform(*phase.hold), rng.uniform(*phase.quiet))
-            print(f"  episode {number}/{phase.episodes} done ({time.time() - started:.0f} s)",
-                  flush=True)  # fmt: skip
+            print(
+                f"  episode {number}/{phase.episodes} done ({time.time() - started:.0f} s)",
+                flush=True,
+            )
         nemesis.record("final-heal")
         nemesis.heal_all()
         topology.wait_healthy(timeout=120)
@@ -166,19 +188,29 @@ def compare_digests(topology: Topology) -> list[dict[str, Any]]:
     results = []
     for master, replicas in topology.replica_sets():
         m = master.client(10)
-        m.execute_command("WAIT", len(replicas), 10000)
+        command(m, "WAIT", len(replicas), 10000)
         time.sleep(0.5)
-        entry: dict[str, Any] = {"master": master.name, "digest": m.execute_command("DEBUG", "DIGEST"),
-                                 "keys": m.dbsize(), "replicas": {}}  # fmt: skip
+        entry: dict[str, Any] = {
+            "master": master.name,
+            "digest": command(m, "DEBUG", "DIGEST"),
+            "keys": m.dbsize(),
+            "replicas": {},
+        }
         for replica in replicas:
-            entry["replicas"][replica.name] = replica.client(10).execute_command("DEBUG", "DIGEST")
+            entry["replicas"][replica.name] = command(replica.client(10), "DEBUG", "DIGEST")
         entry["equal"] = all(d == entry["digest"] for d in entry["replicas"].values())
         results.append(entry)
     return results
 
 
-CRASH_PATTERNS = ("REDIS BUG REPORT", "ASSERTION FAILED", "crashed by signal", "panicked",
-                  "Guru Meditation", "Segmentation fault")  # fmt: skip
+CRASH_PATTERNS = (
+    "REDIS BUG REPORT",
+    "ASSERTION FAILED",
+    "crashed by signal",
+    "panicked",
+    "Guru Meditation",
+    "Segmentation fault",
+)
 
 
 def scan_logs(topology: Topology, run_dir: Path) -> list[str]:
@@ -188,8 +220,11 @@ def scan_logs(topology: Topology, run_dir: Path) -> list[str]:
     for server in servers:
         text = server.logs()
         (run_dir / f"{server.name.split('-')[-1]}.log").write_text(text)
-        lines += [f"{server.name}: {line}" for line in text.splitlines()
-                  if any(p in line for p in CRASH_PATTERNS)]  # fmt: skip
+        lines += [
+            f"{server.name}: {line}"
+            for line in text.splitlines()
+            if any(p in line for p in CRASH_PATTERNS)
+        ]
     return lines
 
 
@@ -216,8 +251,10 @@ def main() -> int:
     if args.only:
         plan = [p for p in plan if p.name in args.only.split(",")]
     if args.episodes:
-        plan = [Phase(p.topology, p.persistence, p.replicas, args.episodes, p.workers, p.hold, p.quiet)
-                for p in plan]  # fmt: skip
+        plan = [
+            Phase(p.topology, p.persistence, p.replicas, args.episodes, p.workers, p.hold, p.quiet)
+            for p in plan
+        ]
     out = args.out or args.repo / "target" / "faults" / ("short" if args.short else f"seed-{seed}")
     rerun = f"faults/run{' --short' if args.short else ''} --seed {seed}"
     print(f"faults: seed {seed} (replay: {rerun}), results in {out}", flush=True)
@@ -232,8 +269,16 @@ def main() -> int:
                 run_phase(phase, seed, out / phase.name.replace("/", "_"))
         finally:
             docker.remove_all()
-        (out / "run.json").write_text(json.dumps({"seed": seed, "short": args.short, "rerun": rerun,
-                                                  "duration_s": round(time.time() - started, 1)}))  # fmt: skip
+        (out / "run.json").write_text(
+            json.dumps(
+                {
+                    "seed": seed,
+                    "short": args.short,
+                    "rerun": rerun,
+                    "duration_s": round(time.time() - started, 1),
+                }
+            )
+        )
     results = [checker.check_phase(out / p.name.replace("/", "_")) for p in plan]
     text, ok = report.render(results, seed, rerun, out)
     print(text)

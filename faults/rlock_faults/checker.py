@@ -12,7 +12,9 @@ Checks, per fault episode (an operation belongs to the episode during which it w
    writer; LIMIT 2: 2 holders), counted; expected under pauses and oversleeping;
 3. acknowledged grants lost: a hold certainly valid (from its grant's reply to its request
    time plus ttl, less a clock-skew margin, or to its release) when another conflicting hold
-   was granted, or whose release found it gone before its ttl ran out;
+   was granted, or whose release found it gone before its ttl ran out; split into losses
+   across nodes (another node granted the key meanwhile: a failover or split brain) and on
+   one node (no other node granted it: a restart's lost data, or mutual exclusion broken);
 4. token repeats: two holds of a key with the same token; and token order: a hold granted
    after another's grant was acknowledged must carry a higher token;
 5. liveness after the final heal, and time to recover after each heal (first grant per key);
@@ -98,8 +100,15 @@ def load_ops(phase_dir: Path) -> list[Op]:
         for row in _read(path):
             ev, opid = row["ev"], row["opid"]
             if ev == "invoke":
-                ops[opid] = Op(opid, row["client"], row["key"], row["kind"], row["ttl"], row["t"],
-                               node=row.get("node", ""))  # fmt: skip
+                ops[opid] = Op(
+                    opid,
+                    row["client"],
+                    row["key"],
+                    row["kind"],
+                    row["ttl"],
+                    row["t"],
+                    node=row.get("node", ""),
+                )
             elif opid not in ops:
                 continue
             elif ev == "grant":
@@ -132,7 +141,8 @@ def load_episodes(nemesis: list[dict[str, Any]]) -> list[Episode]:
 
 def skew_windows(nemesis: list[dict[str, Any]]) -> list[tuple[float, float, float]]:
     """(start, end, |offset| s) of every clock skew the nemesis set."""
-    windows, open_at = [], {}
+    windows: list[tuple[float, float, float]] = []
+    open_at: dict[str, tuple[float, float]] = {}
     for row in nemesis:
         if row["ev"] != "clock":
             continue
@@ -198,6 +208,17 @@ def _overlapping(ops: list[Op], end: str) -> tuple[set[str], set[tuple[str, str]
     return losers, pairs
 
 
+def _another_node_between(ops: list[Op], lost: Op, until: float) -> bool:
+    """Whether the key was granted by another node than the lost hold's between its grant
+    and `until`: the hold was lost across a failover (or a split brain), not on one node."""
+    start = lost.t_grant or 0.0
+    return any(
+        op.key == lost.key and op.granted and op.node != lost.node
+        and start <= (op.t_grant or 0.0) <= until
+        for op in ops
+    )  # fmt: skip
+
+
 def check_register(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Fencing at the register: accepted tokens rise per key, in the register's own order."""
     highest: dict[str, tuple[int, str]] = {}
@@ -256,22 +277,32 @@ def check_phase(phase_dir: Path) -> dict[str, Any]:
     for op in ops:
         episode = _episode_of(episodes, op.t_invoke)
         op.episode = episode.number
-        op.skew_s = max((size for start, end, size in windows
-                         if start < op.t_invoke + op.ttl and end > op.t_invoke), default=0.0)  # fmt: skip
+        op.skew_s = max(
+            (
+                size
+                for start, end, size in windows
+                if start < op.t_invoke + op.ttl and end > op.t_invoke
+            ),
+            default=0.0,
+        )
     register_rows = _read(phase_dir / "register.jsonl")
     fencing = check_register(register_rows)
-    seen_losers, seen_pairs = _overlapping(ops, "seen_end")
-    certain_losers, certain_pairs = _overlapping(ops, "certain_end")
+    _seen_losers, seen_pairs = _overlapping(ops, "seen_end")
+    _certain_losers, certain_pairs = _overlapping(ops, "certain_end")
     repeats, inversions = token_checks(ops)
     by_opid = {op.opid: op for op in ops}
 
-    lost: set[str] = set(certain_losers)
+    lost: dict[str, float] = {}  # opid -> until when its node was asked about it
+    for first, second in sorted(certain_pairs):
+        lost[first] = max(lost.get(first, 0.0), by_opid[second].t_grant or 0.0)
     for op in ops:
-        if op.granted and op.release == "not-owned" and op.t_release is not None:
-            if op.t_release < op.t_invoke + op.ttl - MARGIN_S - op.skew_s:
-                lost.add(op.opid)
+        gone = op.granted and op.release == "not-owned" and op.t_release is not None
+        if gone and (op.t_release or 0.0) < op.t_invoke + op.ttl - MARGIN_S - op.skew_s:
+            lost[op.opid] = max(lost.get(op.opid, 0.0), op.t_release or 0.0)
     lost_plain = {o for o in lost if by_opid[o].kind != "session"}
-    lost_session = lost - lost_plain
+    lost_session = set(lost) - lost_plain
+    lost_across = {o for o in lost_plain if _another_node_between(ops, by_opid[o], lost[o])}
+    lost_one_node = lost_plain - lost_across
 
     stale_refused_by_op = {
         r["opid"] for r in register_rows if r.get("op") == "write" and not r["accepted"]
@@ -284,9 +315,10 @@ def check_phase(phase_dir: Path) -> dict[str, Any]:
         stats["stale_refused"] += op.opid in stale_refused_by_op
         stats["stale_accepted"] += op.opid in stale_accepted_ops
         stats["overlaps"] += sum(1 for a, _b in seen_pairs if a == op.opid)
-        stats["lost"] += op.opid in lost_plain
+        stats["lost_one_node"] += op.opid in lost_one_node
+        stats["lost_across"] += op.opid in lost_across
         stats["lost_session"] += op.opid in lost_session
-    for first, second in repeats:
+    for _first, second in repeats:
         episodes[by_opid[second.opid].episode].stats["repeats"] += 1
     for first, second in inversions:
         episodes[second.episode].stats["inversions"] += 1
@@ -297,8 +329,11 @@ def check_phase(phase_dir: Path) -> dict[str, Any]:
         firsts = []
         keys = {op.key for op in ops}
         for key in keys:
-            after = [op.t_grant for op in ops
-                     if op.key == key and op.granted and op.t_invoke >= episode.healed]  # fmt: skip
+            after = [
+                op.t_grant
+                for op in ops
+                if op.key == key and op.granted and op.t_invoke >= episode.healed
+            ]
             if after:
                 firsts.append(min(a for a in after if a is not None) - episode.healed)
         episode.recovery_s = round(max(firsts), 2) if len(firsts) == len(keys) else None
@@ -307,7 +342,8 @@ def check_phase(phase_dir: Path) -> dict[str, Any]:
         "stale_accepted": fencing["stale_accepted"][:5],
         "repeats": [[vars(a), vars(b)] for a, b in repeats[:5]],
         "inversions": [[vars(a), vars(b)] for a, b in inversions[:5]],
-        "lost": [vars(by_opid[o]) for o in sorted(lost_plain)[:5]],
+        "lost_one_node": [vars(by_opid[o]) for o in sorted(lost_one_node)[:5]],
+        "lost_across": [vars(by_opid[o]) for o in sorted(lost_across)[:5]],
         "certain_overlaps": [
             [vars(by_opid[a]), vars(by_opid[b])] for a, b in sorted(certain_pairs)[:5]
         ],

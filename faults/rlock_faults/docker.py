@@ -41,9 +41,13 @@ def container_logs(container_id: str) -> str:
     """Everything the container wrote to stdout and stderr, interleaved."""
     try:
         done = subprocess.run(
-            ["docker", "logs", container_id], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, timeout=60, check=False,
-        )  # fmt: skip
+            ["docker", "logs", container_id],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return "(docker logs timed out)"
     return done.stdout

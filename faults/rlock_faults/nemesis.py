@@ -20,8 +20,9 @@ from typing import Any
 
 import redis
 
+from .commands import command
 from .docker import DockerError, docker
-from .topology import ClusterTopology, SentinelTopology, Server, Topology
+from .topology import CLOCK_OFFSET_FILE, ClusterTopology, SentinelTopology, Server, Topology
 from .workload import ALL_KEYS
 
 
@@ -90,8 +91,15 @@ class Nemesis:
                 docker("start", server.container_id, check=False)
                 server.stopped = False
             for network in sorted(server.disconnected):
-                docker("network", "connect", "--ip", server.networks[network], network,
-                       server.container_id, check=False)  # fmt: skip
+                docker(
+                    "network",
+                    "connect",
+                    "--ip",
+                    server.networks[network],
+                    network,
+                    server.container_id,
+                    check=False,
+                )
             server.disconnected.clear()
             if server.skewed:
                 self._set_clock(server, 0.0)
@@ -117,8 +125,14 @@ class Nemesis:
         server.paused = True
 
     def _set_clock(self, server: Server, offset_s: float) -> None:
-        docker("exec", server.container_id, "sh", "-c", f"echo {offset_s:+.3f} > /data/faketime",
-               check=False)  # fmt: skip
+        docker(
+            "exec",
+            server.container_id,
+            "sh",
+            "-c",
+            f"echo {round(offset_s * 1000)} > {CLOCK_OFFSET_FILE}",
+            check=False,
+        )
         server.skewed = offset_s != 0.0
         self.record("clock", server=server.name, offset_s=offset_s)
 
@@ -132,8 +146,12 @@ class Nemesis:
 
     def _kill_restart(self, _hold: float) -> None:
         master = self._master()
-        self.record("inject", what="kill -9 and restart at once", target=master.name,
-                    persistence=self.topology.persistence)  # fmt: skip
+        self.record(
+            "inject",
+            what="kill -9 and restart at once",
+            target=master.name,
+            persistence=self.topology.persistence,
+        )
         self._kill(master)
         docker("start", master.container_id)
         master.stopped = False
@@ -163,8 +181,11 @@ class Nemesis:
     def _partition_master(self, _hold: float) -> Callable[[], None]:
         master = self._master()
         if isinstance(self.topology, SentinelTopology):
-            self.record("inject", what="master cut from replicas and Sentinels, clients keep it",
-                        target=master.name)  # fmt: skip
+            self.record(
+                "inject",
+                what="master cut from replicas and Sentinels, clients keep it",
+                target=master.name,
+            )
             self._disconnect(master, self.topology.data_net)
         else:
             assert isinstance(self.topology, ClusterTopology)
@@ -193,8 +214,11 @@ class Nemesis:
         topology = self._sentinel_topology()
         cut = self.rng.sample(topology.sentinels, k=2)
         master = self._master()
-        self.record("inject", what="two Sentinels cut off, then the master paused",
-                    target=[s.name for s in cut] + [master.name])  # fmt: skip
+        self.record(
+            "inject",
+            what="two Sentinels cut off, then the master paused",
+            target=[s.name for s in cut] + [master.name],
+        )
         for sentinel in cut:
             self._disconnect(sentinel, topology.data_net)
         self._pause(master)  # no majority may fail it over: clients wait for it
@@ -211,8 +235,8 @@ class Nemesis:
         topology = self._sentinel_topology()
         sentinel = self.rng.choice(topology.sentinels)
         self.record("inject", what="SENTINEL FAILOVER", target=sentinel.name)
-        c = redis.Redis(host=sentinel.front_ip, port=26379, socket_timeout=5)
-        c.execute_command("SENTINEL", "FAILOVER", "m")
+        c = redis.Redis(host=sentinel.front_ip or sentinel.ip, port=26379, socket_timeout=5)
+        command(c, "SENTINEL", "FAILOVER", "m")
 
     # -- cluster only --------------------------------------------------------------------
 
@@ -229,41 +253,58 @@ class Nemesis:
     def _cluster_failover(self, _hold: float) -> None:
         replica = self._a_replica()
         self.record("inject", what="CLUSTER FAILOVER", target=replica.name)
-        replica.client().execute_command("CLUSTER", "FAILOVER")
+        command(replica.client(), "CLUSTER", "FAILOVER")
 
     def _cluster_takeover(self, _hold: float) -> None:
         replica = self._a_replica()
         self.record("inject", what="CLUSTER FAILOVER TAKEOVER", target=replica.name)
-        replica.client().execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+        command(replica.client(), "CLUSTER", "FAILOVER", "TAKEOVER")
 
     def _slot_migration(self, _hold: float) -> None:
         topology = self._cluster_topology()
         key = self.rng.choice(ALL_KEYS)
-        slot = redis.crc.key_slot(key.encode())  # type: ignore[attr-defined]
+        slot = redis.crc.key_slot(key.encode())
         view = topology.nodes_view(topology.servers[0])
         masters = [r for r in view if "master" in r["flags"] and r["slots"]]
         source_row = next(r for r in masters if _serves(r["slots"], slot))
         target_row = self.rng.choice([r for r in masters if r is not source_row])
         source, target = topology.by_ip(source_row["ip"]), topology.by_ip(target_row["ip"])
-        self.record("inject", what="slot migration", target=[source.name, target.name],
-                    key=key, slot=slot)  # fmt: skip
+        self.record(
+            "inject", what="slot migration", target=[source.name, target.name], key=key, slot=slot
+        )
         s, t = source.client(10), target.client(10)
-        t.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_row["id"])
-        s.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_row["id"])
+        command(t, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_row["id"])
+        command(s, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_row["id"])
         moved = 0
         for _ in range(100):
-            keys = s.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+            keys = command(s, "CLUSTER", "GETKEYSINSLOT", slot, 100)
             if not keys:
                 break
-            s.execute_command("MIGRATE", target.ip, 6379, "", 0, 5000, "AUTH",
-                              topology_password(), "KEYS", *keys)  # fmt: skip
+            command(
+                s,
+                "MIGRATE",
+                target.ip,
+                6379,
+                "",
+                0,
+                5000,
+                "AUTH",
+                topology_password(),
+                "KEYS",
+                *keys,
+            )
             moved += len(keys)
         for c in (t, s):
-            c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_row["id"])
+            command(c, "CLUSTER", "SETSLOT", slot, "NODE", target_row["id"])
         for other in masters:
             if other is not source_row and other is not target_row:
-                topology.by_ip(other["ip"]).client().execute_command(
-                    "CLUSTER", "SETSLOT", slot, "NODE", target_row["id"]
+                command(
+                    topology.by_ip(other["ip"]).client(),
+                    "CLUSTER",
+                    "SETSLOT",
+                    slot,
+                    "NODE",
+                    target_row["id"],
                 )
         self.record("migrated", slot=slot, keys=moved)
 
@@ -299,9 +340,15 @@ def liveness_probe(topology: Topology, bound_s: float) -> dict[str, float | None
         while time.monotonic() - start < bound_s:
             try:
                 r, _ = router.client_for(key)
-                lock = rlock.Lock(r, key, timeout=60, blocking_timeout=5, thread_local=False,
-                                  shared=key == SHARED_KEY,
-                                  limit=LIMIT if key == LIMIT_KEY else None)  # fmt: skip
+                lock = rlock.Lock(
+                    r,
+                    key,
+                    timeout=60,
+                    blocking_timeout=5,
+                    thread_local=False,
+                    shared=key == SHARED_KEY,
+                    limit=LIMIT if key == LIMIT_KEY else None,
+                )
                 if lock.acquire(token=f"probe-{key}"):
                     results[key] = round(time.monotonic() - start, 3)
                     break

@@ -8,8 +8,8 @@ Sentinel reports data addresses; clients map them to the same server's front add
 Cluster: three masters with a replica each on one network (clients reach the nodes at the
 addresses the cluster announces).
 
-Every server preloads libfaketime (its clock offset read from /data/faketime, 0 until the
-nemesis writes one) and runs with `enable-debug-command` for the final digests.
+Every server preloads clockskew.so (its wall clock offset read from /data/clock-offset, 0
+until the nemesis writes one) and runs with `enable-debug-command` for the final digests.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from typing import Any
 
 import redis
 
+from .commands import command
 from .docker import container_logs, create_container, create_network, docker
 
 PASSWORD = "rlock-faults"
-FAKETIME_LIB = "/usr/local/lib/faketime/libfaketimeMT.so.1"
+CLOCK_SHIM = "/usr/local/lib/rlock/clockskew.so"
+CLOCK_OFFSET_FILE = "/data/clock-offset"
 
 PERSISTENCE: dict[str, list[str]] = {
     "rdb": ["--appendonly", "no", "--save", "1 1"],
@@ -66,27 +68,29 @@ class Server:
 def _server_env() -> list[str]:
     return [
         "-e", f"RLOCK_PASSWORD={PASSWORD}",
-        "-e", f"LD_PRELOAD={FAKETIME_LIB}",
-        "-e", "FAKETIME=+0",
-        "-e", "FAKETIME_TIMESTAMP_FILE=/data/faketime",
-        "-e", "FAKETIME_CACHE_DURATION=1",
-        "-e", "FAKETIME_DONT_FAKE_MONOTONIC=1",
+        "-e", f"LD_PRELOAD={CLOCK_SHIM}",
+        "-e", f"RLOCK_CLOCK_OFFSET_FILE={CLOCK_OFFSET_FILE}",
     ]  # fmt: skip
 
 
 def _server_args(persistence: str) -> list[str]:
     return [
         *PERSISTENCE[persistence],
-        "--enable-debug-command", "yes",
-        "--repl-diskless-sync", "yes",
-        "--repl-diskless-sync-delay", "0",
-    ]  # fmt: skip
+        "--enable-debug-command",
+        "yes",
+        "--repl-diskless-sync",
+        "yes",
+        "--repl-diskless-sync-delay",
+        "0",
+    ]
 
 
 def _subnets(rng: random.Random, count: int) -> list[list[str]]:
     """Candidate /24 prefixes for `count` networks, drawn so parallel runs rarely collide."""
-    return [[f"10.{rng.randrange(150, 200)}.{rng.randrange(256)}" for _ in range(30)]
-            for _ in range(count)]  # fmt: skip
+    return [
+        [f"10.{rng.randrange(150, 200)}.{rng.randrange(256)}" for _ in range(30)]
+        for _ in range(count)
+    ]
 
 
 def _wait(what: str, condition: Any, timeout: float = 60.0) -> None:
@@ -103,14 +107,24 @@ def _start_server(
     image: str, name: str, network: str, ip: str, persistence: str, extra: list[str]
 ) -> Server:
     container_id = create_container(
-        ["--name", name, "--network", network, "--ip", ip, *_server_env(), image,
-         *_server_args(persistence), *extra]
-    )  # fmt: skip
+        [
+            "--name",
+            name,
+            "--network",
+            network,
+            "--ip",
+            ip,
+            *_server_env(),
+            image,
+            *_server_args(persistence),
+            *extra,
+        ]
+    )
     return Server(name=name, container_id=container_id, ip=ip, networks={network: ip})
 
 
-def _init_faketime(server: Server) -> None:
-    docker("exec", server.container_id, "sh", "-c", "echo +0 > /data/faketime")
+def _init_clock(server: Server) -> None:
+    docker("exec", server.container_id, "sh", "-c", f"echo 0 > {CLOCK_OFFSET_FILE}")
 
 
 class Topology:
@@ -142,10 +156,17 @@ class SentinelTopology(Topology):
         self.name = f"sentinel/{persistence}" + (f"/replicas={replicas}" if replicas else "")
         self.persistence, self.replicas = persistence, replicas
         self.kinds = [
-            "partition-master", "partition-replicas", "partition-sentinels", "partition-clients",
-            "kill-master", "kill-restart", "pause-master", "pause-client", "clock-skew",
+            "partition-master",
+            "partition-replicas",
+            "partition-sentinels",
+            "partition-clients",
+            "kill-master",
+            "kill-restart",
+            "pause-master",
+            "pause-client",
+            "clock-skew",
             "sentinel-failover",
-        ]  # fmt: skip
+        ]
         (self.data_net, data), (self.front_net, front) = (
             create_network(candidates) for candidates in _subnets(rng, 2)
         )
@@ -157,12 +178,17 @@ class SentinelTopology(Topology):
             if i > 0:
                 extra += ["--replicaof", f"{data}.10", "6379"]
             server = _start_server(
-                image, f"rlock-faults-{tag}-redis{i}", self.data_net, f"{data}.{10 + i}",
-                persistence, extra,
-            )  # fmt: skip
+                image,
+                f"rlock-faults-{tag}-redis{i}",
+                self.data_net,
+                f"{data}.{10 + i}",
+                persistence,
+                extra,
+            )
             server.front_ip = f"{front}.{10 + i}"
-            docker("network", "connect", "--ip", server.front_ip, self.front_net,
-                   server.container_id)  # fmt: skip
+            docker(
+                "network", "connect", "--ip", server.front_ip, self.front_net, server.container_id
+            )
             server.networks[self.front_net] = server.front_ip
             self.servers.append(server)
         self.sentinels: list[Server] = []
@@ -172,23 +198,39 @@ class SentinelTopology(Topology):
             docker("start", server.container_id)
         for server in self.servers:
             _wait(f"{server.name} answers", lambda s=server: s.client().ping())
-            _init_faketime(server)
+            _init_clock(server)
         self.wait_healthy()
 
     def _sentinel(self, image: str, tag: str, i: int, data: str, front: str) -> Server:
-        conf = "\\n".join([
-            "port 26379", "bind 0.0.0.0", "protected-mode no",
-            f"sentinel monitor m {data}.10 6379 2",
-            f"sentinel auth-pass m {PASSWORD}",
-            "sentinel down-after-milliseconds m 2000",
-            "sentinel failover-timeout m 6000",
-            "sentinel parallel-syncs m 2",
-        ])  # fmt: skip
-        script = f"printf '{conf}\\n' > /data/sentinel.conf && exec redis-server /data/sentinel.conf --sentinel"
+        conf = "\\n".join(
+            [
+                "port 26379",
+                "bind 0.0.0.0",
+                "protected-mode no",
+                f"sentinel monitor m {data}.10 6379 2",
+                f"sentinel auth-pass m {PASSWORD}",
+                "sentinel down-after-milliseconds m 2000",
+                "sentinel failover-timeout m 6000",
+                "sentinel parallel-syncs m 2",
+            ]
+        )
+        conf_path = "/data/sentinel.conf"
+        script = f"printf '{conf}\\n' > {conf_path} && exec redis-server {conf_path} --sentinel"
         container_id = create_container(
-            ["--name", f"rlock-faults-{tag}-sentinel{i}", "--network", self.data_net,
-             "--ip", f"{data}.{20 + i}", "--entrypoint", "sh", image, "-c", script]
-        )  # fmt: skip
+            [
+                "--name",
+                f"rlock-faults-{tag}-sentinel{i}",
+                "--network",
+                self.data_net,
+                "--ip",
+                f"{data}.{20 + i}",
+                "--entrypoint",
+                "sh",
+                image,
+                "-c",
+                script,
+            ]
+        )
         sentinel = Server(f"sentinel{i}", container_id, f"{data}.{20 + i}", f"{front}.{20 + i}")
         sentinel.networks = {self.data_net: sentinel.ip}
         docker("network", "connect", "--ip", f"{front}.{20 + i}", self.front_net, container_id)
@@ -211,9 +253,13 @@ class SentinelTopology(Topology):
         votes: dict[str, int] = {}
         for sentinel in self.sentinels:
             with contextlib.suppress(Exception):
-                c = redis.Redis(host=sentinel.front_ip, port=26379, socket_timeout=2,
-                                decode_responses=True)  # fmt: skip
-                ip, _port = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "m")
+                c = redis.Redis(
+                    host=sentinel.front_ip or sentinel.ip,
+                    port=26379,
+                    socket_timeout=2,
+                    decode_responses=True,
+                )
+                ip, _port = command(c, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "m")
                 votes[ip] = votes.get(ip, 0) + 1
         best = max(votes.items(), key=lambda kv: kv[1], default=None)
         return best[0] if best and best[1] >= 2 else None
@@ -239,9 +285,13 @@ class SentinelTopology(Topology):
             if r.get("master_host") != master.ip:
                 return False
         for sentinel in self.sentinels:
-            c = redis.Redis(host=sentinel.front_ip, port=26379, socket_timeout=2,
-                            decode_responses=True)  # fmt: skip
-            fields = c.execute_command("SENTINEL", "MASTER", "m")
+            c = redis.Redis(
+                host=sentinel.front_ip or sentinel.ip,
+                port=26379,
+                socket_timeout=2,
+                decode_responses=True,
+            )
+            fields = command(c, "SENTINEL", "MASTER", "m")
             flat = (
                 dict(zip(fields[::2], fields[1::2], strict=False))
                 if isinstance(fields, list)
@@ -252,8 +302,11 @@ class SentinelTopology(Topology):
         return True
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
-        _wait(f"{self.name}: one master, two linked replicas, three Sentinels agreeing",
-              self._healthy, timeout)  # fmt: skip
+        _wait(
+            f"{self.name}: one master, two linked replicas, three Sentinels agreeing",
+            self._healthy,
+            timeout,
+        )
 
     def replica_sets(self) -> list[tuple[Server, list[Server]]]:
         master = self.masters()[0]
@@ -265,15 +318,28 @@ class ClusterTopology(Topology):
         self.name = f"cluster/{persistence}" + (f"/replicas={replicas}" if replicas else "")
         self.persistence, self.replicas = persistence, replicas
         self.kinds = [
-            "partition-master", "kill-master", "kill-restart", "pause-master", "pause-client",
-            "clock-skew", "cluster-failover", "cluster-takeover", "slot-migration",
-        ]  # fmt: skip
+            "partition-master",
+            "kill-master",
+            "kill-restart",
+            "pause-master",
+            "pause-client",
+            "clock-skew",
+            "cluster-failover",
+            "cluster-takeover",
+            "slot-migration",
+        ]
         self.net, prefix = create_network(_subnets(rng, 1)[0])
         tag = self.net[:6]
         self.servers = []
         for i in range(6):
-            extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "3000",
-                     "--cluster-config-file", "/data/nodes.conf"]  # fmt: skip
+            extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "3000",
+                "--cluster-config-file",
+                "/data/nodes.conf",
+            ]
             self.servers.append(
                 _start_server(
                     image,
@@ -282,17 +348,29 @@ class ClusterTopology(Topology):
                     f"{prefix}.{10 + i}",
                     persistence,
                     extra,
-                )  # fmt: skip
+                )
             )
         for server in self.servers:
             docker("start", server.container_id)
         for server in self.servers:
             _wait(f"{server.name} answers", lambda s=server: s.client().ping())
-            _init_faketime(server)
+            _init_clock(server)
         addresses = [f"{s.ip}:6379" for s in self.servers]
-        docker("exec", self.servers[0].container_id, "redis-cli", "-a", PASSWORD, "--no-auth-warning",
-               "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes",
-               timeout=120)  # fmt: skip
+        docker(
+            "exec",
+            self.servers[0].container_id,
+            "redis-cli",
+            "-a",
+            PASSWORD,
+            "--no-auth-warning",
+            "--cluster",
+            "create",
+            *addresses,
+            "--cluster-replicas",
+            "1",
+            "--cluster-yes",
+            timeout=120,
+        )
         self.wait_healthy()
 
     def client_spec(self) -> dict[str, Any]:
@@ -301,12 +379,18 @@ class ClusterTopology(Topology):
     def nodes_view(self, server: Server) -> list[dict[str, Any]]:
         """CLUSTER NODES as seen by `server`: id, ip, flags, master id, slots."""
         rows = []
-        for line in server.client().execute_command("CLUSTER", "NODES").splitlines():
+        for line in command(server.client(), "CLUSTER", "NODES").splitlines():
             parts = line.split()
-            rows.append({
-                "id": parts[0], "ip": parts[1].split(":")[0], "flags": parts[2].split(","),
-                "master": parts[3], "state": parts[7], "slots": parts[8:],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "id": parts[0],
+                    "ip": parts[1].split(":")[0],
+                    "flags": parts[2].split(","),
+                    "master": parts[3],
+                    "state": parts[7],
+                    "slots": parts[8:],
+                }
+            )
         return rows
 
     def by_ip(self, ip: str) -> Server:
@@ -318,14 +402,17 @@ class ClusterTopology(Topology):
                 continue
             with contextlib.suppress(Exception):
                 view = self.nodes_view(server)
-                return [self.by_ip(r["ip"]) for r in view
-                        if "master" in r["flags"] and "fail" not in r["flags"] and r["slots"]]  # fmt: skip
+                return [
+                    self.by_ip(r["ip"])
+                    for r in view
+                    if "master" in r["flags"] and "fail" not in r["flags"] and r["slots"]
+                ]
         return []
 
     def _healthy(self) -> bool:
         for server in self.servers:
             c = server.client()
-            if c.execute_command("CLUSTER", "INFO").find("cluster_state:ok") < 0:
+            if command(c, "CLUSTER", "INFO").find("cluster_state:ok") < 0:
                 return False
             view = self.nodes_view(server)
             if any("fail" in r["flags"] or "fail?" in r["flags"] for r in view):
@@ -341,8 +428,11 @@ class ClusterTopology(Topology):
         return len(masters) == 3
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
-        _wait(f"{self.name}: cluster_state ok on all six, three masters, replicas linked",
-              self._healthy, timeout)  # fmt: skip
+        _wait(
+            f"{self.name}: cluster_state ok on all six, three masters, replicas linked",
+            self._healthy,
+            timeout,
+        )
 
     def replica_sets(self) -> list[tuple[Server, list[Server]]]:
         view = self.nodes_view(self.servers[0])

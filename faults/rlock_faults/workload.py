@@ -27,6 +27,7 @@ import rlock
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from .commands import command
 from .register import RegisterClient
 
 # The keys and what holds them: exclusive keys (some operations as SESSION holds), a key
@@ -63,9 +64,14 @@ class SentinelRouter:
             random.shuffle(sentinels)
             for host in sentinels:
                 with contextlib.suppress(redis.RedisError):
-                    s = redis.Redis(host=host, port=26379, socket_timeout=1,
-                                    socket_connect_timeout=1, decode_responses=True)  # fmt: skip
-                    ip, _port = s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "m")
+                    s = redis.Redis(
+                        host=host,
+                        port=26379,
+                        socket_timeout=1,
+                        socket_connect_timeout=1,
+                        decode_responses=True,
+                    )
+                    ip, _port = command(s, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "m")
                     s.close()
                     self._address = self.spec["address_map"].get(ip, ip)
                     self._client = _redis(self._address, self.spec["password"])
@@ -98,7 +104,7 @@ class ClusterRouter:
         random.shuffle(nodes)
         for address in nodes:
             with contextlib.suppress(redis.RedisError):
-                reply = self._client(address).execute_command("CLUSTER", "SLOTS")
+                reply = command(self._client(address), "CLUSTER", "SLOTS")
                 self._slots = [(int(r[0]), int(r[1]), r[2][0].decode()) for r in reply]
                 return
         raise redis.ConnectionError("no cluster node answered CLUSTER SLOTS")
@@ -125,8 +131,12 @@ class History:
         self.client = client
 
     def record(self, event: str, opid: str, **fields: Any) -> None:
-        self._file.write(json.dumps({"ev": event, "opid": opid, "client": self.client,
-                                     "t": time.time(), **fields}) + "\n")  # fmt: skip
+        self._file.write(
+            json.dumps(
+                {"ev": event, "opid": opid, "client": self.client, "t": time.time(), **fields}
+            )
+            + "\n"
+        )
 
 
 def _pick(rng: random.Random) -> tuple[str, str]:
@@ -163,9 +173,14 @@ def _error(e: BaseException) -> str:
 
 
 def run_worker(
-    index: int, spec: dict[str, Any], register_port: int, replicas: int, seed: int,
-    history_path: str, stop: Event,
-) -> None:  # fmt: skip
+    index: int,
+    spec: dict[str, Any],
+    register_port: int,
+    replicas: int,
+    seed: int,
+    history_path: str,
+    stop: Event,
+) -> None:
     """The worker's loop (the target of a multiprocessing.Process)."""
     import signal
 
@@ -182,16 +197,33 @@ def run_worker(
         opid = f"{client}-{n}"
         key, kind = _pick(rng)
         ttl = round(rng.uniform(1.5, 3.0), 3)
-        one_operation(router, register, history, opid, key, kind, ttl, replicas,
-                      sleeper and rng.random() < 0.25, rng)  # fmt: skip
+        one_operation(
+            router,
+            register,
+            history,
+            opid,
+            key,
+            kind,
+            ttl,
+            replicas,
+            sleeper and rng.random() < 0.25,
+            rng,
+        )
     register.close()
 
 
 def one_operation(
-    router: SentinelRouter | ClusterRouter, register: RegisterClient, history: History,
-    opid: str, key: str, kind: str, ttl: float, replicas: int, oversleep: bool,
+    router: SentinelRouter | ClusterRouter,
+    register: RegisterClient,
+    history: History,
+    opid: str,
+    key: str,
+    kind: str,
+    ttl: float,
+    replicas: int,
+    oversleep: bool,
     rng: random.Random,
-) -> None:  # fmt: skip
+) -> None:
     try:
         r, address = router.client_for(key)
     except redis.RedisError as e:
@@ -217,13 +249,26 @@ def one_operation(
         time.sleep(ttl + rng.uniform(0.2, 1.0))
     else:
         time.sleep(rng.uniform(0.0, 0.15))
-    request = {"op": "write" if kind in ("exclusive", "session", "writer") else "read",
-               "client": history.client, "opid": opid, "key": key, "token": token,
-               "t_acquired": t_granted, "t_sent": time.time()}  # fmt: skip
+    request = {
+        "op": "write" if kind in ("exclusive", "session", "writer") else "read",
+        "client": history.client,
+        "opid": opid,
+        "key": key,
+        "token": token,
+        "t_acquired": t_granted,
+        "t_sent": time.time(),
+    }
     try:
         reply = register.send(request)
-        history.record("register", opid, key=key, token=token, accepted=reply["accepted"],
-                       op=request["op"], t_sent=request["t_sent"])  # fmt: skip
+        history.record(
+            "register",
+            opid,
+            key=key,
+            token=token,
+            accepted=reply["accepted"],
+            op=request["op"],
+            t_sent=request["t_sent"],
+        )
     except OSError as e:
         history.record("register", opid, key=key, token=token, error=_error(e))
     t_release = time.time()
