@@ -134,8 +134,11 @@ def load_episodes(nemesis: list[dict[str, Any]]) -> list[Episode]:
             episodes[-1].healed = row["t"]
         elif row["ev"] == "episode-end" and len(episodes) > 1:
             episodes[-1].end = row["t"]
+        elif row["ev"] == "inject" and len(episodes) > 1:
+            episodes[-1].stats["faults"] += 1
         elif row["ev"] == "inject-failed" and len(episodes) > 1:
             episodes[-1].injected = False
+            episodes[-1].stats["inject_failed"] += 1
     return episodes
 
 
@@ -293,8 +296,8 @@ def check_phase(phase_dir: Path) -> dict[str, Any]:
     by_opid = {op.opid: op for op in ops}
 
     lost: dict[str, float] = {}  # opid -> until when its node was asked about it
-    for first, second in sorted(certain_pairs):
-        lost[first] = max(lost.get(first, 0.0), by_opid[second].t_grant or 0.0)
+    for earlier, later in sorted(certain_pairs):
+        lost[earlier] = max(lost.get(earlier, 0.0), by_opid[later].t_grant or 0.0)
     for op in ops:
         gone = op.granted and op.release == "not-owned" and op.t_release is not None
         if gone and (op.t_release or 0.0) < op.t_invoke + op.ttl - MARGIN_S - op.skew_s:

@@ -60,8 +60,8 @@ class Nemesis:
         except (DockerError, redis.RedisError, RuntimeError, StopIteration) as e:
             self.record("inject-failed", number=number, kind=kind, error=str(e)[:300])
             heal = None
+        self._background(hold)  # also after a fault that heals itself (a failover takes time)
         if heal is not None:
-            time.sleep(hold)
             heal()
         self.record("healed", number=number, kind=kind)
         self.heal_all()
@@ -72,6 +72,28 @@ class Nemesis:
             self.record("not-whole", number=number, error=str(e)[:300])
         time.sleep(quiet)
         self.record("episode-end", number=number, kind=kind)
+
+    def _background(self, hold: float) -> None:
+        """Sleeps `hold` s while lesser faults come and go: a client's pause (a GC pause of a
+        second or two) and one server's clock skewed, each in some episodes."""
+        deadline = time.time() + hold
+        if self.rng.random() < 0.5 and self.worker_pids:
+            time.sleep(self.rng.uniform(0, hold / 2))
+            pid = self.rng.choice(self.worker_pids)
+            pause = self.rng.uniform(0.5, 2.0)
+            self.record("inject", what="SIGSTOP of a client (background)", target=pid,
+                        background=True, pause_s=round(pause, 2))  # fmt: skip
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(pause)
+                os.kill(pid, signal.SIGCONT)
+        if self.rng.random() < 0.3:
+            server = self.rng.choice(self.topology.servers)
+            offset = self.rng.choice([-1, 1]) * round(self.rng.uniform(0.2, 1.0), 3)
+            self.record("inject", what="clock skew (background)", target=server.name,
+                        background=True, offset_s=offset)  # fmt: skip
+            self._set_clock(server, offset)
+        time.sleep(max(0.0, deadline - time.time()))
 
     # -- healing -------------------------------------------------------------------------
 

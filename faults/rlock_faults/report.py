@@ -15,6 +15,7 @@ from tabulate import tabulate
 
 # (column header, the checker's per-episode figure)
 COLUMNS = [
+    ("faults injected", "faults"),
     ("ops", "ops"),
     ("grants", "grants"),
     ("overlaps seen", "overlaps"),
@@ -105,6 +106,11 @@ def render(results: list[dict[str, Any]], seed: int, rerun: str, out: Path) -> t
         for name, passed, value in checks:
             ok = ok and passed
             lines.append(f"- {'ok' if passed else 'FAILED'}: {name}: {value}")
+        if totals["inject_failed"]:
+            lines.append(
+                f"- note: {totals['inject_failed']} faults could not be injected "
+                "(no master to aim at, or a command refused): see nemesis.jsonl"
+            )
         lines += [
             f"- phase took {result['duration_s']:.0f} s; {result['ops']} operations; "
             f"register: {result['fencing']['accepted']} writes accepted, "

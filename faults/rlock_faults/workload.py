@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import time
 from multiprocessing.synchronize import Event
@@ -185,6 +186,8 @@ def run_worker(
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the suite stops workers through `stop`
+    # The client's warnings (a given-back acquire, a lost hold) go next to the history.
+    logging.basicConfig(filename=history_path.replace(".jsonl", ".log"), force=True)
     rng = random.Random(seed * 1000 + index)
     client = f"c{index}"
     router = SentinelRouter(spec) if spec["kind"] == "sentinel" else ClusterRouter(spec)
