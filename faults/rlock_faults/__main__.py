@@ -51,9 +51,9 @@ class Phase:
 
 
 FULL_PLAN = [
-    Phase("sentinel", "rdb", 0, episodes=20),
-    Phase("sentinel", "aof-everysec", 0, episodes=20),
-    Phase("sentinel", "aof-always", 1, episodes=20),
+    Phase("sentinel", "rdb", 0, episodes=16),
+    Phase("sentinel", "aof-everysec", 0, episodes=16),
+    Phase("sentinel", "aof-always", 1, episodes=16),
     Phase("cluster", "aof-everysec", 0, episodes=18),
     Phase("cluster", "aof-always", 1, episodes=18),
 ]

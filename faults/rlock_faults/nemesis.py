@@ -23,7 +23,7 @@ import redis
 from .commands import command
 from .docker import DockerError, docker
 from .topology import CLOCK_OFFSET_FILE, ClusterTopology, SentinelTopology, Server, Topology
-from .workload import ALL_KEYS
+from .workload import ALL_KEYS, LIMIT, LIMIT_KEY, SHARED_KEY
 
 
 class Nemesis:
@@ -295,6 +295,16 @@ class Nemesis:
             "inject", what="slot migration", target=[source.name, target.name], key=key, slot=slot
         )
         s, t = source.client(10), target.client(10)
+        # Move it while held: wait a little for a worker's hold, else hold it ourselves.
+        for _ in range(30):
+            if s.exists(key):
+                break
+            time.sleep(0.1)
+        else:
+            kind = ["LIMIT", LIMIT] if key == LIMIT_KEY else ["SHARED"] if key == SHARED_KEY else []
+            command(s, "LOCK.ACQUIRE", key, "nemesis-migration", 5000, *kind)
+        info = command(s, "LOCK.INFO", key)
+        self.record("held-before-move", key=key, info=str(info)[:200])
         command(t, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_row["id"])
         command(s, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_row["id"])
         moved = 0
@@ -351,7 +361,7 @@ def liveness_probe(topology: Topology, bound_s: float) -> dict[str, float | None
     """Seconds until each key could be taken after the final heal (None: not within bound)."""
     import rlock
 
-    from .workload import LIMIT, LIMIT_KEY, SHARED_KEY, ClusterRouter, SentinelRouter
+    from .workload import ClusterRouter, SentinelRouter
 
     spec = topology.client_spec()
     router = SentinelRouter(spec) if spec["kind"] == "sentinel" else ClusterRouter(spec)
