@@ -122,6 +122,24 @@ def run_phase(phase: Phase, seed: int, run_dir: Path) -> None:
     print(f"=== {phase.name}: starting the topology", flush=True)
     topology = make_topology(phase, rng)
     register, register_port = start_register(run_dir)
+    try:
+        _drive(phase, seed, run_dir, topology, rng, register_port, started)
+    finally:
+        register.terminate()
+        register.wait(timeout=10)
+        docker.remove_all()
+
+
+def _drive(
+    phase: Phase,
+    seed: int,
+    run_dir: Path,
+    topology: Topology,
+    rng: random.Random,
+    register_port: int,
+    started: float,
+) -> None:
+    """The workers and the nemesis on a started topology, then the final checks."""
     stop = multiprocessing.Event()
     workers = [
         multiprocessing.Process(
@@ -177,10 +195,7 @@ def run_phase(phase: Phase, seed: int, run_dir: Path) -> None:
     final["digests"] = compare_digests(topology)
     final["crash_lines"] = scan_logs(topology, run_dir)
     final["duration_s"] = round(time.time() - started, 1)
-    register.terminate()
-    register.wait(timeout=10)
     (run_dir / "final.json").write_text(json.dumps(final, indent=1))
-    docker.remove_all()
 
 
 def compare_digests(topology: Topology) -> list[dict[str, Any]]:

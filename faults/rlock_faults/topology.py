@@ -175,8 +175,6 @@ class SentinelTopology(Topology):
         self.servers = []
         for i in range(3):
             extra = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "3"]
-            if i > 0:
-                extra += ["--replicaof", f"{data}.10", "6379"]
             server = _start_server(
                 image,
                 f"rlock-faults-{tag}-redis{i}",
@@ -199,6 +197,12 @@ class SentinelTopology(Topology):
         for server in self.servers:
             _wait(f"{server.name} answers", lambda s=server: s.client().ping())
             _init_clock(server)
+        # Replicas by REPLICAOF, not on the command line: a restarted server must not come
+        # back as the replica of whoever was master at the start (the image's config file is
+        # read-only, so Sentinel's CONFIG REWRITE cannot record roles). A restarted node comes
+        # back as a master and Sentinel turns it into a replica of the current one.
+        for server in self.servers[1:]:
+            command(server.client(), "REPLICAOF", self.servers[0].ip, 6379)
         self.wait_healthy()
 
     def _sentinel(self, image: str, tag: str, i: int, data: str, front: str) -> Server:
