@@ -50,6 +50,7 @@ class Op:
     error: str | None = None
     write: str | None = None  # "accepted", "refused", "error", None (no write)
     t_release: float | None = None
+    t_released: float | None = None  # when the release's reply came
     release: str | None = None
     episode: int = 0
     skew_s: float = 0.0
@@ -122,6 +123,7 @@ def load_ops(phase_dir: Path) -> list[Op]:
                 )
             elif ev == "release":
                 ops[opid].t_release, ops[opid].release = row["t_start"], row["outcome"]
+                ops[opid].t_released = row["t"]
     return sorted(ops.values(), key=lambda o: o.t_invoke)
 
 
@@ -299,9 +301,11 @@ def check_phase(phase_dir: Path) -> dict[str, Any]:
     for earlier, later in sorted(certain_pairs):
         lost[earlier] = max(lost.get(earlier, 0.0), by_opid[later].t_grant or 0.0)
     for op in ops:
-        gone = op.granted and op.release == "not-owned" and op.t_release is not None
-        if gone and (op.t_release or 0.0) < op.t_invoke + op.ttl - MARGIN_S - op.skew_s:
-            lost[op.opid] = max(lost.get(op.opid, 0.0), op.t_release or 0.0)
+        # A release answered "not held" before the ttl could have run out: the hold was gone.
+        # (Judged by the reply's time: a release that started in time may arrive late.)
+        gone = op.granted and op.release == "not-owned" and op.t_released is not None
+        if gone and (op.t_released or 0.0) < op.t_invoke + op.ttl - MARGIN_S - op.skew_s:
+            lost[op.opid] = max(lost.get(op.opid, 0.0), op.t_released or 0.0)
     lost_plain = {o for o in lost if by_opid[o].kind != "session"}
     lost_session = set(lost) - lost_plain
     lost_across = {o for o in lost_plain if _another_node_between(ops, by_opid[o], lost[o])}
