@@ -12,7 +12,7 @@ IMAGE_BASE ?= rlock-base:trixie
 # valgrind counts the lock pair's server instructions for `make test`'s pair-cost check.
 DEBIAN_PACKAGES := redis-server redis-tools libclang-dev debootstrap valgrind
 
-.PHONY: build deps run test unit integration servers pair-cost image container clients python-client rust-client bench mutants clean lint
+.PHONY: build deps run test unit integration servers pair-cost image container faults faults-short clients python-client rust-client bench mutants clean lint
 
 build: deps
 	$(CARGO) build --release -p rlock
@@ -31,7 +31,7 @@ run: build
 # Style checks first (fmt, clippy -D warnings), then unit tests, the plain lock's cost against
 # its bound, the integration suite on every server version, the container image, and the
 # client libraries.
-test: build lint unit pair-cost integration container clients
+test: build lint unit pair-cost integration container faults-short clients
 
 unit:
 	$(CARGO) test --release --lib
@@ -76,6 +76,21 @@ container:
 		RLOCK_IMAGE=$(IMAGE) RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock --test container; \
 	else \
 		echo "SKIPPED: container tests (no Docker engine answers 'docker info')"; \
+	fi
+
+# The fault suite (faults/, docs/faults.md): a Sentinel topology and a Redis Cluster in
+# containers, clients through the Python client writing to a fenced register, a nemesis on a
+# printed seed (partitions, kill -9 and restarts, pauses, clock skew, failovers, slot moves),
+# an offline checker and a table. `make faults` is the full run (about 25 min; SEED=n replays
+# one), `make faults-short` the short one inside `make test` (fixed seed, under 3 min).
+# Both say SKIPPED when no Docker engine answers.
+faults faults-short:
+	@if docker info >/dev/null 2>&1; then \
+		if [ "$$(docker info --format '{{.Driver}}')" = fuse-overlayfs ]; then scripts/install-deps fuse-overlayfs; fi && \
+		$(MAKE) --no-print-directory image && \
+		RLOCK_IMAGE=$(IMAGE) faults/run $(if $(filter faults-short,$@),--short) $(if $(SEED),--seed $(SEED)); \
+	else \
+		echo "SKIPPED: fault suite $@ (no Docker engine answers 'docker info')"; \
 	fi
 
 # The client libraries against the real module (Redis 7.0): Python (a venv under target/,
