@@ -200,7 +200,8 @@ impl HotKeys {
         if self.entries.len() <= capacity {
             return;
         }
-        self.entries.sort_by(|a, b| b.weight.cmp(&a.weight));
+        self.entries
+            .sort_by_key(|entry| std::cmp::Reverse(entry.weight));
         for old in self.entries.drain(capacity..) {
             self.bytes -= old.memory() + old.key.len();
         }
@@ -230,6 +231,7 @@ impl HotKeys {
         self.entries.len()
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

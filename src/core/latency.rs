@@ -108,6 +108,7 @@ impl Latencies {
     }
 
     /// How many values were recorded.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn count(&self, measure: Measure, kind: HoldKind) -> u64 {
         self.histogram(measure, kind).len()
     }

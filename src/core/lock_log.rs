@@ -18,6 +18,7 @@ use super::Millis;
 pub const MAX_NAME_BYTES: usize = 1024;
 
 /// The most one entry may take in memory: its fixed part and two cut names with their notes.
+#[cfg_attr(not(test), allow(dead_code))]
 pub const MAX_ENTRY_BYTES: usize = std::mem::size_of::<Entry>() + 2 * (MAX_NAME_BYTES + 32);
 
 /// Why an event was logged.
@@ -38,7 +39,9 @@ pub enum Reason {
     DroppedOnResync,
     /// A session hold ended because its connection closed.
     SessionClosed,
-    /// An acquire refused because granting or queueing it would close a cycle of waiters.
+    /// An acquire refused because granting or queueing it would close a cycle of waiters
+    /// (the deadlock detector calls `observe::deadlock_refused`).
+    #[allow(dead_code)]
     DeadlockRefused,
     /// A waiter's wait (enqueue to grant, or to its timeout) passed `lock.log-wait-threshold-ms`.
     LongWait,
@@ -48,6 +51,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order `LOCK.HELP` and the docs list them.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub const ALL: [Reason; 9] = [
         Reason::Expired,
         Reason::Deleted,
@@ -258,6 +262,7 @@ impl LockLog {
         self.entries.len()
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -273,11 +278,6 @@ impl LockLog {
     pub fn memory(&self) -> usize {
         self.bytes + self.entries.capacity() * std::mem::size_of::<Entry>()
             - self.entries.len() * std::mem::size_of::<Entry>()
-    }
-
-    /// The id the next entry gets.
-    pub fn next_id(&self) -> u64 {
-        self.next_id
     }
 }
 

@@ -122,11 +122,13 @@ impl LostHolds {
         self.by_hold.len()
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.by_hold.is_empty()
     }
 
     /// Forgets every record (a `FLUSHALL` does not: a holder may still ask why).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn reset(&mut self) {
         self.by_hold = HashMap::new();
         self.by_age.clear();

@@ -9,6 +9,7 @@
 pub mod finish;
 pub mod help;
 pub mod holds;
+pub mod observe;
 pub mod replay;
 pub mod spec;
 
@@ -21,6 +22,12 @@ pub static ALL: &[&CommandSpec] = &[
     &holds::release::SPEC,
     &holds::renew::SPEC,
     &holds::info::SPEC,
+    &observe::log::SPEC,
+    &observe::log::RESET_SPEC,
+    &observe::lost::SPEC,
+    &observe::top::SPEC,
+    &observe::scan::SPEC,
+    &observe::waiters::SPEC,
     &help::SPEC,
     &replay::apply::SPEC,
     &replay::tokens::SPEC,

@@ -51,6 +51,7 @@ impl LockKey {
     }
 
     fn open(ctx: Ctx, name: *mut RedisModuleString, mode: u32) -> LockKey {
+        let _opening = super::observe::Opening::begin();
         // SAFETY: ctx and name are live for the running callback; the key is closed on drop.
         let key = unsafe { rm!(RedisModule_OpenKey)(ctx.0, name, mode as i32) }.cast();
         LockKey {
@@ -155,6 +156,13 @@ impl LockKey {
                 holds
             }
         };
+        super::observe::sessions_closed(
+            self.ctx.selected_db(),
+            || self.name_bytes(),
+            &holds,
+            client_connected,
+            crate::glue::server::context::now(),
+        );
         self.sessions_closed = holds.end_closed_sessions(client_connected);
         Ok(Some(holds))
     }
@@ -261,6 +269,12 @@ impl LockKey {
         // Refused only without a value: then the expiry is read again if asked for.
         self.expiry = (set == raw::REDISMODULE_OK as i32).then_some(Some(at));
         self.changed = true;
+    }
+
+    /// The key's name (a copy), for the lock log.
+    fn name_bytes(&self) -> Vec<u8> {
+        // SAFETY: the name is live as long as this key handle.
+        unsafe { crate::glue::server::entry::string_bytes(self.name) }.to_vec()
     }
 
     pub fn delete(&mut self) {
