@@ -12,7 +12,7 @@ IMAGE_BASE ?= rlock-base:trixie
 # valgrind counts the lock pair's server instructions for `make test`'s pair-cost check.
 DEBIAN_PACKAGES := redis-server redis-tools libclang-dev debootstrap valgrind
 
-.PHONY: build deps run test unit integration servers pair-cost image container faults faults-short clients python-client rust-client bench mutants clean lint
+.PHONY: build deps run test unit integration servers pair-cost image top-test container faults faults-short clients python-client rust-client bench mutants clean lint
 
 build: deps
 	$(CARGO) build --release -p rlock
@@ -29,9 +29,9 @@ run: build
 	redis-server ./redis.conf --port $(PORT)
 
 # Style checks first (fmt, clippy -D warnings), then unit tests, the plain lock's cost against
-# its bound, the integration suite on every server version, the container image, and the
-# client libraries.
-test: build lint unit pair-cost integration container faults-short clients
+# its bound, the integration suite on every server version, rlock-top under tmux, the
+# container image, the fault suite's short run, and the client libraries.
+test: build lint unit pair-cost integration top-test container faults-short clients
 
 unit:
 	$(CARGO) test --release --lib
@@ -58,6 +58,14 @@ integration: build servers
 		echo "=== integration tests on $$name ($$($$server --version | cut -d' ' -f1-3))"; \
 		RLOCK_SERVER=$$server RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock --test '*'; \
 	done < target/servers/list
+
+# `rlock-top` (tools/rlock-top) against a real server under tmux: send-keys, capture-pane
+# (tests/observe.rs, rlock_top_...).
+top-test: build
+	@scripts/install-deps tmux
+	$(CARGO) build --release -p rlock-top -p rlock-test-othertype
+	RLOCK_TOP=$(CURDIR)/target/release/rlock-top RLOCK_MODULE=$(CURDIR)/$(MODULE) \
+		$(CARGO) test --release -p rlock --test observe rlock_top
 
 # The container image on the offline base (Redis 8.0 from Debian trixie).
 image: build servers

@@ -9,6 +9,7 @@
 pub mod finish;
 pub mod help;
 pub mod holds;
+pub mod monitor;
 pub mod replay;
 pub mod spec;
 
@@ -22,6 +23,12 @@ pub static ALL: &[&CommandSpec] = &[
     &holds::renew::SPEC,
     &holds::info::SPEC,
     &holds::observe::SPEC,
+    &monitor::log::SPEC,
+    &monitor::log::RESET_SPEC,
+    &monitor::lost::SPEC,
+    &monitor::top::SPEC,
+    &monitor::scan::SPEC,
+    &monitor::waiters::SPEC,
     &help::SPEC,
     &replay::apply::SPEC,
     &replay::tokens::SPEC,

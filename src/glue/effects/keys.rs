@@ -50,6 +50,7 @@ impl LockKey {
     }
 
     fn open(ctx: Ctx, name: *mut RedisModuleString, mode: u32) -> LockKey {
+        let _opening = crate::glue::effects::monitor::Opening::begin();
         // SAFETY: ctx and name are live for the running callback; the key is closed on drop.
         let key = unsafe { rm!(RedisModule_OpenKey)(ctx.0, name, mode as i32) }.cast();
         LockKey {
@@ -154,6 +155,13 @@ impl LockKey {
                 holds
             }
         };
+        crate::glue::effects::monitor::sessions_closed(
+            self.ctx.selected_db(),
+            || self.name_bytes(),
+            &holds,
+            client_connected,
+            crate::glue::server::context::now(),
+        );
         self.sessions_closed = holds.end_closed_sessions(client_connected);
         Ok(Some(holds))
     }
@@ -262,6 +270,12 @@ impl LockKey {
         self.changed = true;
     }
 
+    /// The key's name (a copy), for the lock log.
+    fn name_bytes(&self) -> Vec<u8> {
+        // SAFETY: the name is live as long as this key handle.
+        unsafe { crate::glue::server::entry::string_bytes(self.name) }.to_vec()
+    }
+
     pub fn delete(&mut self) {
         self.report_sessions_ended();
         // SAFETY: self.key is open for writing.
@@ -284,6 +298,11 @@ impl ReadKey {
     /// of closed sessions left out.
     pub fn holds(&mut self) -> Result<Option<Holds>, LockError> {
         self.0.holds()
+    }
+
+    /// As `LockKey::found`: what the key holds, looked at without decoding.
+    pub fn found(&mut self) -> Result<Found<'_>, LockError> {
+        self.0.found()
     }
 }
 

@@ -4,6 +4,8 @@
 //! propagation). Depends only on `server` and `core`.
 
 pub mod keys;
+pub mod lock_scan;
+pub mod monitor;
 pub mod observed;
 pub mod propagation;
 pub mod replicate;

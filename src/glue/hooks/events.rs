@@ -11,12 +11,15 @@ use redis_module::raw::{
     self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx, RedisModuleString,
 };
 
+use crate::core::encoding::decode_holds;
 use crate::core::epoch::Snapshot;
+use crate::core::holds::Holds;
+use crate::glue::effects::keys::{Found, OwnedString, ReadKey};
 use crate::glue::effects::observed;
-use crate::glue::effects::propagation;
 use crate::glue::effects::replicate;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::effects::token_counter::with_tokens;
+use crate::glue::effects::{lock_scan, monitor, propagation};
 use crate::glue::hooks::cluster_floor;
 use crate::glue::server::api::rm;
 use crate::glue::server::configs;
@@ -24,7 +27,8 @@ use crate::glue::server::context::{
     detached, log, now, subscribe_to_server_event, Ctx, EventCallback, OK,
 };
 use crate::glue::server::entry::{run_callback, string_bytes};
-use crate::glue::server::value::live_values;
+use crate::glue::server::timers;
+use crate::glue::server::value::{live_values, stored, Stored};
 use crate::glue::waiting::handoff;
 use crate::glue::waiting::waiters;
 
@@ -50,7 +54,7 @@ pub fn became_replica() {
 ///
 /// # Safety
 /// Called by the server only, with a live key-operation context.
-pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *const c_void) {
+pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, value: *const c_void) {
     run_callback("unlink", (), || {
         // SAFETY: ctx is the live key-operation context of this callback.
         let (db, key) = unsafe {
@@ -61,9 +65,12 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *
         };
         LAST_UNLINKED_DB.store(db, Relaxed);
         LAST_UNLINKED_KEY.store(key as usize, Relaxed);
-        if observed::anyone_observing() && !handoff::own_change_running() {
+        if observed::anyone_observing() && !handoff::is_handling() {
             // SAFETY: the key name is live for this callback.
             observed::changed(db, unsafe { string_bytes(key) }, Snapshot::FREE);
+        }
+        if !monitor::own_write(handoff::is_handling()) {
+            note_unlinked(db, key, value);
         }
         if !waiters::anyone_waiting() {
             return;
@@ -75,6 +82,76 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *
         let name = unsafe { string_bytes(key) };
         handoff::lock_removed(timer_ctx, db, name);
     })
+}
+
+/// A lock value the server unlinked (not our own write): its holds wait for their cause, the
+/// "expired" event or, failing it, a timer in the next turn that calls them deleted.
+fn note_unlinked(db: i32, key: *const RedisModuleString, value: *const c_void) {
+    // SAFETY: the server passes a live value of our type; it is only read here.
+    let holds = match unsafe { stored(value.cast_mut()) } {
+        Some(Stored::Plain(lock)) => Holds::from_lock(lock, None),
+        Some(Stored::Holds(bytes)) => decode_holds(bytes, true).unwrap_or_default(),
+        None => return,
+    };
+    // SAFETY: the key name is live for this callback.
+    let name = unsafe { string_bytes(key) };
+    if monitor::unlinked(db, name, holds, now()) {
+        if let Some(timer_ctx) = detached() {
+            timers::start(timer_ctx, 0, unlinked_settled, 0);
+        }
+    }
+}
+
+/// The turn after an unlink: holds no expiry claimed were deleted, or overwritten by a value
+/// of another type; a key that is a lock again was our own hand-off.
+unsafe extern "C" fn unlinked_settled(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
+    run_callback("settling unlinked locks", (), || {
+        let ctx = Ctx(ctx);
+        let now = now();
+        monitor::settle_unlinked(
+            |db, key| {
+                ctx.select_db(db);
+                let name = OwnedString::new(ctx, key);
+                let mut lock_key = ReadKey::open(ctx, name.as_ptr());
+                match lock_key.found() {
+                    Err(_) => Some(true),
+                    Ok(Found::Empty) => Some(false),
+                    Ok(_) => None,
+                }
+            },
+            now,
+        );
+    })
+}
+
+/// Every lock about to be flushed (FLUSHDB/FLUSHALL, or a full sync replacing this node's
+/// data: `resync`), logged with its holders: O(N) in the database's keys, only while any lock
+/// exists.
+fn note_flushed_locks(ctx: Ctx, dbnum: i32, resync: bool) {
+    if live_values() == 0 {
+        return;
+    }
+    let selected = ctx.selected_db();
+    let now = now();
+    let dbs = if dbnum == -1 {
+        0..i32::MAX
+    } else {
+        dbnum..dbnum + 1
+    };
+    for db in dbs {
+        // SAFETY: ctx is the live event context; a database past the last is refused.
+        if unsafe { rm!(RedisModule_SelectDb)(ctx.0, db) } != OK {
+            break;
+        }
+        lock_scan::for_each_key(ctx, |key| {
+            let name = OwnedString::new(ctx, key);
+            let mut lock_key = ReadKey::open(ctx, name.as_ptr());
+            if let Ok(Some(holds)) = lock_key.holds() {
+                monitor::flushed(db, key, &holds, resync, now);
+            }
+        });
+    }
+    ctx.select_db(selected);
 }
 
 /// An "expired" keyspace event (only those: no other event pays for this subscription).
@@ -92,6 +169,8 @@ unsafe extern "C" fn key_expired(
         );
         if last == (db, key as usize) {
             stats::count(Counter::Expirations);
+            // SAFETY: the key is live for this callback.
+            monitor::key_expired(db, unsafe { string_bytes(key) }, now());
             if waiters::anyone_waiting() {
                 // SAFETY: the key is live for this callback.
                 handoff::lock_expired(db, unsafe { string_bytes(key) });
@@ -164,7 +243,8 @@ unsafe extern "C" fn flushed(
             return;
         };
         if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_START {
-            count_locks_dropped_by_sync(Ctx(ctx), info.dbnum);
+            let resync = count_locks_dropped_by_sync(Ctx(ctx), info.dbnum);
+            note_flushed_locks(Ctx(ctx), info.dbnum, resync);
         } else if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_END {
             handoff::schedule_all_checks(Ctx(ctx), info.dbnum);
             observed::wake_all(info.dbnum);
@@ -175,14 +255,14 @@ unsafe extern "C" fn flushed(
 /// The first full sync after this node became a replica empties every database: the locks it
 /// held as a master are gone (their owners still believe they hold them). Counted and logged,
 /// never silent.
-fn count_locks_dropped_by_sync(ctx: Ctx, dbnum: i32) {
+fn count_locks_dropped_by_sync(ctx: Ctx, dbnum: i32) -> bool {
     let is_replica = ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_SLAVE);
     if dbnum != -1 || !is_replica || !AWAITING_FIRST_SYNC.with(|flag| flag.replace(false)) {
-        return;
+        return false;
     }
     let dropped = live_values();
     if dropped == 0 {
-        return;
+        return false;
     }
     stats::add(Counter::DroppedOnResync, dropped);
     log(
@@ -193,6 +273,7 @@ fn count_locks_dropped_by_sync(ctx: Ctx, dbnum: i32) {
              replaced by its master's (their holders may still believe they hold them)"
         ),
     );
+    true
 }
 
 /// The link to a master came up: whatever this node held before is settled (replaced by a

@@ -1,15 +1,18 @@
 //! The `lock` section of INFO: fields show as `lock_<name>`.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::{c_int, CStr, CString};
 
 use redis_module::raw::{RedisModuleCtx, RedisModuleInfoCtx};
 
+use crate::glue::effects::monitor;
 use crate::glue::effects::observed;
 use crate::glue::effects::propagation;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::effects::token_counter;
 use crate::glue::server::api::rm;
+use crate::glue::server::context::Ctx;
 use crate::glue::server::entry::run_callback;
+use crate::glue::server::timers;
 use crate::glue::server::value;
 use crate::glue::waiting::waiters;
 
@@ -17,6 +20,20 @@ use crate::glue::waiting::waiters;
 pub fn register(ctx: *mut RedisModuleCtx) {
     // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
     unsafe { rm!(RedisModule_RegisterInfoFunc)(ctx, Some(info)) };
+    timers::start(Ctx(ctx), RESETSTAT_LOOK_MS, resetstat_look, 0);
+}
+
+/// How often CONFIG RESETSTAT is looked for (no event tells a module of it).
+const RESETSTAT_LOOK_MS: i64 = 1000;
+
+/// CONFIG RESETSTAT zeroes `total_commands_processed`: then the wait and hold percentiles and
+/// the hot keys start again (effects/monitor.rs). Looked at every second.
+unsafe extern "C" fn resetstat_look(ctx: *mut RedisModuleCtx, _data: *mut std::ffi::c_void) {
+    run_callback("looking for CONFIG RESETSTAT", (), || {
+        let ctx = Ctx(ctx);
+        crate::glue::commands::monitor::note_resetstat(ctx);
+        timers::start(ctx, RESETSTAT_LOOK_MS, resetstat_look, 0);
+    })
 }
 
 /// Also called while a crash report is written: reads state without ever waiting on it.
@@ -65,8 +82,35 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             // How far tokens run ahead of the clock: the promotions' jumps (core/tokens.rs).
             add(ctx, c"token_lead_ms", token_counter::lead_ms());
             add(ctx, c"replication_idle", u64::from(propagation::idle()));
+            add_observed(ctx);
         }
     })
+}
+
+/// The lock log, the losses LOCK.LOST keeps, LOCK.TOP's table and the percentiles
+/// (`lock_wait_percentiles_usec_<kind>:p50=…,p99=…,p99.9=…`, as INFO latencystats; a kind
+/// with nothing recorded is left out).
+unsafe fn add_observed(ctx: *mut RedisModuleInfoCtx) {
+    let Some(snapshot) = monitor::info_snapshot() else {
+        return;
+    };
+    // SAFETY: the caller passes the live INFO context.
+    unsafe {
+        add(ctx, c"log_len", snapshot.log_len);
+        add(ctx, c"log_memory", snapshot.log_bytes);
+        add(ctx, c"lost_len", snapshot.lost_len);
+        add(ctx, c"lost_memory", snapshot.lost_bytes);
+        add(ctx, c"top_keys", snapshot.top_len);
+        add(ctx, c"top_memory", snapshot.top_bytes);
+        add(ctx, c"histograms_memory", snapshot.histogram_bytes);
+        for (measure, kind, line) in snapshot.percentiles {
+            let name = format!("{}_percentiles_usec_{}", measure.name(), kind.name());
+            let (Ok(name), Ok(line)) = (CString::new(name), CString::new(line)) else {
+                continue;
+            };
+            rm!(RedisModule_InfoAddFieldCString)(ctx, name.as_ptr(), line.as_ptr());
+        }
+    }
 }
 
 unsafe fn add(ctx: *mut RedisModuleInfoCtx, name: &CStr, value: u64) {

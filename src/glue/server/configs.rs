@@ -24,12 +24,22 @@ const MAX_TTL: usize = 0;
 const MAX_OWNER: usize = 1;
 const MAX_WAITERS: usize = 2;
 const SPLIT_ALLOWANCE: usize = 3;
+// Issue 21 (effects/monitor.rs): the lock log, the losses kept for LOCK.LOST, LOCK.TOP.
+const LOG_MAX_LEN: usize = 4;
+const LOG_WAIT_THRESHOLD: usize = 5;
+const LOG_HOLD_THRESHOLD: usize = 6;
+const LOST_MAX_LEN: usize = 7;
+const LOST_RETENTION: usize = 8;
+const TOP_SIZE: usize = 9;
+const TOP_HALFLIFE: usize = 10;
+const COUNT: usize = 11;
+const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// The longest split allowance: a day of clock per promotion (core/tokens.rs: the budget runs
 /// to the year 2248, so even a day per promotion leaves room for tens of thousands of them).
 const MAX_SPLIT_ALLOWANCE_MS: i64 = 24 * 3600 * 1000;
 
-const CONFIGS: [NumericConfig; 4] = [
+const CONFIGS: [NumericConfig; COUNT] = [
     NumericConfig {
         name: c"max-ttl",
         default: MAX_TTL_MS as i64,
@@ -54,13 +64,69 @@ const CONFIGS: [NumericConfig; 4] = [
         min: 1000,
         max: MAX_SPLIT_ALLOWANCE_MS,
     },
+    // Entries the lock log keeps (0: logs nothing); each at most ~2.2 KB.
+    NumericConfig {
+        name: c"log-max-len",
+        default: 128,
+        min: 0,
+        max: 10_000,
+    },
+    // A wait this long (ms) or longer is logged when it ends (0: never).
+    NumericConfig {
+        name: c"log-wait-threshold-ms",
+        default: 1000,
+        min: 0,
+        max: 30 * DAY_MS,
+    },
+    // A hold this long (ms) or longer is logged when released (0: never).
+    NumericConfig {
+        name: c"log-hold-threshold-ms",
+        default: 60_000,
+        min: 0,
+        max: 30 * DAY_MS,
+    },
+    // Losses kept for LOCK.LOST (0: none); each at most ~4.3 KB, typically ~200 bytes.
+    NumericConfig {
+        name: c"lost-max-len",
+        default: 10_000,
+        min: 0,
+        max: 1_000_000,
+    },
+    // How long (ms) a loss stays available to LOCK.LOST.
+    NumericConfig {
+        name: c"lost-retention-ms",
+        default: 3_600_000,
+        min: 1000,
+        max: 30 * DAY_MS,
+    },
+    // Keys LOCK.TOP tracks (0: off); each ~2 KB.
+    NumericConfig {
+        name: c"top-size",
+        default: 64,
+        min: 0,
+        max: 1024,
+    },
+    // Every this many ms the hot keys' weights halve (0: never).
+    NumericConfig {
+        name: c"top-halflife-ms",
+        default: 60_000,
+        min: 0,
+        max: 30 * DAY_MS,
+    },
 ];
 
-static VALUES: [AtomicI64; 4] = [
+static VALUES: [AtomicI64; COUNT] = [
     AtomicI64::new(CONFIGS[MAX_TTL].default),
     AtomicI64::new(CONFIGS[MAX_OWNER].default),
     AtomicI64::new(CONFIGS[MAX_WAITERS].default),
     AtomicI64::new(CONFIGS[SPLIT_ALLOWANCE].default),
+    AtomicI64::new(CONFIGS[LOG_MAX_LEN].default),
+    AtomicI64::new(CONFIGS[LOG_WAIT_THRESHOLD].default),
+    AtomicI64::new(CONFIGS[LOG_HOLD_THRESHOLD].default),
+    AtomicI64::new(CONFIGS[LOST_MAX_LEN].default),
+    AtomicI64::new(CONFIGS[LOST_RETENTION].default),
+    AtomicI64::new(CONFIGS[TOP_SIZE].default),
+    AtomicI64::new(CONFIGS[TOP_HALFLIFE].default),
 ];
 
 fn value(index: usize) -> u64 {
@@ -83,6 +149,45 @@ pub fn max_waiters() -> u64 {
 /// How far a promotion lifts tokens ahead of the clock, in ms (core/tokens.rs `promote`).
 pub fn split_allowance_ms() -> u64 {
     value(SPLIT_ALLOWANCE)
+}
+
+fn size(index: usize) -> usize {
+    usize::try_from(value(index)).unwrap_or(0)
+}
+
+/// Entries the lock log keeps.
+pub fn log_max_len() -> usize {
+    size(LOG_MAX_LEN)
+}
+
+/// Waits at least this long (ms) are logged; 0: none.
+pub fn log_wait_threshold_ms() -> u64 {
+    value(LOG_WAIT_THRESHOLD)
+}
+
+/// Holds at least this long (ms) are logged at release; 0: none.
+pub fn log_hold_threshold_ms() -> u64 {
+    value(LOG_HOLD_THRESHOLD)
+}
+
+/// Losses kept for LOCK.LOST.
+pub fn lost_max_len() -> usize {
+    size(LOST_MAX_LEN)
+}
+
+/// How long a loss stays available, in ms.
+pub fn lost_retention_ms() -> u64 {
+    value(LOST_RETENTION)
+}
+
+/// Keys LOCK.TOP tracks.
+pub fn top_size() -> usize {
+    size(TOP_SIZE)
+}
+
+/// The hot keys' half-life, in ms (0: none).
+pub fn top_halflife_ms() -> u64 {
+    value(TOP_HALFLIFE)
 }
 
 /// Registers the configs and loads their values from the config file or MODULE LOADEX; false

@@ -14,8 +14,10 @@ use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
 use crate::core::handoff;
 use crate::core::holds::{Admission, Holds};
+use crate::core::lock_log::HoldKind;
 use crate::core::Millis;
 use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::effects::monitor;
 use crate::glue::effects::replicate;
 use crate::glue::effects::signals::Event;
 use crate::glue::effects::stats::{self, Counter};
@@ -57,6 +59,12 @@ pub fn why_gone(db: i32, name: &[u8]) -> Freed {
     }
 }
 
+/// Whether our own key changes are under way (an unlink now is ours, unless a key is being
+/// opened: effects/monitor.rs).
+pub fn is_handling() -> bool {
+    HANDLING.load(Relaxed)
+}
+
 /// Marks our own key changes for the duration of a scope: the lock values they unlink schedule
 /// no checks (we hand over ourselves, or nobody waits).
 pub struct Handling {
@@ -75,11 +83,6 @@ impl Drop for Handling {
     fn drop(&mut self) {
         HANDLING.store(self.was, Relaxed);
     }
-}
-
-/// Whether one of our own key changes is running (its `LockKey` reports to observers itself).
-pub fn own_change_running() -> bool {
-    HANDLING.load(Relaxed)
 }
 
 /// Why a lock is being handed over (counted in INFO).
@@ -151,6 +154,15 @@ pub fn settle(
         name: key_bytes.into(),
     };
     for (token, waiter) in granted {
+        monitor::wait_ended(
+            db,
+            key_bytes,
+            &waiter.owner,
+            HoldKind::of_want(waiter.want),
+            waiter.waited_us(),
+            Some(token),
+            now,
+        );
         key.notify(Event::Handoff);
         key.notify(Event::Expire);
         stats::count(freed.counter());
@@ -265,6 +277,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
             waiters::wake_all_with_nil(ctx, key.db, &key.name);
         }
         Ok(Some(mut holds)) => {
+            monitor::expiring(db, bytes, &holds, now);
             let expired = holds.expire(now);
             let closed = lock_key.sessions_closed() > 0;
             if closed && expired == 0 {

@@ -34,6 +34,10 @@ pub struct Waiter {
     pub held: Option<u32>,
     pub client: BlockedClient,
     timeout_timer: Option<TimerId>,
+    /// When it joined the queue, and its WAIT timeout in ms (0: none), for LOCK.WAITERS and
+    /// the wait percentiles.
+    pub queued_at: std::time::Instant,
+    pub timeout_ms: u64,
 }
 
 impl Waiter {
@@ -46,6 +50,11 @@ impl Waiter {
             ttl: self.ttl,
             session: self.session_client(),
         }
+    }
+
+    /// How long it has waited, in µs.
+    pub fn waited_us(&self) -> u64 {
+        u64::try_from(self.queued_at.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// The connection a session hold it is handed is bound to.
@@ -271,6 +280,8 @@ pub fn join(ctx: Ctx, key: KeyRef, wanted: Wanted, client: BlockedClient) {
                     held: wanted.held,
                     client,
                     timeout_timer: None,
+                    queued_at: std::time::Instant::now(),
+                    timeout_ms: wanted.timeout_ms,
                 },
             );
         }
@@ -311,6 +322,18 @@ pub fn with_queue<T>(
         }
         None => decide(&mut std::iter::empty(), 0),
     })
+}
+
+/// Calls `each` on every waiter of `key`, first in line first (LOCK.WAITERS).
+pub fn for_each_waiter(db: i32, name: &[u8], mut each: impl FnMut(&Waiter)) {
+    if !anyone_waiting() {
+        return;
+    }
+    with_registry(|registry| {
+        if let Some(queue) = registry.queue_mut(db, name) {
+            queue.waiters.iter().for_each(&mut each);
+        }
+    });
 }
 
 /// Takes the longest-waiting client for `key`, if any.
@@ -399,9 +422,25 @@ unsafe extern "C" fn wait_timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void)
                 // This timer has fired: it must not be stopped again.
                 waiter.timeout_timer = None;
             }
-            registry.remove_waiter(seq)
+            let key = registry
+                .queue_of_waiter
+                .get(&seq)
+                .and_then(|id| registry.queues.get(id))
+                .map(|queue| queue.key.clone());
+            registry.remove_waiter(seq).zip(key)
         });
-        if let Some((waiter, timers)) = removed {
+        if let Some(((waiter, timers), key)) = removed {
+            let kind = crate::core::lock_log::HoldKind::of_want(waiter.want);
+            let now = crate::glue::server::context::now();
+            crate::glue::effects::monitor::wait_ended(
+                key.db,
+                &key.name,
+                &waiter.owner,
+                kind,
+                waiter.waited_us(),
+                None,
+                now,
+            );
             stop_all(Ctx(ctx), timers);
             crate::glue::effects::stats::count(crate::glue::effects::stats::Counter::WaitTimeouts);
             waiter.client.unblock_empty();

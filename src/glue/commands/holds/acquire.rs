@@ -312,6 +312,7 @@ fn busy(
     now: Millis,
 ) -> Result<(), LockError> {
     stats::count(Counter::Contended);
+    crate::glue::effects::monitor::contended(db, key_bytes, now);
     match request.wait {
         Some(timeout) if may_block(ctx) => {
             let at = KeyRef {

@@ -30,7 +30,7 @@ use crate::glue::waiting::waiters;
 
 pub static SPEC: CommandSpec = CommandSpec {
     name: c"lock.observe",
-    entry: Some(observe_entry),
+    entry: Some(monitor_entry),
     flags: c"readonly blocking",
     acl: c"read blocking",
     arity: -2,
@@ -58,7 +58,7 @@ pub static SPEC: CommandSpec = CommandSpec {
     }),
 };
 
-command_entry!(observe_entry, Command::Observe, observe);
+command_entry!(monitor_entry, Command::Observe, observe);
 
 fn observe(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_observe(args.bytes())?;

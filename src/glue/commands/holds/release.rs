@@ -5,12 +5,14 @@ use redis_module::raw;
 
 use crate::core::error::{Command, LockError};
 use crate::core::holds::{self, Released, Step};
+use crate::core::lock_log::HoldKind::{self, Exclusive};
 use crate::core::plain;
 use crate::core::request::{parse_release, ReleaseRequest};
 use crate::core::Millis;
 use crate::glue::commands::finish::{commit, key_name, queued_for, reply_settled, settled_by_held};
 use crate::glue::commands::spec::{CommandSpec, Help, HELD, KEY, OWNER};
 use crate::glue::effects::keys::{Found, LockKey};
+use crate::glue::effects::monitor;
 use crate::glue::effects::replicate;
 use crate::glue::effects::signals::Event;
 use crate::glue::effects::stats::{self, Counter};
@@ -71,6 +73,14 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             stats::count(Counter::Releases);
         }
         plain::Release::Left if queued_for(db, args) == 0 => {
+            monitor::hold_released(
+                db,
+                || args.key_bytes(),
+                request.owner,
+                token,
+                Exclusive,
+                now,
+            );
             ctx.reply_integer(0);
             stats::count(Counter::Releases);
             key.notify(Event::Release);
@@ -109,6 +119,9 @@ fn release_holds(
     let session = holds
         .holder(request.owner)
         .and_then(|holder| holder.session);
+    let ending = holds
+        .holder(request.owner)
+        .map(|h| (h.token, HoldKind::of_holder(holds.kind, h.exclusive)));
     match holds::release(&mut holds, request.owner, now) {
         Released::NotHeld => ctx.reply_null(),
         Released::StillHeld { count } => {
@@ -124,6 +137,9 @@ fn release_holds(
             );
         }
         Released::Left => {
+            if let Some((token, kind)) = ending {
+                monitor::hold_released(db, || key_bytes, request.owner, token, kind, now);
+            }
             ctx.reply_integer(0);
             stats::count(Counter::Releases);
             key.notify(Event::Release);

@@ -1,0 +1,136 @@
+//! Iterating the lock keys of a database in SCAN's manner: the server's own `SCAN cursor
+//! [MATCH p] COUNT n TYPE rlocklock`, called from inside the module (`RM_Call`). No index of
+//! our own: SCAN's guarantees (every key present for the whole iteration is returned at least
+//! once; keys may repeat) and costs (O(COUNT) a call, O(N) a full iteration) are the server's.
+
+use std::ffi::c_char;
+
+use redis_module::raw::{self, RedisModuleCallReply};
+
+use crate::glue::server::api::rm;
+use crate::glue::server::context::Ctx;
+
+/// The data type's name as TYPE shows it (hooks/datatype.rs registers it).
+const TYPE_NAME: &[u8] = b"rlocklock";
+
+/// One SCAN page: the next cursor ("0" at the end) and the lock keys it returned.
+pub struct Page {
+    pub cursor: Vec<u8>,
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// `SCAN cursor [MATCH pattern] COUNT count TYPE rlocklock` in the selected database; `None`
+/// if the server refused (a bad cursor).
+pub fn page(ctx: Ctx, cursor: &[u8], pattern: Option<&[u8]>, count: u64) -> Option<Page> {
+    let count = count.to_string();
+    let mut args: Vec<&[u8]> = vec![cursor];
+    if let Some(pattern) = pattern {
+        args.push(b"MATCH");
+        args.push(pattern);
+    }
+    args.extend([b"COUNT".as_slice(), count.as_bytes(), b"TYPE", TYPE_NAME]);
+    let reply = call_scan(ctx, &args);
+    if reply.is_null() {
+        return None;
+    }
+    let page = read_page(reply);
+    // SAFETY: the reply came from RM_Call and is freed once.
+    unsafe { rm!(RedisModule_FreeCallReply)(reply) };
+    page
+}
+
+/// RM_Call("SCAN", "b...") with 5 or 7 buffer arguments.
+fn call_scan(ctx: Ctx, args: &[&[u8]]) -> *mut RedisModuleCallReply {
+    let p = |i: usize| args[i].as_ptr().cast::<c_char>();
+    let n = |i: usize| args[i].len();
+    // SAFETY: ctx is live; every "b" takes a pointer and a length that live for the call.
+    unsafe {
+        match args.len() {
+            5 => rm!(RedisModule_Call)(
+                ctx.0,
+                c"SCAN".as_ptr(),
+                c"bbbbb".as_ptr(),
+                p(0),
+                n(0),
+                p(1),
+                n(1),
+                p(2),
+                n(2),
+                p(3),
+                n(3),
+                p(4),
+                n(4),
+            ),
+            7 => rm!(RedisModule_Call)(
+                ctx.0,
+                c"SCAN".as_ptr(),
+                c"bbbbbbb".as_ptr(),
+                p(0),
+                n(0),
+                p(1),
+                n(1),
+                p(2),
+                n(2),
+                p(3),
+                n(3),
+                p(4),
+                n(4),
+                p(5),
+                n(5),
+                p(6),
+                n(6),
+            ),
+            _ => std::ptr::null_mut(),
+        }
+    }
+}
+
+fn reply_bytes(reply: *mut RedisModuleCallReply) -> Option<Vec<u8>> {
+    if reply.is_null() {
+        return None;
+    }
+    let mut len = 0usize;
+    // SAFETY: reply is a live element of a live reply.
+    let ptr = unsafe { rm!(RedisModule_CallReplyStringPtr)(reply, &mut len) };
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: the server gives len bytes at ptr while the reply lives.
+    Some(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }.to_vec())
+}
+
+fn read_page(reply: *mut RedisModuleCallReply) -> Option<Page> {
+    // SAFETY (all calls): reply is live until the caller frees it; elements live with it.
+    unsafe {
+        if rm!(RedisModule_CallReplyType)(reply) != raw::REDISMODULE_REPLY_ARRAY as i32
+            || rm!(RedisModule_CallReplyLength)(reply) != 2
+        {
+            return None;
+        }
+        let cursor = reply_bytes(rm!(RedisModule_CallReplyArrayElement)(reply, 0))?;
+        let keys_reply = rm!(RedisModule_CallReplyArrayElement)(reply, 1);
+        let len = rm!(RedisModule_CallReplyLength)(keys_reply);
+        let keys = (0..len)
+            .filter_map(|i| reply_bytes(rm!(RedisModule_CallReplyArrayElement)(keys_reply, i)))
+            .collect();
+        Some(Page { cursor, keys })
+    }
+}
+
+/// Every lock key of the selected database, a page at a time (O(N) in its keys).
+pub fn for_each_key(ctx: Ctx, mut each: impl FnMut(&[u8])) {
+    let mut cursor = b"0".to_vec();
+    // Bounded: SCAN ends; this guards a server that would not.
+    for _ in 0..100_000_000u64 {
+        let Some(page) = page(ctx, &cursor, None, 1000) else {
+            return;
+        };
+        for key in &page.keys {
+            each(key);
+        }
+        if page.cursor == b"0" {
+            return;
+        }
+        cursor = page.cursor;
+    }
+}
