@@ -3,6 +3,7 @@
 //! Nothing here knows about Redis: time comes in as an explicit `now` (unix milliseconds), so
 //! every transition is a plain function that `cargo test` can check exhaustively.
 
+pub mod deadlock;
 pub mod encoding;
 pub mod error;
 pub mod handoff;
@@ -13,6 +14,7 @@ pub mod memory;
 pub mod plain;
 pub mod queue;
 pub mod request;
+pub mod several;
 pub mod tokens;
 
 /// Unix time in milliseconds, as Redis keeps key expiries.
