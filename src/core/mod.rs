@@ -15,6 +15,8 @@ pub mod plain;
 pub mod queue;
 pub mod request;
 pub mod several;
+#[cfg(test)]
+mod several_model;
 pub mod tokens;
 
 /// Unix time in milliseconds, as Redis keeps key expiries.

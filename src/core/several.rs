@@ -259,10 +259,6 @@ impl<'a> Board<'a> {
         index
     }
 
-    pub fn waiter(&self, index: usize) -> &BoardWaiter<'a> {
-        &self.waiters[index]
-    }
-
     /// Whether a newcomer on `key` would find a waiter queued there that it may not pass.
     pub fn blocked(&self, key: usize) -> bool {
         self.first_blocking(key).is_some()
