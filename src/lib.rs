@@ -7,8 +7,8 @@ mod glue;
 
 use redis_module::{redis_module, Context, RedisString, Status};
 
-use glue::context::log;
-use glue::datatype::LOCK_TYPE;
+use glue::hooks::datatype::LOCK_TYPE;
+use glue::server::context::log;
 
 /// The server's allocator in the module, so MEMORY and INFO count our locks; the system's in
 /// unit tests, which run without a server.
@@ -22,8 +22,8 @@ type Allocator = std::alloc::System;
 const ALLOCATOR: Allocator = std::alloc::System;
 
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
-    glue::entry::log_panics();
-    let missing = glue::api::missing_required();
+    glue::server::entry::log_panics();
+    let missing = glue::server::api::missing_required();
     if !missing.is_empty() {
         log(
             ctx.ctx,
@@ -38,16 +38,16 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     let options = redis_module::raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS
         | redis_module::raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED;
     // SAFETY: ctx is the loading module's context.
-    unsafe { glue::api::rm!(RedisModule_SetModuleOptions)(ctx.ctx, options as i32) };
-    glue::context::make_detached(ctx.ctx);
-    glue::value::set_lock_type(glue::datatype::registered_type());
-    glue::info::register(ctx.ctx);
-    glue::cluster_floor::register(ctx.ctx);
+    unsafe { glue::server::api::rm!(RedisModule_SetModuleOptions)(ctx.ctx, options as i32) };
+    glue::server::context::make_detached(ctx.ctx);
+    glue::server::value::set_lock_type(glue::hooks::datatype::registered_type());
+    glue::hooks::info::register(ctx.ctx);
+    glue::hooks::cluster_floor::register(ctx.ctx);
     if glue::registration::register_commands(ctx.ctx)
-        && glue::configs::register(ctx.ctx)
-        && glue::events::subscribe(ctx.ctx)
-        && glue::sessions::subscribe(ctx.ctx)
-        && glue::events::watch_roles_and_configs(ctx.ctx)
+        && glue::server::configs::register(ctx.ctx)
+        && glue::hooks::events::subscribe(ctx.ctx)
+        && glue::waiting::sessions::subscribe(ctx.ctx)
+        && glue::hooks::events::watch_roles_and_configs(ctx.ctx)
     {
         Status::Ok
     } else {

@@ -1,215 +1,15 @@
-//! The command table: each command's name, entry point, flags, ACL categories, arity, key spec
-//! and docs, so ACLs, replication, CLIENT PAUSE, OOM, cluster routing and `COMMAND DOCS` treat
-//! it right.
+//! Registers `commands::ALL`: each command's name, entry point, flags, ACL categories, arity,
+//! key spec and docs, so ACLs, replication, CLIENT PAUSE, OOM, cluster routing and `COMMAND
+//! DOCS` treat it right; and hands LOCK.HELP its lines.
 
 use std::ffi::{c_int, CStr};
 
-use redis_module::raw::{self, RedisModuleCmdFunc, RedisModuleCommand, RedisModuleCtx};
+use redis_module::raw::{self, RedisModuleCommand, RedisModuleCtx};
 
-use super::api::rm;
-use super::command_filter;
-use super::command_info::{key_specs, Arg, ArgKind, RawArgs};
-use super::commands;
-use super::context::{log, Ctx};
-use super::entry::run_callback;
-use super::help;
-
-struct CommandSpec {
-    name: &'static CStr,
-    entry: RedisModuleCmdFunc,
-    /// `write` so CLIENT PAUSE WRITE and read-only replicas hold it; `deny-oom` where it
-    /// allocates (a new lock), never on release or renew: a holder must always be able to let
-    /// go or keep what it has; `blocking` where it may block the caller (WAIT).
-    flags: &'static CStr,
-    /// ACL categories besides `lock` (servers with module ACL categories only).
-    acl: &'static CStr,
-    /// Counting the command name; negative: at least that many.
-    arity: c_int,
-    /// What the command does to its key (argument 1); 0 for a keyless command.
-    key_flags: u32,
-    summary: &'static CStr,
-    complexity: &'static CStr,
-    args: &'static [Arg],
-}
-
-/// Where the commands first appeared (rlock's version).
-const SINCE: &CStr = c"0.1.0";
-
-const KEY: Arg = Arg::key(c"key");
-const OWNER: Arg = Arg::string(c"owner");
-const TTL: Arg = Arg::integer(c"ttl");
-/// `HELD n`: the caller's hold count before the call, so that a retried call has one effect.
-const HELD: Arg = Arg {
-    name: c"count",
-    kind: ArgKind::Integer,
-    token: Some(c"HELD"),
-    optional: true,
-};
-
-const COMMANDS: &[CommandSpec] = &[
-    CommandSpec {
-        name: c"lock.acquire",
-        entry: Some(acquire_then_filter),
-        flags: c"write deny-oom fast blocking",
-        acl: c"write fast blocking",
-        arity: -4,
-        // Creates the lock or adds a hold to it: UPDATE ("new or existing data"; the server
-        // takes one of INSERT, UPDATE, DELETE). ACCESS: a reentry replies the stored token.
-        key_flags: raw::REDISMODULE_CMD_KEY_RW
-            | raw::REDISMODULE_CMD_KEY_ACCESS
-            | raw::REDISMODULE_CMD_KEY_UPDATE,
-        summary: c"Takes a lock (or reenters one's own), optionally waiting in line; replies the fencing token",
-        complexity: c"O(1); O(log N) to wait in line behind the N clients already waiting for the key",
-        args: &[
-            KEY,
-            OWNER,
-            TTL,
-            Arg {
-                name: c"mode",
-                kind: ArgKind::OneOf(&[
-                    Arg {
-                        name: c"shared",
-                        kind: ArgKind::PureToken,
-                        token: Some(c"SHARED"),
-                        optional: false,
-                    },
-                    Arg {
-                        name: c"n",
-                        kind: ArgKind::Integer,
-                        token: Some(c"LIMIT"),
-                        optional: false,
-                    },
-                ]),
-                token: None,
-                optional: true,
-            },
-            Arg {
-                name: c"session",
-                kind: ArgKind::PureToken,
-                token: Some(c"SESSION"),
-                optional: true,
-            },
-            Arg {
-                name: c"timeout",
-                kind: ArgKind::Integer,
-                token: Some(c"WAIT"),
-                optional: true,
-            },
-            HELD,
-        ],
-    },
-    CommandSpec {
-        name: c"lock.reenter",
-        entry: Some(commands::reenter_entry),
-        flags: c"write fast",
-        acl: c"write fast",
-        arity: -3,
-        // As INCR: replies the stored count it changed.
-        key_flags: raw::REDISMODULE_CMD_KEY_RW
-            | raw::REDISMODULE_CMD_KEY_ACCESS
-            | raw::REDISMODULE_CMD_KEY_UPDATE,
-        summary: c"Adds one hold to a lock the owner holds; replies the new hold count",
-        complexity: c"O(1)",
-        args: &[
-            KEY,
-            OWNER,
-            Arg {
-                optional: true,
-                ..TTL
-            },
-            HELD,
-        ],
-    },
-    CommandSpec {
-        name: c"lock.release",
-        entry: Some(commands::release_entry),
-        flags: c"write fast",
-        acl: c"write fast",
-        arity: -3,
-        // Drops a hold, and with the last one the lock (the key is deleted or handed over):
-        // DELETE, which the server does not combine with UPDATE. ACCESS: replies the count.
-        key_flags: raw::REDISMODULE_CMD_KEY_RW
-            | raw::REDISMODULE_CMD_KEY_ACCESS
-            | raw::REDISMODULE_CMD_KEY_DELETE,
-        summary: c"Drops one hold of a lock the owner holds; replies the remaining count",
-        complexity: c"O(1); O(log N) to hand a freed lock to the first of the N clients waiting for the key",
-        args: &[KEY, OWNER, HELD],
-    },
-    CommandSpec {
-        name: c"lock.renew",
-        entry: Some(commands::renew_entry),
-        flags: c"write fast",
-        acl: c"write fast",
-        arity: 4,
-        key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
-        summary: c"Resets the expiry of a lock the owner holds",
-        complexity: c"O(1)",
-        args: &[KEY, OWNER, TTL],
-    },
-    CommandSpec {
-        name: c"lock.info",
-        entry: Some(commands::info_entry),
-        flags: c"readonly fast",
-        acl: c"read fast",
-        arity: 2,
-        key_flags: raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
-        summary: c"Shows a lock's owner, hold count, ttl, fencing token and waiters",
-        complexity: c"O(1)",
-        args: &[KEY],
-    },
-    CommandSpec {
-        name: c"lock.help",
-        entry: Some(help::help_entry),
-        flags: c"fast allow-loading allow-stale",
-        acl: c"fast",
-        arity: 1,
-        key_flags: 0,
-        summary: c"Lists the LOCK commands with their syntax, one line of description each",
-        complexity: c"O(1)",
-        args: &[],
-    },
-    CommandSpec {
-        name: c"lock.apply",
-        entry: Some(commands::apply_entry),
-        flags: c"write",
-        acl: c"write",
-        arity: -5,
-        key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
-        summary: c"Internal: replays a master's lock state (replication and AOF only)",
-        complexity: c"O(1)",
-        // Internal, its layout rlock's own business: not documented argument by argument.
-        args: &[],
-    },
-    CommandSpec {
-        name: c"lock.tokens",
-        entry: Some(commands::tokens_entry),
-        flags: c"write",
-        acl: c"write",
-        arity: 2,
-        key_flags: 0,
-        summary: c"Internal: raises the fencing-token counter to a master's (replication and AOF only)",
-        complexity: c"O(1)",
-        args: &[Arg::integer(c"counter")],
-    },
-];
-
-/// LOCK.ACQUIRE, then the command filter if the call made a waiter (see command_filter.rs).
-extern "C" fn acquire_then_filter(
-    ctx: *mut RedisModuleCtx,
-    argv: *mut *mut raw::RedisModuleString,
-    argc: c_int,
-) -> c_int {
-    let status = commands::acquire_entry(ctx, argv, argc);
-    // Two flags read first: with nobody waiting (the common case) nothing more runs.
-    if command_filter::registration_due() {
-        run_callback("the command filter's registration", (), || {
-            if !command_filter::register_if_needed(Ctx(ctx)) {
-                log(ctx, c"warning", "rlock: cannot register the command filter");
-            }
-        });
-    }
-    status
-}
+use crate::glue::commands::spec::{key_specs, CommandSpec, RawArgs, SINCE};
+use crate::glue::commands::{self, help};
+use crate::glue::server::api::rm;
+use crate::glue::server::context::log;
 
 /// The ACL category every LOCK command is in, where the server lets modules add one.
 const ACL_CATEGORY: &CStr = c"lock";
@@ -226,7 +26,8 @@ pub fn register_commands(ctx: *mut RedisModuleCtx) -> bool {
         );
     }
     let own_category = add_acl_category(ctx);
-    COMMANDS
+    help::publish(commands::ALL);
+    commands::ALL
         .iter()
         .all(|spec| register(ctx, spec, own_category))
 }

@@ -1,0 +1,27 @@
+//! The LOCK.* commands, one file each: its spec (`SPEC`: name, flags, key spec, arity, args,
+//! docs, help lines) beside its handler. `ALL` is the one list that registration, `COMMAND
+//! DOCS` and LOCK.HELP come from. Every handler runs parse -> now (one clock read, passed down)
+//! -> open key -> core decision -> `finish::commit` (store, replicate, reply, notify, count).
+//!
+//! `holds/`: the commands clients send; `replay/`: the internal ones a master's stream and the
+//! AOF send; `help`: LOCK.HELP; `finish`: what they share; `spec`: what a command is.
+
+pub mod finish;
+pub mod help;
+pub mod holds;
+pub mod replay;
+pub mod spec;
+
+use spec::CommandSpec;
+
+/// Every command, in LOCK.HELP's order.
+pub static ALL: &[&CommandSpec] = &[
+    &holds::acquire::SPEC,
+    &holds::reenter::SPEC,
+    &holds::release::SPEC,
+    &holds::renew::SPEC,
+    &holds::info::SPEC,
+    &help::SPEC,
+    &replay::apply::SPEC,
+    &replay::tokens::SPEC,
+];

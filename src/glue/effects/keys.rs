@@ -1,0 +1,311 @@
+//! A key opened for a lock command: typed access to the lock value it holds, closed on drop.
+
+use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
+
+use crate::core::encoding::{decode_holds, encode_holds};
+use crate::core::error::LockError;
+use crate::core::holds::Holds;
+use crate::core::lock::Lock;
+use crate::core::plain::Held;
+use crate::core::Millis;
+use crate::glue::effects::signals::{self, Event};
+use crate::glue::effects::stats::{self, Counter};
+use crate::glue::server::api::rm;
+use crate::glue::server::context::{client_connected, Ctx};
+use crate::glue::server::value::{into_value, into_value_checked, lock_type, stored, Stored};
+
+/// What a key holds, looked at without decoding anything.
+pub enum Found<'a> {
+    Empty,
+    /// A plain lock (one exclusive holder, no session) and its key's expiry.
+    Plain(Held<'a>),
+    /// Holds of another kind (shared, semaphore, session): `holds()` decodes them.
+    Holds,
+}
+
+/// The key is opened for writing even when the call may end up changing nothing, but the
+/// module option NO_IMPLICIT_SIGNAL_MODIFIED keeps the server from treating every such open as
+/// a change: only a key that really changed is signalled (WATCH, client-side caching), once,
+/// when it is closed.
+pub struct LockKey {
+    key: *mut RedisModuleKey,
+    ctx: Ctx,
+    name: *mut RedisModuleString,
+    changed: bool,
+    /// Session holds found ended (their connection closed) that the next write stores.
+    sessions_closed: usize,
+    /// The key's expiry once read (`RM_GetAbsExpire` looks the key up again each time),
+    /// kept as this key handle changes it.
+    expiry: Option<Option<Millis>>,
+}
+
+impl LockKey {
+    /// Opens `name` for reading and writing. On a master an expired key is deleted by the
+    /// server here, so a key that is still there is live by the server's clock.
+    pub fn open_writable(ctx: Ctx, name: *mut RedisModuleString) -> LockKey {
+        Self::open(ctx, name, raw::REDISMODULE_READ | raw::REDISMODULE_WRITE)
+    }
+
+    pub fn open_readable(ctx: Ctx, name: *mut RedisModuleString) -> LockKey {
+        Self::open(ctx, name, raw::REDISMODULE_READ)
+    }
+
+    fn open(ctx: Ctx, name: *mut RedisModuleString, mode: u32) -> LockKey {
+        // SAFETY: ctx and name are live for the running callback; the key is closed on drop.
+        let key = unsafe { rm!(RedisModule_OpenKey)(ctx.0, name, mode as i32) }.cast();
+        LockKey {
+            key,
+            ctx,
+            name,
+            changed: false,
+            sessions_closed: 0,
+            expiry: None,
+        }
+    }
+
+    /// The lock was changed in place (a hold count through `lock()`): signal it on close.
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
+    /// Emits a keyspace event about this key, as the server's own commands do.
+    pub fn notify(&self, event: Event) {
+        signals::notify(self.ctx, event, self.name);
+    }
+
+    /// The value the key holds: `None` when the key is empty, WRONGTYPE for another type.
+    fn value(&mut self) -> Result<Option<Stored<'_>>, LockError> {
+        let Some(value) = self.value_pointer()? else {
+            return Ok(None);
+        };
+        // SAFETY: values of our type always come from into_value; the key owns it and nothing
+        // else touches it while this command runs (we hold &mut self).
+        Ok(unsafe { stored(value) })
+    }
+
+    /// What the key holds, for the plain lock's commands (`core::plain`): a plain lock comes
+    /// with its key's expiry; nothing is decoded or copied.
+    pub fn found(&mut self) -> Result<Found<'_>, LockError> {
+        let Some(value) = self.value_pointer()? else {
+            return Ok(Found::Empty);
+        };
+        // SAFETY: as in value(); the lock is only read, once the expiry is.
+        let lock: *const Lock = match unsafe { stored(value) } {
+            Some(Stored::Plain(lock)) => lock,
+            _ => return Ok(Found::Holds),
+        };
+        let expires_at = self.expiry();
+        // SAFETY: the value is the key's and stays put: the returned borrow holds &mut self,
+        // so nothing changes or replaces it while the borrow lives.
+        let lock = unsafe { &*lock };
+        Ok(Found::Plain(Held { lock, expires_at }))
+    }
+
+    /// Sets the plain lock's hold count in place (signalled on close); false if the key holds
+    /// no plain lock.
+    pub fn set_plain_count(&mut self, count: u32) -> bool {
+        let Ok(Some(Stored::Plain(lock))) = self.value() else {
+            return false;
+        };
+        lock.set_count(count);
+        self.mark_changed();
+        true
+    }
+
+    /// The server's pointer to our value: `None` when the key is empty, WRONGTYPE for another
+    /// type.
+    fn value_pointer(&mut self) -> Result<Option<*mut std::ffi::c_void>, LockError> {
+        if self.key.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: self.key is an open key.
+        let key_type = unsafe { rm!(RedisModule_KeyType)(self.key) } as isize;
+        if key_type == raw::REDISMODULE_KEYTYPE_EMPTY {
+            return Ok(None);
+        }
+        // SAFETY: as above.
+        let is_lock = key_type == raw::REDISMODULE_KEYTYPE_MODULE
+            && unsafe { rm!(RedisModule_ModuleTypeGetType)(self.key) } == lock_type();
+        if !is_lock {
+            return Err(LockError::WrongType);
+        }
+        // SAFETY: self.key is an open key holding a value of our type.
+        Ok(Some(unsafe {
+            rm!(RedisModule_ModuleTypeGetValue)(self.key)
+        }))
+    }
+
+    /// The holds on the key (a copy to change and `put` back): `None` when the key is empty,
+    /// WRONGTYPE for another type. A plain lock's holder expires with the key; an admin's
+    /// earlier expiry of the key ends every other hold then. Session holds whose connection
+    /// has closed are left out (and counted, for the next `put` to report).
+    pub fn holds(&mut self) -> Result<Option<Holds>, LockError> {
+        let Some(value) = self.value_pointer()? else {
+            return Ok(None);
+        };
+        let expiry = self.expiry();
+        // SAFETY: as in value().
+        let mut holds = match unsafe { stored(value) } {
+            None => return Ok(None),
+            Some(Stored::Plain(lock)) => Holds::from_lock(lock, expiry),
+            // Our own bytes, checked when they were made: a failure is a bug, shown as one.
+            Some(Stored::Holds(bytes)) => {
+                let mut holds = decode_holds(bytes, true).map_err(|_| LockError::WrongType)?;
+                holds.cap_expiries(expiry);
+                holds
+            }
+        };
+        self.sessions_closed = holds.end_closed_sessions(client_connected);
+        Ok(Some(holds))
+    }
+
+    /// How many session holds `holds()` found ended by their connection closing.
+    pub fn sessions_closed(&self) -> usize {
+        self.sessions_closed
+    }
+
+    /// `n` more session holds were ended (by the caller) for the next write to report.
+    pub fn note_sessions_ended(&mut self, n: usize) {
+        self.sessions_closed += n;
+    }
+
+    /// Session holds ended since the key was read are now stored as ended: counted and
+    /// published (`lock.session_end`) once.
+    fn report_sessions_ended(&mut self) {
+        let ended = std::mem::take(&mut self.sessions_closed);
+        if ended > 0 {
+            stats::add(Counter::SessionEnds, ended as u64);
+            self.notify(Event::SessionEnd);
+        }
+    }
+
+    /// Stores `holds` as the key's value: deleted when free, the packed form for a plain lock
+    /// (changed in place when it is the same lock), else tagged bytes; the key expires with
+    /// the latest holder. The caller runs under `handoff::Handling` (a replaced value is
+    /// unlinked, which must not schedule a check).
+    pub fn put(&mut self, holds: &Holds) {
+        self.report_sessions_ended();
+        if holds.is_free() {
+            self.delete();
+            return;
+        }
+        let Some((lock, expires_at)) = holds.as_plain_lock() else {
+            if let Some(value) = into_value_checked(encode_holds(holds)) {
+                self.set_value(value, holds.key_expiry());
+            }
+            return;
+        };
+        if let Ok(Some(Stored::Plain(held))) = self.value() {
+            if held.token() == lock.token() && held.owner() == lock.owner() {
+                held.set_count(lock.count());
+                self.mark_changed();
+                self.move_expiry(expires_at);
+                return;
+            }
+        }
+        self.store(lock, expires_at);
+    }
+
+    /// Sets the key's expiry to `expires_at` after an in-place change, unless it is that
+    /// already (`None`: the lock stays permanent).
+    pub fn move_expiry(&mut self, expires_at: Option<Millis>) {
+        if let Some(at) = expires_at {
+            if self.expiry() != Some(at) {
+                self.set_expiry(at);
+            }
+        }
+    }
+
+    /// The key's expiry in unix ms: the lock's. `None` when it has none (PERSIST by an admin).
+    pub fn expiry(&mut self) -> Option<Millis> {
+        if let Some(known) = self.expiry {
+            return known;
+        }
+        if self.key.is_null() {
+            return None;
+        }
+        // SAFETY: self.key is an open key.
+        let at = unsafe { rm!(RedisModule_GetAbsExpire)(self.key) };
+        let expiry = (at >= 0).then_some(at);
+        self.expiry = Some(expiry);
+        expiry
+    }
+
+    /// Stores a new lock (replacing whatever the key held), expiring at `expires_at`. The value
+    /// goes first: setting a value drops the key's expiry.
+    pub fn store(&mut self, lock: Box<Lock>, expires_at: Option<Millis>) {
+        self.set_value(into_value(lock), expires_at);
+    }
+
+    fn set_value(&mut self, value: *mut std::ffi::c_void, expires_at: Option<Millis>) {
+        // SAFETY: self.key is open for writing; on success the key owns `value` and frees it
+        // with our type's free callback.
+        let stored = unsafe { rm!(RedisModule_ModuleTypeSetValue)(self.key, lock_type(), value) };
+        if stored != raw::REDISMODULE_OK as i32 {
+            // SAFETY: the server did not take the value: it is still ours to free, once.
+            unsafe { crate::glue::server::value::free_value(value) };
+            return;
+        }
+        self.changed = true;
+        // Setting a value dropped the key's expiry.
+        self.expiry = Some(None);
+        if let Some(at) = expires_at {
+            self.set_expiry(at);
+        }
+    }
+
+    /// Sets the key's expiry to the absolute unix ms `at`, after an in-place change.
+    pub fn set_expiry(&mut self, at: Millis) {
+        // SAFETY: self.key is open for writing and holds a value.
+        let set = unsafe { rm!(RedisModule_SetAbsExpire)(self.key, at) };
+        // Refused only without a value: then the expiry is read again if asked for.
+        self.expiry = (set == raw::REDISMODULE_OK as i32).then_some(Some(at));
+        self.changed = true;
+    }
+
+    pub fn delete(&mut self) {
+        self.report_sessions_ended();
+        // SAFETY: self.key is open for writing.
+        unsafe { rm!(RedisModule_DeleteKey)(self.key) };
+        self.expiry = Some(None);
+        self.changed = true;
+    }
+}
+
+impl Drop for LockKey {
+    fn drop(&mut self) {
+        if self.changed {
+            signals::key_modified(self.ctx, self.name);
+        }
+        if !self.key.is_null() {
+            // SAFETY: opened by us, closed exactly once.
+            unsafe { rm!(RedisModule_CloseKey)(self.key) };
+        }
+    }
+}
+
+/// A server string made from bytes (a key name kept by us), freed on drop.
+pub struct OwnedString {
+    ctx: Ctx,
+    string: *mut RedisModuleString,
+}
+
+impl OwnedString {
+    pub fn new(ctx: Ctx, bytes: &[u8]) -> OwnedString {
+        // SAFETY: ctx is live; the server copies the bytes.
+        let string =
+            unsafe { rm!(RedisModule_CreateString)(ctx.0, bytes.as_ptr().cast(), bytes.len()) };
+        OwnedString { ctx, string }
+    }
+
+    pub fn as_ptr(&self) -> *mut RedisModuleString {
+        self.string
+    }
+}
+
+impl Drop for OwnedString {
+    fn drop(&mut self) {
+        // SAFETY: created by us with this context, freed exactly once.
+        unsafe { rm!(RedisModule_FreeString)(self.ctx.0, self.string) };
+    }
+}

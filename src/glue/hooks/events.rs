@@ -1,0 +1,310 @@
+//! Server happenings that free a lock without a LOCK command: a lock value unlinked from the
+//! keyspace (DEL, UNLINK, expiry, eviction, overwrite, RENAME) and FLUSHDB/FLUSHALL, which
+//! unlink nothing one by one.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI32, AtomicUsize};
+
+use redis_module::raw::{
+    self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx, RedisModuleString,
+};
+
+use crate::glue::effects::propagation;
+use crate::glue::effects::replicate;
+use crate::glue::effects::stats::{self, Counter};
+use crate::glue::effects::token_counter::with_tokens;
+use crate::glue::hooks::cluster_floor;
+use crate::glue::server::api::rm;
+use crate::glue::server::configs;
+use crate::glue::server::context::{
+    detached, log, now, subscribe_to_server_event, Ctx, EventCallback, OK,
+};
+use crate::glue::server::entry::{run_callback, string_bytes};
+use crate::glue::server::value::live_values;
+use crate::glue::waiting::handoff;
+use crate::glue::waiting::waiters;
+
+/// The last lock key unlinked, as (database, the server's key object): an "expired" event for
+/// that very object right after means a lock expired. No copy of the name is made. Atomics,
+/// not a thread_local: every release that frees a lock sets them, and a thread_local in a
+/// shared library costs a __tls_get_addr call per access (both are main-thread only).
+static LAST_UNLINKED_DB: AtomicI32 = AtomicI32::new(-1);
+static LAST_UNLINKED_KEY: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This node became a replica and has not synced since: the next full sync replaces locks
+    /// it held as a master (a split brain loses them), which INFO counts and the log says.
+    static AWAITING_FIRST_SYNC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The role-change event saw this node become a replica.
+pub fn became_replica() {
+    AWAITING_FIRST_SYNC.with(|flag| flag.set(true));
+}
+
+/// The data type's unlink2 callback (main thread).
+///
+/// # Safety
+/// Called by the server only, with a live key-operation context.
+pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, _value: *const c_void) {
+    run_callback("unlink", (), || {
+        // SAFETY: ctx is the live key-operation context of this callback.
+        let (db, key) = unsafe {
+            (
+                rm!(RedisModule_GetDbIdFromOptCtx)(ctx),
+                rm!(RedisModule_GetKeyNameFromOptCtx)(ctx),
+            )
+        };
+        LAST_UNLINKED_DB.store(db, Relaxed);
+        LAST_UNLINKED_KEY.store(key as usize, Relaxed);
+        if !waiters::anyone_waiting() {
+            return;
+        }
+        let Some(timer_ctx) = detached() else {
+            return;
+        };
+        // SAFETY: the key name is live for this callback.
+        let name = unsafe { string_bytes(key) };
+        handoff::lock_removed(timer_ctx, db, name);
+    })
+}
+
+/// An "expired" keyspace event (only those: no other event pays for this subscription).
+unsafe extern "C" fn key_expired(
+    ctx: *mut RedisModuleCtx,
+    _type: c_int,
+    _event: *const c_char,
+    key: *mut RedisModuleString,
+) -> c_int {
+    run_callback("an expiry", OK, || {
+        let db = Ctx(ctx).selected_db();
+        let last = (
+            LAST_UNLINKED_DB.swap(-1, Relaxed),
+            LAST_UNLINKED_KEY.swap(0, Relaxed),
+        );
+        if last == (db, key as usize) {
+            stats::count(Counter::Expirations);
+            if waiters::anyone_waiting() {
+                // SAFETY: the key is live for this callback.
+                handoff::lock_expired(db, unsafe { string_bytes(key) });
+            }
+        }
+        OK
+    })
+}
+
+/// Subscribes to FLUSHDB/FLUSHALL, SWAPDB, forks, replication links and expiries; false if
+/// the server refused.
+pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
+    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
+    let watching_expiries = unsafe {
+        rm!(RedisModule_SubscribeToKeyspaceEvents)(
+            ctx,
+            raw::REDISMODULE_NOTIFY_EXPIRED,
+            Some(key_expired),
+        )
+    };
+    if watching_expiries != OK {
+        log(ctx, c"warning", "rlock: cannot subscribe to expiry events");
+        return false;
+    }
+    let events: [(u64, EventCallback); 4] = [
+        (raw::REDISMODULE_EVENT_FLUSHDB, flushed),
+        (raw::REDISMODULE_EVENT_SWAPDB, swapped),
+        (raw::REDISMODULE_EVENT_FORK_CHILD, forked),
+        (
+            raw::REDISMODULE_EVENT_MASTER_LINK_CHANGE,
+            master_link_changed,
+        ),
+    ];
+    events
+        .into_iter()
+        .all(|(id, callback)| subscribe_to_server_event(ctx, id, callback))
+}
+
+/// SWAPDB: waiters stay with their database number (as Redis' own blocked clients do), whose
+/// keys now hold other values; each key waited for in both is examined again at once.
+unsafe extern "C" fn swapped(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    _sub: u64,
+    data: *mut c_void,
+) {
+    run_callback("swapdb", (), || {
+        // SAFETY: for SWAPDB events the server passes a RedisModuleSwapDbInfo.
+        let Some(info) = (unsafe { data.cast::<raw::RedisModuleSwapDbInfo>().as_ref() }) else {
+            return;
+        };
+        handoff::schedule_all_checks(Ctx(ctx), info.dbnum_first);
+        handoff::schedule_all_checks(Ctx(ctx), info.dbnum_second);
+    })
+}
+
+/// After a flush, every key waited for in the flushed database(s) is re-examined (from a
+/// timer: replicating from inside the flush would reach replicas before the FLUSH itself).
+unsafe extern "C" fn flushed(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    subevent: u64,
+    data: *mut c_void,
+) {
+    run_callback("flush", (), || {
+        // SAFETY: for FLUSHDB events the server passes a RedisModuleFlushInfo.
+        let Some(info) = (unsafe { data.cast::<raw::RedisModuleFlushInfo>().as_ref() }) else {
+            return;
+        };
+        if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_START {
+            count_locks_dropped_by_sync(Ctx(ctx), info.dbnum);
+        } else if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_END {
+            handoff::schedule_all_checks(Ctx(ctx), info.dbnum);
+        }
+    })
+}
+
+/// The first full sync after this node became a replica empties every database: the locks it
+/// held as a master are gone (their owners still believe they hold them). Counted and logged,
+/// never silent.
+fn count_locks_dropped_by_sync(ctx: Ctx, dbnum: i32) {
+    let is_replica = ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_SLAVE);
+    if dbnum != -1 || !is_replica || !AWAITING_FIRST_SYNC.with(|flag| flag.replace(false)) {
+        return;
+    }
+    let dropped = live_values();
+    if dropped == 0 {
+        return;
+    }
+    stats::add(Counter::DroppedOnResync, dropped);
+    log(
+        ctx.0,
+        c"warning",
+        &format!(
+            "rlock: {dropped} locks dropped: this node became a replica and its data is being \
+             replaced by its master's (their holders may still believe they hold them)"
+        ),
+    );
+}
+
+/// The link to a master came up: whatever this node held before is settled (replaced by a
+/// full sync, or kept by a partial one).
+unsafe extern "C" fn master_link_changed(
+    _ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    subevent: u64,
+    _data: *mut c_void,
+) {
+    run_callback("a master link change", (), || {
+        if subevent == raw::REDISMODULE_SUBEVENT_MASTER_LINK_UP {
+            AWAITING_FIRST_SYNC.with(|flag| flag.set(false));
+        }
+    })
+}
+
+/// A child was forked: a replica may be attaching, so propagation turns on (propagation.rs).
+/// If it rewrites the AOF (this runs in the parent, after the new
+/// incremental AOF file was opened), the token counter is written after the rewrite's base,
+/// where it survives. A base without an RDB preamble keeps no aux data and forgets released
+/// locks. Other forks (RDB saves, full syncs) carry the counter as aux data already, and a
+/// write here would count as a change and trigger more saves.
+unsafe extern "C" fn forked(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    subevent: u64,
+    _data: *mut c_void,
+) {
+    run_callback("fork", (), || {
+        let ctx = Ctx(ctx);
+        if subevent != raw::REDISMODULE_SUBEVENT_FORK_CHILD_BORN {
+            return;
+        }
+        // A full sync forks for its snapshot (also a diskless one, and Valkey's dual-channel
+        // sync): everything changed before the fork is in it, every later change must be
+        // propagated to the replica's stream.
+        propagation::replicas_possible(ctx);
+        if !rewriting_aof(ctx) {
+            return;
+        }
+        // CONFIG SET appendonly yes forks before its config event: learn the AOF is on now.
+        propagation::read_persistence_state(ctx);
+        // SAFETY: a plain call without arguments.
+        if unsafe { rm!(RedisModule_AvoidReplicaTraffic)() } != 0 {
+            // Replicating while clients are paused would abort the server; a bit later still
+            // lands after the rewrite's base.
+            replicate::token_counter_soon(ctx);
+        } else {
+            replicate::emit_token_counter(ctx);
+        }
+    })
+}
+
+/// Whether the forked child is an AOF rewrite (INFO persistence; forks are rare).
+fn rewriting_aof(ctx: Ctx) -> bool {
+    // SAFETY: ctx is a live event context; the info data is freed before returning.
+    unsafe {
+        let info = rm!(RedisModule_GetServerInfo)(ctx.0, c"persistence".as_ptr());
+        if info.is_null() {
+            return false;
+        }
+        let mut error: c_int = 0;
+        let field = c"aof_rewrite_in_progress";
+        let in_progress =
+            rm!(RedisModule_ServerInfoGetFieldUnsigned)(info, field.as_ptr(), &mut error);
+        rm!(RedisModule_FreeServerInfo)(ctx.0, info);
+        error == 0 && in_progress == 1
+    }
+}
+
+/// Watches for role changes and config changes, which decide whether anything listens to what
+/// we propagate (propagation.rs; replicas attaching are seen by their fork, below).
+pub fn watch_roles_and_configs(ctx: *mut redis_module::raw::RedisModuleCtx) -> bool {
+    let watching =
+        subscribe_to_server_event(
+            ctx,
+            raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+            role_changed,
+        ) && subscribe_to_server_event(ctx, raw::REDISMODULE_EVENT_CONFIG, config_changed);
+    if !watching {
+        return false;
+    }
+    propagation::read_persistence_state(Ctx(ctx));
+    propagation::replicas_possible(Ctx(ctx));
+    true
+}
+
+/// CONFIG SET (appendonly among others) was applied.
+unsafe extern "C" fn config_changed(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    _sub: u64,
+    _data: *mut c_void,
+) {
+    run_callback("a config change", (), || {
+        propagation::read_persistence_state(Ctx(ctx))
+    });
+}
+
+/// A role change. A replica promoted to master may have missed the last tokens its old master
+/// handed out (replication is asynchronous), and that master may go on granting for a while (a
+/// split brain): the counter jumps the split allowance (`lock.split-allowance-ms`) ahead, and the new
+/// master tells its own replicas, its AOF and, in a cluster, every other node.
+unsafe extern "C" fn role_changed(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    sub: u64,
+    _data: *mut c_void,
+) {
+    run_callback("a role change", (), || {
+        let ctx = Ctx(ctx);
+        propagation::replicas_possible(ctx);
+        if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
+            became_replica();
+        }
+        if sub == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {
+            let allowance = configs::split_allowance_ms();
+            with_tokens(|tokens| tokens.promote(now(), allowance));
+            replicate::token_counter_soon(ctx);
+            cluster_floor::broadcast(ctx);
+        }
+    })
+}

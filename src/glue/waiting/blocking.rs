@@ -1,0 +1,103 @@
+//! Blocking a client for `LOCK.ACQUIRE ... WAIT`, and the server's callbacks for it: its
+//! reply, its timeout (CLIENT UNBLOCK), its disconnect, and freeing what it was woken with.
+//! The crate's own `block_client()` has no reply, timeout or disconnect callbacks, hence this
+//! file; the handle itself is blocked_client.rs.
+
+use std::ffi::{c_int, c_void};
+use std::ptr::NonNull;
+
+use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
+
+use crate::glue::server::api::rm;
+use crate::glue::server::blocked_client::{reply_done, BlockedClient, Grant};
+use crate::glue::server::context::{Ctx, OK};
+use crate::glue::server::entry::run_callback;
+use crate::glue::waiting::handoff;
+use crate::glue::waiting::waiters;
+
+/// Blocks the calling client with no server-side timeout (ours is a module timer, precise
+/// to the millisecond). `None` if the server refused.
+pub fn block(ctx: Ctx) -> Option<BlockedClient> {
+    // SAFETY: ctx is the running command's context and the caller checked that it may
+    // block (no MULTI, Lua or AOF loading); the callbacks live as long as the module.
+    let handle = unsafe {
+        rm!(RedisModule_BlockClient)(ctx.0, Some(reply), Some(timeout), Some(free_grant), 0)
+    };
+    let handle = NonNull::new(handle)?;
+    // SAFETY: handle was just returned by BlockClient and not yet released.
+    unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
+    // SAFETY: ctx is the blocking client's own context.
+    let client_id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
+    Some(BlockedClient::new(handle, client_id))
+}
+
+/// Runs in the woken client's context, before the server's next poll: only formats the reply;
+/// the lock was already handed over (and propagated) when the client was unblocked.
+unsafe extern "C" fn reply(
+    ctx: *mut RedisModuleCtx,
+    _argv: *mut *mut RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    run_callback("a blocked client's reply", OK, || {
+        let ctx = Ctx(ctx);
+        reply_done(ctx);
+        // SAFETY: ctx is a blocked-reply context; privdata is null or a Grant of ours.
+        let grant = unsafe { rm!(RedisModule_GetBlockedClientPrivateData)(ctx.0) }.cast::<Grant>();
+        match unsafe { grant.as_ref() } {
+            Some(grant) => ctx.reply_integer(grant.token as i64),
+            None => ctx.reply_null(),
+        }
+        OK
+    })
+}
+
+/// `CLIENT UNBLOCK id [TIMEOUT]`: the waiter leaves the queue with nil. The server keeps the
+/// handle until we release it.
+unsafe extern "C" fn timeout(
+    ctx: *mut RedisModuleCtx,
+    _argv: *mut *mut RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    run_callback("a blocked client's timeout", OK, || {
+        let ctx = Ctx(ctx);
+        // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
+        let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
+        forget_waiter(ctx, handle);
+        ctx.reply_null();
+        OK
+    })
+}
+
+/// Socket closed, CLIENT KILL, CLIENT UNBLOCK ERROR, role change: a queued waiter leaves for
+/// good. A client handed the lock a moment ago, whose reply has not gone out yet, is gone
+/// before it could learn it holds the lock: the lock is taken back (its handle was released
+/// when it was unblocked; it must not be released again).
+unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisModuleBlockedClient) {
+    run_callback("a blocked client's disconnect", (), || {
+        let ctx = Ctx(ctx);
+        reply_done(ctx);
+        if let Some(client) = waiters::leave(ctx, handle as usize) {
+            client.let_go();
+            return;
+        }
+        // SAFETY: in a disconnect callback the private data is what we unblocked it with.
+        let grant = unsafe { rm!(RedisModule_GetBlockedClientPrivateData)(ctx.0) }.cast::<Grant>();
+        if let Some(grant) = unsafe { grant.as_ref() } {
+            handoff::take_back_later(ctx, grant.key.clone(), grant.token);
+        }
+    })
+}
+
+/// Removes the waiter behind `handle`, if still queued, and releases its handle.
+fn forget_waiter(ctx: Ctx, handle: *mut RedisModuleBlockedClient) {
+    if let Some(client) = waiters::leave(ctx, handle as usize) {
+        client.let_go();
+    }
+}
+
+unsafe extern "C" fn free_grant(_ctx: *mut RedisModuleCtx, privdata: *mut c_void) {
+    if !privdata.is_null() {
+        // SAFETY: the only privdata we pass is a Box<Grant>, freed here once by the server.
+        drop(unsafe { Box::from_raw(privdata.cast::<Grant>()) });
+    }
+}
