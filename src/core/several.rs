@@ -260,6 +260,7 @@ impl<'a> Board<'a> {
     }
 
     /// Whether a newcomer on `key` would find a waiter queued there that it may not pass.
+    #[cfg(test)]
     pub fn blocked(&self, key: usize) -> bool {
         self.first_blocking(key).is_some()
     }

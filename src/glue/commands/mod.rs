@@ -10,6 +10,7 @@ pub mod finish;
 pub mod help;
 pub mod holds;
 pub mod replay;
+pub mod several;
 pub mod spec;
 
 use spec::CommandSpec;
@@ -21,6 +22,9 @@ pub static ALL: &[&CommandSpec] = &[
     &holds::release::SPEC,
     &holds::renew::SPEC,
     &holds::info::SPEC,
+    &several::macquire::SPEC,
+    &several::mrelease::SPEC,
+    &several::mrenew::SPEC,
     &help::SPEC,
     &replay::apply::SPEC,
     &replay::tokens::SPEC,
