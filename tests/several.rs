@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::{error, exists, int, nil, run, wait_until, Server};
-use redis::{ConnectionLike, Value};
+use redis::Value;
 
 const REPLY_WITHIN: Duration = Duration::from_secs(20);
 

@@ -19,9 +19,11 @@ from rlock._protocol import (
 )
 from rlock.holds import ReadWriteLock, Semaphore
 from rlock.lock import Lock
+from rlock.multi import DeadlockError, MultiLock
 
 __all__ = [
     "DEFAULT_LEASE",
+    "DeadlockError",
     "MIN_LEASE",
     "HoldConflictError",
     "HolderInfo",
@@ -30,6 +32,7 @@ __all__ = [
     "LockError",
     "LockInfo",
     "LockNotOwnedError",
+    "MultiLock",
     "ReadWriteLock",
     "ReplicaSyncError",
     "Semaphore",

@@ -31,7 +31,7 @@ pub static SPEC: CommandSpec = CommandSpec {
     acl: c"write fast",
     arity: -4,
     key_flags: raw::REDISMODULE_CMD_KEY_RW
-        | raw::REDISMODULE_CMD_KEY_UPDATE
+        | raw::REDISMODULE_CMD_KEY_ACCESS
         | raw::REDISMODULE_CMD_KEY_DELETE
         | KEYS_AFTER_NUMKEYS,
     summary: c"Releases the owner's hold on each of several locks (one count each)",
