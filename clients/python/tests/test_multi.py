@@ -5,12 +5,11 @@ DeadlockError at once; the watchdog renews every key."""
 import threading
 
 import pytest
+from conftest import wait_until
 from redis.exceptions import LockError, LockNotOwnedError
 
 import rlock
 import rlock.multi_asyncio
-
-from conftest import wait_until
 
 
 def names(key: str) -> list[str]:
@@ -24,7 +23,8 @@ def blocked(r) -> int:
 def test_every_key_is_taken_with_its_token_and_released(r, key):
     lock = rlock.MultiLock(r, names(key), timeout=10)
     with lock:
-        assert lock.tokens is not None and len(lock.tokens) == 2
+        assert lock.tokens is not None
+        assert len(lock.tokens) == 2
         assert lock.tokens[0] < lock.tokens[1]
         other = rlock.MultiLock(r, list(reversed(names(key))), timeout=10, blocking=False)
         assert not other.acquire(), "all or nothing: busy"
@@ -64,9 +64,8 @@ def test_a_wait_closing_a_cycle_raises_deadlock_error(r, key):
     waiter = threading.Thread(
         target=lambda: r.execute_command("LOCK.ACQUIRE", k1, "B", 60000, "WAIT", 20000)
     )
-    client = r  # the waiter's own connection comes from the pool
     waiter.start()
-    wait_until(lambda: blocked(client) == before + 1, what="B waiting for k1")
+    wait_until(lambda: blocked(r) == before + 1, what="B waiting for k1")
     lock = rlock.MultiLock(r, [k2, f"{{{key}}}:acct:3"], timeout=10, owner="A")
     with pytest.raises(rlock.DeadlockError) as refused:
         lock.acquire()
@@ -96,7 +95,8 @@ async def test_the_asyncio_multilock(server, key):
     ar = server.async_client()
     try:
         async with rlock.multi_asyncio.MultiLock(ar, names(key), timeout=10) as lock:
-            assert lock.tokens is not None and len(lock.tokens) == 2
+            assert lock.tokens is not None
+            assert len(lock.tokens) == 2
             busy = rlock.multi_asyncio.MultiLock(ar, names(key), timeout=10, blocking=False)
             assert not await busy.acquire()
         assert await ar.exists(*names(key)) == 0

@@ -23,8 +23,8 @@ from rlock.multi import DeadlockError, MultiLock
 
 __all__ = [
     "DEFAULT_LEASE",
-    "DeadlockError",
     "MIN_LEASE",
+    "DeadlockError",
     "HoldConflictError",
     "HolderInfo",
     "LimitMismatchError",

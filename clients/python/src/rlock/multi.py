@@ -86,7 +86,7 @@ class MultiLock:
 
     def __init__(
         self,
-        redis_client: redis.Redis,
+        redis_client: Any,
         names: Sequence[KeyName],
         timeout: Seconds | None = None,
         blocking: bool = True,
@@ -111,11 +111,15 @@ class MultiLock:
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
 
-    def acquire(self, blocking: bool | None = None, blocking_timeout: Seconds | None = None) -> bool:
+    def acquire(
+        self, blocking: bool | None = None, blocking_timeout: Seconds | None = None
+    ) -> bool:
         """Takes every key or none; True when taken. ``DeadlockError`` when refused."""
         block = self.blocking if blocking is None else blocking
         limit = self.blocking_timeout if blocking_timeout is None else blocking_timeout
-        args = macquire_args(self.names, self.owner, self.ttl_ms, self.shared, wait_ms(block, limit))
+        args = macquire_args(
+            self.names, self.owner, self.ttl_ms, self.shared, wait_ms(block, limit)
+        )
         try:
             reply = self.redis.execute_command(*args)
         except ResponseError as error:

@@ -9,9 +9,9 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 import redis
-import redis.asyncio
 from redis.exceptions import LockError, LockNotOwnedError, ResponseError
 
 from rlock._protocol import DEFAULT_LEASE, MIN_LEASE, KeyName, Seconds, seconds_to_ms, wait_ms
@@ -23,7 +23,7 @@ class MultiLock:
 
     def __init__(
         self,
-        redis_client: redis.asyncio.Redis,
+        redis_client: Any,
         names: Sequence[KeyName],
         timeout: Seconds | None = None,
         blocking: bool = True,
@@ -53,7 +53,9 @@ class MultiLock:
         """Takes every key or none; True when taken. ``DeadlockError`` when refused."""
         block = self.blocking if blocking is None else blocking
         limit = self.blocking_timeout if blocking_timeout is None else blocking_timeout
-        args = macquire_args(self.names, self.owner, self.ttl_ms, self.shared, wait_ms(block, limit))
+        args = macquire_args(
+            self.names, self.owner, self.ttl_ms, self.shared, wait_ms(block, limit)
+        )
         try:
             reply = await self.redis.execute_command(*args)
         except ResponseError as error:
