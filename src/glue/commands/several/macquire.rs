@@ -15,7 +15,7 @@ use crate::core::several::{acquire_all, parse_macquire, refusal, AllAcquired, Ma
 use crate::core::Millis;
 use crate::glue::commands::finish::reschedule_check;
 use crate::glue::commands::several::mrelease::{KEYS, NUMKEYS};
-use crate::glue::commands::several::{all_args, open_all, OpenKey};
+use crate::glue::commands::several::{all_args, keys_asked, open_all, OpenKey};
 use crate::glue::commands::spec::{
     Arg, ArgKind, CommandSpec, Help, KEYS_AFTER_NUMKEYS, OWNER, TTL,
 };
@@ -35,7 +35,7 @@ use crate::glue::waiting::{command_filter, session_index, wait_graph};
 pub static SPEC: CommandSpec = CommandSpec {
     name: c"lock.macquire",
     entry: Some(macquire_then_filter),
-    flags: c"write deny-oom blocking",
+    flags: c"write deny-oom blocking getkeys-api",
     acl: c"write blocking",
     arity: -5,
     key_flags: raw::REDISMODULE_CMD_KEY_RW
@@ -83,7 +83,7 @@ pub static SPEC: CommandSpec = CommandSpec {
     ],
     help: Some(Help {
         syntax: c"LOCK.MACQUIRE numkeys key [key ...] owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout]",
-        line: c"    Takes every lock or none (WAIT: waits for all); replies the tokens in key order, or nil.",
+        line: c"    Takes every lock or none (WAIT: waits for all); replies the tokens, or nil.",
     }),
 };
 
@@ -108,6 +108,9 @@ extern "C" fn macquire_then_filter(
 
 /// LOCK.MACQUIRE ... -> [token, ...] in key order | nil
 fn macquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    if keys_asked(ctx, args) {
+        return Ok(());
+    }
     let all = all_args(args);
     let request = parse_macquire(&all, &configs::limits())?;
     if request.session && ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_LUA) {

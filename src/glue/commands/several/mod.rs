@@ -11,9 +11,32 @@ use redis_module::raw;
 
 use crate::core::error::LockError;
 use crate::core::holds::Holds;
+use crate::core::request::parse_integer;
 use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::server::api::rm;
 use crate::glue::server::context::Ctx;
 use crate::glue::server::entry::Args;
+
+/// Answers the server's question which arguments are keys (`getkeys-api`: the cluster's slot
+/// check, MOVED and CROSSSLOT, go by it on every server; ACL and COMMAND GETKEYS use the key
+/// spec): `numkeys` keys from argument 2. Whether it was that question (then nothing else
+/// may be done or replied).
+pub fn keys_asked(ctx: Ctx, args: &Args) -> bool {
+    // SAFETY: ctx is the running command's context.
+    if unsafe { rm!(RedisModule_IsKeysPositionRequest)(ctx.0) } == 0 {
+        return false;
+    }
+    let given = args.bytes().len().saturating_sub(1);
+    let numkeys = parse_integer(args.key_bytes())
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0)
+        .min(given);
+    for position in 2..2 + numkeys {
+        // SAFETY: as above, in a keys-position request; position is within argv.
+        unsafe { rm!(RedisModule_KeyAtPos)(ctx.0, position as _) };
+    }
+    true
+}
 
 /// The arguments as the several-key parsers take them: `Args` leaves its first slot (here
 /// `numkeys`) empty, so it is read.

@@ -5,7 +5,7 @@ use redis_module::raw;
 use crate::core::error::{Command, LockError};
 use crate::core::holds::{self, Released};
 use crate::core::several::parse_mrelease;
-use crate::glue::commands::several::{all_args, open_all};
+use crate::glue::commands::several::{all_args, keys_asked, open_all};
 use crate::glue::commands::spec::{Arg, ArgKind, CommandSpec, Help, KEYS_AFTER_NUMKEYS, OWNER};
 use crate::glue::effects::replicate;
 use crate::glue::effects::signals::Event;
@@ -27,7 +27,7 @@ pub const KEYS: Arg = Arg {
 pub static SPEC: CommandSpec = CommandSpec {
     name: c"lock.mrelease",
     entry: Some(mrelease_entry),
-    flags: c"write fast",
+    flags: c"write fast getkeys-api",
     acl: c"write fast",
     arity: -4,
     key_flags: raw::REDISMODULE_CMD_KEY_RW
@@ -39,7 +39,7 @@ pub static SPEC: CommandSpec = CommandSpec {
     args: &[NUMKEYS, KEYS, OWNER],
     help: Some(Help {
         syntax: c"LOCK.MRELEASE numkeys key [key ...] owner",
-        line: c"    Releases each lock the owner holds (count - 1); replies each remaining count, or nil.",
+        line: c"    Releases each lock the owner holds; replies each remaining count, or nil.",
     }),
 };
 
@@ -47,6 +47,9 @@ command_entry!(mrelease_entry, Command::MRelease, mrelease);
 
 /// LOCK.MRELEASE numkeys key [key ...] owner -> [count | nil, ...] in key order
 fn mrelease(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    if keys_asked(ctx, args) {
+        return Ok(());
+    }
     let all = all_args(args);
     let request = parse_mrelease(&all)?;
     let _own_change = Handling::begin();

@@ -8,7 +8,7 @@ use crate::core::holds;
 use crate::core::several::parse_mrenew;
 use crate::glue::commands::finish::reschedule_check;
 use crate::glue::commands::several::mrelease::{KEYS, NUMKEYS};
-use crate::glue::commands::several::{all_args, open_all};
+use crate::glue::commands::several::{all_args, keys_asked, open_all};
 use crate::glue::commands::spec::{CommandSpec, Help, KEYS_AFTER_NUMKEYS, OWNER, TTL};
 use crate::glue::effects::replicate;
 use crate::glue::effects::signals::Event;
@@ -22,7 +22,7 @@ use crate::glue::waiting::handoff::Handling;
 pub static SPEC: CommandSpec = CommandSpec {
     name: c"lock.mrenew",
     entry: Some(mrenew_entry),
-    flags: c"write fast",
+    flags: c"write fast getkeys-api",
     acl: c"write fast",
     arity: -5,
     key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE | KEYS_AFTER_NUMKEYS,
@@ -39,6 +39,9 @@ command_entry!(mrenew_entry, Command::MRenew, mrenew);
 
 /// LOCK.MRENEW numkeys key [key ...] owner ttl -> [1 | 0, ...] in key order
 fn mrenew(ctx: Ctx, args: &Args) -> Result<(), LockError> {
+    if keys_asked(ctx, args) {
+        return Ok(());
+    }
     let all = all_args(args);
     let request = parse_mrenew(&all, &configs::limits())?;
     let _own_change = Handling::begin();
