@@ -53,13 +53,16 @@ pub struct MrenewRequest<'a> {
     pub ttl: u64,
 }
 
+/// A several-key call's keys, and the arguments after them.
+pub type KeysAndRest<'a, 'b> = (Vec<&'a [u8]>, &'b [&'a [u8]]);
+
 /// `numkeys key [key ...]` at the start of `args` (the command name left off), with at least
 /// `after` arguments following the keys; the keys, unique, and the rest.
 pub fn parse_keys<'a, 'b>(
     cmd: Command,
     args: &'b [&'a [u8]],
     after: usize,
-) -> Result<(Vec<&'a [u8]>, &'b [&'a [u8]]), LockError> {
+) -> Result<KeysAndRest<'a, 'b>, LockError> {
     let [numkeys, rest @ ..] = args else {
         return Err(LockError::Arity(cmd));
     };
