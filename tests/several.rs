@@ -448,3 +448,90 @@ fn command_getkeys_finds_every_key() {
     };
     assert_eq!(names, ["a", "b", "c"]);
 }
+
+/// The AOF's incremental files, in name order, lowercased.
+fn aof_text(server: &Server) -> Vec<u8> {
+    let dir = server.dir().join("appendonlydir");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.to_string_lossy().ends_with(".incr.aof"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|path| std::fs::read(path).unwrap_or_default())
+        .collect::<Vec<u8>>()
+        .to_ascii_lowercase()
+}
+
+fn find(haystack: &[u8], needle: &str, from: usize) -> Option<usize> {
+    haystack[from..]
+        .windows(needle.len())
+        .position(|window| window == needle.as_bytes())
+        .map(|at| at + from)
+}
+
+/// Whether, from `from` on, one MULTI ... EXEC holds the effects of both `a` and `b`.
+fn one_unit_holds(aof: &[u8], from: usize, a: &str, b: &str) -> bool {
+    let Some(multi) = find(aof, "multi", from) else {
+        return false;
+    };
+    let Some(exec) = find(aof, "exec", multi) else {
+        return false;
+    };
+    let unit = &aof[multi..exec];
+    find(unit, a, 0).is_some()
+        && find(unit, b, 0).is_some()
+        && find(unit, "lock.apply", 0).is_some()
+}
+
+#[test]
+fn the_aof_records_every_key_of_a_grant_in_one_transaction_and_replays_it() {
+    let mut server = Server::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut con = server.conn();
+    let before = aof_text(&server).len();
+    let _ = tokens(call!(
+        &mut con,
+        "LOCK.MACQUIRE",
+        2,
+        "aof:a",
+        "aof:b",
+        "t",
+        600000
+    ));
+    let aof = aof_text(&server);
+    assert!(
+        one_unit_holds(&aof, before, "aof:a", "aof:b"),
+        "a direct grant"
+    );
+    // A grant handed to a waiter when a key frees: one unit too.
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "aof:c", "A", 600000), "A");
+    let m = Blocked::start(
+        &server,
+        &[
+            "LOCK.MACQUIRE",
+            "2",
+            "aof:c",
+            "aof:d",
+            "M",
+            "600000",
+            "WAIT",
+            "0",
+        ],
+        0,
+    );
+    let before = aof_text(&server).len();
+    let _ = int(call!(&mut con, "LOCK.RELEASE", "aof:c", "A"), "release");
+    let handed = tokens(m.reply());
+    let aof = aof_text(&server);
+    assert!(one_unit_holds(&aof, before, "aof:c", "aof:d"), "a handoff");
+    drop(con);
+    server.restart();
+    let mut con = server.conn();
+    for key in ["aof:a", "aof:b", "aof:c", "aof:d"] {
+        assert!(holder(&mut con, key).is_some(), "{key} replayed");
+    }
+    let token = common::lock_info(&mut con, "aof:d").map(|info| info.token);
+    assert_eq!(token, Some(handed[1]));
+}
