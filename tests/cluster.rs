@@ -741,3 +741,73 @@ fn the_split_allowance_is_a_config_that_refuses_bad_values() {
     promote_from_nowhere(&mut con, nowhere);
     assert_eq!(server_lead(&server), 5000 + 60_000);
 }
+
+#[test]
+fn several_keys_must_share_a_slot_and_hash_tags_make_them_share_one() {
+    let cluster = Cluster::start(2);
+    let node = &cluster.masters[0];
+    let mut con = node.con();
+    // Keys of the first master's slots with one hash tag: one slot, taken in one step.
+    let tag = cluster.keys_of(0, "tag", 1).remove(0);
+    let (a, b) = (format!("{{{tag}}}:from"), format!("{{{tag}}}:to"));
+    let got = run(
+        &mut con,
+        redis::cmd("LOCK.MACQUIRE")
+            .arg(2)
+            .arg(&a)
+            .arg(&b)
+            .arg("t")
+            .arg(TTL),
+    );
+    match got {
+        Ok(redis::Value::Array(tokens)) => assert_eq!(tokens.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    // Two keys of different slots: CROSSSLOT, nothing taken.
+    let (x, y) = ("x:1", "y:2");
+    assert_ne!(cluster.slot_of(x), cluster.slot_of(y));
+    let refused = error(
+        run(
+            &mut con,
+            redis::cmd("LOCK.MACQUIRE")
+                .arg(2)
+                .arg(x)
+                .arg(y)
+                .arg("t")
+                .arg(TTL),
+        ),
+        "keys of two slots",
+    );
+    assert!(refused.starts_with("CROSSSLOT"), "{refused}");
+
+    // MIGRATE of one key while a several-key request waits: the waiter is answered nil
+    // (retrying, it is redirected to where the key went).
+    let waiter_keys = (a.clone(), b.clone());
+    let mut waiter_con = node.con();
+    let waiter = std::thread::spawn(move || {
+        run(
+            &mut waiter_con,
+            redis::cmd("LOCK.MACQUIRE")
+                .arg(2)
+                .arg(&waiter_keys.0)
+                .arg(&waiter_keys.1)
+                .arg("w")
+                .arg(TTL)
+                .arg("WAIT")
+                .arg(60_000),
+        )
+    });
+    node.server.wait_for_blocked_clients(1);
+    let slot = cluster.slot_of(&a);
+    move_slot(
+        &[node, &cluster.masters[1]],
+        slot,
+        node,
+        &cluster.masters[1],
+        &[&a, &b],
+    );
+    nil(
+        waiter.join().expect("waiter thread"),
+        "the waiter left behind",
+    );
+}

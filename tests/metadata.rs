@@ -117,6 +117,33 @@ const EXPECTED: &[Expected] = &[
         call: &["k", "0", "TIMEOUT", "10"],
     },
     Expected {
+        name: "lock.macquire",
+        flags: &["write", "denyoom", "module", "blocking", "movablekeys"],
+        acl: &["@write", "@blocking"],
+        arity: -5,
+        keys: (0, 0, 0),
+        key_flags: &["RW", "access", "update"],
+        call: &["1", "k", "me", "1000", "WAIT", "10"],
+    },
+    Expected {
+        name: "lock.mrelease",
+        flags: &["write", "module", "fast", "movablekeys"],
+        acl: &["@write", "@fast"],
+        arity: -4,
+        keys: (0, 0, 0),
+        key_flags: &["RW", "access", "delete"],
+        call: &["1", "k", "me"],
+    },
+    Expected {
+        name: "lock.mrenew",
+        flags: &["write", "module", "fast", "movablekeys"],
+        acl: &["@write", "@fast"],
+        arity: -5,
+        keys: (0, 0, 0),
+        key_flags: &["RW", "update"],
+        call: &["1", "k", "me", "1000"],
+    },
+    Expected {
         name: "lock.help",
         flags: &["module", "loading", "stale", "fast"],
         acl: &["@fast"],
@@ -258,9 +285,12 @@ fn render(arg: &[(String, Value)]) -> String {
     let name = field(arg, "name").and_then(text).unwrap_or_default();
     let kind = field(arg, "type").and_then(text).unwrap_or_default();
     let token = field(arg, "token").and_then(text);
-    let optional = field(arg, "flags")
-        .map(|flags| texts(flags, "flags").contains(&"optional".to_string()))
-        .unwrap_or(false);
+    let flag = |wanted: &str| {
+        field(arg, "flags")
+            .map(|flags| texts(flags, "flags").contains(&wanted.to_string()))
+            .unwrap_or(false)
+    };
+    let (optional, multiple) = (flag("optional"), flag("multiple"));
     let inner = match kind.as_str() {
         "pure-token" => token.unwrap_or_default(),
         "oneof" | "block" => {
@@ -275,6 +305,11 @@ fn render(arg: &[(String, Value)]) -> String {
             Some(token) => format!("{token} {name}"),
             None => name,
         },
+    };
+    let inner = if multiple {
+        format!("{inner} [{inner} ...]")
+    } else {
+        inner
     };
     if optional {
         format!("[{inner}]")

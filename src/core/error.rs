@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::deadlock::Cycle;
 use super::holds::{HoldError, Mode, Want};
 use super::limits::MAX_TTL_MS;
 use super::lock::TransitionError;
@@ -18,6 +19,10 @@ pub enum Command {
     Observe,
     Apply,
     Tokens,
+    /// LOCK.MACQUIRE, LOCK.MRELEASE, LOCK.MRENEW: several keys in one call.
+    MAcquire,
+    MRelease,
+    MRenew,
 }
 
 impl Command {
@@ -31,6 +36,9 @@ impl Command {
             Command::Observe => "lock.observe",
             Command::Apply => "lock.apply",
             Command::Tokens => "lock.tokens",
+            Command::MAcquire => "lock.macquire",
+            Command::MRelease => "lock.mrelease",
+            Command::MRenew => "lock.mrenew",
         }
     }
 
@@ -87,6 +95,20 @@ pub enum LockError {
     WrongType,
     /// A bug caught at the module boundary: the server stays up and the command did nothing.
     Panicked(Command),
+    /// `numkeys` not from 1 to the largest accepted (carried).
+    InvalidNumkeys(Command, usize),
+    /// `numkeys` larger than the keys the call gives (before its owner and ttl).
+    NumkeysPastArgs(Command),
+    /// The same key twice in one several-key call.
+    DuplicateKey(Command, String),
+    /// A several-key acquire refused on one of its keys (`HoldConflict`, `LimitDiffers`,
+    /// count overflow), named.
+    OnKey {
+        key: String,
+        error: HoldError,
+    },
+    /// A wait that would close a cycle of waits (`DEADLOCK` code): refused, nothing changed.
+    Deadlock(Cycle),
 }
 
 impl LockError {
@@ -230,7 +252,47 @@ impl fmt::Display for LockError {
                 "ERR internal error in '{}' command (a bug in rlock; the server log has details)",
                 c.name()
             ),
+            LockError::InvalidNumkeys(c, max) => write!(
+                f,
+                "ERR invalid numkeys in '{}' command: expected an integer from 1 to {max}",
+                c.name()
+            ),
+            LockError::NumkeysPastArgs(c) => write!(
+                f,
+                "ERR numkeys is larger than the number of keys given in '{}' command",
+                c.name()
+            ),
+            LockError::DuplicateKey(c, key) => {
+                write!(f, "ERR key '{key}' given twice in '{}' command", c.name())
+            }
+            LockError::OnKey { key, error } => write_on_key(f, key, *error),
+            LockError::Deadlock(cycle) => write!(f, "DEADLOCK {cycle}"),
         }
+    }
+}
+
+/// A several-key acquire's refusal on `key`: nothing was taken on any key.
+fn write_on_key(f: &mut fmt::Formatter<'_>, key: &str, error: HoldError) -> fmt::Result {
+    let cmd = "'lock.macquire' command (nothing was taken)";
+    match error {
+        HoldError::Conflict { held, asked } => write!(
+            f,
+            "ERR the owner holds key '{key}' {} and cannot also hold it {} in {cmd}: \
+             release it first (an upgrade in place deadlocks)",
+            mode_name(held),
+            want_name(asked)
+        ),
+        HoldError::LimitDiffers { held, asked } => write!(
+            f,
+            "ERR LIMIT {asked} differs from key '{key}''s LIMIT {held} in {cmd}"
+        ),
+        HoldError::Transition(TransitionError::CountOverflow) => {
+            write!(f, "ERR hold count of key '{key}' would overflow in {cmd}")
+        }
+        HoldError::Transition(TransitionError::TokensExhausted) => write!(
+            f,
+            "ERR fencing tokens exhausted in {cmd}: no token below 2^53 is left"
+        ),
     }
 }
 

@@ -66,7 +66,7 @@ pub fn plan<'a>(
 /// `admit`, with the waiter's `HELD n` checked at its turn as at its call: the owner's count
 /// already one on (an earlier attempt of the same call took effect, on another connection)
 /// answers that hold's token and changes nothing; a count that is neither is refused.
-fn admit_held(
+pub(super) fn admit_held(
     holds: &mut Holds,
     ask: &Ask,
     held: Option<u32>,

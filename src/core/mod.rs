@@ -3,6 +3,7 @@
 //! Nothing here knows about Redis: time comes in as an explicit `now` (unix milliseconds), so
 //! every transition is a plain function that `cargo test` can check exhaustively.
 
+pub mod deadlock;
 pub mod encoding;
 pub mod epoch;
 pub mod error;
@@ -18,6 +19,9 @@ pub mod memory;
 pub mod plain;
 pub mod queue;
 pub mod request;
+pub mod several;
+#[cfg(test)]
+mod several_model;
 pub mod tokens;
 
 /// Unix time in milliseconds, as Redis keeps key expiries.

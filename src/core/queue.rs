@@ -55,6 +55,11 @@ impl<W> WaitQueue<W> {
         self.waiters.values()
     }
 
+    /// The waiters' sequence numbers, longest-waiting first (as `iter`).
+    pub fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.waiters.keys().copied()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.waiters.is_empty()
     }

@@ -67,7 +67,16 @@ pub fn parse_acquire<'a>(
     args: &[&'a [u8]],
     limits: &Limits,
 ) -> Result<AcquireRequest<'a>, LockError> {
-    let cmd = Command::Acquire;
+    parse_acquire_as(Command::Acquire, args, limits)
+}
+
+/// `parse_acquire` with errors naming `cmd` (LOCK.MACQUIRE parses its tail after the keys
+/// the same way: `args[0]` is then its last key).
+pub(super) fn parse_acquire_as<'a>(
+    cmd: Command,
+    args: &[&'a [u8]],
+    limits: &Limits,
+) -> Result<AcquireRequest<'a>, LockError> {
     let (owner, ttl, options) = match args {
         [_key, owner, ttl, options @ ..] => (owner, ttl, options),
         _ => return Err(LockError::Arity(cmd)),
@@ -338,11 +347,11 @@ pub fn new_owner_fits(owner: &[u8], limits: &Limits) -> Result<(), LockError> {
 /// The owner of a hold that already exists (RELEASE, RENEW, REENTER): checked against the hard
 /// limit only, never against `lock.max-owner-bytes`, so that lowering the config never locks a
 /// holder out of its own hold (no owner above the config can be granted anew).
-fn parse_held_owner(cmd: Command, owner: &[u8]) -> Result<&[u8], LockError> {
+pub(super) fn parse_held_owner(cmd: Command, owner: &[u8]) -> Result<&[u8], LockError> {
     parse_owner(cmd, owner, &Limits::HARD)
 }
 
-fn parse_ttl(cmd: Command, ttl: &[u8], limits: &Limits) -> Result<u64, LockError> {
+pub(super) fn parse_ttl(cmd: Command, ttl: &[u8], limits: &Limits) -> Result<u64, LockError> {
     parse_integer(ttl)
         .filter(|&n| n >= 1 && n as u64 <= limits.max_ttl_ms)
         .map(|n| n as u64)
@@ -388,7 +397,7 @@ pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
 }
 
 /// A client's bytes made safe to quote in an error line: no control characters, bounded.
-fn printable(bytes: &[u8]) -> String {
+pub(super) fn printable(bytes: &[u8]) -> String {
     const MAX_QUOTED: usize = 64;
     String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_QUOTED)])
         .chars()

@@ -6,7 +6,7 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::raw::{self, RedisModuleCommand, RedisModuleCtx};
 
-use crate::glue::commands::spec::{key_specs, CommandSpec, RawArgs, SINCE};
+use crate::glue::commands::spec::{key_specs, CommandSpec, RawArgs, KEYS_AFTER_NUMKEYS, SINCE};
 use crate::glue::commands::{self, help};
 use crate::glue::server::api::rm;
 use crate::glue::server::context::log;
@@ -52,8 +52,9 @@ fn add_acl_category(ctx: *mut RedisModuleCtx) -> bool {
 }
 
 fn register(ctx: *mut RedisModuleCtx, spec: &CommandSpec, own_category: bool) -> bool {
-    // A key at argument 1, or none for a keyless command.
-    let key = c_int::from(spec.key_flags != 0);
+    // A key at argument 1, or none for a keyless command (or one whose keys follow numkeys:
+    // its key spec, set below, says where they are).
+    let key = c_int::from(spec.key_flags != 0 && spec.key_flags & KEYS_AFTER_NUMKEYS == 0);
     // SAFETY: ctx is the loading module's context; the name and flags are static C strings.
     let created = unsafe {
         rm!(RedisModule_CreateCommand)(

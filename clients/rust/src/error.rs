@@ -60,6 +60,16 @@ pub enum Error {
     #[error("{0}")]
     HoldConflict(String),
 
+    /// The server refused a wait that would close a cycle of waits (`DEADLOCK`): nothing was
+    /// taken. The server's description of the cycle, e.g. `'k2' is held by 'B', which waits
+    /// for 'k1', held by 'A'`.
+    #[error("deadlock refused: {0}")]
+    Deadlock(String),
+
+    /// A [`MultiLock`](crate::MultiLock)'s keys: none, more than 1024, or one given twice.
+    #[error("invalid keys: 1 to 1024 distinct keys")]
+    InvalidKeys,
+
     /// A semaphore's number of permits outside 1 to 10000 (the server's range).
     #[error("invalid limit {0}: a semaphore has 1 to 10000 permits")]
     InvalidLimit(u32),

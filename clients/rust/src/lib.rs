@@ -50,6 +50,7 @@ mod guard;
 mod held;
 mod lease;
 mod lock;
+mod multi;
 mod owners;
 
 #[cfg(feature = "tokio")]
@@ -57,3 +58,4 @@ pub use aio::{AsyncConnection, AsyncLockGuard};
 pub use error::{Error, Result};
 pub use guard::LockGuard;
 pub use lock::{Lock, DEFAULT_LEASE, MAX_HOLDS, MAX_LIMIT, MAX_MS, MAX_OWNER_LEN, MIN_LEASE};
+pub use multi::{MultiGuard, MultiLock, MAX_KEYS};

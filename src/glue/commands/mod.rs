@@ -11,6 +11,7 @@ pub mod help;
 pub mod holds;
 pub mod monitor;
 pub mod replay;
+pub mod several;
 pub mod spec;
 
 use spec::CommandSpec;
@@ -29,6 +30,9 @@ pub static ALL: &[&CommandSpec] = &[
     &monitor::top::SPEC,
     &monitor::scan::SPEC,
     &monitor::waiters::SPEC,
+    &several::macquire::SPEC,
+    &several::mrelease::SPEC,
+    &several::mrenew::SPEC,
     &help::SPEC,
     &replay::apply::SPEC,
     &replay::tokens::SPEC,

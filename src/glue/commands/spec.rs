@@ -62,6 +62,8 @@ pub struct Arg {
 pub enum ArgKind {
     /// The key, described by the command's only key spec.
     Key,
+    /// `key [key ...]`: the keys a `numkeys` before them counts (the same key spec).
+    Keys,
     String,
     Integer,
     /// A bare keyword (its `token`).
@@ -135,7 +137,7 @@ fn raw_arg(
     levels: &mut Vec<Vec<raw::RedisModuleCommandArg>>,
 ) -> raw::RedisModuleCommandArg {
     let (type_, subargs) = match arg.kind {
-        ArgKind::Key => (
+        ArgKind::Key | ArgKind::Keys => (
             raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
             None,
         ),
@@ -162,16 +164,19 @@ fn raw_arg(
         levels.push(level);
         pointer
     });
-    let optional = if arg.optional {
+    let mut optional = if arg.optional {
         raw::REDISMODULE_CMD_ARG_OPTIONAL as c_int
     } else {
         0
     };
+    if matches!(arg.kind, ArgKind::Keys) {
+        optional |= raw::REDISMODULE_CMD_ARG_MULTIPLE as c_int;
+    }
     raw::RedisModuleCommandArg {
         name: arg.name.as_ptr(),
         type_,
         // The one key spec for the key; -1 (none) for the rest.
-        key_spec_index: if matches!(arg.kind, ArgKind::Key) {
+        key_spec_index: if matches!(arg.kind, ArgKind::Key | ArgKind::Keys) {
             0
         } else {
             -1
@@ -191,12 +196,43 @@ fn zeroed_arg() -> raw::RedisModuleCommandArg {
     unsafe { std::mem::zeroed() }
 }
 
-/// The key spec array: one key at argument 1 with `flags`, or none for a keyless command.
+/// A `key_flags` bit of rlock's own (above the server's): the keys are `numkeys key [key
+/// ...]` from argument 1, as LMPOP's, not one key at argument 1.
+pub const KEYS_AFTER_NUMKEYS: u32 = 1 << 31;
+
+/// The key spec array: one key at argument 1 with `flags`, the keys counted by a `numkeys` at
+/// argument 1 (KEYS_AFTER_NUMKEYS), or none for a keyless command.
 pub fn key_specs(flags: u32) -> [raw::RedisModuleCommandKeySpec; 2] {
     if flags == 0 {
         [zeroed_key_spec(), zeroed_key_spec()]
+    } else if flags & KEYS_AFTER_NUMKEYS != 0 {
+        [
+            keys_after_numkeys(flags & !KEYS_AFTER_NUMKEYS),
+            zeroed_key_spec(),
+        ]
     } else {
         [key_spec_at_1(flags), zeroed_key_spec()]
+    }
+}
+
+/// `numkeys` at argument 1, then that many keys (the server finds them, checks ACL on each
+/// and refuses keys of different slots with CROSSSLOT).
+fn keys_after_numkeys(flags: u32) -> raw::RedisModuleCommandKeySpec {
+    raw::RedisModuleCommandKeySpec {
+        notes: std::ptr::null(),
+        flags: u64::from(flags),
+        begin_search_type: raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
+        bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
+            index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos: 1 },
+        },
+        find_keys_type: raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_KEYNUM,
+        fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
+            keynum: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_2 {
+                keynumidx: 0,
+                firstkey: 1,
+                keystep: 1,
+            },
+        },
     }
 }
 

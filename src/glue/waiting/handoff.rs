@@ -122,6 +122,10 @@ pub fn settle(
     freed: Freed,
     changed: bool,
 ) -> bool {
+    if waiters::several_on(db, key_bytes) {
+        // Several-key waiters wait here too: the plan runs over every key they reach.
+        return super::several::settle(ctx, key, name, db, key_bytes, holds, now, freed, changed);
+    }
     let _handling = Handling::begin();
     // Who leaves the queue with what: decided in core, on the queue as it stands.
     let plan = waiters::with_queue(db, key_bytes, |queue, queued| {

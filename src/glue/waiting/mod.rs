@@ -10,4 +10,6 @@ pub mod handoff;
 pub mod migration;
 pub mod session_index;
 pub mod sessions;
+pub mod several;
+pub mod wait_graph;
 pub mod waiters;

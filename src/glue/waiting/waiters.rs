@@ -82,6 +82,9 @@ struct KeyQueue {
     /// fires once the clock reads `at` or later), or at once after the key was deleted behind
     /// our back. With the time it fires at.
     check: Option<(TimerId, Millis)>,
+    /// Several-key waiters (LOCK.MACQUIRE, waiting/several.rs) queued on this key too: the
+    /// queue (and its check timer) lives while any is.
+    several: usize,
 }
 
 #[derive(Default)]
@@ -135,6 +138,24 @@ impl Registry {
         self.queues.get_mut(&id)
     }
 
+    fn new_queue(&mut self, key: &KeyRef) -> u64 {
+        let id = self.next_id();
+        self.by_key
+            .entry(key.db)
+            .or_default()
+            .insert(key.name.clone(), id);
+        self.queues.insert(
+            id,
+            KeyQueue {
+                key: key.clone(),
+                waiters: WaitQueue::default(),
+                check: None,
+                several: 0,
+            },
+        );
+        id
+    }
+
     fn next_id(&mut self) -> u64 {
         self.last_id += 1;
         self.last_id
@@ -143,7 +164,7 @@ impl Registry {
     /// Forgets a queue that has no waiters left; returns its timer to stop.
     fn drop_if_empty(&mut self, queue_id: u64) -> Option<TimerId> {
         let queue = self.queues.get(&queue_id)?;
-        if !queue.waiters.is_empty() {
+        if !queue.waiters.is_empty() || queue.several > 0 {
             return None;
         }
         let queue = self.queues.remove(&queue_id)?;
@@ -187,8 +208,103 @@ pub fn queued(db: i32, name: &[u8]) -> usize {
         }
         registry
             .queue_mut(db, name)
-            .map_or(0, |queue| queue.waiters.len())
+            .map_or(0, |queue| queue.waiters.len() + queue.several)
     })
+}
+
+/// Whether a several-key waiter waits for this key (its handoff is then planned over all the
+/// keys such waiters reach: several::settle).
+pub fn several_on(db: i32, name: &[u8]) -> bool {
+    anyone_waiting()
+        && with_registry(|registry| {
+            registry
+                .queue_mut(db, name)
+                .is_some_and(|queue| queue.several > 0)
+        })
+}
+
+/// One more (`joined`) or one fewer several-key waiter on `key`; the timer of a queue that
+/// empties, to stop.
+pub fn count_several(key: &KeyRef, joined: bool) -> Option<TimerId> {
+    with_registry(|registry| {
+        let queue_id = match registry.queue_id(key.db, &key.name) {
+            Some(id) => id,
+            None if joined => registry.new_queue(key),
+            None => return None,
+        };
+        let queue = registry.queues.get_mut(&queue_id)?;
+        if joined {
+            queue.several += 1;
+            None
+        } else {
+            queue.several = queue.several.saturating_sub(1);
+            registry.drop_if_empty(queue_id)
+        }
+    })
+}
+
+/// A number from the one counter waiters are ordered by: a several-key waiter takes one, so
+/// it stands in the same order against single-key waiters on every key.
+pub fn next_seq() -> u64 {
+    with_registry(|registry| registry.next_id())
+}
+
+/// A single-key waiter as the several-key plan needs it (owned).
+pub struct QueuedOne {
+    pub seq: u64,
+    pub owner: Box<[u8]>,
+    pub want: Want,
+    pub ttl: u64,
+    pub session: Option<u64>,
+    pub held: Option<u32>,
+}
+
+/// The single-key waiters of `key`, from the head on.
+pub fn queued_ones(db: i32, name: &[u8]) -> Vec<QueuedOne> {
+    with_registry(|registry| {
+        let Some(queue) = registry.queue_mut(db, name) else {
+            return Vec::new();
+        };
+        queue
+            .waiters
+            .seqs()
+            .zip(queue.waiters.iter())
+            .map(|(seq, waiter)| QueuedOne {
+                seq,
+                owner: waiter.owner.clone(),
+                want: waiter.want,
+                ttl: waiter.ttl,
+                session: waiter.session_client(),
+                held: waiter.held,
+            })
+            .collect()
+    })
+}
+
+/// Every single-key wait: (owner, key, seq, what it asks), for the wait-for graph.
+pub fn all_waits() -> Vec<(Box<[u8]>, KeyRef, u64, Want)> {
+    with_registry(|registry| {
+        registry
+            .queues
+            .values()
+            .flat_map(|queue| {
+                queue
+                    .waiters
+                    .seqs()
+                    .zip(queue.waiters.iter())
+                    .map(|(seq, waiter)| {
+                        (waiter.owner.clone(), queue.key.clone(), seq, waiter.want)
+                    })
+            })
+            .collect()
+    })
+}
+
+/// Takes the single-key waiter `seq` out of its queue (the several-key plan admitted it).
+pub fn take(ctx: Ctx, seq: u64) -> Option<Waiter> {
+    let (waiter, timers) = with_registry(|registry| registry.remove_waiter(seq))?;
+    stop_all(ctx, timers);
+    Some(waiter)
 }
 
 /// What the queue for `key` takes in rlock's memory (MEMORY USAGE adds it to the lock's own
@@ -249,23 +365,7 @@ pub fn join(ctx: Ctx, key: KeyRef, wanted: Wanted, client: BlockedClient) {
         let seq = registry.next_id();
         let queue_id = match registry.queue_id(key.db, &key.name) {
             Some(id) => id,
-            None => {
-                let id = registry.next_id();
-                registry
-                    .by_key
-                    .entry(key.db)
-                    .or_default()
-                    .insert(key.name.clone(), id);
-                registry.queues.insert(
-                    id,
-                    KeyQueue {
-                        key: key.clone(),
-                        waiters: WaitQueue::default(),
-                        check: None,
-                    },
-                );
-                id
-            }
+            None => registry.new_queue(&key),
         };
         registry.queue_of_waiter.insert(seq, queue_id);
         registry.waiter_of_client.insert(client_id, seq);
@@ -363,6 +463,7 @@ pub fn wake_all_with_nil(ctx: Ctx, db: i32, name: &[u8]) {
     while let Some(waiter) = pop_first(ctx, db, name) {
         waiter.client.unblock_empty();
     }
+    super::several::wake_all_with_nil(ctx, db, name);
 }
 
 /// Makes room for a check of `key` at `at`: `None` if one is armed for then or earlier;
@@ -452,7 +553,10 @@ unsafe extern "C" fn wait_timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void)
 /// written mid-change).
 pub fn totals() -> (usize, usize) {
     REGISTRY.with(|registry| match registry.try_borrow() {
-        Ok(registry) => (registry.queue_of_waiter.len(), registry.queues.len()),
+        Ok(registry) => (
+            registry.queue_of_waiter.len() + super::several::waiting(),
+            registry.queues.len(),
+        ),
         Err(_) => (0, 0),
     })
 }

@@ -19,10 +19,12 @@ from rlock._protocol import (
 )
 from rlock.holds import ReadWriteLock, Semaphore
 from rlock.lock import Lock
+from rlock.multi import DeadlockError, MultiLock
 
 __all__ = [
     "DEFAULT_LEASE",
     "MIN_LEASE",
+    "DeadlockError",
     "HoldConflictError",
     "HolderInfo",
     "LimitMismatchError",
@@ -30,6 +32,7 @@ __all__ = [
     "LockError",
     "LockInfo",
     "LockNotOwnedError",
+    "MultiLock",
     "ReadWriteLock",
     "ReplicaSyncError",
     "Semaphore",

@@ -27,7 +27,7 @@ use crate::glue::server::context::{log, now, Ctx};
 use crate::glue::server::entry::{command_entry, run_callback, Args};
 use crate::glue::waiting::handoff::{self, settle, why_gone, Freed, Handling};
 use crate::glue::waiting::waiters::{self, KeyRef, Wanted};
-use crate::glue::waiting::{blocking, command_filter, session_index};
+use crate::glue::waiting::{blocking, command_filter, session_index, wait_graph};
 
 pub static SPEC: CommandSpec = CommandSpec {
     name: c"lock.acquire",
@@ -349,6 +349,14 @@ fn wait_in_line(
     if waiters::queued(at.db, &at.name) as u64 >= max {
         return Err(LockError::TooManyWaiters(max));
     }
+    // A wait that would close a cycle of waits is refused (DEADLOCK), nothing changed.
+    wait_graph::refuse_deadlock(
+        ctx,
+        wanted.owner,
+        wanted.want,
+        std::slice::from_ref(&at),
+        now,
+    )?;
     // The server may refuse to block a client it would not say is unblockable (Valkey 9.1: a
     // RESP3 connection in subscribed mode): a nil would read as a timeout, so say so.
     let client = blocking::block(ctx).ok_or(LockError::CannotBlock)?;
