@@ -51,7 +51,7 @@ pub static SPEC: CommandSpec = CommandSpec {
         },
     ],
     help: Some(Help {
-        syntax: c"LOCK.LOG GET [count] | LEN",
+        syntax: c"LOCK.LOG GET | LEN [count]",
         line: c"    The lock log, newest first (10 entries by default), or its length.",
     }),
 };
