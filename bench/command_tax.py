@@ -2,12 +2,14 @@
 """What loading rlock costs every other command: server instructions per SET, GET, INCR, HSET,
 EXPIRE, SET + DEL and a MULTI/EXEC of them (callgrind, counting processCommand and everything
 under it), without the module, with it loaded and no lock ever taken, and with it loaded and
-locks in use (50 held, 50 taken and released before), side by side, per server.
+locks in use (50 held, 50 taken and released before; the other columns have 50 plain keys
+with a ttl under the same names), side by side, per server.
 
 usage: bench/command_tax.py [--server PATH ...] MODULE.so
-       (needs valgrind; about two minutes per server)
+       (needs valgrind; a few minutes per server; without --server: Redis 7.0 and, when
+       target/servers/list names it, Valkey 9.1)
 
-Each figure is a difference of two server runs (5 and 25 rounds over the same 1000 keys), so
+Each figure is a difference of two server runs (5 and 15 rounds over the same 1000 keys), so
 start-up, the first round's inserts and table growth cancel out; the client speaks raw RESP,
 so no command but the measured ones reaches the server. The server runs as bench/pair_cost.py
 runs it (a fixed hash seed where mount namespaces are allowed, no ASLR, no clock-driven
@@ -30,7 +32,7 @@ import pair_cost  # noqa: E402  (the repeatable server set-up)
 from pair_cost import resp  # noqa: E402
 
 KEYS = 1000
-FEW, MANY = 5, 25
+FEW, MANY = 5, 15
 LOCKS_HELD = 50
 
 
@@ -64,14 +66,22 @@ UNITS = [("SET", []), ("GET", ["SET"]), ("INCR", []), ("HSET", []), ("EXPIRE", [
 SETUPS = ("none", "loaded", "locks")
 
 
-def use_locks(conn):
-    """Locks in use: 2 x LOCKS_HELD taken, half of them released (so a lock was unlinked)."""
+def prepare(conn, setup):
+    """The keyspace before the rounds: LOCKS_HELD keys with a ttl under the same names in
+    every setup (a key with a ttl makes every command look at the expiry table, which is not
+    rlock's cost), taken as locks in "locks" (and as many more taken and released, so that a
+    lock was unlinked), set as strings with PX in the others (and as many set and deleted)."""
     names = [b"lock:%04d" % i for i in range(2 * LOCKS_HELD)]
-    pair_cost.check_all(conn.pipeline([pair_cost.acquire(k, pair_cost.OWNER) for k in names]),
-                        pair_cost.is_token, "LOCK.ACQUIRE")
-    pair_cost.check_all(conn.pipeline([pair_cost.release(k, pair_cost.OWNER)
-                                       for k in names[LOCKS_HELD:]]),
-                        lambda r: r == 0, "LOCK.RELEASE")
+    if setup == "locks":
+        take = [pair_cost.acquire(k, pair_cost.OWNER) for k in names]
+        drop = [pair_cost.release(k, pair_cost.OWNER) for k in names[LOCKS_HELD:]]
+        taken, dropped = pair_cost.is_token, (lambda r: r == 0)
+    else:
+        take = [resp("SET", k, pair_cost.OWNER, "PX", pair_cost.TTL_MS) for k in names]
+        drop = [resp("DEL", k) for k in names[LOCKS_HELD:]]
+        taken, dropped = (lambda r: r == "OK"), (lambda r: r == 1)
+    pair_cost.check_all(conn.pipeline(take), taken, "taking")
+    pair_cost.check_all(conn.pipeline(drop), dropped, "dropping")
 
 
 def instructions(server, module, setup, rounds, seed):
@@ -100,8 +110,7 @@ def instructions(server, module, setup, rounds, seed):
     try:
         pair_cost.wait_ready(log, server_process)
         conn = pair_cost.Connection(port)
-        if setup == "locks":
-            use_locks(conn)
+        prepare(conn, setup)
         for name in rounds:
             for first in range(0, KEYS, 100):
                 commands = [c for i in range(first, first + 100) for c in unit(name, i)]
@@ -140,12 +149,24 @@ def table(server, module):
               % (name, none, loaded, loaded - none, locks, locks - none))
 
 
+def default_servers():
+    """Redis 7.0, and Valkey 9.1 if `make servers` built it (target/servers/list)."""
+    servers = [pair_cost.DEFAULT_SERVER]
+    listed = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target",
+                          "servers", "list")
+    if os.path.exists(listed):
+        for line in open(listed):
+            fields = line.split()
+            if len(fields) == 2 and fields[0] == "valkey-9.1":
+                servers.append(fields[1])
+    return servers
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("module")
     parser.add_argument("--server", action="append",
-                        help="a server binary (repeatable; default %s)"
-                             % pair_cost.DEFAULT_SERVER)
+                        help="a server binary (repeatable; default: Redis 7.0 and Valkey 9.1)")
     options = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -153,7 +174,7 @@ def main():
     if not pair_cost.seeds_allowed():
         print("note: no private mount namespace here: counts vary by up to ~150 a command")
     module = os.path.abspath(options.module)
-    for server in options.server or [pair_cost.DEFAULT_SERVER]:
+    for server in options.server or default_servers():
         table(server, module)
     return 0
 
