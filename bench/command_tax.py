@@ -1,113 +1,183 @@
 #!/usr/bin/env python3
-"""What loading rlock costs every other command: server instructions per SET and per GET
-(callgrind, counting processCommand and everything under it), without the module and with
-each module given, side by side.
+"""What loading rlock costs every other command: server instructions per SET, GET, INCR, HSET,
+EXPIRE, SET + DEL and a MULTI/EXEC of them (callgrind, counting processCommand and everything
+under it), without the module, with it loaded and no lock ever taken, and with it loaded and
+locks in use (50 held, 50 taken and released before; the other columns have 50 plain keys
+with a ttl under the same names), side by side, per server.
 
-usage: bench/command_tax.py [MODULE.so ...]   (needs valgrind; about a minute per module)
+usage: bench/command_tax.py [--server PATH ...] MODULE.so
+       (needs valgrind; a few minutes per server; without --server: Redis 7.0 and, when
+       target/servers/list names it, Valkey 9.1)
 
-Each figure is a difference of two server runs (5 and 25 rounds over the same 1000 keys), so
+Each figure is a difference of two server runs (5 and 15 rounds over the same 1000 keys), so
 start-up, the first round's inserts and table growth cancel out; the client speaks raw RESP,
 so no command but the measured ones reaches the server. The server runs as bench/pair_cost.py
 runs it (a fixed hash seed where mount namespaces are allowed, no ASLR, no clock-driven
-purging in jemalloc, hz 1, no slowlog), so runs repeat to within a few instructions; without
-the fixed seed a command's table lookups differ from run to run by up to ~150 instructions.
+purging in jemalloc, hz 1, no slowlog, paths of one length), so runs repeat to within a few
+instructions; without the fixed seed a command's table lookups differ from run to run by up
+to ~150 instructions.
 """
+import argparse
+import concurrent.futures
 import os
-import re
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ left in bench/
 import pair_cost  # noqa: E402  (the repeatable server set-up)
+from pair_cost import resp  # noqa: E402
 
-REDIS_SERVER = "/usr/bin/redis-server"
 KEYS = 1000
-FEW, MANY = 5, 25
+FEW, MANY = 5, 15
+LOCKS_HELD = 50
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def command(name, key):
-    key = b"key:%08d" % key
+def unit(name, i):
+    """The commands of one measured unit on key number i."""
+    key = b"key:%08d" % i
     if name == "SET":
-        return b"*3\r\n$3\r\nSET\r\n$12\r\n" + key + b"\r\n$8\r\nvalue-01\r\n"
-    return b"*2\r\n$3\r\nGET\r\n$12\r\n" + key + b"\r\n"
+        return [resp("SET", key, "value-01")]
+    if name == "GET":
+        return [resp("GET", key)]
+    if name == "INCR":
+        return [resp("INCR", b"n:" + key)]
+    if name == "HSET":
+        return [resp("HSET", b"h:" + key, "field", "value-01")]
+    if name == "EXPIRE":
+        return [resp("EXPIRE", key, 3600)]
+    if name == "SET+DEL":
+        return [resp("SET", b"d:" + key, "value-01"), resp("DEL", b"d:" + key)]
+    if name == "MULTI/EXEC":
+        return [resp("MULTI"), resp("SET", key, "value-01"), resp("GET", key),
+                resp("INCR", b"n:" + key), resp("HSET", b"h:" + key, "field", "value-01"),
+                resp("EXPIRE", key, 3600), resp("SET", b"d:" + key, "value-01"),
+                resp("DEL", b"d:" + key), resp("EXEC")]
+    raise SystemExit("unknown unit " + name)
 
 
-def instructions(module, rounds):
-    """processCommand's instructions for `rounds` (a list of SET/GET) over KEYS keys."""
+# Each unit, and the units run before its rounds in both runs (so that GET finds values).
+UNITS = [("SET", []), ("GET", ["SET"]), ("INCR", []), ("HSET", []), ("EXPIRE", ["SET"]),
+         ("SET+DEL", []), ("MULTI/EXEC", [])]
+# Without the module, with it and no lock ever, with it and locks in use.
+SETUPS = ("none", "loaded", "locks")
+
+
+def prepare(conn, setup):
+    """The keyspace before the rounds: LOCKS_HELD keys with a ttl under the same names in
+    every setup (a key with a ttl makes every command look at the expiry table, which is not
+    rlock's cost), taken as locks in "locks" (and as many more taken and released, so that a
+    lock was unlinked), set as strings with PX in the others (and as many set and deleted)."""
+    names = [b"lock:%04d" % i for i in range(2 * LOCKS_HELD)]
+    if setup == "locks":
+        take = [pair_cost.acquire(k, pair_cost.OWNER) for k in names]
+        drop = [pair_cost.release(k, pair_cost.OWNER) for k in names[LOCKS_HELD:]]
+        taken, dropped = pair_cost.is_token, (lambda r: r == 0)
+    else:
+        take = [resp("SET", k, pair_cost.OWNER, "PX", pair_cost.TTL_MS) for k in names]
+        drop = [resp("DEL", k) for k in names[LOCKS_HELD:]]
+        taken, dropped = (lambda r: r == "OK"), (lambda r: r == 1)
+    pair_cost.check_all(conn.pipeline(take), taken, "taking")
+    pair_cost.check_all(conn.pipeline(drop), dropped, "dropping")
+
+
+def instructions(server, module, setup, rounds, seed):
+    """processCommand's instructions over `rounds` (unit names) on KEYS keys each."""
     # Paths, port and environment of the same length in every run (see pair_cost.one_run).
     workdir = tempfile.mkdtemp(prefix="rlock-tax-", dir="/tmp")
+    out = os.path.join(workdir, "callgrind.out")
+    log = os.path.join(workdir, "server.log")
+    linked_server = os.path.join(workdir, "server")
+    os.symlink(os.path.abspath(server), linked_server)
     port = pair_cost.free_port()
-    seeded = pair_cost.seed_prefix(0) if pair_cost.seeds_allowed() else []
+    seeded = pair_cost.seed_prefix(seed) if pair_cost.seeds_allowed() else []
     args = seeded + [pair_cost.TOOLS["setarch"], "-R", pair_cost.TOOLS["valgrind"],
-            "--tool=callgrind",
-            "--toggle-collect=processCommand",
-            "--callgrind-out-file=" + os.path.join(workdir, "callgrind.out"),
-            REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--jemalloc-bg-thread", "no", "--hz", "1", "--slowlog-log-slower-than", "-1",
-            "--logfile", os.path.join(workdir, "redis.log")]
-    if module:
-        linked = os.path.join(workdir, "rlock.so")
-        os.symlink(module, linked)
-        args += ["--loadmodule", linked]
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env=pair_cost.SERVER_ENV)
+                     "--tool=callgrind", "--toggle-collect=processCommand",
+                     "--callgrind-out-file=" + out, linked_server, "--port", str(port),
+                     "--bind", "127.0.0.1", "--dir", workdir, "--save", "",
+                     "--appendonly", "no", "--activerehashing", "no",
+                     "--jemalloc-bg-thread", "no", "--hz", "1",
+                     "--slowlog-log-slower-than", "-1", "--daemonize", "no", "--logfile", log]
+    if setup != "none":
+        linked_module = os.path.join(workdir, "rlock.so")
+        os.symlink(module, linked_module)
+        args += ["--loadmodule", linked_module]
+    server_process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, env=pair_cost.SERVER_ENV)
     try:
-        log = os.path.join(workdir, "redis.log")
-        for _ in range(600):
-            if os.path.exists(log) and "Ready to accept" in open(log).read():
-                break
-            time.sleep(0.1)
-        else:
-            raise SystemExit("redis-server under valgrind did not start: " + log)
-        with socket.create_connection(("127.0.0.1", port)) as client:
-            for name in rounds:
-                for first in range(0, KEYS, 100):
-                    client.sendall(b"".join(command(name, k) for k in range(first, first + 100)))
-                    lines = 100 * (1 if name == "SET" else 2)
-                    reply = b""
-                    while reply.count(b"\r\n") < lines:
-                        reply += client.recv(65536)
-    finally:
+        pair_cost.wait_ready(log, server_process)
+        conn = pair_cost.Connection(port)
+        prepare(conn, setup)
+        for name in rounds:
+            for first in range(0, KEYS, 100):
+                commands = [c for i in range(first, first + 100) for c in unit(name, i)]
+                pair_cost.check_all(conn.pipeline(commands),
+                                    lambda r: not isinstance(r, RuntimeError), name)
+        conn.sock.close()
         # SIGTERM: the server shuts down outside processCommand and callgrind writes its file.
-        server.send_signal(signal.SIGTERM)
-        server.wait()
-    text = open(os.path.join(workdir, "callgrind.out")).read()
-    return int(re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M).group(1))
+        server_process.send_signal(signal.SIGTERM)
+        server_process.wait()
+        return pair_cost.callgrind_total(out)
+    finally:
+        if server_process.poll() is None:
+            server_process.kill()
+            server_process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def per_command(module, before, name):
-    few = instructions(module, before + [name] * FEW)
-    many = instructions(module, before + [name] * MANY)
-    return (many - few) / ((MANY - FEW) * KEYS)
+def per_unit(server, module, setup, name, before, seed, pool):
+    few = pool.submit(instructions, server, module, setup, before + [name] * FEW, seed)
+    many = pool.submit(instructions, server, module, setup, before + [name] * MANY, seed)
+    return lambda: (many.result() - few.result()) / ((MANY - FEW) * KEYS)
+
+
+def table(server, module):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        pending = {(name, setup): per_unit(server, module, setup, name, before, 0, pool)
+                   for name, before in UNITS for setup in SETUPS}
+        counts = {key: result() for key, result in pending.items()}
+    print("%s: server instructions per command (callgrind, processCommand inclusive)"
+          % pair_cost.server_version(server))
+    print("%-12s %10s %10s %8s %10s %8s" % ("command", "no module", "loaded", "extra",
+                                           "locks used", "extra"))
+    for name, _ in UNITS:
+        none, loaded, locks = (counts[name, setup] for setup in SETUPS)
+        print("%-12s %10.0f %10.0f %+8.0f %10.0f %+8.0f"
+              % (name, none, loaded, loaded - none, locks, locks - none))
+
+
+def default_servers():
+    """Redis 7.0, and Valkey 9.1 if `make servers` built it (target/servers/list)."""
+    servers = [pair_cost.DEFAULT_SERVER]
+    listed = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target",
+                          "servers", "list")
+    if os.path.exists(listed):
+        for line in open(listed):
+            fields = line.split()
+            if len(fields) == 2 and fields[0] == "valkey-9.1":
+                servers.append(fields[1])
+    return servers
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("module")
+    parser.add_argument("--server", action="append",
+                        help="a server binary (repeatable; default: Redis 7.0 and Valkey 9.1)")
+    options = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
     if not pair_cost.seeds_allowed():
         print("note: no private mount namespace here: counts vary by up to ~150 a command")
-    modules = [None] + [os.path.abspath(module) for module in sys.argv[1:]]
-    rows = []
-    for module in modules:
-        rows.append((module or "no module",
-                     per_command(module, [], "SET"), per_command(module, ["SET"], "GET")))
-    base_set, base_get = rows[0][1], rows[0][2]
-    print("server instructions per command (callgrind, processCommand inclusive)")
-    print(f"{'server':60s} {'SET':>8s} {'GET':>8s} {'SET extra':>10s} {'GET extra':>10s}")
-    for label, per_set, per_get in rows:
-        print(f"{label[-60:]:60s} {per_set:8.0f} {per_get:8.0f} "
-              f"{per_set - base_set:+10.0f} {per_get - base_get:+10.0f}")
+    module = os.path.abspath(options.module)
+    for server in options.server or default_servers():
+        table(server, module)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

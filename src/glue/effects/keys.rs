@@ -101,6 +101,23 @@ impl LockKey {
         Ok(Found::Plain(Held { lock, expires_at }))
     }
 
+    /// The plain lock the key holds, without its expiry (`Found::Plain` with `expires_at`
+    /// `None`): for a command on a key opened for writing, which is there only if live
+    /// (`open_writable`) and needs the expiry only in some outcomes (`expiry()` reads it then).
+    pub fn found_unexpired(&mut self) -> Result<Found<'_>, LockError> {
+        let Some(value) = self.value_pointer()? else {
+            return Ok(Found::Empty);
+        };
+        // SAFETY: as in found().
+        match unsafe { stored(value) } {
+            Some(Stored::Plain(lock)) => Ok(Found::Plain(Held {
+                lock,
+                expires_at: None,
+            })),
+            _ => Ok(Found::Holds),
+        }
+    }
+
     /// Sets the plain lock's hold count in place (signalled on close); false if the key holds
     /// no plain lock.
     pub fn set_plain_count(&mut self, count: u32) -> bool {
@@ -118,21 +135,22 @@ impl LockKey {
         if self.key.is_null() {
             return Ok(None);
         }
+        // The type first: it is null for an empty key and for every other type, and a lock
+        // then needs no KeyType call (each is a call into the server).
+        // SAFETY: self.key is an open key.
+        let found_type = unsafe { rm!(RedisModule_ModuleTypeGetType)(self.key) };
+        if !found_type.is_null() && found_type == lock_type() {
+            // SAFETY: self.key is an open key holding a value of our type.
+            return Ok(Some(unsafe {
+                rm!(RedisModule_ModuleTypeGetValue)(self.key)
+            }));
+        }
         // SAFETY: self.key is an open key.
         let key_type = unsafe { rm!(RedisModule_KeyType)(self.key) } as isize;
         if key_type == raw::REDISMODULE_KEYTYPE_EMPTY {
             return Ok(None);
         }
-        // SAFETY: as above.
-        let is_lock = key_type == raw::REDISMODULE_KEYTYPE_MODULE
-            && unsafe { rm!(RedisModule_ModuleTypeGetType)(self.key) } == lock_type();
-        if !is_lock {
-            return Err(LockError::WrongType);
-        }
-        // SAFETY: self.key is an open key holding a value of our type.
-        Ok(Some(unsafe {
-            rm!(RedisModule_ModuleTypeGetValue)(self.key)
-        }))
+        Err(LockError::WrongType)
     }
 
     /// The holds on the key (a copy to change and `put` back): `None` when the key is empty,

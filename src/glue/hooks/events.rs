@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicI32, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize};
 
 use redis_module::raw::{
     self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx, RedisModuleString,
@@ -31,6 +31,13 @@ use crate::glue::server::timers;
 use crate::glue::server::value::{live_values, stored, Stored};
 use crate::glue::waiting::handoff;
 use crate::glue::waiting::waiters;
+
+/// Whether rlock listens for "expired" keyspace events yet. A module subscription makes every
+/// keyspace event on the server (SET's `set` and `new`, EXPIRE's, DEL's...) walk the module
+/// subscribers, so it is only made when the first lock is unlinked, before that unlink's own
+/// "expired" event goes out (an expiry unlinks the key first): until then no other command
+/// pays for it. Redis 7.0 and Valkey 9.1 cannot unsubscribe, so once made it stays.
+static WATCHING_EXPIRIES: AtomicBool = AtomicBool::new(false);
 
 /// The last lock key unlinked, as (database, the server's key object): an "expired" event for
 /// that very object right after means a lock expired. No copy of the name is made. Atomics,
@@ -72,12 +79,15 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, value: *c
         if !monitor::own_write(handoff::is_handling()) {
             note_unlinked(db, key, value);
         }
-        if !waiters::anyone_waiting() {
-            return;
-        }
         let Some(timer_ctx) = detached() else {
             return;
         };
+        if !WATCHING_EXPIRIES.load(Relaxed) {
+            watch_expiries(timer_ctx.0);
+        }
+        if !waiters::anyone_waiting() {
+            return;
+        }
         // SAFETY: the key name is live for this callback.
         let name = unsafe { string_bytes(key) };
         handoff::lock_removed(timer_ctx, db, name);
@@ -180,21 +190,28 @@ unsafe extern "C" fn key_expired(
     })
 }
 
-/// Subscribes to FLUSHDB/FLUSHALL, SWAPDB, forks, replication links and expiries; false if
-/// the server refused.
-pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
-    // SAFETY: ctx is the loading module's context; the callback lives as long as the module.
-    let watching_expiries = unsafe {
+/// Subscribes to "expired" keyspace events (see WATCHING_EXPIRIES), once.
+fn watch_expiries(ctx: *mut RedisModuleCtx) {
+    // SAFETY: ctx is this module's detached context; the callback lives as long as the module.
+    let subscribed = unsafe {
         rm!(RedisModule_SubscribeToKeyspaceEvents)(
             ctx,
             raw::REDISMODULE_NOTIFY_EXPIRED,
             Some(key_expired),
         )
     };
-    if watching_expiries != OK {
-        log(ctx, c"warning", "rlock: cannot subscribe to expiry events");
-        return false;
+    // Set either way: a refusal is logged once, not on every unlink.
+    WATCHING_EXPIRIES.store(true, Relaxed);
+    if subscribed != OK {
+        let text = "rlock: cannot subscribe to expiry events: INFO lock's expirations miss \
+                    them, and a handoff after an expiry counts as after a deletion";
+        log(ctx, c"warning", text);
     }
+}
+
+/// Subscribes to FLUSHDB/FLUSHALL, SWAPDB, forks and replication links (expiries: when the
+/// first lock is unlinked, see WATCHING_EXPIRIES); false if the server refused.
+pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
     let events: [(u64, EventCallback); 4] = [
         (raw::REDISMODULE_EVENT_FLUSHDB, flushed),
         (raw::REDISMODULE_EVENT_SWAPDB, swapped),

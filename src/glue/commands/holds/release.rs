@@ -19,7 +19,7 @@ use crate::glue::effects::stats::{self, Counter};
 use crate::glue::server::context::{now, Ctx};
 use crate::glue::server::entry::{command_entry, Args};
 use crate::glue::waiting::handoff::{settle_released, Handling};
-use crate::glue::waiting::session_index;
+use crate::glue::waiting::{session_index, waiters};
 
 pub static SPEC: CommandSpec = CommandSpec {
     name: c"lock.release",
@@ -48,24 +48,27 @@ command_entry!(release_entry, Command::Release, release);
 fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_release(args.bytes())?;
     let name = key_name(args, Command::Release)?;
-    let now = now();
     let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
     let db = ctx.selected_db();
-    let held = match key.found()? {
+    // The key is opened for writing: if it is there, it is live by the server's clock.
+    let lock = match key.found_unexpired()? {
         Found::Empty => {
             ctx.reply_null();
             return Ok(());
         }
-        Found::Plain(held) => held,
-        Found::Holds => return release_holds(ctx, &request, key, name, db, args.key_bytes(), now),
+        Found::Plain(held) => held.lock,
+        Found::Holds => {
+            return release_holds(ctx, &request, key, name, db, args.key_bytes(), now())
+        }
     };
     // A plain lock: decided on its packed form, as `release_holds` would.
-    let (token, expires_at) = (held.lock.token(), held.expires_at);
-    match plain::release(held, request.owner, request.held, now) {
+    let token = lock.token();
+    match plain::release_live(lock, request.owner, request.held) {
         plain::Release::NotHeld => ctx.reply_null(),
         plain::Release::Settled(settled) => return reply_settled(ctx, Command::Release, settled),
         plain::Release::StillHeld { count } => {
+            let expires_at = key.expiry();
             key.set_plain_count(count);
             replicate::plain_state(ctx, name, request.owner, count, token, expires_at);
             ctx.reply_integer(count.into());
@@ -73,24 +76,25 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             stats::count(Counter::Releases);
         }
         plain::Release::Left if queued_for(db, args) == 0 => {
+            // The key is gone: `del`, as DEL publishes it (`lock.release` is for a release
+            // that leaves the lock there).
             monitor::hold_released(
                 db,
                 || args.key_bytes(),
                 request.owner,
                 token,
                 Exclusive,
-                now,
+                now(),
             );
             ctx.reply_integer(0);
             stats::count(Counter::Releases);
-            key.notify(Event::Release);
             key.delete();
             replicate::deletion(ctx, name);
             key.notify(Event::Del);
         }
         // Someone waits: the queue's heads get the key, through the holds.
         plain::Release::Left => {
-            return release_holds(ctx, &request, key, name, db, args.key_bytes(), now)
+            return release_holds(ctx, &request, key, name, db, args.key_bytes(), now())
         }
     }
     Ok(())
@@ -142,7 +146,10 @@ fn release_holds(
             }
             ctx.reply_integer(0);
             stats::count(Counter::Releases);
-            key.notify(Event::Release);
+            // Freed with nobody waiting, the key goes: `del` only (settle_released), as above.
+            if !holds.is_free() || waiters::queued(db, key_bytes) > 0 {
+                key.notify(Event::Release);
+            }
             if let Some(client) = session {
                 session_index::unregister(client, db, key_bytes);
             }
