@@ -60,7 +60,7 @@ pub static RESET_SPEC: CommandSpec = CommandSpec {
     name: c"lock.logreset",
     entry: Some(reset_entry),
     flags: c"admin allow-loading allow-stale",
-    acl: c"admin dangerous",
+    acl: c"admin dangerous slow",
     arity: 1,
     key_flags: 0,
     summary: c"Empties the lock log (entry ids go on rising)",
