@@ -234,7 +234,6 @@ fn wait_and_hold_percentiles_follow_the_arranged_waits_and_resetstat_resets_them
         release(&mut con, &format!("quick:{i}"), "w");
     }
     // One arranged wait: released only after the waiter has waited 300 ms of server clock.
-    let start = server_ms(&mut con);
     acquire(&mut con, "slow", "holder", 100_000);
     let mut waiter = server.conn();
     let waiting = std::thread::spawn(move || {
@@ -249,6 +248,8 @@ fn wait_and_hold_percentiles_follow_the_arranged_waits_and_resetstat_resets_them
         )
     });
     server.wait_for_blocked_clients(1);
+    // Read once the waiter is queued, so its wait has begun before `start`.
+    let start = server_ms(&mut con);
     wait_past(&mut con, start + 300);
     release(&mut con, "slow", "holder");
     int(waiting.join().expect("waiter"), "granted");
