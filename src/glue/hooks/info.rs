@@ -14,7 +14,7 @@ use crate::glue::server::context::Ctx;
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers;
 use crate::glue::server::value;
-use crate::glue::waiting::waiters;
+use crate::glue::waiting::{several, waiters};
 
 /// Registers the section; replaces the crate's empty default.
 pub fn register(ctx: *mut RedisModuleCtx) {
@@ -40,6 +40,7 @@ unsafe extern "C" fn resetstat_look(ctx: *mut RedisModuleCtx, _data: *mut std::f
 unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int) {
     run_callback("INFO", (), || {
         let (queued, keys) = waiters::totals();
+        let queued = queued + several::waiting();
         let counters = [
             (c"acquisitions", Counter::Acquisitions),
             (c"reentries", Counter::Reentries),

@@ -278,7 +278,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
     match lock_key.holds() {
         Err(_) => {
             // Something that is not a lock replaced it: the waiters learn it by retrying.
-            waiters::wake_all_with_nil(ctx, key.db, &key.name);
+            wake_all_with_nil(ctx, key.db, &key.name);
         }
         Ok(Some(mut holds)) => {
             monitor::expiring(db, bytes, &holds, now);
@@ -334,7 +334,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
                 // server drops the slot's keys, with no command to tell it from a DEL): the
                 // lock may live on there, held. Its waiters get nil and, retrying, are
                 // redirected to wherever the slot is now.
-                waiters::wake_all_with_nil(ctx, key.db, &key.name);
+                wake_all_with_nil(ctx, key.db, &key.name);
                 return;
             }
             let mut holds = Holds::default();
@@ -353,6 +353,13 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
     }
 }
 
+/// Every waiter of `key`, single- and several-key, is woken with nil (see
+/// `waiters::wake_all_with_nil`).
+fn wake_all_with_nil(ctx: Ctx, db: i32, name: &[u8]) {
+    waiters::wake_all_with_nil(ctx, db, name);
+    super::several::wake_all_with_nil(ctx, db, name);
+}
+
 /// A lock value left the keyspace (DEL, UNLINK, expiry, eviction, overwrite, RENAME): its
 /// waiters, if any, get it at once. Deferred to a timer: writing from inside the server's
 /// deletion would replicate out of order.
@@ -363,7 +370,7 @@ pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
     if migration::take_serialized(name) {
         // The lock moves on to another node, held: handing it over here would make a second
         // owner. Its waiters get nil and, retrying, are redirected (cluster) to where it went.
-        waiters::wake_all_with_nil(ctx, db, name);
+        wake_all_with_nil(ctx, db, name);
         return;
     }
     let now = now();

@@ -457,13 +457,13 @@ pub fn leave(ctx: Ctx, client_id: usize) -> Option<BlockedClient> {
     Some(waiter.client)
 }
 
-/// Wakes every waiter of `key` with nil: the lock they wait for is gone for good here (another
-/// type took the key, or MIGRATE moved it away). Retrying, they learn why.
+/// Wakes every single-key waiter of `key` with nil: the lock they wait for is gone for good
+/// here (another type took the key, or MIGRATE moved it away). Retrying, they learn why.
+/// `handoff::wake_all_with_nil` wakes the several-key waiters too.
 pub fn wake_all_with_nil(ctx: Ctx, db: i32, name: &[u8]) {
     while let Some(waiter) = pop_first(ctx, db, name) {
         waiter.client.unblock_empty();
     }
-    super::several::wake_all_with_nil(ctx, db, name);
 }
 
 /// Makes room for a check of `key` at `at`: `None` if one is armed for then or earlier;
@@ -549,14 +549,11 @@ unsafe extern "C" fn wait_timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void)
     })
 }
 
-/// (clients waiting, keys waited for), or zeros if the registry is busy (a crash report
-/// written mid-change).
+/// (single-key clients waiting, keys waited for), or zeros if the registry is busy (a crash
+/// report written mid-change). Several-key waiters are counted by `several::waiting`.
 pub fn totals() -> (usize, usize) {
     REGISTRY.with(|registry| match registry.try_borrow() {
-        Ok(registry) => (
-            registry.queue_of_waiter.len() + super::several::waiting(),
-            registry.queues.len(),
-        ),
+        Ok(registry) => (registry.queue_of_waiter.len(), registry.queues.len()),
         Err(_) => (0, 0),
     })
 }
