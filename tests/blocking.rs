@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::sync::mpsc::{channel, Receiver};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::{
-    error, exists, info_int, int, lock_info, nil, ok, release, run, text, wait_until, Server,
+    error, exists, info_int, int, lock_info, nil, ok, release, run, text, wait_until, Background,
+    Server,
 };
 use redis::{ConnectionLike, Value};
 
@@ -19,8 +19,7 @@ const REPLY_WITHIN: Duration = Duration::from_secs(20);
 /// A client blocked in `LOCK.ACQUIRE key owner ttl WAIT timeout` on its own connection.
 struct Waiter {
     client_id: i64,
-    reply: Receiver<Result<Value, String>>,
-    thread: JoinHandle<()>,
+    call: Background,
 }
 
 impl Waiter {
@@ -38,38 +37,20 @@ impl Waiter {
         con.set_read_timeout(Some(REPLY_WITHIN * 2))
             .expect("read timeout");
         let client_id = int(call!(&mut con, "CLIENT", "ID"), "CLIENT ID");
-        let (send, reply) = channel();
-        let (key, owner) = (key.to_string(), owner.to_string());
-        let thread = std::thread::spawn(move || {
-            let got = match con.req_command(
-                redis::cmd("LOCK.ACQUIRE")
-                    .arg(&key)
-                    .arg(&owner)
-                    .arg(ttl)
-                    .arg("WAIT")
-                    .arg(timeout),
-            ) {
-                Ok(Value::ServerError(error)) => Err(common::error_text(&error)),
-                Ok(value) => Ok(value),
-                Err(error) => Err(format!("connection: {error}")),
-            };
-            let _ = send.send(got);
-        });
+        let mut command = redis::cmd("LOCK.ACQUIRE");
+        command
+            .arg(key)
+            .arg(owner)
+            .arg(ttl)
+            .arg("WAIT")
+            .arg(timeout);
+        let call = Background::send(con, command);
         server.wait_for_blocked_clients(blocked_before + 1);
-        Waiter {
-            client_id,
-            reply,
-            thread,
-        }
+        Waiter { client_id, call }
     }
 
     fn reply(self) -> Result<Value, String> {
-        let got = self
-            .reply
-            .recv_timeout(REPLY_WITHIN)
-            .expect("the waiter got no reply in time");
-        let _ = self.thread.join();
-        got
+        self.call.reply(REPLY_WITHIN)
     }
 
     fn token(self, what: &str) -> i64 {
@@ -77,9 +58,9 @@ impl Waiter {
     }
 
     fn has_replied(&self) -> bool {
-        match self.reply.try_recv() {
-            Ok(value) => panic!("woke early with {value:?}"),
-            Err(_) => false,
+        match self.call.try_reply() {
+            Some(value) => panic!("woke early with {value:?}"),
+            None => false,
         }
     }
 }

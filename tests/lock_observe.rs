@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::sync::mpsc::{channel, Receiver};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{acquire, error, info_int, int, nil, ok, release, run, Server};
-use redis::{ConnectionLike, Value};
+use common::{acquire, error, info_int, int, nil, ok, release, run, Background, Server};
+use redis::Value;
 
 /// Long enough for any wake on a loaded machine; only a bug waits this long.
 const REPLY_WITHIN: Duration = Duration::from_secs(20);
@@ -19,8 +17,7 @@ const REPLY_WITHIN: Duration = Duration::from_secs(20);
 /// A client blocked in `LOCK.OBSERVE` on its own connection.
 struct Observer {
     client_id: i64,
-    reply: Receiver<Result<Value, String>>,
-    thread: JoinHandle<()>,
+    call: Background,
 }
 
 impl Observer {
@@ -31,40 +28,18 @@ impl Observer {
         con.set_read_timeout(Some(REPLY_WITHIN * 2))
             .expect("read timeout");
         let client_id = int(call!(&mut con, "CLIENT", "ID"), "CLIENT ID");
-        let mut command = redis::cmd("LOCK.OBSERVE");
-        command.arg(key);
-        for arg in args {
-            command.arg(*arg);
-        }
-        let (send, reply) = channel();
-        let thread = std::thread::spawn(move || {
-            let got = match con.req_command(&command) {
-                Ok(Value::ServerError(error)) => Err(common::error_text(&error)),
-                Ok(value) => Ok(value),
-                Err(error) => Err(format!("connection: {error}")),
-            };
-            let _ = send.send(got);
-        });
+        let call = Background::send(con, observe_command(key, args));
         wait_for_observers(server, observers);
-        Observer {
-            client_id,
-            reply,
-            thread,
-        }
+        Observer { client_id, call }
     }
 
     fn reply(self) -> Result<Value, String> {
-        let got = self
-            .reply
-            .recv_timeout(REPLY_WITHIN)
-            .expect("the observer got no reply in time");
-        let _ = self.thread.join();
-        got
+        self.call.reply(REPLY_WITHIN)
     }
 
     /// Whether it has been answered (without waiting).
     fn answered(&self) -> bool {
-        self.reply.try_recv().is_ok()
+        self.call.try_reply().is_some()
     }
 }
 
@@ -104,13 +79,17 @@ fn observed(reply: Result<Value, String>) -> (i64, Option<String>) {
     (epoch, owner)
 }
 
-fn observe(con: &mut redis::Connection, key: &str, args: &[&str]) -> Result<Value, String> {
+fn observe_command(key: &str, args: &[&str]) -> redis::Cmd {
     let mut command = redis::cmd("LOCK.OBSERVE");
     command.arg(key);
     for arg in args {
         command.arg(*arg);
     }
-    run(con, &command)
+    command
+}
+
+fn observe(con: &mut redis::Connection, key: &str, args: &[&str]) -> Result<Value, String> {
+    run(con, &observe_command(key, args))
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //!   killed; the temp dirs of a test process that is gone are removed by the next one that
 //!   starts a server; where the module and the server binary are.
 //! - `replies`: sending a command (`run`, `call!`) and reading its reply (`int`, `nil`, ...).
+//! - `background`: a command sent from a thread, its reply read later (blocked calls).
 //! - `commands`: one shared set of command helpers (`acquire`, `release`, `exists`, ...).
 //! - `locks`: `LOCK.INFO` parsed and a key's whole observable state.
 //! - `wait`: polls for a state with a generous bound; nothing here sleeps to assert timing.
@@ -23,6 +24,7 @@
 // `call!` is used by the modules below it: declared first, with its textual scope.
 #[macro_use]
 mod replies;
+mod background;
 mod commands;
 mod locks;
 mod paths;
@@ -36,6 +38,6 @@ mod wait;
 // Each test file uses part of it.
 #[allow(unused_imports)]
 pub use self::{
-    commands::*, locks::*, paths::*, payloads::*, process::*, replies::*, rng::*, server::*,
-    temp_dirs::*, wait::*,
+    background::*, commands::*, locks::*, paths::*, payloads::*, process::*, replies::*, rng::*,
+    server::*, temp_dirs::*, wait::*,
 };
