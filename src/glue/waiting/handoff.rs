@@ -7,8 +7,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
@@ -26,17 +24,18 @@ use crate::glue::server::api::rm;
 use crate::glue::server::context::{now, Ctx};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers::{self, propagating_timer, PAUSED_RETRY_MS};
+pub use crate::glue::waiting::handling::{is_handling, Freed, Handling};
 use crate::glue::waiting::migration;
+use crate::glue::waiting::several;
 use crate::glue::waiting::waiters::{self, KeyRef};
-
-/// Set while we change lock keys ourselves, so our own deletions do not schedule checks. An
-/// atomic, not a thread_local: every LOCK command sets it (see propagation.rs).
-static HANDLING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Locks handed to clients that were gone before their reply went out, by timer id.
     static TO_TAKE_BACK: RefCell<HashMap<u64, (KeyRef, u64)>> = RefCell::new(HashMap::new());
     static LAST_TAKE_BACK: Cell<u64> = const { Cell::new(0) };
+    /// Keys to settle again after a several-key waiter left, by timer id.
+    static TO_RESETTLE: RefCell<HashMap<u64, Vec<KeyRef>>> = RefCell::new(HashMap::new());
+    static LAST_RESETTLE: Cell<u64> = const { Cell::new(0) };
     /// Waited-for locks the server expired before our check did: their handoff is counted as
     /// one on expiry, not on delete.
     static EXPIRED: RefCell<HashSet<KeyRef>> = RefCell::new(HashSet::new());
@@ -59,52 +58,6 @@ pub fn why_gone(db: i32, name: &[u8]) -> Freed {
     }
 }
 
-/// Whether our own key changes are under way (an unlink now is ours, unless a key is being
-/// opened: effects/monitor.rs).
-pub fn is_handling() -> bool {
-    HANDLING.load(Relaxed)
-}
-
-/// Marks our own key changes for the duration of a scope: the lock values they unlink schedule
-/// no checks (we hand over ourselves, or nobody waits).
-pub struct Handling {
-    was: bool,
-}
-
-impl Handling {
-    pub fn begin() -> Handling {
-        Handling {
-            was: HANDLING.swap(true, Relaxed),
-        }
-    }
-}
-
-impl Drop for Handling {
-    fn drop(&mut self) {
-        HANDLING.store(self.was, Relaxed);
-    }
-}
-
-/// Why a lock is being handed over (counted in INFO).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freed {
-    /// Released by its owner, or taken back from a waiter gone before its reply.
-    Released,
-    Expired,
-    /// Deleted, overwritten or flushed.
-    Deleted,
-}
-
-impl Freed {
-    fn counter(self) -> Counter {
-        match self {
-            Freed::Released => Counter::HandoffsOnRelease,
-            Freed::Expired => Counter::HandoffsOnExpiry,
-            Freed::Deleted => Counter::HandoffsOnDelete,
-        }
-    }
-}
-
 /// Serves the queue of `key` from `holds`, which the caller may have changed (`changed`) and
 /// not yet stored: admits the queue's heads while they fit (a run of shared requests together,
 /// a waiter whose owner holds the key as a reentry), stores and propagates the result (the key
@@ -124,7 +77,12 @@ pub fn settle(
 ) -> bool {
     if waiters::several_on(db, key_bytes) {
         // Several-key waiters wait here too: the plan runs over every key they reach.
-        return super::several::settle(ctx, key, name, db, key_bytes, holds, now, freed, changed);
+        let settled = several::settle(ctx, key, name, db, key_bytes, holds, now, freed, changed);
+        for (key, at) in settled.checks {
+            schedule_check(ctx, key.db, &key.name, at, now);
+        }
+        resettle_later(ctx, settled.resettle);
+        return settled.free;
     }
     let _handling = Handling::begin();
     // Who leaves the queue with what: decided in core, on the queue as it stands.
@@ -357,14 +315,67 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
 /// `waiters::wake_all_with_nil`).
 fn wake_all_with_nil(ctx: Ctx, db: i32, name: &[u8]) {
     waiters::wake_all_with_nil(ctx, db, name);
-    super::several::wake_all_with_nil(ctx, db, name);
+    let others = several::wake_all_with_nil(ctx, db, name);
+    resettle_later(ctx, others);
+}
+
+/// A several-key waiter left (timeout, disconnect, CLIENT UNBLOCK, woken with nil): those
+/// behind it on its other `keys` may go now. From a timer: a disconnect runs inside the
+/// server's client teardown.
+pub fn resettle_later(ctx: Ctx, mut keys: Vec<KeyRef>) {
+    if keys.is_empty() {
+        return;
+    }
+    keys.sort_by(|a, b| (a.db, &a.name).cmp(&(b.db, &b.name)));
+    keys.dedup();
+    let id = LAST_RESETTLE.with(|last| {
+        last.set(last.get() + 1);
+        last.get()
+    });
+    TO_RESETTLE.with(|pending| pending.borrow_mut().insert(id, keys));
+    timers::start(ctx, 0, resettle_fired, id);
+}
+
+propagating_timer!(resettle_fired, "settling keys a waiter left", resettle);
+
+/// Settles pending resettle `id`'s keys, on a master.
+fn resettle(ctx: Ctx, id: u64) {
+    let Some(keys) = TO_RESETTLE.with(|pending| pending.borrow_mut().remove(&id)) else {
+        return;
+    };
+    if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+        return;
+    }
+    let _handling = Handling::begin();
+    let now = now();
+    for key in keys {
+        ctx.select_db(key.db);
+        let name = OwnedString::new(ctx, &key.name);
+        let mut lock_key = LockKey::open_writable(ctx, name.as_ptr());
+        let Ok(holds) = lock_key.holds() else {
+            continue;
+        };
+        let mut holds = holds.unwrap_or_default();
+        let sessions_ended = lock_key.sessions_closed() > 0;
+        settle(
+            ctx,
+            &mut lock_key,
+            name.as_ptr(),
+            key.db,
+            &key.name,
+            &mut holds,
+            now,
+            Freed::Released,
+            sessions_ended,
+        );
+    }
 }
 
 /// A lock value left the keyspace (DEL, UNLINK, expiry, eviction, overwrite, RENAME): its
 /// waiters, if any, get it at once. Deferred to a timer: writing from inside the server's
 /// deletion would replicate out of order.
 pub fn lock_removed(ctx: Ctx, db: i32, name: &[u8]) {
-    if HANDLING.load(Relaxed) || !waiters::anyone_waiting() {
+    if is_handling() || !waiters::anyone_waiting() {
         return;
     }
     if migration::take_serialized(name) {

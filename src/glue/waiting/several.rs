@@ -11,16 +11,16 @@
 //! propagates as one MULTI/EXEC: a replica or an AOF replay sees every key taken or none.
 //!
 //! A woken several-key waiter's reply (one token per key) is kept here by client id until its
-//! reply callback runs; a client gone before it, its keys are taken back like a single grant.
+//! reply callback (several_blocking.rs) runs; a client gone before it, its keys are taken back
+//! like a single grant. This file arms no timer and blocks no client: what a settle leaves to
+//! arm (checks, keys to settle again) goes back to handoff.rs, which owns those timers.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::ffi::{c_int, c_void};
-use std::ptr::NonNull;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 
-use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
+use redis_module::raw::{RedisModuleBlockedClient, RedisModuleString};
 
 use crate::core::holds::{Admission, Ask, Holds, Want};
 use crate::core::several::{Board, BoardWaiter, Outcome};
@@ -28,14 +28,12 @@ use crate::core::Millis;
 use crate::glue::effects::keys::{LockKey, OwnedString};
 use crate::glue::effects::replicate;
 use crate::glue::effects::signals::Event;
-use crate::glue::effects::stats::{self, Counter};
+use crate::glue::effects::stats;
 use crate::glue::effects::token_counter::with_tokens;
-use crate::glue::server::api::rm;
-use crate::glue::server::blocked_client::{reply_done, BlockedClient};
-use crate::glue::server::context::{now, Ctx, OK};
-use crate::glue::server::entry::run_callback;
-use crate::glue::server::timers::{self, propagating_timer, TimerId};
-use crate::glue::waiting::handoff::{self, Freed, Handling};
+use crate::glue::server::blocked_client::BlockedClient;
+use crate::glue::server::context::Ctx;
+use crate::glue::server::timers::{self, TimerId};
+use crate::glue::waiting::handling::{Freed, Handling};
 use crate::glue::waiting::waiters::{self, KeyRef};
 use crate::glue::waiting::{session_index, waiters::QueuedOne};
 
@@ -47,8 +45,9 @@ pub struct SeveralWaiter {
     pub session: bool,
     /// Its keys, in its call's order, all in one database.
     pub keys: Vec<KeyRef>,
-    client: BlockedClient,
-    timeout_timer: Option<TimerId>,
+    pub client: BlockedClient,
+    /// Its WAIT timeout's timer (several_blocking.rs arms it), until it fires.
+    pub timeout_timer: Option<TimerId>,
 }
 
 impl SeveralWaiter {
@@ -65,9 +64,6 @@ struct Registry {
     of_client: HashMap<usize, u64>,
     /// Woken with a grant, reply not yet out: client id -> (key, token) per key, key order.
     granted: HashMap<u64, Vec<(KeyRef, u64)>>,
-    /// Keys to settle again after a waiter left (timer id -> keys).
-    to_resettle: HashMap<u64, Vec<KeyRef>>,
-    last_resettle: u64,
 }
 
 thread_local! {
@@ -130,58 +126,59 @@ pub fn waiting_on(key: &KeyRef) -> Vec<(u64, Box<[u8]>, Want)> {
     })
 }
 
-/// What a several-key request asks for, to wait.
-pub struct SeveralWanted<'a> {
-    pub owner: &'a [u8],
-    pub ttl: u64,
-    pub want: Want,
-    pub session: bool,
-    pub timeout_ms: u64,
-}
-
-/// Blocks the caller in every queue of `keys` (the caller checked the waiter limit and the
-/// wait-for graph); `next_expiry[i]` is when key i's next holder expires.
-pub fn join(
-    ctx: Ctx,
-    keys: Vec<KeyRef>,
-    wanted: SeveralWanted,
-    next_expiry: &[Option<Millis>],
-    now: Millis,
-) -> Option<()> {
-    let client = block(ctx)?;
-    let seq = waiters::next_seq();
-    let handle = client.id();
-    for key in &keys {
+/// Queues `waiter` as number `seq` (waiters::next_seq) on every one of its keys.
+pub fn enlist(seq: u64, waiter: SeveralWaiter) {
+    for key in &waiter.keys {
         waiters::count_several(key, true);
     }
-    let timeout_timer = (wanted.timeout_ms > 0)
-        .then(|| timers::start(ctx, wanted.timeout_ms as i64, timed_out, seq));
     with_registry(|registry| {
-        for key in &keys {
+        for key in &waiter.keys {
             registry.on_key.entry(key.clone()).or_default().insert(seq);
         }
-        registry.of_client.insert(handle, seq);
-        registry.waiters.insert(
-            seq,
-            SeveralWaiter {
-                owner: wanted.owner.into(),
-                ttl: wanted.ttl,
-                want: wanted.want,
-                session: wanted.session,
-                keys: keys.clone(),
-                client,
-                timeout_timer,
-            },
-        );
+        registry.of_client.insert(waiter.client.id(), seq);
+        registry.waiters.insert(seq, waiter);
     });
-    for (key, at) in keys.iter().zip(next_expiry) {
-        handoff::schedule_check(ctx, key.db, &key.name, at.unwrap_or(i64::MAX), now);
-    }
-    Some(())
 }
 
-/// Removes waiter `seq` from every queue; the waiter, with its timeout timer to stop.
-fn remove(ctx: Ctx, seq: u64) -> Option<SeveralWaiter> {
+/// Waiter `seq`'s timeout timer has fired: it must not be stopped again.
+pub fn timeout_fired(seq: u64) {
+    with_registry(|registry| {
+        if let Some(waiter) = registry.waiters.get_mut(&seq) {
+            waiter.timeout_timer = None;
+        }
+    });
+}
+
+/// The queued waiter behind blocked-client `handle`, if any.
+pub fn seq_of(handle: *mut RedisModuleBlockedClient) -> Option<u64> {
+    with_registry(|registry| registry.of_client.get(&(handle as usize)).copied())
+}
+
+/// The grants a woken waiter (client id) was given and not yet told: (key, token) per key.
+pub fn take_grants(client_id: u64) -> Option<Vec<(KeyRef, u64)>> {
+    with_registry(|registry| registry.granted.remove(&client_id))
+}
+
+/// Wakes every several-key waiter of `key` with nil (its lock is gone for good here: another
+/// type took it, MIGRATE moved it, its slot left the node). Their other keys, which the caller
+/// settles again so nobody stays queued behind them.
+pub fn wake_all_with_nil(ctx: Ctx, db: i32, name: &[u8]) -> Vec<KeyRef> {
+    let key = KeyRef {
+        db,
+        name: name.into(),
+    };
+    let mut others = Vec::new();
+    for (seq, _, _) in waiting_on(&key) {
+        if let Some(waiter) = remove(ctx, seq) {
+            others.extend(waiter.keys.iter().filter(|k| **k != key).cloned());
+            waiter.client.unblock_empty();
+        }
+    }
+    others
+}
+
+/// Removes waiter `seq` from every queue; the waiter, with its timeout timer stopped.
+pub fn remove(ctx: Ctx, seq: u64) -> Option<SeveralWaiter> {
     let mut waiter = with_registry(|registry| {
         let waiter = registry.waiters.remove(&seq)?;
         registry.of_client.remove(&waiter.client.id());
@@ -206,187 +203,6 @@ fn remove(ctx: Ctx, seq: u64) -> Option<SeveralWaiter> {
     Some(waiter)
 }
 
-/// Wakes every several-key waiter of `key` with nil (its lock is gone for good here: another
-/// type took it, MIGRATE moved it, its slot left the node); the others of its keys are
-/// settled again, so nobody stays queued behind it.
-pub fn wake_all_with_nil(ctx: Ctx, db: i32, name: &[u8]) {
-    let key = KeyRef {
-        db,
-        name: name.into(),
-    };
-    for (seq, _, _) in waiting_on(&key) {
-        if let Some(waiter) = remove(ctx, seq) {
-            let others = waiter.keys.iter().filter(|k| **k != key).cloned().collect();
-            waiter.client.unblock_empty();
-            resettle_later(ctx, others);
-        }
-    }
-}
-
-/// A waiter left (timeout, disconnect, CLIENT UNBLOCK): those behind it on its keys may go.
-/// From a timer: a disconnect runs inside the server's client teardown.
-fn resettle_later(ctx: Ctx, keys: Vec<KeyRef>) {
-    if keys.is_empty() {
-        return;
-    }
-    let id = with_registry(|registry| {
-        registry.last_resettle += 1;
-        let id = registry.last_resettle;
-        registry.to_resettle.insert(id, keys);
-        id
-    });
-    timers::start(ctx, 0, resettle_fired, id);
-}
-
-propagating_timer!(resettle_fired, "settling keys a waiter left", resettle);
-
-fn resettle(ctx: Ctx, id: u64) {
-    let Some(keys) = with_registry(|registry| registry.to_resettle.remove(&id)) else {
-        return;
-    };
-    if !ctx.has_flag(redis_module::raw::REDISMODULE_CTX_FLAGS_MASTER) {
-        return;
-    }
-    let _handling = Handling::begin();
-    let now = now();
-    for key in keys {
-        ctx.select_db(key.db);
-        let name = OwnedString::new(ctx, &key.name);
-        let mut lock_key = LockKey::open_writable(ctx, name.as_ptr());
-        let Ok(holds) = lock_key.holds() else {
-            continue;
-        };
-        let mut holds = holds.unwrap_or_default();
-        let freed = lock_key.sessions_closed() > 0;
-        handoff::settle(
-            ctx,
-            &mut lock_key,
-            name.as_ptr(),
-            key.db,
-            &key.name,
-            &mut holds,
-            now,
-            Freed::Released,
-            freed,
-        );
-    }
-}
-
-/// A waiter's WAIT timeout passed: it leaves every queue with nil.
-unsafe extern "C" fn timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void) {
-    run_callback("a several-key WAIT timeout", (), || {
-        let ctx = Ctx(ctx);
-        let seq = timers::id_of(data);
-        // This timer has fired: it must not be stopped again.
-        with_registry(|registry| {
-            if let Some(waiter) = registry.waiters.get_mut(&seq) {
-                waiter.timeout_timer = None;
-            }
-        });
-        if let Some(waiter) = remove(ctx, seq) {
-            stats::count(Counter::WaitTimeouts);
-            let keys = waiter.keys.clone();
-            waiter.client.unblock_empty();
-            resettle_later(ctx, keys);
-        }
-    })
-}
-
-/// Blocks the calling client with this file's callbacks (the reply is an array of tokens).
-fn block(ctx: Ctx) -> Option<BlockedClient> {
-    // SAFETY: ctx is the running command's context and the caller checked that it may
-    // block; the callbacks live as long as the module.
-    let handle = unsafe {
-        rm!(RedisModule_BlockClient)(ctx.0, Some(reply), Some(unblocked), Some(free_nothing), 0)
-    };
-    let handle = NonNull::new(handle)?;
-    // SAFETY: handle was just returned by BlockClient and not yet released.
-    unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
-    // SAFETY: ctx is the blocking client's own context.
-    let client_id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-    Some(BlockedClient::new(handle, client_id))
-}
-
-/// The woken client's reply: its tokens in key order, or nil.
-unsafe extern "C" fn reply(
-    ctx: *mut RedisModuleCtx,
-    _argv: *mut *mut RedisModuleString,
-    _argc: c_int,
-) -> c_int {
-    run_callback("a several-key waiter's reply", OK, || {
-        let ctx = Ctx(ctx);
-        reply_done(ctx);
-        // SAFETY: ctx is the woken client's reply context.
-        let id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-        match with_registry(|registry| registry.granted.remove(&id)) {
-            Some(grants) => reply_tokens(ctx, grants.iter().map(|(_, token)| *token)),
-            None => ctx.reply_null(),
-        }
-        OK
-    })
-}
-
-/// An array of tokens, one per key.
-pub fn reply_tokens(ctx: Ctx, tokens: impl ExactSizeIterator<Item = u64>) {
-    // SAFETY: ctx is a live reply context; the array's elements follow.
-    unsafe { rm!(RedisModule_ReplyWithArray)(ctx.0, tokens.len() as _) };
-    for token in tokens {
-        ctx.reply_integer(token as i64);
-    }
-}
-
-/// CLIENT UNBLOCK: the waiter leaves every queue with nil.
-unsafe extern "C" fn unblocked(
-    ctx: *mut RedisModuleCtx,
-    _argv: *mut *mut RedisModuleString,
-    _argc: c_int,
-) -> c_int {
-    run_callback("a several-key waiter's timeout", OK, || {
-        let ctx = Ctx(ctx);
-        // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
-        let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
-        leave(ctx, handle);
-        ctx.reply_null();
-        OK
-    })
-}
-
-/// Gone (socket closed, CLIENT KILL, role change): a queued waiter leaves; one woken with a
-/// grant whose reply had not gone out has its keys taken back.
-unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisModuleBlockedClient) {
-    run_callback("a several-key waiter's disconnect", (), || {
-        let ctx = Ctx(ctx);
-        reply_done(ctx);
-        if leave(ctx, handle) {
-            return;
-        }
-        // SAFETY: ctx is the disconnecting client's context.
-        let id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-        if let Some(grants) = with_registry(|registry| registry.granted.remove(&id)) {
-            for (key, token) in grants {
-                handoff::take_back_later(ctx, key, token);
-            }
-        }
-    })
-}
-
-/// Removes the queued waiter behind `handle` and releases its handle; whether it was queued.
-fn leave(ctx: Ctx, handle: *mut RedisModuleBlockedClient) -> bool {
-    let Some(seq) = with_registry(|registry| registry.of_client.get(&(handle as usize)).copied())
-    else {
-        return false;
-    };
-    let Some(waiter) = remove(ctx, seq) else {
-        return false;
-    };
-    let keys = waiter.keys.clone();
-    waiter.client.let_go();
-    resettle_later(ctx, keys);
-    true
-}
-
-unsafe extern "C" fn free_nothing(_ctx: *mut RedisModuleCtx, _privdata: *mut c_void) {}
-
 /// One key of a settle: its holds as read, the key (opened here unless it is the caller's).
 struct Loaded {
     key: KeyRef,
@@ -395,6 +211,17 @@ struct Loaded {
     before: Holds,
     /// Session holds found ended on reading it: it must be stored.
     changed: bool,
+}
+
+/// What a several-key settle leaves its caller to arm (handoff.rs owns both timers).
+pub struct Settled {
+    /// Whether the settled key was left free.
+    pub free: bool,
+    /// Keys with waiters left, each to be looked at again at (unix ms).
+    pub checks: Vec<(KeyRef, Millis)>,
+    /// Keys whose several-key waiters were woken with nil (a key of theirs is no lock any
+    /// more): to settle again, so nobody stays queued behind them.
+    pub resettle: Vec<KeyRef>,
 }
 
 /// `handoff::settle` for a key that several-key waiters wait for: the plan over every key they
@@ -412,7 +239,7 @@ pub fn settle(
     now: Millis,
     freed: Freed,
     changed: bool,
-) -> bool {
+) -> Settled {
     let _handling = Handling::begin();
     let first = KeyRef {
         db,
@@ -453,8 +280,9 @@ pub fn settle(
     }
     ctx.select_db(db);
     // Several-key waiters on a key that is not a lock any more get nil.
+    let mut resettle = Vec::new();
     for bad in &unusable {
-        wake_all_with_nil(ctx, bad.db, &bad.name);
+        resettle.extend(wake_all_with_nil(ctx, bad.db, &bad.name));
     }
     let index: HashMap<KeyRef, usize> = loaded
         .iter()
@@ -484,11 +312,7 @@ pub fn settle(
             }
         }
     }
-    let counter = match freed {
-        Freed::Released => Counter::HandoffsOnRelease,
-        Freed::Expired => Counter::HandoffsOnExpiry,
-        Freed::Deleted => Counter::HandoffsOnDelete,
-    };
+    let counter = freed.counter();
     let notify =
         |loaded: &[Loaded], i: usize, key: &LockKey, event: Event| match &loaded[i].lock_key {
             Some(lock_key) => lock_key.notify(event),
@@ -558,15 +382,19 @@ pub fn settle(
             }
         }
     }
-    for (i, l) in loaded.iter().enumerate() {
-        if waiters::queued(l.key.db, &l.key.name) > 0 {
-            let at = after[i].next_expiry().unwrap_or(i64::MAX);
-            handoff::schedule_check(ctx, l.key.db, &l.key.name, at, now);
-        }
-    }
+    let checks = loaded
+        .iter()
+        .zip(&after)
+        .filter(|(l, _)| waiters::queued(l.key.db, &l.key.name) > 0)
+        .map(|(l, holds)| (l.key.clone(), holds.next_expiry().unwrap_or(i64::MAX)))
+        .collect();
     let free = after[0].is_free();
     *holds = after.into_iter().next().unwrap_or_default();
-    free
+    Settled {
+        free,
+        checks,
+        resettle,
+    }
 }
 
 /// `first` and every key several-key waiters reach from it (through their other keys).

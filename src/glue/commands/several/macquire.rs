@@ -28,7 +28,8 @@ use crate::glue::server::configs;
 use crate::glue::server::context::{log, now, Ctx};
 use crate::glue::server::entry::{command_entry, run_callback, Args};
 use crate::glue::waiting::handoff::{settle, why_gone, Freed, Handling};
-use crate::glue::waiting::several::{self, reply_tokens, SeveralWanted};
+use crate::glue::waiting::several;
+use crate::glue::waiting::several_blocking::{self, reply_tokens, SeveralWanted};
 use crate::glue::waiting::waiters::{self, KeyRef};
 use crate::glue::waiting::{command_filter, session_index, wait_graph};
 
@@ -307,5 +308,5 @@ fn busy(
         session: request.session,
         timeout_ms: timeout,
     };
-    several::join(ctx, keys, wanted, &next_expiry, now).ok_or(LockError::CannotBlock)
+    several_blocking::join(ctx, keys, wanted, &next_expiry, now).ok_or(LockError::CannotBlock)
 }
