@@ -14,7 +14,7 @@ use redis::Value;
 
 /// Failure detection and elections take a few node timeouts: bound the waits for them.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
-/// The promotion jump (core/tokens.rs DEFAULT_SPLIT_ALLOWANCE_MS) in tokens.
+/// The promotion jump (core/state/tokens.rs DEFAULT_SPLIT_ALLOWANCE_MS) in tokens.
 const PROMOTION_JUMP: i64 = 600_000 << 10;
 /// The ttl of every lock these tests take: longer than any of them runs.
 const TTL: u64 = 600_000;

@@ -686,7 +686,7 @@ fn value_span(payload: &[u8]) -> std::ops::Range<usize> {
 
 /// Sets each holder's expiry in a value of holds (not a plain lock) to `expiry_of(i)` for
 /// the i-th holder (0: never). The layout is the one of encoding version 3
-/// (src/core/encoding.rs): a 13-byte header (tag `FF FF`, length, kind, limit, holder count),
+/// (src/core/stored/encoding.rs): a 13-byte header (tag `FF FF`, length, kind, limit, holder count),
 /// then per holder flags (1), client id (8), expiry (8), token and count (8), owner length (2)
 /// and the owner. Returns the new expiries by owner.
 fn set_holder_expiries(
@@ -873,7 +873,7 @@ fn is_plain(payload: &[u8]) -> bool {
 
 /// DUMPs `key` into its fixture file. The holders of holds (not a plain lock) carry their own
 /// expiries, which a RESTORE refuses more than 31 days ahead (`check_expiries` in
-/// src/core/encoding.rs) while the fixture must load in any later year: their expiries are set
+/// src/core/stored/encoding.rs) while the fixture must load in any later year: their expiries are set
 /// to never, and the key is put back as that payload, then expires in 2100 (PEXPIREAT caps
 /// every holder) for the RDB fixture.
 fn dump_shape(con: &mut redis::Connection, key: &str, shape: &Shape, made_by: &str) {

@@ -1,5 +1,5 @@
 //! What data from outside may do to the module: a token loaded, restored, replayed or saved
-//! beyond the ceiling (ten years of clock ahead, core/tokens.rs) never raises the token counter,
+//! beyond the ceiling (ten years of clock ahead, core/state/tokens.rs) never raises the token counter,
 //! so one crafted payload cannot end every grant; a RESTORE or MIGRATE of such a payload fails
 //! and changes nothing; loading keeps the key. And a restored key whose holders carry their own
 //! expiries expires with the latest of them, whatever ttl the RESTORE gave it (issue 17, items
@@ -15,7 +15,7 @@ use redis::Value;
 
 /// The largest token there is (2^53 - 1): a counter at it grants nothing more.
 const MAX_TOKEN: u64 = (1 << 53) - 1;
-/// Tokens are the clock in ms shifted left by this (core/tokens.rs).
+/// Tokens are the clock in ms shifted left by this (core/state/tokens.rs).
 const CLOCK_SHIFT: u32 = 10;
 const TOKEN_BITS: u32 = 53;
 
@@ -27,7 +27,7 @@ fn position(haystack: &[u8], needle: &[u8]) -> usize {
         .unwrap_or_else(|| panic!("{:?} is not in the bytes", String::from_utf8_lossy(needle)))
 }
 
-/// How a hold is laid out in saved lock bytes (src/core/encoding.rs).
+/// How a hold is laid out in saved lock bytes (src/core/stored/encoding.rs).
 #[derive(Clone, Copy)]
 enum Layout {
     /// A plain lock: owner length (2 bytes), packed token and count (8), owner.

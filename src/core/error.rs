@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use super::deadlock::Cycle;
-use super::holds::{HoldError, Mode, Want};
-use super::limits::MAX_TTL_MS;
-use super::lock::TransitionError;
+use crate::core::state::holds::{HoldError, Mode, Want};
+use crate::core::state::lock::TransitionError;
+use crate::core::stored::limits::MAX_TTL_MS;
+use crate::core::waiting::deadlock::Cycle;
 
 /// The commands, as Redis names them in errors (lowercase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +201,7 @@ impl fmt::Display for LockError {
                 f,
                 "ERR invalid HELD in '{}' command: expected the caller's hold count, an integer from {lowest} to {}",
                 c.name(),
-                crate::core::lock::MAX_COUNT
+                crate::core::state::lock::MAX_COUNT
             ),
             LockError::HeldMismatch {
                 command,

@@ -1,28 +1,18 @@
-//! The pure core of rlock: lock state, its transitions, requests, encoding and errors.
+//! The pure core of rlock: lock state and its transitions (state), what is stored (stored),
+//! waiting and handing over (waiting), several keys at once (several), requests and errors, and
+//! what operators see (monitor).
 //!
 //! Nothing here knows about Redis: time comes in as an explicit `now` (unix milliseconds), so
 //! every transition is a plain function that `cargo test` can check exhaustively.
 
-pub mod deadlock;
-pub mod encoding;
-pub mod epoch;
 pub mod error;
-pub mod handoff;
-pub mod holds;
-pub mod hot_keys;
-pub mod latency;
-pub mod limits;
-pub mod lock;
-pub mod lock_log;
-pub mod lost_holds;
-pub mod memory;
-pub mod plain;
-pub mod queue;
+pub mod monitor;
 pub mod request;
 pub mod several;
 #[cfg(test)]
 mod several_model;
-pub mod tokens;
+pub mod state;
+pub mod stored;
+pub mod waiting;
 
-/// Unix time in milliseconds, as Redis keeps key expiries.
 pub type Millis = i64;

@@ -4,13 +4,13 @@
 //! `args` is what follows the command name; `args[0]` is always the key, which the glue opens
 //! itself, so requests carry only the rest.
 
-use super::error::{Command, LockError};
-use super::holds::{Want, MAX_HOLDERS};
-use super::lock::MAX_COUNT;
-use super::tokens::MAX_TOKEN;
-use super::Millis;
+use crate::core::error::{Command, LockError};
+use crate::core::state::holds::{Want, MAX_HOLDERS};
+use crate::core::state::lock::MAX_COUNT;
+use crate::core::state::tokens::MAX_TOKEN;
+use crate::core::Millis;
 
-pub use super::limits::{Limits, MAX_OWNER_BYTES, MAX_TTL_MS};
+pub use crate::core::stored::limits::{Limits, MAX_OWNER_BYTES, MAX_TTL_MS};
 
 /// `LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout]`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

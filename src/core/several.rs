@@ -13,15 +13,15 @@
 //! `Board` is the whole plan over a set of keys, their holds and queues (the glue loads the
 //! keys a handoff reaches); every outcome is decided here and the glue applies them.
 
-use super::deadlock::passes;
-use super::error::{Command, LockError};
-use super::handoff::admit_held;
-use super::holds::{acquire, Acquired, Admission, Ask, HoldError, Holds, Want};
-use super::request::{
+use crate::core::error::{Command, LockError};
+use crate::core::request::{
     parse_acquire_as, parse_held_owner, parse_integer, parse_ttl, printable, Limits,
 };
-use super::tokens::TokenCounter;
-use super::Millis;
+use crate::core::state::holds::{acquire, Acquired, Admission, Ask, HoldError, Holds, Want};
+use crate::core::state::tokens::TokenCounter;
+use crate::core::waiting::deadlock::passes;
+use crate::core::waiting::handoff::admit_held;
+use crate::core::Millis;
 
 /// The most keys one call may name.
 pub const MAX_KEYS: usize = 1024;
@@ -187,7 +187,7 @@ pub fn acquire_all(
 /// `LIMIT asked` on a held semaphore of another limit.
 fn limits_differ(holds: &Holds, want: Want) -> Option<HoldError> {
     match (holds.kind, want) {
-        (super::holds::Kind::Semaphore(held), Want::Limit(asked))
+        (crate::core::state::holds::Kind::Semaphore(held), Want::Limit(asked))
             if held != asked && !holds.is_free() =>
         {
             Some(HoldError::LimitDiffers { held, asked })
@@ -382,7 +382,7 @@ impl<'a> Board<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::holds::{release, Kind, Mode};
+    use crate::core::state::holds::{release, Kind, Mode};
 
     const NOW: Millis = 1_700_000_000_000;
 

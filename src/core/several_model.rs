@@ -11,11 +11,11 @@ use std::collections::{HashMap, HashSet};
 
 use proptest::prelude::*;
 
-use super::deadlock::{blockers, find_cycle, passes, Blocker, WaitView};
-use super::holds::{acquire, release, Acquired, Admission, Ask, Holds, Kind, Want};
-use super::several::{acquire_all, AllAcquired, Board, BoardWaiter, Outcome};
-use super::tokens::TokenCounter;
-use super::Millis;
+use crate::core::several::{acquire_all, AllAcquired, Board, BoardWaiter, Outcome};
+use crate::core::state::holds::{acquire, release, Acquired, Admission, Ask, Holds, Kind, Want};
+use crate::core::state::tokens::TokenCounter;
+use crate::core::waiting::deadlock::{blockers, find_cycle, passes, Blocker, WaitView};
+use crate::core::Millis;
 
 const KEYS: usize = 3;
 const OWNERS: [&str; 4] = ["A", "B", "C", "D"];

@@ -5,7 +5,7 @@
 use redis_module::raw;
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{expect_count, Expected, Holds, Step};
+use crate::core::state::holds::{expect_count, Expected, Holds, Step};
 use crate::core::Millis;
 use crate::glue::effects::keys::LockKey;
 use crate::glue::effects::replicate;

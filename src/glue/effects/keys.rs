@@ -2,12 +2,12 @@
 
 use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
 
-use crate::core::encoding::{decode_holds, encode_holds};
-use crate::core::epoch::Snapshot;
 use crate::core::error::LockError;
-use crate::core::holds::Holds;
-use crate::core::lock::Lock;
-use crate::core::plain::Held;
+use crate::core::state::epoch::Snapshot;
+use crate::core::state::holds::Holds;
+use crate::core::state::lock::Lock;
+use crate::core::state::plain::Held;
+use crate::core::stored::encoding::{decode_holds, encode_holds};
 use crate::core::Millis;
 use crate::glue::effects::observed;
 use crate::glue::effects::signals::{self, Event};
@@ -83,7 +83,7 @@ impl LockKey {
         Ok(unsafe { stored(value) })
     }
 
-    /// What the key holds, for the plain lock's commands (`core::plain`): a plain lock comes
+    /// What the key holds, for the plain lock's commands (`core::state::plain`): a plain lock comes
     /// with its key's expiry; nothing is decoded or copied.
     pub fn found(&mut self) -> Result<Found<'_>, LockError> {
         let Some(value) = self.value_pointer()? else {

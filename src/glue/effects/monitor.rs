@@ -10,11 +10,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
-use crate::core::holds::Holds;
-use crate::core::hot_keys::{self, Contention, HotKeys};
-use crate::core::latency::{held_ms, Latencies, Leads, Measure};
-use crate::core::lock_log::{Event, HoldKind, LockLog, Reason};
-use crate::core::lost_holds::{self, Loss, LostHolds};
+use crate::core::monitor::hot_keys::{self, Contention, HotKeys};
+use crate::core::monitor::latency::{held_ms, Latencies, Leads, Measure};
+use crate::core::monitor::lock_log::{Event, HoldKind, LockLog, Reason};
+use crate::core::monitor::lost_holds::{self, Loss, LostHolds};
+use crate::core::state::holds::Holds;
 use crate::core::Millis;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::effects::token_counter;
@@ -328,7 +328,7 @@ pub fn sessions_closed(
     connected: impl Fn(u64) -> bool,
     now: Millis,
 ) {
-    let closed = |h: &&crate::core::holds::Holder| {
+    let closed = |h: &&crate::core::state::holds::Holder| {
         h.session
             .is_some_and(|client| client != 0 && !connected(client))
     };

@@ -13,7 +13,7 @@ use std::ffi::c_void;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::core::epoch::Snapshot;
+use crate::core::state::epoch::Snapshot;
 use crate::glue::server::blocked_client::BlockedClient;
 use crate::glue::server::key_ref::KeyRef;
 

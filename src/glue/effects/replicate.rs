@@ -13,9 +13,9 @@ use std::ffi::{c_char, CStr};
 
 use redis_module::raw::{self, RedisModuleString};
 
-use crate::core::encoding::encode_holds;
-use crate::core::holds::Holds;
-use crate::core::lock::Lock;
+use crate::core::state::holds::Holds;
+use crate::core::state::lock::Lock;
+use crate::core::stored::encoding::encode_holds;
 use crate::core::Millis;
 use crate::glue::effects::propagation::{self, Listeners};
 use crate::glue::effects::token_counter::{last_token, token_floor};

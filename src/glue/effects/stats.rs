@@ -31,7 +31,7 @@ pub enum Counter {
     LimitHolds,
     /// Session holds ended because their connection closed.
     SessionEnds,
-    /// Loads, replays and floor messages with a token beyond the ceiling (core/tokens.rs): a
+    /// Loads, replays and floor messages with a token beyond the ceiling (core/state/tokens.rs): a
     /// RESTORE refused, or the token left out of the counter.
     TokensRefused,
 }
@@ -41,8 +41,8 @@ const COUNTERS: usize = Counter::TokensRefused as usize + 1;
 static COUNTS: [AtomicU64; COUNTERS] = [const { AtomicU64::new(0) }; COUNTERS];
 
 /// Counts a new hold of a kind other than exclusive.
-pub fn count_kind(want: crate::core::holds::Want) {
-    use crate::core::holds::Want;
+pub fn count_kind(want: crate::core::state::holds::Want) {
+    use crate::core::state::holds::Want;
     match want {
         Want::Exclusive => {}
         Want::Shared => count(Counter::SharedHolds),

@@ -1,12 +1,12 @@
 //! The server-wide fencing-token counter, kept beside the data: saved with its lead over the
 //! clock as RDB aux data, carried in every replicated or AOF-logged lock state, raised by every
-//! token loaded or heard from another node up to a ceiling (core/tokens.rs). What lies beyond
+//! token loaded or heard from another node up to a ceiling (core/state/tokens.rs). What lies beyond
 //! the ceiling is refused or left out of the counter, counted in INFO (`lock_tokens_refused`)
 //! and logged, at most once every `WARN_EVERY_MS`.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::core::tokens::{BeyondCeiling, TokenCounter};
+use crate::core::state::tokens::{BeyondCeiling, TokenCounter};
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::server::context::{log, now};
 

@@ -1,11 +1,11 @@
 //! A cluster-wide floor for fencing tokens, carried by the cluster bus.
 //!
-//! Tokens follow the clock across nodes (core/tokens.rs), except where a node's counter runs
+//! Tokens follow the clock across nodes (core/state/tokens.rs), except where a node's counter runs
 //! ahead of its clock: after a promotion lifted it by the split allowance, or after its clock
 //! stepped back. Such a lead would let a slot moved off that node get lower tokens on its new
 //! node. So every master broadcasts its last token to all nodes once a second and at once after
 //! a promotion, and every node raises its counter to what it hears, up to the ceiling of
-//! core/tokens.rs (a floor beyond it is ignored and logged). Outside cluster mode this does
+//! core/state/tokens.rs (a floor beyond it is ignored and logged). Outside cluster mode this does
 //! nothing.
 
 use std::ffi::{c_char, c_uchar, c_void};

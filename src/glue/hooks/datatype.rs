@@ -11,7 +11,7 @@ use redis_module::raw::{
     RedisModuleType,
 };
 
-use crate::core::encoding::{
+use crate::core::stored::encoding::{
     check_expiries, decode_holds, decode_value, encode_holds, Value, ENCODING_VERSION,
 };
 use crate::core::Millis;
@@ -68,7 +68,7 @@ const AUX_LATEST_VERSION: c_int = ENCODING_VERSION;
 
 /// A value loaded from an RDB file or a replica's full sync (LOADING), or restored by RESTORE
 /// or MIGRATE (the server is not loading). A RESTORE on a master refuses a value no grant can
-/// have made (a token beyond the ceiling of core/tokens.rs, a holder expiring beyond any ttl):
+/// have made (a token beyond the ceiling of core/state/tokens.rs, a holder expiring beyond any ttl):
 /// the command fails and nothing changes. Loading never refuses (the server would not start,
 /// or a replica would not sync), nor does a replica replaying its master's RESTORE: the key is
 /// kept as it is, and a token beyond the ceiling is left out of the counter. Either way it is
@@ -504,7 +504,7 @@ unsafe extern "C" fn copy(
 
 unsafe extern "C" fn aux_save(rdb: *mut RedisModuleIO, _when: c_int) {
     run_callback("aux_save", (), || {
-        // SAFETY: rdb is the live saving stream. Version 3 adds the lead (core/tokens.rs).
+        // SAFETY: rdb is the live saving stream. Version 3 adds the lead (core/state/tokens.rs).
         unsafe {
             rm!(RedisModule_SaveUnsigned)(rdb, last_token());
             rm!(RedisModule_SaveUnsigned)(rdb, token_counter::lead());

@@ -11,9 +11,9 @@ use redis_module::raw::{
     self, RedisModuleCtx, RedisModuleEvent, RedisModuleKeyOptCtx, RedisModuleString,
 };
 
-use crate::core::encoding::decode_holds;
-use crate::core::epoch::Snapshot;
-use crate::core::holds::Holds;
+use crate::core::state::epoch::Snapshot;
+use crate::core::state::holds::Holds;
+use crate::core::stored::encoding::decode_holds;
 use crate::glue::effects::keys::{Found, OwnedString, ReadKey};
 use crate::glue::effects::observed;
 use crate::glue::effects::replicate;

@@ -80,7 +80,7 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
                 add(ctx, name, stats::get(counter));
             }
             add(ctx, c"last_token", token_counter::last_token());
-            // How far tokens run ahead of the clock: the promotions' jumps (core/tokens.rs).
+            // How far tokens run ahead of the clock: the promotions' jumps (core/state/tokens.rs).
             add(ctx, c"token_lead_ms", token_counter::lead_ms());
             add(ctx, c"replication_idle", u64::from(propagation::idle()));
             add_observed(ctx);

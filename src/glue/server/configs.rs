@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
 use crate::core::request::{Limits, MAX_OWNER_BYTES, MAX_TTL_MS};
-use crate::core::tokens::DEFAULT_SPLIT_ALLOWANCE_MS;
+use crate::core::state::tokens::DEFAULT_SPLIT_ALLOWANCE_MS;
 use crate::glue::server::api::rm;
 use crate::glue::server::context::{log, OK};
 
@@ -35,7 +35,7 @@ const TOP_HALFLIFE: usize = 10;
 const COUNT: usize = 11;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-/// The longest split allowance: a day of clock per promotion (core/tokens.rs: the budget runs
+/// The longest split allowance: a day of clock per promotion (core/state/tokens.rs: the budget runs
 /// to the year 2248, so even a day per promotion leaves room for tens of thousands of them).
 const MAX_SPLIT_ALLOWANCE_MS: i64 = 24 * 3600 * 1000;
 
@@ -146,7 +146,7 @@ pub fn max_waiters() -> u64 {
     value(MAX_WAITERS)
 }
 
-/// How far a promotion lifts tokens ahead of the clock, in ms (core/tokens.rs `promote`).
+/// How far a promotion lifts tokens ahead of the clock, in ms (core/state/tokens.rs `promote`).
 pub fn split_allowance_ms() -> u64 {
     value(SPLIT_ALLOWANCE)
 }

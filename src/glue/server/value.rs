@@ -6,8 +6,8 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::core::encoding::{value_size, HOLDS_TAG};
-use crate::core::lock::{Lock, HEADER_BYTES};
+use crate::core::state::lock::{Lock, HEADER_BYTES};
+use crate::core::stored::encoding::{value_size, HOLDS_TAG};
 
 /// Lock values alive in the server (in keys, or loaded and about to be): derived from the data
 /// itself, so it stays right across DEBUG RELOAD, restarts and full syncs. Atomic: the server

@@ -10,9 +10,9 @@ use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
-use crate::core::handoff;
-use crate::core::holds::{Admission, Holds};
-use crate::core::lock_log::HoldKind;
+use crate::core::monitor::lock_log::HoldKind;
+use crate::core::state::holds::{Admission, Holds};
+use crate::core::waiting::handoff;
 use crate::core::Millis;
 use crate::glue::effects::keys::{LockKey, OwnedString};
 use crate::glue::effects::monitor;

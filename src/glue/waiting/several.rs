@@ -22,8 +22,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{RedisModuleBlockedClient, RedisModuleString};
 
-use crate::core::holds::{Admission, Ask, Holds, Want};
 use crate::core::several::{Board, BoardWaiter, Outcome};
+use crate::core::state::holds::{Admission, Ask, Holds, Want};
 use crate::core::Millis;
 use crate::glue::effects::keys::{LockKey, OwnedString};
 use crate::glue::effects::replicate;

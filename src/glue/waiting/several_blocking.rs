@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 
 use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
 
-use crate::core::holds::Want;
+use crate::core::state::holds::Want;
 use crate::core::Millis;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::server::api::rm;

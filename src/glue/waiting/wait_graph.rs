@@ -1,4 +1,4 @@
-//! The wait-for graph of this node, as core::deadlock walks it: which keys an owner waits for
+//! The wait-for graph of this node, as core::waiting::deadlock walks it: which keys an owner waits for
 //! (single- and several-key waiters), and who blocks it there (the key's holders in its way,
 //! the waiters queued ahead of it that do not pass). Asked only when a wait starts, and only
 //! when someone else already waits: the first waiter of a node costs one atomic read.
@@ -6,9 +6,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::core::deadlock::{blockers, find_cycle, passes, Blocker, WaitView};
 use crate::core::error::LockError;
-use crate::core::holds::{Ask, Holds, Want};
+use crate::core::state::holds::{Ask, Holds, Want};
+use crate::core::waiting::deadlock::{blockers, find_cycle, passes, Blocker, WaitView};
 use crate::core::Millis;
 use crate::glue::effects::keys::{OwnedString, ReadKey};
 use crate::glue::server::context::Ctx;

@@ -13,10 +13,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::RedisModuleCtx;
 
-use crate::core::handoff::Queued;
-use crate::core::holds::{Ask, Want};
-use crate::core::memory::{queue_bytes, QueueLayout};
-use crate::core::queue::WaitQueue;
+use crate::core::state::holds::{Ask, Want};
+use crate::core::stored::memory::{queue_bytes, QueueLayout};
+use crate::core::waiting::handoff::Queued;
+use crate::core::waiting::queue::WaitQueue;
 use crate::core::Millis;
 use crate::glue::server::blocked_client::BlockedClient;
 use crate::glue::server::context::Ctx;
@@ -531,7 +531,7 @@ unsafe extern "C" fn wait_timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void)
             registry.remove_waiter(seq).zip(key)
         });
         if let Some(((waiter, timers), key)) = removed {
-            let kind = crate::core::lock_log::HoldKind::of_want(waiter.want);
+            let kind = crate::core::monitor::lock_log::HoldKind::of_want(waiter.want);
             let now = crate::glue::server::context::now();
             crate::glue::effects::monitor::wait_ended(
                 key.db,

@@ -1,16 +1,16 @@
 //! LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout] [HELD count]: takes
 //! a lock or reenters one's own, or waits in line for it. A free or plain key nobody waits for
-//! is decided on the packed plain lock (`core::plain`); every other case through `core::holds`.
+//! is decided on the packed plain lock (`core::state::plain`); every other case through `core::state::holds`.
 
 use std::ffi::c_int;
 
 use redis_module::raw::{self, RedisModuleCtx};
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{self, expect_count, Acquired, Ask, Expected, Step, Want};
-use crate::core::lock::Lock;
-use crate::core::plain;
 use crate::core::request::{new_owner_fits, parse_acquire, AcquireRequest};
+use crate::core::state::holds::{self, expect_count, Acquired, Ask, Expected, Step, Want};
+use crate::core::state::lock::Lock;
+use crate::core::state::plain;
 use crate::core::Millis;
 use crate::glue::commands::finish::{
     commit, key_name, may_block, queued_for, reply_settled, reschedule_check, reschedule_plain,

@@ -3,9 +3,9 @@
 use redis_module::raw;
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{Holder, Holds, Mode};
-use crate::core::lock;
 use crate::core::request::parse_info;
+use crate::core::state::holds::{Holder, Holds, Mode};
+use crate::core::state::lock;
 use crate::core::Millis;
 use crate::glue::commands::finish::key_name;
 use crate::glue::commands::spec::{CommandSpec, Help, KEY};

@@ -11,10 +11,10 @@ use std::ptr::NonNull;
 
 use redis_module::raw::{self, RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
 
-use crate::core::epoch::{answers_at_once, Snapshot};
 use crate::core::error::{Command, LockError};
-use crate::core::holds::Holds;
 use crate::core::request::parse_observe;
+use crate::core::state::epoch::{answers_at_once, Snapshot};
+use crate::core::state::holds::Holds;
 use crate::core::Millis;
 use crate::glue::commands::finish::{key_name, may_block};
 use crate::glue::commands::holds::info::reply_lock_state;

@@ -3,8 +3,8 @@
 use redis_module::raw;
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{self, Step};
 use crate::core::request::parse_reenter;
+use crate::core::state::holds::{self, Step};
 use crate::glue::commands::finish::{
     commit, key_name, reply_settled, reschedule_check, settled_by_held,
 };

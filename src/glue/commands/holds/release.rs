@@ -4,10 +4,10 @@
 use redis_module::raw;
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{self, Released, Step};
-use crate::core::lock_log::HoldKind::{self, Exclusive};
-use crate::core::plain;
+use crate::core::monitor::lock_log::HoldKind::{self, Exclusive};
 use crate::core::request::{parse_release, ReleaseRequest};
+use crate::core::state::holds::{self, Released, Step};
+use crate::core::state::plain;
 use crate::core::Millis;
 use crate::glue::commands::finish::{commit, key_name, queued_for, reply_settled, settled_by_held};
 use crate::glue::commands::spec::{CommandSpec, Help, HELD, KEY, OWNER};

@@ -3,8 +3,8 @@
 use redis_module::raw;
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds;
 use crate::core::request::parse_renew;
+use crate::core::state::holds;
 use crate::glue::commands::finish::{commit, key_name, reschedule_check};
 use crate::glue::commands::spec::{CommandSpec, Help, KEY, OWNER, TTL};
 use crate::glue::effects::keys::LockKey;

@@ -3,7 +3,7 @@
 
 use redis_module::raw;
 
-use crate::core::holds::Holder;
+use crate::core::state::holds::Holder;
 use crate::glue::commands::monitor::{
     field_bytes, field_int, field_kind, field_u64, monitor_entry, reply_array,
 };

@@ -16,7 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use redis_module::raw::{RedisModuleCtx, RedisModuleString};
 
-use crate::core::lock_log::HoldKind;
+use crate::core::monitor::lock_log::HoldKind;
 use crate::glue::effects::monitor;
 use crate::glue::server::api::rm;
 use crate::glue::server::context::{Ctx, OK};

@@ -2,10 +2,10 @@
 //! in SCAN's manner (the server's own SCAN ... TYPE rlocklock underneath: effects/lock_scan.rs),
 //! each with its holders; OWNER and TYPE filter the keys SCAN returned, as SCAN's TYPE does.
 
-use crate::core::holds::{Holds, Mode};
-use crate::core::latency::held_ms;
-use crate::core::lock;
-use crate::core::lock_log::HoldKind;
+use crate::core::monitor::latency::held_ms;
+use crate::core::monitor::lock_log::HoldKind;
+use crate::core::state::holds::{Holds, Mode};
+use crate::core::state::lock;
 use crate::glue::commands::monitor::top::leads;
 use crate::glue::commands::monitor::{
     field_bytes, field_int, field_kind, field_u64, monitor_entry, parse_count, reply_array,

@@ -1,8 +1,8 @@
 //! LOCK.TOP [count]: the hottest locks of this node (most waiting and contention recently),
-//! from the bounded space-saving table of core/hot_keys.rs, with their waiters and longest
+//! from the bounded space-saving table of core/monitor/hot_keys.rs, with their waiters and longest
 //! hold now.
 
-use crate::core::latency::held_ms;
+use crate::core::monitor::latency::held_ms;
 use crate::glue::commands::monitor::{
     field_bytes, field_int, field_u64, monitor_entry, parse_count, reply_array,
 };
@@ -118,8 +118,8 @@ pub fn longest_hold_ms(ctx: Ctx, key: &[u8], now: i64) -> u64 {
 }
 
 /// The node's token lead (a hold's age is read from its token).
-pub fn leads() -> crate::core::latency::Leads {
-    crate::core::latency::Leads {
+pub fn leads() -> crate::core::monitor::latency::Leads {
+    crate::core::monitor::latency::Leads {
         now: token_counter::lead(),
         before: token_counter::lead(),
         changed_after: 0,

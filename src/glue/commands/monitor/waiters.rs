@@ -3,7 +3,7 @@
 
 use redis_module::raw;
 
-use crate::core::lock_log::HoldKind;
+use crate::core::monitor::lock_log::HoldKind;
 use crate::glue::commands::monitor::{
     field_int, field_kind, field_u64, monitor_entry, parse_count, reply_array,
 };

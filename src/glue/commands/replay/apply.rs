@@ -2,11 +2,11 @@
 
 use redis_module::raw;
 
-use crate::core::encoding::decode_holds;
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{self, Holds};
-use crate::core::lock::{self, Lock, Replayed};
 use crate::core::request::{parse_apply, parse_apply_holds};
+use crate::core::state::holds::{self, Holds};
+use crate::core::state::lock::{self, Lock, Replayed};
+use crate::core::stored::encoding::decode_holds;
 use crate::core::Millis;
 use crate::glue::commands::finish::{key_name, refuse_unless_replayed, replayed_from};
 use crate::glue::commands::spec::CommandSpec;

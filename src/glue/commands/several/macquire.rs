@@ -9,9 +9,9 @@ use std::ffi::c_int;
 use redis_module::raw::{self, RedisModuleCtx};
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{Acquired, Ask, Holds};
 use crate::core::request::new_owner_fits;
 use crate::core::several::{acquire_all, parse_macquire, refusal, AllAcquired, MacquireRequest};
+use crate::core::state::holds::{Acquired, Ask, Holds};
 use crate::core::Millis;
 use crate::glue::commands::finish::reschedule_check;
 use crate::glue::commands::several::mrelease::{KEYS, NUMKEYS};
@@ -213,7 +213,7 @@ fn newcomer_waits(db: i32, key_bytes: &[u8], holds: &Holds) -> bool {
             ttl: 1,
             session: None,
         };
-        !crate::core::deadlock::passes(holds, &ask)
+        !crate::core::waiting::deadlock::passes(holds, &ask)
     })
 }
 

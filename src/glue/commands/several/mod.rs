@@ -10,8 +10,8 @@ pub mod mrenew;
 use redis_module::raw;
 
 use crate::core::error::LockError;
-use crate::core::holds::Holds;
 use crate::core::request::parse_integer;
+use crate::core::state::holds::Holds;
 use crate::glue::effects::keys::{LockKey, OwnedString};
 use crate::glue::server::api::rm;
 use crate::glue::server::context::Ctx;

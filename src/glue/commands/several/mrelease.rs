@@ -3,8 +3,8 @@
 use redis_module::raw;
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds::{self, Released};
 use crate::core::several::parse_mrelease;
+use crate::core::state::holds::{self, Released};
 use crate::glue::commands::several::{all_args, keys_asked, open_all};
 use crate::glue::commands::spec::{Arg, ArgKind, CommandSpec, Help, KEYS_AFTER_NUMKEYS, OWNER};
 use crate::glue::effects::replicate;

@@ -4,8 +4,8 @@
 use redis_module::raw;
 
 use crate::core::error::{Command, LockError};
-use crate::core::holds;
 use crate::core::several::parse_mrenew;
+use crate::core::state::holds;
 use crate::glue::commands::finish::reschedule_check;
 use crate::glue::commands::several::mrelease::{KEYS, NUMKEYS};
 use crate::glue::commands::several::{all_args, keys_asked, open_all};

@@ -3,7 +3,7 @@
 //! new holder always moves the epoch; a holder leaving moves the count. A reentry or a renewal
 //! moves neither: an observer is not woken for them.
 
-use super::holds::Holds;
+use crate::core::state::holds::Holds;
 
 /// A key's holders as an observer compares them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,7 +37,7 @@ pub fn answers_at_once(now: Snapshot, seen_epoch: Option<u64>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::holds::{Holder, Kind};
+    use crate::core::state::holds::{Holder, Kind};
 
     fn holder(owner: &[u8], token: u64) -> Holder {
         Holder {

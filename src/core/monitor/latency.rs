@@ -9,7 +9,7 @@
 
 use hdrhistogram::Histogram;
 
-use super::lock_log::HoldKind;
+use crate::core::monitor::lock_log::HoldKind;
 
 /// The largest value tracked, in µs: the longest ttl (30 days) and a day of slack.
 pub const HIGHEST_MICROS: u64 = 31 * 24 * 3600 * 1_000_000;
@@ -182,7 +182,7 @@ impl Leads {
 }
 
 /// How long a hold has been held at `now_ms`, read from its fencing token: a grant at clock
-/// `t` ms gets token `t * 1024 + lead` (core/tokens.rs), so the hold itself keeps no grant
+/// `t` ms gets token `t * 1024 + lead` (core/state/tokens.rs), so the hold itself keeps no grant
 /// time and the uncontended path pays nothing for it. Exact to the millisecond unless the
 /// counter ran ahead of the clock (more than 1024 grants a millisecond, or a token taken in
 /// from elsewhere), which makes the hold look younger, or unless the lead changed twice since
@@ -190,7 +190,8 @@ impl Leads {
 /// allowance. A clock that stepped back reads as 0, and so does a token of an old version's
 /// counter (no clock in it), never decades.
 pub fn held_ms(token: u64, leads: &Leads, now_ms: i64) -> u64 {
-    let granted_ms = token.saturating_sub(leads.at_grant_of(token)) >> super::tokens::CLOCK_SHIFT;
+    let granted_ms =
+        token.saturating_sub(leads.at_grant_of(token)) >> crate::core::state::tokens::CLOCK_SHIFT;
     let now_ms = u64::try_from(now_ms).unwrap_or(0);
     // Before 2001: not a clock-based token.
     if granted_ms < 978_307_200_000 {

@@ -5,10 +5,10 @@
 //! SESSION, a key someone waits for, tagged holds) goes through `holds`; the tests check that
 //! both decide the same on every input.
 
-use super::holds::{expect_held, Expected, HoldError, Step};
-use super::lock::{expiry, Lock, TransitionError, MAX_COUNT};
-use super::tokens::TokenCounter;
-use super::Millis;
+use crate::core::state::holds::{expect_held, Expected, HoldError, Step};
+use crate::core::state::lock::{expiry, Lock, TransitionError, MAX_COUNT};
+use crate::core::state::tokens::TokenCounter;
+use crate::core::Millis;
 
 /// A plain lock as a command finds it: the packed lock and its key's expiry (`None`: the key
 /// has none, an admin's PERSIST).
@@ -148,7 +148,7 @@ pub fn release_live(lock: &Lock, owner: &[u8], expected: Option<u32>) -> Release
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::holds::{self, Acquired, Ask, Holds, Released, Want};
+    use crate::core::state::holds::{self, Acquired, Ask, Holds, Released, Want};
 
     const NOW: Millis = 1_700_000_000_000;
 
@@ -261,7 +261,7 @@ mod tests {
                     for spent in [false, true] {
                         let counter = |spent| {
                             let last = if spent {
-                                crate::core::tokens::MAX_TOKEN
+                                crate::core::state::tokens::MAX_TOKEN
                             } else {
                                 9
                             };

@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::holds::{Ask, Holds};
+use crate::core::state::holds::{Ask, Holds};
 
 /// How a blocker stands in a waiter's way on a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,8 +196,8 @@ fn path_to(links: &[(Link, Option<usize>)], at: usize) -> Vec<Link> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::holds::{acquire, Want};
-    use crate::core::tokens::TokenCounter;
+    use crate::core::state::holds::{acquire, Want};
+    use crate::core::state::tokens::TokenCounter;
     use std::collections::HashMap;
 
     const NOW: i64 = 1_700_000_000_000;

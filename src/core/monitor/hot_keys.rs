@@ -15,8 +15,8 @@ use std::collections::HashMap;
 
 use hdrhistogram::Histogram;
 
-use super::lock_log::{cut_name, MAX_NAME_BYTES};
-use super::Millis;
+use crate::core::monitor::lock_log::{cut_name, MAX_NAME_BYTES};
+use crate::core::Millis;
 
 /// The longest wait tracked per key, in ms (31 days); longer ones count as this.
 const HIGHEST_WAIT_MS: u64 = 31 * 24 * 3600 * 1000;

@@ -15,9 +15,9 @@
 //! then changes anything; on an error nothing but those expired holders is gone (the caller
 //! works on a copy and stores nothing).
 
-use super::lock::{expiry, Lock, TransitionError, MAX_COUNT};
-use super::tokens::TokenCounter;
-use super::Millis;
+use crate::core::state::lock::{expiry, Lock, TransitionError, MAX_COUNT};
+use crate::core::state::tokens::TokenCounter;
+use crate::core::Millis;
 
 /// The most holders one key may have: a semaphore's largest `LIMIT`, and the cap on shared
 /// holders (a shared request past it waits like any request that does not fit).
@@ -503,8 +503,8 @@ pub fn renew(holds: &mut Holds, owner: &[u8], ttl: u64, now: Millis) -> Option<M
 }
 
 /// What a replayed state did to the holds before it, named after the master's command.
-pub fn classify_replay(before: &Holds, after: &Holds) -> super::lock::Replayed {
-    use super::lock::Replayed;
+pub fn classify_replay(before: &Holds, after: &Holds) -> crate::core::state::lock::Replayed {
+    use crate::core::state::lock::Replayed;
     let known = |token: u64| before.holders.iter().any(|holder| holder.token == token);
     if after.holders.iter().any(|holder| !known(holder.token)) {
         return Replayed::Acquired;
@@ -536,7 +536,7 @@ pub fn classify_replay(before: &Holds, after: &Holds) -> super::lock::Replayed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::tokens::{clock_floor, MAX_TOKEN};
+    use crate::core::state::tokens::{clock_floor, MAX_TOKEN};
 
     const NOW: Millis = 1_700_000_000_000;
 
@@ -898,10 +898,10 @@ mod tests {
             ask("w2", Want::Exclusive),
             ask("r3", Want::Shared),
         ];
-        // The plan the glue applies (core/handoff.rs), on the queue as it stands.
+        // The plan the glue applies (core/waiting/handoff.rs), on the queue as it stands.
         let plan = |holds: &mut Holds, t: &mut TokenCounter| {
             let queued = queue.iter().map(|ask| (*ask, None));
-            crate::core::handoff::plan(holds, queued, queue.len(), NOW, t).leaving
+            crate::core::waiting::handoff::plan(holds, queued, queue.len(), NOW, t).leaving
         };
         assert!(plan(&mut holds, &mut t).is_empty());
         release(&mut holds, b"w", NOW);
@@ -981,7 +981,7 @@ mod tests {
 
     #[test]
     fn replays_are_named_after_what_changed() {
-        use crate::core::lock::Replayed;
+        use crate::core::state::lock::Replayed;
         let mut t = tokens();
         let mut before = Holds::default();
         take(&mut before, "a", Want::Shared, &mut t);

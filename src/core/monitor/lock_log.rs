@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use super::Millis;
+use crate::core::Millis;
 
 /// The longest key or owner an entry keeps whole; longer ones are cut to this many bytes and
 /// followed by `... (N more bytes)`.
@@ -118,8 +118,8 @@ impl HoldKind {
     }
 
     /// The kind of a request.
-    pub fn of_want(want: super::holds::Want) -> HoldKind {
-        use super::holds::Want;
+    pub fn of_want(want: crate::core::state::holds::Want) -> HoldKind {
+        use crate::core::state::holds::Want;
         match want {
             Want::Exclusive => HoldKind::Exclusive,
             Want::Shared => HoldKind::Shared,
@@ -128,11 +128,11 @@ impl HoldKind {
     }
 
     /// The kind of a holder of a key of kind `key_kind`.
-    pub fn of_holder(key_kind: super::holds::Kind, exclusive: bool) -> HoldKind {
+    pub fn of_holder(key_kind: crate::core::state::holds::Kind, exclusive: bool) -> HoldKind {
         match key_kind {
-            super::holds::Kind::Semaphore(_) => HoldKind::Limit,
-            super::holds::Kind::Lock if exclusive => HoldKind::Exclusive,
-            super::holds::Kind::Lock => HoldKind::Shared,
+            crate::core::state::holds::Kind::Semaphore(_) => HoldKind::Limit,
+            crate::core::state::holds::Kind::Lock if exclusive => HoldKind::Exclusive,
+            crate::core::state::holds::Kind::Lock => HoldKind::Shared,
         }
     }
 }
@@ -397,15 +397,15 @@ mod tests {
         assert_eq!(HoldKind::parse(b"limit"), Some(HoldKind::Limit));
         assert_eq!(HoldKind::parse(b"session"), None);
         assert_eq!(
-            HoldKind::of_holder(super::super::holds::Kind::Semaphore(3), false),
+            HoldKind::of_holder(crate::core::state::holds::Kind::Semaphore(3), false),
             HoldKind::Limit
         );
         assert_eq!(
-            HoldKind::of_holder(super::super::holds::Kind::Lock, true),
+            HoldKind::of_holder(crate::core::state::holds::Kind::Lock, true),
             HoldKind::Exclusive
         );
         assert_eq!(
-            HoldKind::of_want(super::super::holds::Want::Shared),
+            HoldKind::of_want(crate::core::state::holds::Want::Shared),
             HoldKind::Shared
         );
     }

@@ -5,8 +5,8 @@
 
 use std::fmt;
 
-use super::tokens::TokensExhausted;
-use super::Millis;
+use crate::core::state::tokens::TokensExhausted;
+use crate::core::Millis;
 
 /// A held lock: `[owner length u16 | token and count u64 | owner bytes]`, little-endian; the
 /// token takes the low 53 bits (tokens stay below 2^53), the count the 11 above.
@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn token_and_count_share_eight_bytes_without_spilling_into_each_other() {
-        let max_token = super::super::tokens::MAX_TOKEN;
+        let max_token = crate::core::state::tokens::MAX_TOKEN;
         let lock = held("o", MAX_COUNT, max_token);
         assert_eq!((lock.count(), lock.token()), (MAX_COUNT, max_token));
         let mut lock = held("o", 1, max_token);

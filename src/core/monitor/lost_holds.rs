@@ -5,14 +5,14 @@
 //! Bounded two ways: at most `max_len` records (the oldest loss goes first when one more comes)
 //! and none older than `retention_ms` (dropped as new losses come and when looked up). A later
 //! loss of the same owner on the same key replaces its record. Keys longer than
-//! [`super::lock_log::MAX_NAME_BYTES`] are not recorded (the lock log still shows them, cut).
+//! [`crate::core::monitor::lock_log::MAX_NAME_BYTES`] are not recorded (the lock log still shows them, cut).
 //! The record carries the lost hold's token: a holder that took the key again since compares
 //! it with its own.
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::lock_log::{HoldKind, Reason, MAX_NAME_BYTES};
-use super::Millis;
+use crate::core::monitor::lock_log::{HoldKind, Reason, MAX_NAME_BYTES};
+use crate::core::Millis;
 
 /// Which hold was lost: database, key, owner.
 type LossKey = (i32, Box<[u8]>, Box<[u8]>);

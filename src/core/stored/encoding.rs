@@ -18,11 +18,11 @@
 
 use std::collections::HashSet;
 
-use super::holds::{Holder, Holds, Kind, MAX_HOLDERS};
-use super::lock::{pack, unpack, Lock, MAX_COUNT};
-use super::request::{MAX_OWNER_BYTES, MAX_TTL_MS};
-use super::tokens::MAX_TOKEN;
-use super::Millis;
+use crate::core::request::{MAX_OWNER_BYTES, MAX_TTL_MS};
+use crate::core::state::holds::{Holder, Holds, Kind, MAX_HOLDERS};
+use crate::core::state::lock::{pack, unpack, Lock, MAX_COUNT};
+use crate::core::state::tokens::MAX_TOKEN;
+use crate::core::Millis;
 
 /// The encoding version this build writes; Redis stores it with every saved value.
 pub const ENCODING_VERSION: i32 = 3;
@@ -300,7 +300,7 @@ fn validate_fields(owner: &[u8], count: u32, token: u64) -> Result<(), DecodeErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::lock::HEADER_BYTES;
+    use crate::core::state::lock::HEADER_BYTES;
 
     fn sample() -> Box<Lock> {
         Lock::boxed(b"5f0c6e1a-thread-7", 3, 99)

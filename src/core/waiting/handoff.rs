@@ -7,9 +7,9 @@
 //! key is a reentry; a head that can never be served as asked leaves with nil; the first head
 //! that does not fit stops the run, and everyone behind it keeps waiting (no barging).
 
-use super::holds::{admit, expect_count, Admission, Ask, Expected, Holds, Step};
-use super::tokens::TokenCounter;
-use super::Millis;
+use crate::core::state::holds::{admit, expect_count, Admission, Ask, Expected, Holds, Step};
+use crate::core::state::tokens::TokenCounter;
+use crate::core::Millis;
 
 /// What one handoff does, in queue order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub fn plan<'a>(
 /// `admit`, with the waiter's `HELD n` checked at its turn as at its call: the owner's count
 /// already one on (an earlier attempt of the same call took effect, on another connection)
 /// answers that hold's token and changes nothing; a count that is neither is refused.
-pub(super) fn admit_held(
+pub(crate) fn admit_held(
     holds: &mut Holds,
     ask: &Ask,
     held: Option<u32>,
@@ -91,8 +91,8 @@ pub(super) fn admit_held(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::holds::{Holder, Kind, Want};
-    use crate::core::tokens::clock_floor;
+    use crate::core::state::holds::{Holder, Kind, Want};
+    use crate::core::state::tokens::clock_floor;
 
     const NOW: Millis = 1_700_000_000_000;
 
