@@ -144,6 +144,29 @@ fn an_expiry_while_held_is_logged_with_active_expiry_on_and_at_a_waited_for_chec
 }
 
 #[test]
+fn a_refused_deadlock_is_logged_under_the_first_key_of_the_call() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k1", "A", 60000), "A");
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k2", "B", 60000), "B");
+    let mut wait = redis::cmd("LOCK.ACQUIRE");
+    wait.arg("k1").arg("B").arg(60000).arg("WAIT").arg(0);
+    let _b = Background::send(server.conn(), wait);
+    server.wait_for_blocked_clients(1);
+    assert!(log(&mut con)
+        .iter()
+        .all(|entry| field_text(entry, "reason") != "deadlock-refused"));
+    let text = error(
+        call!(&mut con, "LOCK.ACQUIRE", "k2", "A", 60000, "WAIT", 0),
+        "deadlock",
+    );
+    assert!(text.starts_with("DEADLOCK"), "{text}");
+    let entry = logged(&mut con, "deadlock-refused", "k2");
+    assert_eq!(field_text(&entry, "owner"), "A");
+    assert_eq!(field_int(&entry, "token"), 0);
+}
+
+#[test]
 fn del_overwrite_and_flushall_are_logged_and_explained() {
     let server = Server::start();
     let mut con = server.conn();

@@ -356,7 +356,6 @@ pub fn sessions_closed(
 
 /// The hook for the deadlock detector: an acquire by `owner` refused because it would close a
 /// cycle of waiters (`waited_ms`: how long it had waited, 0 when refused at once).
-#[allow(dead_code)]
 pub fn deadlock_refused(
     db: i32,
     key: &[u8],

@@ -7,10 +7,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::core::error::LockError;
+use crate::core::monitor::lock_log::HoldKind;
 use crate::core::state::holds::{Ask, Holds, Want};
 use crate::core::waiting::deadlock::{blockers, find_cycle, passes, Blocker, WaitView};
 use crate::core::Millis;
 use crate::glue::effects::keys::{OwnedString, ReadKey};
+use crate::glue::effects::monitor;
 use crate::glue::server::context::Ctx;
 use crate::glue::waiting::several;
 use crate::glue::waiting::waiters::{self, KeyRef};
@@ -172,8 +174,12 @@ pub fn refuse_deadlock(
         .collect();
     let cycle = find_cycle(&view, owner, &first);
     ctx.select_db(db);
-    match cycle {
-        Some(cycle) => Err(LockError::Deadlock(cycle)),
-        None => Ok(()),
+    let Some(cycle) = cycle else {
+        return Ok(());
+    };
+    // One entry per refused call, under its first key (LOCK.LOG: deadlock-refused).
+    if let Some(key) = keys.first() {
+        monitor::deadlock_refused(db, &key.name, owner, HoldKind::of_want(want), 0, now);
     }
+    Err(LockError::Deadlock(cycle))
 }
