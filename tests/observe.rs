@@ -354,6 +354,62 @@ fn waiters_are_listed_first_in_line_first_with_their_timeouts() {
 }
 
 #[test]
+fn several_key_waiters_are_listed_in_line_and_their_waits_logged() {
+    let server = Server::start();
+    let mut con = server.conn();
+    ok(
+        call!(&mut con, "CONFIG", "SET", "lock.log-wait-threshold-ms", 100),
+        "threshold",
+    );
+    acquire(&mut con, "{m}a", "holder", 100_000);
+    // In line on {m}a: a single-key waiter, then a several-key one, then a single-key one.
+    let mut first = redis::cmd("LOCK.ACQUIRE");
+    first.arg("{m}a").arg("first").arg(1000).arg("WAIT").arg(0);
+    let first = Background::send(server.conn(), first);
+    server.wait_for_blocked_clients(1);
+    let mut both = redis::cmd("LOCK.MACQUIRE");
+    both.arg(2).arg("{m}a").arg("{m}b").arg("both").arg(1000);
+    both.arg("WAIT").arg(300);
+    let both = Background::send(server.conn(), both);
+    server.wait_for_blocked_clients(2);
+    let mut last = redis::cmd("LOCK.ACQUIRE");
+    last.arg("{m}a").arg("last").arg(1000).arg("WAIT").arg(0);
+    let last = Background::send(server.conn(), last);
+    server.wait_for_blocked_clients(3);
+    let listed: Vec<_> = items(call!(&mut con, "LOCK.WAITERS", "{m}a").expect("WAITERS"))
+        .iter()
+        .map(fields)
+        .collect();
+    let owners: Vec<_> = listed.iter().map(|w| field_text(w, "owner")).collect();
+    assert_eq!(owners, ["first", "both", "last"]);
+    let left = field_int(&listed[1], "timeout_left_ms");
+    assert!(left > 0 && left <= 300, "{left}");
+    let on_b = items(call!(&mut con, "LOCK.WAITERS", "{m}b").expect("WAITERS"));
+    assert_eq!(
+        on_b.len(),
+        1,
+        "the several-key waiter stands on each of its keys"
+    );
+    // Its WAIT of 300 ms runs out: a long wait (threshold 100 ms), one entry per key.
+    nil(both.reply(std::time::Duration::from_secs(60)), "timed out");
+    let a = logged(&mut con, "long-wait", "{m}a");
+    assert_eq!(field_text(&a, "owner"), "both");
+    assert_eq!(field_int(&a, "granted"), 0);
+    let b = logged(&mut con, "long-wait", "{m}b");
+    assert_eq!(field_text(&b, "owner"), "both");
+    release(&mut con, "{m}a", "holder");
+    int(
+        first.reply(std::time::Duration::from_secs(60)),
+        "first granted",
+    );
+    release(&mut con, "{m}a", "first");
+    int(
+        last.reply(std::time::Duration::from_secs(60)),
+        "last granted",
+    );
+}
+
+#[test]
 fn lock_log_is_bounded_and_logreset_empties_it_ids_going_on() {
     let server = Server::start_with(&["--lock.log-max-len", "3"]);
     let mut con = server.conn();

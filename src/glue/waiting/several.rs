@@ -22,10 +22,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{RedisModuleBlockedClient, RedisModuleString};
 
+use crate::core::monitor::lock_log::HoldKind;
 use crate::core::several::{Board, BoardWaiter, Outcome};
 use crate::core::state::holds::{Admission, Ask, Holds, Want};
 use crate::core::Millis;
 use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::effects::monitor;
 use crate::glue::effects::replicate;
 use crate::glue::effects::signals::Event;
 use crate::glue::effects::stats;
@@ -48,9 +50,29 @@ pub struct SeveralWaiter {
     pub client: BlockedClient,
     /// Its WAIT timeout's timer (several_blocking.rs arms it), until it fires.
     pub timeout_timer: Option<TimerId>,
+    /// When it joined the queues, and its WAIT timeout in ms (0: none), for LOCK.WAITERS, the
+    /// wait percentiles and the lock log.
+    pub queued_at: std::time::Instant,
+    pub timeout_ms: u64,
 }
 
 impl SeveralWaiter {
+    /// How long it has waited, in µs.
+    pub fn waited_us(&self) -> u64 {
+        u64::try_from(self.queued_at.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Its wait ended on every one of its keys (`tokens` in key order when granted, else
+    /// timed out): the wait percentiles, the hot keys and the lock log count it per key.
+    pub fn wait_ended(&self, tokens: Option<&[u64]>, now: Millis) {
+        let kind = HoldKind::of_want(self.want);
+        let waited_us = self.waited_us();
+        for (i, key) in self.keys.iter().enumerate() {
+            let token = tokens.and_then(|tokens| tokens.get(i).copied());
+            monitor::wait_ended(key.db, &key.name, &self.owner, kind, waited_us, token, now);
+        }
+    }
+
     fn session_client(&self) -> Option<u64> {
         self.session.then(|| self.client.client_id())
     }
@@ -106,6 +128,20 @@ pub fn all_waits() -> Vec<(Box<[u8]>, KeyRef, u64, Want)> {
             })
             .collect()
     })
+}
+
+/// Calls `each` with every several-key waiter of `key` and its number, in arrival order.
+pub fn for_each_on(key: &KeyRef, mut each: impl FnMut(u64, &SeveralWaiter)) {
+    if !ANY.load(Relaxed) {
+        return;
+    }
+    with_registry(|registry| {
+        for seq in registry.on_key.get(key).into_iter().flatten() {
+            if let Some(waiter) = registry.waiters.get(seq) {
+                each(*seq, waiter);
+            }
+        }
+    });
 }
 
 /// The several-key waiters on `key`: (seq, owner, want), in arrival order.
@@ -363,6 +399,8 @@ pub fn settle(
                     }
                     grants.push((loaded[k].key.clone(), token));
                 }
+                let tokens: Vec<u64> = grants.iter().map(|(_, token)| *token).collect();
+                waiter.wait_ended(Some(&tokens), now);
                 stats::count(counter);
                 stats::count_kind(waiter.want);
                 with_registry(|registry| {

@@ -13,7 +13,7 @@ use crate::core::Millis;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::server::api::rm;
 use crate::glue::server::blocked_client::{reply_done, BlockedClient};
-use crate::glue::server::context::{Ctx, OK};
+use crate::glue::server::context::{now, Ctx, OK};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers;
 use crate::glue::waiting::handoff;
@@ -54,6 +54,8 @@ pub fn join(
             keys: keys.clone(),
             client,
             timeout_timer,
+            queued_at: std::time::Instant::now(),
+            timeout_ms: wanted.timeout_ms,
         },
     );
     for (key, at) in keys.iter().zip(next_expiry) {
@@ -70,6 +72,7 @@ unsafe extern "C" fn timed_out(ctx: *mut RedisModuleCtx, data: *mut c_void) {
         several::timeout_fired(seq);
         if let Some(waiter) = several::remove(ctx, seq) {
             stats::count(Counter::WaitTimeouts);
+            waiter.wait_ended(None, now());
             let keys = waiter.keys.clone();
             waiter.client.unblock_empty();
             handoff::resettle_later(ctx, keys);

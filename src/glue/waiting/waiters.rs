@@ -425,13 +425,15 @@ pub fn with_queue<T>(
 }
 
 /// Calls `each` on every waiter of `key`, first in line first (LOCK.WAITERS).
-pub fn for_each_waiter(db: i32, name: &[u8], mut each: impl FnMut(&Waiter)) {
+pub fn for_each_waiter(db: i32, name: &[u8], mut each: impl FnMut(u64, &Waiter)) {
     if !anyone_waiting() {
         return;
     }
     with_registry(|registry| {
         if let Some(queue) = registry.queue_mut(db, name) {
-            queue.waiters.iter().for_each(&mut each);
+            for (seq, waiter) in queue.waiters.seqs().zip(queue.waiters.iter()) {
+                each(seq, waiter);
+            }
         }
     });
 }

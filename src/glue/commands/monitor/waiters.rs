@@ -9,7 +9,8 @@ use crate::glue::commands::monitor::{
 };
 use crate::glue::commands::spec::{Arg, ArgKind, CommandSpec, Help, KEY};
 use crate::glue::server::context::Ctx;
-use crate::glue::waiting::waiters;
+use crate::glue::server::key_ref::KeyRef;
+use crate::glue::waiting::{several, waiters};
 
 const DEFAULT_COUNT: usize = 100;
 const MAX_COUNT: usize = 100_000;
@@ -52,6 +53,7 @@ fn list(ctx: Ctx, args: &[&[u8]]) -> Result<(), String> {
         [] => return Err("wrong number of arguments for 'lock.waiters' command".into()),
     };
     struct Row {
+        seq: u64,
         owner: Vec<u8>,
         kind: HoldKind,
         session: bool,
@@ -60,27 +62,56 @@ fn list(ctx: Ctx, args: &[&[u8]]) -> Result<(), String> {
         timeout_left_ms: i64,
         client: u64,
     }
-    let mut rows = Vec::new();
-    waiters::for_each_waiter(ctx.selected_db(), args[0], |waiter| {
-        if rows.len() >= count {
-            return;
-        }
-        let waited_ms = waiter.waited_us() / 1000;
-        let timeout_left_ms = if waiter.timeout_ms == 0 {
-            -1
-        } else {
-            i64::try_from(waiter.timeout_ms.saturating_sub(waited_ms)).unwrap_or(i64::MAX)
+    let row =
+        |seq: u64, owner: &[u8], want, session, ttl, waited_us: u64, timeout_ms: u64, client| {
+            let waited_ms = waited_us / 1000;
+            let timeout_left_ms = if timeout_ms == 0 {
+                -1
+            } else {
+                i64::try_from(timeout_ms.saturating_sub(waited_ms)).unwrap_or(i64::MAX)
+            };
+            Row {
+                seq,
+                owner: owner.to_vec(),
+                kind: HoldKind::of_want(want),
+                session,
+                ttl,
+                waited_ms,
+                timeout_left_ms,
+                client,
+            }
         };
-        rows.push(Row {
-            owner: waiter.owner.to_vec(),
-            kind: HoldKind::of_want(waiter.want),
-            session: waiter.session,
-            ttl: waiter.ttl,
-            waited_ms,
-            timeout_left_ms,
-            client: waiter.client.client_id(),
-        });
+    let db = ctx.selected_db();
+    let mut rows = Vec::new();
+    waiters::for_each_waiter(db, args[0], |seq, w| {
+        let client = w.client.client_id();
+        rows.push(row(
+            seq,
+            &w.owner,
+            w.want,
+            w.session,
+            w.ttl,
+            w.waited_us(),
+            w.timeout_ms,
+            client,
+        ));
     });
+    // LOCK.MACQUIRE ... WAIT waiters stand in the same line, numbered from the same counter.
+    several::for_each_on(&KeyRef::new(db, args[0]), |seq, w| {
+        let client = w.client.client_id();
+        rows.push(row(
+            seq,
+            &w.owner,
+            w.want,
+            w.session,
+            w.ttl,
+            w.waited_us(),
+            w.timeout_ms,
+            client,
+        ));
+    });
+    rows.sort_by_key(|row| row.seq);
+    rows.truncate(count);
     reply_array(ctx, rows.len());
     for row in rows {
         ctx.reply_map(7);
