@@ -126,6 +126,7 @@ bench: build servers
 	python3 bench/pair_cost.py --server $$(awk '$$1 == "valkey-9.1" {print $$2}' target/servers/list) \
 		$(CURDIR)/$(MODULE)
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench
+	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench election --json target/bench/election.json
 	python3 bench/command_tax.py $(CURDIR)/$(MODULE)
 
 # Mutation testing (cargo-mutants; not part of `make test`): each mutant of src/ is built in its
