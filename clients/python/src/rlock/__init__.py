@@ -19,6 +19,7 @@ from rlock._protocol import (
     LossReason,
     ReplicaSyncError,
 )
+from rlock.election import Election, Leader
 from rlock.holds import ReadWriteLock, Semaphore
 from rlock.lock import Lock
 from rlock.multi import DeadlockError, MultiLock
@@ -27,9 +28,11 @@ __all__ = [
     "DEFAULT_LEASE",
     "MIN_LEASE",
     "DeadlockError",
+    "Election",
     "HoldConflictError",
     "HoldLostError",
     "HolderInfo",
+    "Leader",
     "LimitMismatchError",
     "Lock",
     "LockError",
