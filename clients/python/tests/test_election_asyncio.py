@@ -7,6 +7,7 @@ import asyncio
 from conftest import wait_until
 
 import rlock
+import rlock.asyncio
 from rlock.election_asyncio import Election
 
 
@@ -66,6 +67,9 @@ async def test_a_killed_connection_tells_on_lost_and_a_rival_wins(server, key):
     await asyncio.wait_for(told.wait(), 10)
     assert leader.lost.is_set()
     assert not leader.is_leader
+    assert not await leader.resign(), "lost: nothing to resign"
+    # the lost hold's session connection is closed in the background: let that finish
+    await asyncio.gather(*rlock.asyncio._background)
     assert await rival.resign()
     await leader_client.aclose()
     await rival_client.aclose()
