@@ -236,3 +236,19 @@ def test_epochs_rise_across_a_failover(replicated, key):
     old.resign()
     master.close()
     replica.close()
+
+
+def test_a_campaign_not_won_in_time_returns_none_and_leaves_no_hold(r, key):
+    leader = rlock.Election(r, key)
+    epoch = leader.campaign("leader")
+    late = rlock.Election(r, key)
+    assert late.campaign("late", timeout=0.05) is None
+    assert not late.is_leader
+    assert late.epoch is None
+    assert waiters(r, key) == 0
+    with pytest.raises(rlock.LockError):
+        leader.campaign("again")
+    with pytest.raises(ValueError):
+        late.campaign("x" * 1008)
+    assert leader.leader() == rlock.Leader(b"leader", epoch)
+    assert leader.resign()
