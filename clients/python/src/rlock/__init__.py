@@ -13,10 +13,13 @@ from rlock._protocol import (
     MIN_LEASE,
     HoldConflictError,
     HolderInfo,
+    HoldLostError,
     LimitMismatchError,
     LockInfo,
+    LossReason,
     ReplicaSyncError,
 )
+from rlock.election import Election, Leader
 from rlock.holds import ReadWriteLock, Semaphore
 from rlock.lock import Lock
 from rlock.multi import DeadlockError, MultiLock
@@ -25,13 +28,17 @@ __all__ = [
     "DEFAULT_LEASE",
     "MIN_LEASE",
     "DeadlockError",
+    "Election",
     "HoldConflictError",
+    "HoldLostError",
     "HolderInfo",
+    "Leader",
     "LimitMismatchError",
     "Lock",
     "LockError",
     "LockInfo",
     "LockNotOwnedError",
+    "LossReason",
     "MultiLock",
     "ReadWriteLock",
     "ReplicaSyncError",

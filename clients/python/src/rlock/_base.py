@@ -6,6 +6,7 @@ commands itself (one blocking, one awaiting) and calls in here around them.
 from __future__ import annotations
 
 import math
+import weakref
 from types import SimpleNamespace
 from typing import Any, Callable, Protocol
 
@@ -18,6 +19,7 @@ from rlock._protocol import (
     DEFAULT_LEASE,
     KeyName,
     LockInfo,
+    LossReason,
     ReplicaSyncError,
     Seconds,
     check_owner,
@@ -80,6 +82,11 @@ class LockBase:
         self.shared = bool(shared)
         self.limit = limit
         self.session = bool(session)
+        #: Why the server says this Lock's hold was last lost (see ``LossReason``), set when a
+        #: renewal, reentry or release finds the hold gone; None until then, or when the
+        #: server could not tell (an older server, an ACL, the record aged out).
+        self.lost_reason: LossReason | None = None
+        self._watched_holdings: weakref.WeakSet[Holding] = weakref.WeakSet()
         self.local: Any = self._holder_local() if self.thread_local else SimpleNamespace(token=None)
         self._extend_script = redis.register_script(_protocol.EXTEND_SCRIPT)
 
@@ -152,7 +159,7 @@ class LockBase:
         """The ``HELD`` count of an acquire on ``holding``. A reentry of a hold that was lost
         raises ``LockNotOwnedError``: the block around it was not protected all along."""
         if holding.lost:
-            raise not_owned("reenter", self.name)
+            raise self._lost_error("reenter", holding, None)
         return holding.count
 
     def _wait_ms(self, blocking: bool | None, blocking_timeout: Seconds | None) -> int | None:
@@ -217,7 +224,7 @@ class LockBase:
             raise lock_error(f"Cannot {action} an unlocked lock", self.name)
         owner: bytes = self.local.token
         if self.lost:
-            raise not_owned(action, self.name)
+            raise not_owned(action, self.name, self.lost_reason)
         if self.settings.watched:
             raise lock_error(f"Cannot {action} a lock with no timeout", self.name)
         return owner
@@ -239,6 +246,7 @@ class LockBase:
             holding.floor = max(holding.floor, sent_at + settings.ttl_ms / 1000)
             return
         lease = self._watchdog().hold(holding, self.redis, settings.lease_ms)
+        self._watched_holdings.add(holding)
         lease.listen(self._tell_lost)
 
     def _before_release(self, holding: Holding) -> None:
@@ -298,6 +306,19 @@ class LockBase:
         self.local.adoptable = False
         return True
 
+    def _lost_error(self, action: str, holding: Holding, loss: LossReason | None) -> LockError:
+        """The ``LockNotOwnedError`` of ``action`` on a hold found gone, with the server's
+        reason (``loss``, None when it could not tell); remembered in ``lost_reason``."""
+        if loss is not None:
+            holding.loss = loss
+        loss = loss or holding.loss
+        if loss is not None:
+            self.lost_reason = loss
+        return not_owned(action, self.name, loss)
+
     def _tell_lost(self) -> Any:
+        found = [h.loss for h in self._watched_holdings if h.lost and h.loss is not None]
+        if found:
+            self.lost_reason = found[0]
         logger.warning("rlock: lock %r was lost while held", self.name)
         return self.on_lost(self) if self.on_lost is not None else None

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from rlock._protocol import KeyName
+from rlock._protocol import KeyName, LossReason
 
 if TYPE_CHECKING:
     from rlock._leases import Lease
@@ -77,6 +77,8 @@ class Holding:
         self.count = 0
         self.fencing_token: int | None = None
         self.lost = False
+        #: Why the server says the hold was lost (LOCK.LOST), once a loss was found.
+        self.loss: LossReason | None = None
         self.session: Any = None
         self.lease: Lease | None = None
         self.floor = 0.0
@@ -114,6 +116,7 @@ class Holding:
         self.count = 0
         self.fencing_token = None
         self.lost = False
+        self.loss = None
         self.floor = 0.0
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from rlock._holdings import Holding
-from rlock._protocol import KeyName, release_args
+from rlock._protocol import KeyName, parse_lost, release_args
 
 logger = logging.getLogger("rlock")
 
@@ -174,6 +174,34 @@ class LeaseBook:
 def _current(lease: Lease, at: float) -> bool:
     """A heap entry (``lease`` due ``at``) still in force: active and not rescheduled since."""
     return lease.active and lease.due == at
+
+
+def newly_lost(leases: list[Lease], active_before: list[bool]) -> list[Lease]:
+    """The leases a renewal round found lost (active before it, lost and dropped after)."""
+    return [
+        lease
+        for lease, active in zip(leases, active_before)
+        if active and not lease.active and lease.holding.lost and lease.holding.loss is None
+    ]
+
+
+def loss_pipeline(leases: list[Lease]) -> Any:
+    """A pipeline asking LOCK.LOST for each of ``leases`` (all on one client)."""
+    pipe = leases[0].client.pipeline(transaction=False)
+    for lease in leases:
+        pipe.execute_command("LOCK.LOST", lease.name, lease.owner)
+    return pipe
+
+
+def record_losses(leases: list[Lease], replies: list[Any]) -> None:
+    """Keeps the server's reasons (LOCK.LOST replies; errors and nil: none) on the holdings."""
+    for lease, reply in zip(leases, replies):
+        if isinstance(reply, Exception):
+            continue
+        try:
+            lease.holding.loss = parse_lost(reply)
+        except (KeyError, ValueError, TypeError, IndexError):
+            continue
 
 
 def by_client(leases: list[Lease]) -> list[list[Lease]]:

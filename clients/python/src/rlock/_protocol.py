@@ -223,8 +223,84 @@ def lock_error(message: str, name: KeyName, kind: type[LockError] = LockError) -
     return error
 
 
-def not_owned(action: str, name: KeyName) -> LockError:
-    return lock_error(f"Cannot {action} a lock that's no longer owned", name, LockNotOwnedError)
+@dataclass(frozen=True)
+class LossReason:
+    """Why the server says an owner lost its hold (``LOCK.LOST key owner``).
+
+    ``reason`` is the server's name: ``"expired"``, ``"deleted"``, ``"overwritten"``,
+    ``"flushed"``, ``"dropped-on-resync"`` or ``"session-closed"``. ``lost_at`` is when
+    (unix time, seconds), ``late_ms`` how long ago that was when asked (ms; for an expiry,
+    by how much the call came too late), ``token`` the lost hold's fencing token, ``kind``
+    its kind (``"exclusive"``, ``"shared"``, ...), ``held_ms`` how long it had been held
+    (ms), ``holders`` who holds the key now, as ``(owner, token)`` pairs.
+    """
+
+    reason: str
+    lost_at: float
+    late_ms: int
+    token: int
+    kind: str
+    held_ms: int
+    holders: tuple[tuple[bytes, int], ...] = ()
+
+    def describe(self) -> str:
+        text = f"{self.reason} {self.late_ms} ms ago after being held {self.held_ms} ms"
+        if self.holders:
+            owner, token = self.holders[0]
+            text += f"; now held by {owner!r} with token {token}"
+        return text
+
+
+def parse_lost(reply: Any) -> LossReason | None:
+    """Parses LOCK.LOST's reply (a map, or RESP2's flat array); None for nil."""
+    if reply is None:
+        return None
+    fields = _fields(reply)
+    holders = []
+    for entry in fields.get("holders") or ():
+        holder = _fields(entry)
+        owner = holder["owner"]
+        owner = owner if isinstance(owner, bytes) else str(owner).encode()
+        holders.append((owner, int(holder["token"])))
+    return LossReason(
+        reason=_text(fields["reason"]),
+        lost_at=int(fields["time"]) / 1000,
+        late_ms=int(fields["ago_ms"]),
+        token=int(fields["token"]),
+        kind=_text(fields["kind"]),
+        held_ms=int(fields["held_ms"]),
+        holders=tuple(holders),
+    )
+
+
+class HoldLostError(LockNotOwnedError):
+    """redis-py's ``LockNotOwnedError`` with the server's reason for the loss, when it told
+    one (``LOCK.LOST``); every attribute is None when it did not (an older server, an ACL
+    refusing the command, the record aged out).
+
+    ``reason`` (str, see :class:`LossReason`), ``lost_at`` (unix seconds), ``late_ms`` (ms
+    since the loss), ``held_by`` / ``held_by_token`` (the owner holding the key now and its
+    fencing token, or None when free), ``loss`` (the whole :class:`LossReason`).
+    """
+
+    def __init__(self, message: str, loss: LossReason | None = None) -> None:
+        if loss is not None:
+            message = f"{message} ({loss.describe()})"
+        super().__init__(message)
+        self.loss = loss
+        self.reason = None if loss is None else loss.reason
+        self.lost_at = None if loss is None else loss.lost_at
+        self.late_ms = None if loss is None else loss.late_ms
+        first = loss.holders[0] if loss is not None and loss.holders else None
+        self.held_by = None if first is None else first[0]
+        self.held_by_token = None if first is None else first[1]
+
+
+def not_owned(action: str, name: KeyName, loss: LossReason | None = None) -> LockError:
+    """The ``LockNotOwnedError`` (a :class:`HoldLostError`) of ``action`` on ``name``."""
+    error = HoldLostError(f"Cannot {action} a lock that's no longer owned", loss)
+    error.lock_name = name  # type: ignore[assignment]
+    return error
 
 
 class ReplicaSyncError(LockError):

@@ -20,6 +20,9 @@ from rlock._leases import (
     LeaseBook,
     by_client,
     logger,
+    loss_pipeline,
+    newly_lost,
+    record_losses,
     release_pipeline,
     renewal_pipeline,
     tell,
@@ -94,9 +97,15 @@ class ThreadWatchdog:
         except (RedisError, OSError) as error:
             logger.warning("rlock: renewing %d lock(s) failed: %s", len(leases), error)
             replies = [error] * len(leases)
+        active_before = [lease.active for lease in leases]
         with self._changed:
             to_tell = self._book.record(leases, replies, sent_at, time.monotonic())
             self._changed.notify()
+        if lost := newly_lost(leases, active_before):
+            try:
+                record_losses(lost, loss_pipeline(lost).execute(raise_on_error=False))
+            except Exception as error:  # the loss is told anyway, without its reason
+                logger.debug("rlock: LOCK.LOST failed: %s", error)
         tell(to_tell)
 
     def _ended(self, lease: Lease) -> bool:

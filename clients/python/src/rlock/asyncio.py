@@ -25,11 +25,21 @@ from rlock._leases import (
     LeaseBook,
     by_client,
     logger,
+    loss_pipeline,
+    newly_lost,
+    record_losses,
     release_pipeline,
     renewal_pipeline,
     tell,
 )
-from rlock._protocol import LockInfo, ReplicaSyncError, Seconds, lock_error, not_owned
+from rlock._protocol import (
+    LockInfo,
+    LossReason,
+    ReplicaSyncError,
+    Seconds,
+    lock_error,
+    not_owned,
+)
 from rlock._sessions import close_async_session, open_async_session
 from rlock._settings import (
     GIVE_BACK_BACKOFF,
@@ -163,7 +173,14 @@ class AsyncWatchdog:
         except RedisError as error:
             logger.warning("rlock: renewing %d lock(s) failed: %s", len(leases), error)
             replies = [error] * len(leases)
-        for result in tell(self._book.record(leases, replies, sent_at, time.monotonic())):
+        active_before = [lease.active for lease in leases]
+        to_tell = self._book.record(leases, replies, sent_at, time.monotonic())
+        if lost := newly_lost(leases, active_before):
+            try:
+                record_losses(lost, await loss_pipeline(lost).execute(raise_on_error=False))
+            except Exception as error:  # the loss is told anyway, without its reason
+                logger.debug("rlock: LOCK.LOST failed: %s", error)
+        for result in tell(to_tell):
             if inspect.isawaitable(result):
                 _in_background(result)
 
@@ -282,15 +299,16 @@ class Lock(LockBase):
         # The reply and the bookkeeping belong together: shielded from the caller's cancel,
         # and the bookkeeping done on this task's state (the shielded task has its own).
         releasing = _in_background(self._release_locked(holding, holder, self._state()))
-        if await asyncio.shield(releasing) is None:
-            raise not_owned("release", self.name)
+        outcome = await asyncio.shield(releasing)
+        if isinstance(outcome, LockError):
+            raise outcome
 
     async def extend(self, additional_time: Seconds, replace_ttl: bool = False) -> bool:
         """As :meth:`rlock.Lock.extend`: seconds added to (or, with ``replace_ttl``, set as)
         the remaining ttl of a lock with a ``timeout``."""
         args = self._extend_args(additional_time, replace_ttl)
         if not await self._extend_script(keys=[self.name], args=args, client=self.redis):
-            raise not_owned("extend", self.name)
+            raise await self._renew_refused("extend")
         return True
 
     async def reacquire(self) -> bool:
@@ -298,7 +316,7 @@ class Lock(LockBase):
         owner = self._held_owner("reacquire")
         ttl_ms = self.settings.ttl_ms
         if not await self.redis.execute_command("LOCK.RENEW", self.name, owner, ttl_ms):
-            raise not_owned("reacquire", self.name)
+            raise await self._renew_refused("reacquire")
         return True
 
     async def locked(self) -> bool:
@@ -319,6 +337,23 @@ class Lock(LockBase):
         return _protocol.parse_info(await self.redis.execute_command("LOCK.INFO", self.name))
 
     # -- internals --------------------------------------------------------------------------
+
+    async def _ask_lost(self, owner: bytes) -> LossReason | None:
+        """As :meth:`rlock.Lock._ask_lost`: LOCK.LOST, None when the server cannot tell."""
+        try:
+            reply = await self.redis.execute_command("LOCK.LOST", self.name, owner)
+            return _protocol.parse_lost(reply)
+        except Exception as error:
+            logger.debug("rlock: LOCK.LOST %r failed: %s", self.name, error)
+            return None
+
+    async def _renew_refused(self, action: str) -> LockError:
+        """The LockNotOwnedError of an extend or reacquire the server refused."""
+        holding = self._held_holding()
+        loss = await self._ask_lost(self.local.token)
+        if holding is None:
+            return not_owned(action, self.name, loss)
+        return self._lost_error(action, holding, loss)
 
     def _default_owner(self) -> bytes:
         # Fresh for every new acquisition: a cancelled one's grant is then given back by
@@ -363,7 +398,7 @@ class Lock(LockBase):
         fencing_token = task.result()  # raises what the call raised
         if fencing_token is None:
             self._mark_lost(holding)
-            raise not_owned("reenter", self.name)
+            raise self._lost_error("reenter", holding, await self._ask_lost(holding.owner))
         if cancelled:
             await _to_the_end(self._give_back(holding, held))
             raise asyncio.CancelledError
@@ -438,13 +473,16 @@ class Lock(LockBase):
             holding.session = await open_async_session(self.redis)
         return holding.session
 
-    async def _release_locked(self, holding: Holding, holder: Holder, state: Any) -> int | None:
+    async def _release_locked(
+        self, holding: Holding, holder: Holder, state: Any
+    ) -> int | LockError:
         """LOCK.RELEASE of one hold and its bookkeeping, under the holding's mutex; the
-        remaining count, or None when the hold was lost."""
+        remaining count, or the LockNotOwnedError to raise when the hold was lost."""
         async with _mutex(holding):
             if holding.lost:
+                error = self._lost_error("release", holding, None)
                 self._count_release(holding, holder, state)
-                return None
+                return error
             self._before_release(holding)
             args = _protocol.release_args(self.name, holding.owner, holding.count)
             try:
@@ -453,10 +491,15 @@ class Lock(LockBase):
                 self._mark_lost(holding)  # released or not: this process cannot tell
                 self._count_release(holding, holder, state)
                 raise
+            outcome: int | LockError
             if remaining is None:
                 self._mark_lost(holding)
+                loss = await self._ask_lost(holding.owner)
+                outcome = self._lost_error("release", holding, loss)
+            else:
+                outcome = remaining
             self._count_release(holding, holder, state)
-            return remaining
+            return outcome
 
     async def _end_abandoned(self, holding: Holding) -> None:
         if holding.lease is not None:

@@ -14,7 +14,14 @@ from rlock import _owners, _protocol
 from rlock._base import LockBase
 from rlock._holdings import Holding
 from rlock._leases import logger
-from rlock._protocol import LockInfo, ReplicaSyncError, Seconds, lock_error, not_owned
+from rlock._protocol import (
+    LockInfo,
+    LossReason,
+    ReplicaSyncError,
+    Seconds,
+    lock_error,
+    not_owned,
+)
 from rlock._sessions import close_session, open_session
 from rlock._settings import (
     GIVE_BACK_BACKOFF,
@@ -147,7 +154,7 @@ class Lock(LockBase):
                 self._after_no_grant(holding)
                 if held:
                     self._mark_lost(holding)
-                    raise not_owned("reenter", self.name)
+                    raise self._lost_error("reenter", holding, self._ask_lost(holding.owner))
                 return False
             self._count_hold(holding, fencing_token, sent_at)
             return True
@@ -166,8 +173,9 @@ class Lock(LockBase):
         holding, holder = self._releasing()
         with holding.mutex:
             if holding.lost:
+                error = self._lost_error("release", holding, None)
                 self._count_release(holding, holder)
-                raise not_owned("release", self.name)
+                raise error
             self._before_release(holding)
             args = _protocol.release_args(self.name, holding.owner, holding.count)
             try:
@@ -176,11 +184,13 @@ class Lock(LockBase):
                 self._mark_lost(holding)  # released or not: this process cannot tell
                 self._count_release(holding, holder)
                 raise
+            lost = None
             if remaining is None:
                 self._mark_lost(holding)
+                lost = self._lost_error("release", holding, self._ask_lost(holding.owner))
             self._count_release(holding, holder)
-        if remaining is None:
-            raise not_owned("release", self.name)
+        if lost is not None:
+            raise lost
 
     def extend(self, additional_time: Seconds, replace_ttl: bool = False) -> Literal[True]:
         """Adds ``additional_time`` seconds to the lock's remaining ttl (or, with
@@ -192,7 +202,7 @@ class Lock(LockBase):
         """
         args = self._extend_args(additional_time, replace_ttl)
         if not self._extend_script(keys=[self.name], args=args, client=self.redis):
-            raise not_owned("extend", self.name)
+            raise self._renew_refused("extend")
         return True
 
     def reacquire(self) -> Literal[True]:
@@ -204,7 +214,7 @@ class Lock(LockBase):
         owner = self._held_owner("reacquire")
         renewed = self.redis.execute_command("LOCK.RENEW", self.name, owner, self.settings.ttl_ms)
         if not renewed:
-            raise not_owned("reacquire", self.name)
+            raise self._renew_refused("reacquire")
         return True
 
     def locked(self) -> bool:
@@ -226,6 +236,25 @@ class Lock(LockBase):
         return _protocol.parse_info(self.redis.execute_command("LOCK.INFO", self.name))
 
     # -- internals --------------------------------------------------------------------------
+
+    def _ask_lost(self, owner: bytes) -> LossReason | None:
+        """Why the server says ``owner`` lost its hold (LOCK.LOST), on the failure path only;
+        None when it cannot tell: an older server or an ACL refusing the command never hides
+        the LockNotOwnedError being raised."""
+        try:
+            reply = self.redis.execute_command("LOCK.LOST", self.name, owner)
+            return _protocol.parse_lost(reply)
+        except Exception as error:
+            logger.debug("rlock: LOCK.LOST %r failed: %s", self.name, error)
+            return None
+
+    def _renew_refused(self, action: str) -> LockError:
+        """The LockNotOwnedError of an extend or reacquire the server refused."""
+        holding = self._held_holding()
+        owner: bytes = self.local.token
+        if holding is None:
+            return not_owned(action, self.name, self._ask_lost(owner))
+        return self._lost_error(action, holding, self._ask_lost(owner))
 
     def _default_owner(self) -> bytes:
         return _owners.thread_owner() if self.thread_local else _owners.new_owner()

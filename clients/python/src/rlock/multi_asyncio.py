@@ -12,9 +12,19 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from redis.exceptions import LockError, LockNotOwnedError, ResponseError
+from redis.exceptions import LockError, ResponseError
 
-from rlock._protocol import DEFAULT_LEASE, MIN_LEASE, KeyName, Seconds, seconds_to_ms, wait_ms
+from rlock._protocol import (
+    DEFAULT_LEASE,
+    MIN_LEASE,
+    HoldLostError,
+    KeyName,
+    LossReason,
+    Seconds,
+    parse_lost,
+    seconds_to_ms,
+    wait_ms,
+)
 from rlock.multi import check_names, deadlock_error, macquire_args
 
 
@@ -45,6 +55,8 @@ class MultiLock:
             owner = uuid.uuid4().hex
         self.owner = owner.encode() if isinstance(owner, str) else owner
         self.tokens: list[int] | None = None
+        #: Why the server says the first key's hold was lost, once a release found none held.
+        self.lost_reason: LossReason | None = None
         self._watchdog: asyncio.Task[None] | None = None
 
     async def acquire(
@@ -77,7 +89,19 @@ class MultiLock:
             "LOCK.MRELEASE", len(self.names), *self.names, self.owner
         )
         if all(count is None for count in reply):
-            raise LockNotOwnedError("cannot release a MultiLock whose keys are no longer held")
+            self.lost_reason = await self._ask_lost()
+            raise HoldLostError(
+                "cannot release a MultiLock whose keys are no longer held", self.lost_reason
+            )
+
+    async def _ask_lost(self) -> LossReason | None:
+        """LOCK.LOST for the first key; None when the server cannot tell."""
+        try:
+            return parse_lost(
+                await self.redis.execute_command("LOCK.LOST", self.names[0], self.owner)
+            )
+        except Exception:
+            return None
 
     async def renew(self) -> bool:
         """Resets every key's lease; True when every key was still held."""
