@@ -12,11 +12,11 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::held::Held;
 use crate::lease::Lease;
-use crate::lost::with_reason_async;
 use crate::lock::{
     give_back_pipeline, millis, renew_cmd, renew_outcome, renew_period, renew_timeout,
     renew_ttl_ms, settle_give_back, settle_release, Lock, Plan, Resend, Settled,
 };
+use crate::lost::with_reason_async;
 use crate::owners;
 
 /// What the async API needs of a connection: redis' async `ConnectionLike`, cheap to clone

@@ -10,11 +10,11 @@ use redis::{ConnectionLike, Value};
 use crate::error::{Error, Result};
 use crate::held::Held;
 use crate::lease::LeaseState;
-use crate::lost::with_reason;
 use crate::lock::{
     give_back_pipeline, millis, renew_cmd, renew_outcome, renew_period, renew_timeout,
     renew_ttl_ms, settle_give_back, settle_release, Lock, Resend, Settled,
 };
+use crate::lost::with_reason;
 use crate::owners::{self, Owner};
 
 impl Lock {

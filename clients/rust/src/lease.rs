@@ -39,9 +39,7 @@ impl LeaseState {
 
     fn lock(&self) -> MutexGuard<'_, Lease> {
         // Nothing can panic while the mutex is held; recover the value anyway.
-        self.lease
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.lease.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The current view, with an elapsed lease turned into `Lost`.

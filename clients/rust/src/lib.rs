@@ -68,6 +68,6 @@ pub use election::AsyncLeadership;
 pub use election::{Election, Leader, Leadership, LostSignal, Observer};
 pub use error::{Error, Result};
 pub use guard::LockGuard;
-pub use lost::{KeyHolder, LossReason, LostBy};
 pub use lock::{Lock, DEFAULT_LEASE, MAX_HOLDS, MAX_LIMIT, MAX_MS, MAX_OWNER_LEN, MIN_LEASE};
+pub use lost::{KeyHolder, LossReason, LostBy};
 pub use multi::{MultiGuard, MultiLock, MAX_KEYS};

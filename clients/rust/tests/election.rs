@@ -50,21 +50,19 @@ impl Candidate {
         let value = value.to_string();
         let (report, elected) = mpsc::channel();
         let (resign, resigned) = mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            match election.campaign(&mut conn, &value) {
-                Ok(leadership) => {
-                    let at = Instant::now();
-                    let _ = report.send(Ok(Elected {
-                        epoch: leadership.epoch(),
-                        value: leadership.value().to_vec(),
-                        at,
-                    }));
-                    let _ = resigned.recv();
-                    let _ = leadership.resign();
-                }
-                Err(error) => {
-                    let _ = report.send(Err(error.to_string()));
-                }
+        let thread = std::thread::spawn(move || match election.campaign(&mut conn, &value) {
+            Ok(leadership) => {
+                let at = Instant::now();
+                let _ = report.send(Ok(Elected {
+                    epoch: leadership.epoch(),
+                    value: leadership.value().to_vec(),
+                    at,
+                }));
+                let _ = resigned.recv();
+                let _ = leadership.resign();
+            }
+            Err(error) => {
+                let _ = report.send(Err(error.to_string()));
             }
         });
         Candidate {
@@ -129,7 +127,10 @@ fn three_candidates_lead_in_fifo_order_and_resigning_hands_over() {
     assert_eq!(b.value, b"b", "the first in line");
     assert!(b.epoch > a.epoch);
     third.not_elected_yet();
-    assert_eq!(leader_now(&server, &election).map(|l| l.epoch), Some(b.epoch));
+    assert_eq!(
+        leader_now(&server, &election).map(|l| l.epoch),
+        Some(b.epoch)
+    );
 
     second.resign();
     let c = third.elected();
@@ -179,12 +180,18 @@ fn a_killed_leader_learns_it_lost_and_a_rival_wins() {
     );
     assert!(!leadership.is_leader());
     assert_eq!(leadership.deadline(), None);
-    assert_eq!(leader_now(&server, &election).map(|l| l.epoch), Some(won.epoch));
+    assert_eq!(
+        leader_now(&server, &election).map(|l| l.epoch),
+        Some(won.epoch)
+    );
     match leadership.resign() {
         Err(Error::NotHeld { .. }) => {}
         other => panic!("resigning a lost leadership: {other:?}"),
     }
-    assert_eq!(leader_now(&server, &election).map(|l| l.epoch), Some(won.epoch));
+    assert_eq!(
+        leader_now(&server, &election).map(|l| l.epoch),
+        Some(won.epoch)
+    );
 }
 
 #[test]
@@ -203,10 +210,7 @@ fn a_leader_that_stops_renewing_is_not_leader_before_the_rival_wins() {
     let rival = Candidate::start(&server, &election(&server, lease), "b");
     let won = rival.elected();
     assert!(won.epoch > leadership.epoch());
-    assert!(
-        signal.wait_timeout(WAIT_TIMEOUT),
-        "the signal never fired"
-    );
+    assert!(signal.wait_timeout(WAIT_TIMEOUT), "the signal never fired");
     let fired_seen = Instant::now();
     assert!(!leadership.is_leader());
     // `is_leader()` turned false at the deadline, before the rival's campaign returned: the
@@ -249,11 +253,13 @@ fn observers_see_every_leader_once_in_order() {
     let everyone_sees = |what: &str| -> Vec<Option<(Vec<u8>, u64)>> {
         observers
             .iter()
-            .map(|(seen, _)| match seen.recv_timeout(CAMPAIGN_WAIT + WAIT_TIMEOUT) {
-                Ok(Ok(state)) => state,
-                Ok(Err(error)) => panic!("observer failed at {what}: {error}"),
-                Err(error) => panic!("observer saw nothing for {what}: {error}"),
-            })
+            .map(
+                |(seen, _)| match seen.recv_timeout(CAMPAIGN_WAIT + WAIT_TIMEOUT) {
+                    Ok(Ok(state)) => state,
+                    Ok(Err(error)) => panic!("observer failed at {what}: {error}"),
+                    Err(error) => panic!("observer saw nothing for {what}: {error}"),
+                },
+            )
             .collect()
     };
     assert_eq!(everyone_sees("the start"), vec![None; 3]);

@@ -21,9 +21,7 @@ fn long(key: &str) -> Lock {
 
 /// The server's clock, in unix ms.
 fn server_ms(server: &Server) -> i64 {
-    let (secs, micros): (i64, i64) = redis::cmd("TIME")
-        .query(&mut server.conn())
-        .expect("TIME");
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query(&mut server.conn()).expect("TIME");
     secs * 1000 + micros / 1000
 }
 
@@ -173,7 +171,15 @@ fn a_failing_lock_lost_leaves_not_held_without_a_reason() {
     let server = Server::start();
     let mut admin = server.conn();
     let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "app", "on", "nopass", "~*", "+@all", "-lock.lost"])
+        .arg(&[
+            "SETUSER",
+            "app",
+            "on",
+            "nopass",
+            "~*",
+            "+@all",
+            "-lock.lost",
+        ])
         .query(&mut admin)
         .expect("ACL SETUSER");
     let mut conn = server.conn();

@@ -56,7 +56,10 @@ fn a_reentry_after_the_session_connection_was_killed_is_not_held() {
     );
     assert!(outer.is_lost(), "the outer guard learns the loss too");
     // Refused again while the outer guard lives, without asking the server.
-    assert!(matches!(lock.acquire(&mut second), Err(Error::NotHeld { .. })));
+    assert!(matches!(
+        lock.acquire(&mut second),
+        Err(Error::NotHeld { .. })
+    ));
     assert!(matches!(outer.release(), Err(Error::NotHeld { .. })));
     // With every guard of the lost hold gone, the owner takes it afresh.
     let fresh = lock.acquire(&mut second).expect("afresh");
