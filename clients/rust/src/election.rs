@@ -229,9 +229,9 @@ impl Election {
             margin,
         };
         Ok(Leadership {
-            guard: Some(guard),
+            signal: Firing(signal),
+            guard,
             leader,
-            signal,
         })
     }
 
@@ -257,9 +257,9 @@ impl Election {
             margin,
         };
         Ok(AsyncLeadership {
-            guard: Some(guard),
+            signal: Firing(signal),
+            guard,
             leader,
-            signal,
         })
     }
 
@@ -410,10 +410,21 @@ impl LostSignal {
 /// session hold of the election's key, renewed by a watchdog thread. Dropping it resigns
 /// (fires the signal, then releases, errors ignored).
 pub struct Leadership<'c, C: ConnectionLike> {
-    /// `None` once resigned.
-    guard: Option<LockGuard<'c, C>>,
+    /// Declared first: dropped (fired) before the guard releases.
+    signal: Firing,
+    guard: LockGuard<'c, C>,
     leader: Leader,
-    signal: LostSignal,
+}
+
+/// A [`LostSignal`] fired when dropped: a leadership's, so that its work is told to stop
+/// before the release hands the key on.
+#[derive(Debug)]
+struct Firing(LostSignal);
+
+impl Drop for Firing {
+    fn drop(&mut self) {
+        self.0.fire();
+    }
 }
 
 impl<C: ConnectionLike> Leadership<'_, C> {
@@ -436,22 +447,22 @@ impl<C: ConnectionLike> Leadership<'_, C> {
     /// lease from an instant taken before the last confirmed request was sent, less the drift
     /// margin), and no renewal found the hold gone. Once false, stays false.
     pub fn is_leader(&self) -> bool {
-        !self.signal.is_fired()
+        !self.signal.0.is_fired()
     }
 
     /// The instant `is_leader()` turns false unless a renewal moves it (`None`: already).
     pub fn deadline(&self) -> Option<Instant> {
-        self.signal.deadline()
+        self.signal.0.deadline()
     }
 
     /// The signal that tells the leader's work to stop (see [`LostSignal`]).
     pub fn signal(&self) -> LostSignal {
-        self.signal.clone()
+        self.signal.0.clone()
     }
 
     /// The connection the leadership was won over (its session hold is bound to it).
-    pub fn connection(&mut self) -> Option<&mut C> {
-        self.guard.as_mut().map(LockGuard::connection)
+    pub fn connection(&mut self) -> &mut C {
+        self.guard.connection()
     }
 
     /// Steps down: fires the signal, stops the watchdog and releases the key, which the
@@ -460,18 +471,10 @@ impl<C: ConnectionLike> Leadership<'_, C> {
     /// # Errors
     /// [`Error::NotHeld`] (with the server's reason when it has one) when the leadership was
     /// already lost; [`Error::Redis`] for transport errors (the lease then ends it).
-    pub fn resign(mut self) -> Result<()> {
-        self.signal.fire();
-        match self.guard.take() {
-            Some(guard) => guard.release().map(drop),
-            None => Ok(()),
-        }
-    }
-}
-
-impl<C: ConnectionLike> Drop for Leadership<'_, C> {
-    fn drop(&mut self) {
-        self.signal.fire();
+    pub fn resign(self) -> Result<()> {
+        let Leadership { signal, guard, .. } = self;
+        drop(signal);
+        guard.release().map(drop)
     }
 }
 
@@ -489,9 +492,10 @@ impl<C: ConnectionLike> std::fmt::Debug for Leadership<'_, C> {
 /// a spawned task.
 #[cfg(feature = "tokio")]
 pub struct AsyncLeadership<C: crate::AsyncConnection> {
-    guard: Option<crate::AsyncLockGuard<C>>,
+    /// Declared first: dropped (fired) before the guard releases.
+    signal: Firing,
+    guard: crate::AsyncLockGuard<C>,
     leader: Leader,
-    signal: LostSignal,
 }
 
 #[cfg(feature = "tokio")]
@@ -513,36 +517,27 @@ impl<C: crate::AsyncConnection> AsyncLeadership<C> {
 
     /// As [`Leadership::is_leader`].
     pub fn is_leader(&self) -> bool {
-        !self.signal.is_fired()
+        !self.signal.0.is_fired()
     }
 
     /// As [`Leadership::deadline`].
     pub fn deadline(&self) -> Option<Instant> {
-        self.signal.deadline()
+        self.signal.0.deadline()
     }
 
     /// As [`Leadership::signal`]; `signal().fired().await` resolves when leadership is lost.
     pub fn signal(&self) -> LostSignal {
-        self.signal.clone()
+        self.signal.0.clone()
     }
 
     /// As [`Leadership::resign`].
     ///
     /// # Errors
     /// As [`Leadership::resign`], plus [`Error::TaskEnded`].
-    pub async fn resign(mut self) -> Result<()> {
-        self.signal.fire();
-        match self.guard.take() {
-            Some(guard) => guard.release().await.map(drop),
-            None => Ok(()),
-        }
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl<C: crate::AsyncConnection> Drop for AsyncLeadership<C> {
-    fn drop(&mut self) {
-        self.signal.fire();
+    pub async fn resign(self) -> Result<()> {
+        let AsyncLeadership { signal, guard, .. } = self;
+        drop(signal);
+        guard.release().await.map(drop)
     }
 }
 

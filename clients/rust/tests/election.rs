@@ -169,7 +169,7 @@ fn a_killed_leader_learns_it_lost_and_a_rival_wins() {
     let epoch = leadership.epoch();
     let rival = Candidate::start(&server, &election, "b");
     server.wait_for_blocked_clients(1);
-    let id = client_id(leadership.connection().expect("connection"));
+    let id = client_id(leadership.connection());
     kill_client(&server, id);
     let won = rival.elected();
     assert!(won.epoch > epoch);
