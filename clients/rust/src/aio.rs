@@ -16,6 +16,7 @@ use crate::lock::{
     give_back_pipeline, millis, renew_cmd, renew_outcome, renew_period, renew_timeout,
     renew_ttl_ms, settle_give_back, settle_release, Lock, Plan, Resend, Settled,
 };
+use crate::lost::with_reason_async;
 use crate::owners;
 
 /// What the async API needs of a connection: redis' async `ConnectionLike`, cheap to clone
@@ -97,7 +98,12 @@ async fn acquire_answer<C: AsyncConnection>(
     if let Some(until) = turn.not_before() {
         tokio::time::sleep_until(until.into()).await;
     }
-    let counts = turn.acquire_counts().ok_or(Error::NotHeld)?;
+    let Some(counts) = turn.acquire_counts() else {
+        // A reentry into a hold already known lost: nothing is sent but the question why.
+        let token = turn.hold_token();
+        let known = Err(Error::not_held());
+        return with_reason_async(known, &mut conn, &plan.key, &plan.owner, token).await;
+    };
     let sent_at = Instant::now();
     let replies = plan.acquire_pipeline(counts).query_async(&mut conn).await;
     let token = match plan.settle(&turn, counts, replies) {
@@ -115,13 +121,17 @@ async fn acquire_answer<C: AsyncConnection>(
             // Not delivered: the caller has its answer.
             return Err(Error::TaskEnded);
         }
-        Settled::Failed(error) => return Err(error),
+        Settled::Failed(error) => {
+            let token = turn.hold_token();
+            return with_reason_async(Err(error), &mut conn, &plan.key, &plan.owner, token).await;
+        }
     };
     let session_conn = || {
         plan.session
             .then(|| Box::new(conn.clone()) as Box<dyn Any + Send>)
     };
-    let (state, fresh) = turn.granted(plan.valid_until(sent_at, Instant::now()), session_conn);
+    let valid_until = plan.valid_until(sent_at, Instant::now());
+    let (state, fresh) = turn.granted(valid_until, token, session_conn);
     drop(turn);
     let held = Held {
         key: plan.key,
@@ -183,6 +193,11 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
         self.held.state.is_lost()
     }
 
+    /// The hold's validity, shared with the watchdog (for [`Election`](crate::Election)).
+    pub(crate) fn lease_state(&self) -> &std::sync::Arc<crate::lease::LeaseState> {
+        &self.held.state
+    }
+
     /// Resolves when [`is_lost`](Self::is_lost) becomes true; pending forever while the
     /// watchdog keeps the lock. Cancellation-safe; use it in `tokio::select!` next to the
     /// work the lock protects.
@@ -214,10 +229,12 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
             .held
             .state
             .book_renewal(sent_at, ttl_ms, renew_outcome(reply));
-        if let Err(Error::NotHeld) = outcome {
+        if let Err(Error::NotHeld { .. }) = outcome {
             self.held.record.hold_lost(&self.held.state);
         }
-        outcome
+        let held = &self.held;
+        let token = Some(held.token);
+        with_reason_async(outcome, &mut self.conn, &held.key, &held.owner, token).await
     }
 
     /// Stops the watchdog and releases the lock (one hold of it: `LOCK.RELEASE ... HELD n`),
@@ -234,21 +251,33 @@ impl<C: AsyncConnection> AsyncLockGuard<C> {
         self.stop_watchdog();
         self.released = true;
         // In a task of its own, so that dropping this future does not lose the release.
-        self.spawn_release().await.unwrap_or(Err(Error::TaskEnded))
+        self.spawn_release(true)
+            .await
+            .unwrap_or(Err(Error::TaskEnded))
     }
 
-    /// The release in a task of its own on the guard's runtime.
-    fn spawn_release(&self) -> JoinHandle<Result<u64>> {
+    /// The release in a task of its own on the guard's runtime; with `explain`, a
+    /// [`Error::NotHeld`] asks the server why (`LOCK.LOST`).
+    fn spawn_release(&self, explain: bool) -> JoinHandle<Result<u64>> {
         let mut conn = self.conn.clone();
         let held = self.held.clone();
         self.runtime.spawn(async move {
-            let turn = held.record.turn().await;
-            let Some((pipe, mut sent)) = held.release_start(&turn) else {
-                return Err(Error::NotHeld);
+            let result = {
+                let turn = held.record.turn().await;
+                match held.release_start(&turn) {
+                    None => Err(Error::not_held()),
+                    Some((pipe, mut sent)) => {
+                        let (reply, resent) = query_resending(&pipe, &mut conn, Resend::Few).await;
+                        sent.resent = resent;
+                        settle_release(&turn, sent, reply)
+                    }
+                }
             };
-            let (reply, resent) = query_resending(&pipe, &mut conn, Resend::Few).await;
-            sent.resent = resent;
-            settle_release(&turn, sent, reply)
+            if !explain {
+                return result;
+            }
+            let token = Some(held.token);
+            with_reason_async(result, &mut conn, &held.key, &held.owner, token).await
         })
     }
 
@@ -270,7 +299,7 @@ impl<C: AsyncConnection> Drop for AsyncLockGuard<C> {
         self.stop_watchdog();
         if !self.released {
             // Best effort: the task is left to run, its reply unread.
-            drop(self.spawn_release());
+            drop(self.spawn_release(false));
         }
     }
 }
@@ -313,13 +342,13 @@ async fn renew_loop<C: AsyncConnection>(mut conn: C, held: Held, lease: Duration
         let outcome = match reply {
             // The connection the server binds this session hold to closed: the hold ended.
             Err(error) if held.binds_session && error.is_connection_dropped() => {
-                Err(Error::NotHeld)
+                Err(Error::not_held())
             }
             // Other transport trouble: the deadline decides; the server saying the lock is
             // gone: lost.
             reply => renew_outcome(reply),
         };
-        if let Err(Error::NotHeld) = held.state.book_renewal(sent_at, ttl_ms, outcome) {
+        if let Err(Error::NotHeld { .. }) = held.state.book_renewal(sent_at, ttl_ms, outcome) {
             held.record.hold_lost(&held.state);
             return;
         }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::lost::LossReason;
+
 /// Everything that can go wrong with a lock. No method of this crate panics; each failure is
 /// one of these variants.
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +29,45 @@ pub enum Error {
     /// failover, or its session connection closed): `LOCK.RELEASE` answered nil,
     /// `LOCK.RENEW` answered 0, or a reentry (acquiring while guards of the same owner id
     /// live) found the hold gone, which the server never takes afresh (`HELD n` answered
-    /// nil). Also a reentry into a hold this client already knows lost (nothing is sent):
-    /// release every guard of it, then acquire afresh.
-    #[error("lock not held by this owner (expired, deleted, taken over or its session ended)")]
-    NotHeld,
+    /// nil). Also a reentry into a hold this client already knows lost: release every guard
+    /// of it, then acquire afresh.
+    ///
+    /// On that failure path (and only there) the client asks the server why, with one
+    /// `LOCK.LOST key owner` over the same connection: `reason` is the server's record of
+    /// this hold's loss (what ended it, when, how long it had been held, who holds the key
+    /// now). It is `None` when the server has no record of it (not kept, older than its
+    /// retention, a failover), the record is of another hold of the owner (another token),
+    /// or `LOCK.LOST` itself failed (a closed connection, a server without it): a failed
+    /// `LOCK.LOST` never hides this error.
+    #[error("lock not held by this owner{}", match reason {
+        Some(reason) => format!(": {reason}"),
+        None => " (expired, deleted, taken over or its session ended)".to_string(),
+    })]
+    NotHeld {
+        /// Why, from the server's `LOCK.LOST` (boxed: the error stays small).
+        reason: Option<Box<LossReason>>,
+    },
+
+    /// An [`Election`](crate::Election) campaign's wait ran out while another candidate
+    /// led (the server answered nil): this candidate is not leader and left the queue.
+    #[error("not elected: another candidate still leads after the campaign's wait")]
+    NotElected,
+
+    /// A candidate's value is too long for the owner string it travels in
+    /// (`<36-byte id>:<value>`, at most 1024 bytes): at most
+    /// [`MAX_VALUE_LEN`](crate::election::MAX_VALUE_LEN) (987) bytes.
+    #[error("candidate value of {0} bytes: at most 987 bytes")]
+    ValueTooLong(usize),
+
+    /// An [`Election`](crate::Election)'s drift margin is not below a third of its lease
+    /// (the renewal period): leadership would lapse between renewals.
+    #[error("drift margin {margin:?} is not below a third of the lease {lease:?}")]
+    InvalidMargin {
+        /// The margin given.
+        margin: Duration,
+        /// The lease.
+        lease: Duration,
+    },
 
     /// The server's hold count for this owner is not the one this client counted (`HELD n`
     /// refused; nothing changed): another client sends commands for this owner id on this
@@ -122,6 +159,21 @@ pub enum Error {
     /// settled by the owner's next call on the key. Retrying the call is safe.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
+}
+
+impl Error {
+    /// [`Error::NotHeld`] without a reason yet.
+    pub(crate) fn not_held() -> Error {
+        Error::NotHeld { reason: None }
+    }
+
+    /// The reason carried by an [`Error::NotHeld`], if any.
+    pub fn loss_reason(&self) -> Option<&LossReason> {
+        match self {
+            Error::NotHeld { reason } => reason.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// The crate's result type.

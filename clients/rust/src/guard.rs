@@ -14,6 +14,7 @@ use crate::lock::{
     give_back_pipeline, millis, renew_cmd, renew_outcome, renew_period, renew_timeout,
     renew_ttl_ms, settle_give_back, settle_release, Lock, Resend, Settled,
 };
+use crate::lost::with_reason;
 use crate::owners::{self, Owner};
 
 impl Lock {
@@ -57,7 +58,11 @@ impl Lock {
         if let Some(until) = turn.not_before() {
             std::thread::sleep(until.saturating_duration_since(Instant::now()));
         }
-        let counts = turn.acquire_counts().ok_or(Error::NotHeld)?;
+        let Some(counts) = turn.acquire_counts() else {
+            // A reentry into a hold already known lost: nothing is sent but the question why.
+            let token = turn.hold_token();
+            return with_reason(Err(Error::not_held()), conn, &plan.key, &plan.owner, token);
+        };
         let sent_at = Instant::now();
         let replies = plan.acquire_pipeline(counts).query(conn);
         let token = match plan.settle(&turn, counts, replies) {
@@ -69,9 +74,13 @@ impl Lock {
                 settle_give_back(&turn, &plan, sent_at, &reply);
                 return Err(error);
             }
-            Settled::Failed(error) => return Err(error),
+            Settled::Failed(error) => {
+                let token = turn.hold_token();
+                return with_reason(Err(error), conn, &plan.key, &plan.owner, token);
+            }
         };
-        let (state, fresh) = turn.granted(plan.valid_until(sent_at, Instant::now()), || None);
+        let valid_until = plan.valid_until(sent_at, Instant::now());
+        let (state, fresh) = turn.granted(valid_until, token, || None);
         drop(turn);
         let held = Held {
             key: plan.key,
@@ -153,6 +162,11 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
         self.held.state.is_lost()
     }
 
+    /// The hold's validity, shared with the watchdog (for [`Election`](crate::Election)).
+    pub(crate) fn lease_state(&self) -> &Arc<LeaseState> {
+        &self.held.state
+    }
+
     /// The connection the lock was acquired over, for use while holding it.
     pub fn connection(&mut self) -> &mut C {
         self.conn
@@ -172,10 +186,11 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
             .held
             .state
             .book_renewal(sent_at, ttl_ms, renew_outcome(reply));
-        if let Err(Error::NotHeld) = outcome {
+        if let Err(Error::NotHeld { .. }) = outcome {
             self.held.record.hold_lost(&self.held.state);
         }
-        outcome
+        let held = &self.held;
+        with_reason(outcome, self.conn, &held.key, &held.owner, Some(held.token))
     }
 
     /// Stops the watchdog and releases the lock (one hold of it: `LOCK.RELEASE ... HELD n`),
@@ -190,7 +205,9 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
     /// owner on this key settles it first, and otherwise (the last guard) the lock expires by
     /// its ttl or lease.
     pub fn release(mut self) -> Result<u64> {
-        self.release_inner()
+        let result = self.release_inner();
+        let held = &self.held;
+        with_reason(result, self.conn, &held.key, &held.owner, Some(held.token))
     }
 
     fn release_inner(&mut self) -> Result<u64> {
@@ -200,7 +217,7 @@ impl<C: ConnectionLike> LockGuard<'_, C> {
         self.released = true;
         let turn = self.held.record.turn_blocking();
         let Some((pipe, mut sent)) = self.held.release_start(&turn) else {
-            return Err(Error::NotHeld);
+            return Err(Error::not_held());
         };
         let (reply, resent) = query_resending(&pipe, self.conn, Resend::Few);
         sent.resent = resent;
@@ -301,7 +318,7 @@ fn renew_loop(client: &redis::Client, hold: &Renewing<'_>, stopped: &mpsc::Recei
         let outcome = renew_once(client, &mut conn, hold, ttl_ms, renew_timeout(period));
         match hold.state.book_renewal(sent_at, ttl_ms, outcome) {
             Ok(()) => {}
-            Err(Error::NotHeld) => {
+            Err(Error::NotHeld { .. }) => {
                 hold.record.hold_lost(hold.state);
                 return;
             }

@@ -1,6 +1,6 @@
 //! What a guard knows about its lock's expiry, shared with its watchdog.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -20,6 +20,8 @@ pub(crate) enum Lease {
 #[derive(Debug)]
 pub(crate) struct LeaseState {
     lease: Mutex<Lease>,
+    /// Signalled on every change, for blocking waiters ([`LeaseState::wait_lost`]).
+    changed_sync: Condvar,
     /// Woken on every change, for `AsyncLockGuard::lost`.
     #[cfg(feature = "tokio")]
     pub changed: tokio::sync::Notify,
@@ -29,6 +31,7 @@ impl LeaseState {
     pub fn new(until: Instant) -> LeaseState {
         LeaseState {
             lease: Mutex::new(Lease::Until(until)),
+            changed_sync: Condvar::new(),
             #[cfg(feature = "tokio")]
             changed: tokio::sync::Notify::new(),
         }
@@ -36,9 +39,7 @@ impl LeaseState {
 
     fn lock(&self) -> MutexGuard<'_, Lease> {
         // Nothing can panic while the mutex is held; recover the value anyway.
-        self.lease
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lease.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The current view, with an elapsed lease turned into `Lost`.
@@ -81,7 +82,7 @@ impl LeaseState {
                 drop(lease);
                 self.notify();
             }
-            Err(Error::NotHeld) => self.mark_lost(),
+            Err(Error::NotHeld { .. }) => self.mark_lost(),
             Err(_) => {}
         }
         outcome
@@ -100,7 +101,40 @@ impl LeaseState {
         self.notify();
     }
 
+    /// Until when the hold is valid by the client's clock (`None`: lost).
+    pub fn until(&self) -> Option<Instant> {
+        match self.get() {
+            Lease::Until(until) => Some(until),
+            Lease::Lost => None,
+        }
+    }
+
+    /// Blocks until the hold is lost or its validity less `margin` has passed (true), or
+    /// until `limit` (false).
+    pub fn wait_lost(&self, margin: Duration, limit: Option<Instant>) -> bool {
+        let mut lease = self.lock();
+        loop {
+            let now = Instant::now();
+            let deadline = match *lease {
+                Lease::Lost => return true,
+                Lease::Until(until) => until.checked_sub(margin).unwrap_or(now),
+            };
+            if now >= deadline {
+                return true;
+            }
+            if limit.is_some_and(|limit| now >= limit) {
+                return false;
+            }
+            let wake = limit.map_or(deadline, |limit| limit.min(deadline));
+            lease = match self.changed_sync.wait_timeout(lease, wake - now) {
+                Ok((lease, _)) => lease,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
     fn notify(&self) {
+        self.changed_sync.notify_all();
         #[cfg(feature = "tokio")]
         self.changed.notify_waiters();
     }

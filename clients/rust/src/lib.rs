@@ -20,6 +20,12 @@
 //! * Besides exclusive locks: shared (read) holds ([`Lock::shared`]), semaphore permits
 //!   ([`Lock::limit`]) and session holds that end with their connection ([`Lock::session`]),
 //!   with the same guards.
+//! * Leader election on a key ([`Election`]): campaigns wait in the server's queue for a
+//!   session hold renewed by the watchdog; [`Leadership::is_leader`] is a deadline by the
+//!   client's clock, a [`LostSignal`] tells the leader's work to stop, and
+//!   [`Election::observe`] follows leader changes (`LOCK.OBSERVE`).
+//! * A release, renewal or reentry that finds the hold gone says why
+//!   ([`Error::NotHeld`]'s [`LossReason`], from the server's `LOCK.LOST`).
 //! * Every failure is an [`Error`]; nothing panics.
 //!
 //! Durations are [`std::time::Duration`]s, sent as whole milliseconds rounded up (at least
@@ -45,17 +51,23 @@
 
 #[cfg(feature = "tokio")]
 mod aio;
+pub mod election;
 mod error;
 mod guard;
 mod held;
 mod lease;
 mod lock;
+mod lost;
 mod multi;
 mod owners;
 
 #[cfg(feature = "tokio")]
 pub use aio::{AsyncConnection, AsyncLockGuard};
+#[cfg(feature = "tokio")]
+pub use election::AsyncLeadership;
+pub use election::{Election, Leader, Leadership, LostSignal, Observer};
 pub use error::{Error, Result};
 pub use guard::LockGuard;
 pub use lock::{Lock, DEFAULT_LEASE, MAX_HOLDS, MAX_LIMIT, MAX_MS, MAX_OWNER_LEN, MIN_LEASE};
+pub use lost::{KeyHolder, LossReason, LostBy};
 pub use multi::{MultiGuard, MultiLock, MAX_KEYS};

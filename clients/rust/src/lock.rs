@@ -383,7 +383,7 @@ impl Plan {
             // HELD n >= 1 answered nil: the hold was lost; the server took nothing afresh.
             Outcome::NotGranted => {
                 turn.lost();
-                Settled::Failed(Error::NotHeld)
+                Settled::Failed(Error::not_held())
             }
             Outcome::Failed(error) => Settled::Failed(error),
         }
@@ -568,7 +568,7 @@ pub(crate) fn settle_release(
         // The connection that binds a session hold closed: the server ended the whole hold.
         Err(error) if sent.binds_session && error.is_connection_dropped() => {
             turn.lost();
-            return Err(Error::NotHeld);
+            return Err(Error::not_held());
         }
         Err(error) => {
             turn.owe();
@@ -583,7 +583,7 @@ pub(crate) fn settle_release(
         Some(Value::Nil) if sent.resent && sent.was_valid && sent.counts.held == 1 => Ok(0),
         Some(Value::Nil) => {
             turn.lost();
-            Err(Error::NotHeld)
+            Err(Error::not_held())
         }
         Some(Value::ServerError(error)) => Err(held_error(error)),
         other => Err(unexpected("LOCK.RELEASE", other.as_ref())),
@@ -605,7 +605,7 @@ pub(crate) fn renew_cmd(key: &[u8], owner: &[u8], ttl_ms: u64) -> redis::Cmd {
 pub(crate) fn renew_outcome(reply: redis::RedisResult<Value>) -> Result<()> {
     match reply? {
         Value::Int(1) => Ok(()),
-        Value::Int(0) => Err(Error::NotHeld),
+        Value::Int(0) => Err(Error::not_held()),
         Value::ServerError(error) => Err(Error::Redis(error.into())),
         other => Err(unexpected("LOCK.RENEW", Some(&other))),
     }

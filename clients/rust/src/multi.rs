@@ -180,7 +180,7 @@ impl MultiGuard {
         if renewed.iter().all(|&ok| ok == 1) {
             Ok(())
         } else {
-            Err(Error::NotHeld)
+            Err(Error::not_held())
         }
     }
 
@@ -192,7 +192,7 @@ impl MultiGuard {
             .arg(&self.lock.owner);
         let counts: Vec<Option<i64>> = cmd.query(conn)?;
         if counts.iter().all(Option::is_none) {
-            Err(Error::NotHeld)
+            Err(Error::not_held())
         } else {
             Ok(())
         }

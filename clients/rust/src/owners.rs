@@ -89,6 +89,8 @@ pub(crate) struct State {
     lost: bool,
     /// The current hold's validity, shared by its guards (a reentry never shortens it).
     lease: Option<Arc<LeaseState>>,
+    /// The current hold's fencing token (a reentry keeps it).
+    token: Option<u64>,
     /// Async session holds: a clone of the connection that took the hold (the server binds
     /// the hold to it), kept open until the hold ends.
     session_conn: Option<Box<dyn Any + Send>>,
@@ -206,6 +208,12 @@ impl Turn {
         state.not_before = Some(state.not_before.map_or(until, |t| t.max(until)));
     }
 
+    /// The current hold's fencing token, while guards of it live.
+    pub fn hold_token(&self) -> Option<u64> {
+        let state = self.owner.lock();
+        state.token.filter(|_| state.count > 0)
+    }
+
     /// The counts for an acquisition. A reentry into a hold already seen lost (by the
     /// server or by the client's clock) is refused: `None`.
     pub fn acquire_counts(&self) -> Option<Counts> {
@@ -256,6 +264,7 @@ impl Turn {
     pub fn granted(
         &self,
         valid_until: std::time::Instant,
+        token: u64,
         session_conn: impl FnOnce() -> Option<Box<dyn Any + Send>>,
     ) -> (Arc<LeaseState>, bool) {
         let mut state = self.owner.lock();
@@ -268,6 +277,7 @@ impl Turn {
             _ => {
                 let lease = Arc::new(LeaseState::new(valid_until));
                 state.lease = Some(Arc::clone(&lease));
+                state.token = Some(token);
                 state.lost = false;
                 state.session_conn = session_conn();
                 lease
@@ -291,6 +301,7 @@ impl Drop for Turn {
             state.busy = false;
             let old_conn = if state.count == 0 {
                 state.lease = None;
+                state.token = None;
                 state.lost = false;
                 state.session_conn.take()
             } else {

@@ -129,7 +129,7 @@ async fn watchdog_keeps_the_lease_then_reports_loss_after_del() {
     redis::cmd("DEL").arg("k").exec(&mut check).expect("DEL");
     until_lost(&guard, "lost() resolves after DEL").await;
     assert!(guard.is_lost());
-    assert!(matches!(guard.release().await, Err(Error::NotHeld)));
+    assert!(matches!(guard.release().await, Err(Error::NotHeld { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

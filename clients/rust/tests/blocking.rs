@@ -197,7 +197,7 @@ fn watchdog_reports_loss_after_del() {
         .exec(&mut server.conn())
         .expect("DEL");
     common::wait_until("the guard to report loss", || guard.is_lost());
-    assert!(matches!(guard.release(), Err(Error::NotHeld)));
+    assert!(matches!(guard.release(), Err(Error::NotHeld { .. })));
 }
 
 #[test]
@@ -235,7 +235,7 @@ fn a_fixed_ttl_lock_is_lost_once_its_ttl_passed() {
     });
     assert!(matches!(
         guard.renew(Duration::from_secs(1)),
-        Err(Error::NotHeld)
+        Err(Error::NotHeld { .. })
     ));
 }
 
@@ -337,7 +337,7 @@ fn errors_are_typed() {
         .arg("k")
         .exec(&mut server.conn())
         .expect("DEL");
-    assert!(matches!(guard.release(), Err(Error::NotHeld)));
+    assert!(matches!(guard.release(), Err(Error::NotHeld { .. })));
 }
 
 #[test]

@@ -216,7 +216,10 @@ fn a_session_hold_ends_when_its_connection_closes() {
         assert!(token > guard.token());
     });
     let released = guard.release();
-    assert!(matches!(released, Err(Error::NotHeld)), "{released:?}");
+    assert!(
+        matches!(released, Err(Error::NotHeld { .. })),
+        "{released:?}"
+    );
 }
 
 #[cfg(feature = "tokio")]

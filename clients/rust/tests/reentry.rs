@@ -113,7 +113,7 @@ fn a_reentry_after_the_ttl_passed_is_not_held() {
     });
     let mut second = server.conn();
     match lock.acquire(&mut second) {
-        Err(Error::NotHeld) => {}
+        Err(Error::NotHeld { .. }) => {}
         other => panic!("a reentry into the expired hold: expected NotHeld, got {other:?}"),
     }
     assert!(
@@ -121,7 +121,7 @@ fn a_reentry_after_the_ttl_passed_is_not_held() {
         "not taken afresh"
     );
     assert!(outer.is_lost());
-    assert!(matches!(outer.release(), Err(Error::NotHeld)));
+    assert!(matches!(outer.release(), Err(Error::NotHeld { .. })));
     let fresh = lock
         .acquire(&mut second)
         .expect("afresh, once the guards are gone");
@@ -267,11 +267,11 @@ mod async_api {
             })
         });
         match lock.acquire_async(&mut conn).await {
-            Err(Error::NotHeld) => {}
+            Err(Error::NotHeld { .. }) => {}
             other => panic!("a reentry into the expired hold: expected NotHeld, got {other:?}"),
         }
         assert!(blocking(|| holders(&mut server.conn(), "k").is_empty()));
-        assert!(matches!(outer.release().await, Err(Error::NotHeld)));
+        assert!(matches!(outer.release().await, Err(Error::NotHeld { .. })));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,7 +31,7 @@ fn a_blocking_session_guards_release_after_a_kill_is_not_held() {
     kill_client(&server, id);
     wait_until_free(&server, "k", "the hold to end with its connection");
     match guard.release() {
-        Err(Error::NotHeld) => {}
+        Err(Error::NotHeld { .. }) => {}
         other => panic!("expected NotHeld, got {other:?}"),
     }
 }
@@ -47,7 +47,7 @@ fn a_reentry_after_the_session_connection_was_killed_is_not_held() {
     wait_until_free(&server, "k", "the hold to end with its connection");
     let mut second = server.conn();
     match lock.acquire(&mut second) {
-        Err(Error::NotHeld) => {}
+        Err(Error::NotHeld { .. }) => {}
         other => panic!("a reentry into the lost hold: expected NotHeld, got {other:?}"),
     }
     assert!(
@@ -56,8 +56,11 @@ fn a_reentry_after_the_session_connection_was_killed_is_not_held() {
     );
     assert!(outer.is_lost(), "the outer guard learns the loss too");
     // Refused again while the outer guard lives, without asking the server.
-    assert!(matches!(lock.acquire(&mut second), Err(Error::NotHeld)));
-    assert!(matches!(outer.release(), Err(Error::NotHeld)));
+    assert!(matches!(
+        lock.acquire(&mut second),
+        Err(Error::NotHeld { .. })
+    ));
+    assert!(matches!(outer.release(), Err(Error::NotHeld { .. })));
     // With every guard of the lost hold gone, the owner takes it afresh.
     let fresh = lock.acquire(&mut second).expect("afresh");
     assert_eq!(count_of(&server, "k", lock.owner_id()), 1);
@@ -81,8 +84,8 @@ fn a_reentry_from_another_connection_does_not_rebind_the_session_hold() {
         "k",
         "the whole hold to end with the first connection",
     );
-    assert!(matches!(inner.release(), Err(Error::NotHeld)));
-    assert!(matches!(outer.release(), Err(Error::NotHeld)));
+    assert!(matches!(inner.release(), Err(Error::NotHeld { .. })));
+    assert!(matches!(outer.release(), Err(Error::NotHeld { .. })));
 }
 
 #[cfg(feature = "tokio")]
@@ -130,7 +133,7 @@ mod async_api {
         let lost = tokio::time::timeout(WAIT_TIMEOUT, guard.lost()).await;
         assert!(lost.is_ok(), "the loss is reported at the next renewal");
         blocking(|| wait_until_free(&server, "k", "the hold to end"));
-        assert!(matches!(guard.release().await, Err(Error::NotHeld)));
+        assert!(matches!(guard.release().await, Err(Error::NotHeld { .. })));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,12 +149,12 @@ mod async_api {
         });
         let mut second = connect(&server).await;
         match lock.acquire_async(&mut second).await {
-            Err(Error::NotHeld) => {}
+            Err(Error::NotHeld { .. }) => {}
             other => panic!("a reentry into the lost hold: expected NotHeld, got {other:?}"),
         }
         assert!(blocking(|| holders(&mut server.conn(), "k").is_empty()));
         assert!(outer.is_lost());
-        assert!(matches!(outer.release().await, Err(Error::NotHeld)));
+        assert!(matches!(outer.release().await, Err(Error::NotHeld { .. })));
         let fresh = lock.acquire_async(&mut second).await.expect("afresh");
         assert_eq!(fresh.release().await.expect("release"), 0);
     }

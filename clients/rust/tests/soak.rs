@@ -164,7 +164,7 @@ async fn hold<C: AsyncConnection>(
             .saw(format!("release error {error}")),
         // The last count's release sent twice by the connection itself: the second attempt
         // finds nothing (the server cannot tell an earlier attempt's release from a loss).
-        Err(Error::NotHeld) if resends() > resent_before => beliefs
+        Err(Error::NotHeld { .. }) if resends() > resent_before => beliefs
             .lock()
             .expect("beliefs")
             .saw("release resent by the connection: NotHeld".into()),
@@ -317,7 +317,7 @@ async fn worker(server: Arc<Server>, beliefs: Arc<Mutex<Beliefs>>, index: u64) {
                             .await
                             .expect("CLIENT KILL");
                         match guard.release().await {
-                            Err(Error::NotHeld) => {}
+                            Err(Error::NotHeld { .. }) => {}
                             other => panic!("{kind:?} release after a kill: {other:?}"),
                         }
                     }
