@@ -655,7 +655,11 @@ fn locks_dropped_by_becoming_a_replica_are_counted_and_logged() {
     assert_eq!(lock_info_field(&mut con, "dropped_on_resync"), 0);
     old_master.replicate_from(&new_master);
     assert_eq!(lock_info_field(&mut con, "dropped_on_resync"), 2);
-    assert_eq!(lock_info_field(&mut con, "held"), 1);
+    // A replica that flushes its old data lazily (Valkey 8's replica-lazy-flush) frees the
+    // values on a background thread after the sync: the count falls when they are freed.
+    wait_until("lock_held to fall to 1 after the sync", || {
+        lock_info_field(&mut con, "held") == 1
+    });
     assert!(
         old_master.log().contains("2 locks dropped"),
         "no warning in the log"

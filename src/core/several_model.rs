@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use crate::core::several::{acquire_all, AllAcquired, Board, BoardWaiter, Outcome};
 use crate::core::state::holds::{acquire, release, Acquired, Admission, Ask, Holds, Kind, Want};
 use crate::core::state::tokens::TokenCounter;
-use crate::core::waiting::deadlock::{blockers, find_cycle, passes, Blocker, WaitView};
+use crate::core::waiting::deadlock::{find_cycle, holders_block, passes, WaitView};
 use crate::core::Millis;
 
 const KEYS: usize = 3;
@@ -103,26 +103,40 @@ fn owner_index(owner: &[u8]) -> usize {
 /// The core's view of the node's waits, as the glue gives it (with the core's helpers).
 impl WaitView for Node {
     type Key = Vec<u8>;
-    fn waits_of(&self, owner: &[u8]) -> Vec<Vec<u8>> {
+    fn waits_of(&self, owner: &[u8]) -> Vec<(Vec<u8>, usize)> {
         let o = owner_index(owner);
-        self.waiting
-            .iter()
-            .filter(|w| w.owner == o)
-            .flat_map(|w| w.keys.iter().map(|k| vec![*k as u8]))
-            .collect()
-    }
-    fn blockers(&self, key: &Vec<u8>, owner: &[u8]) -> Vec<Blocker> {
-        let (k, o) = (key[0] as usize, owner_index(owner));
-        let Some(at) = self
+        let mut waits = Vec::new();
+        for (at, w) in self
             .waiting
             .iter()
-            .position(|w| w.owner == o && w.keys.contains(&k))
-        else {
-            return Vec::new();
-        };
-        let me = &self.waiting[at];
-        let ask = ask_of(o, me.want, me.ttl);
-        blockers(&self.holds[k], self.ahead_on(k, at), &ask)
+            .enumerate()
+            .filter(|(_, w)| w.owner == o)
+        {
+            for &k in &w.keys {
+                let place = self.waiting[..at].iter().filter(|v| v.keys.contains(&k));
+                waits.push((vec![k as u8], place.count()));
+            }
+        }
+        waits
+    }
+    fn held_in_way(&self, key: &Vec<u8>, place: usize) -> bool {
+        let k = key[0] as usize;
+        self.queued_on(k, place)
+            .is_some_and(|w| holders_block(&self.holds[k], &ask_of(w.owner, w.want, w.ttl)))
+    }
+    fn holders(&self, key: &Vec<u8>) -> Vec<Box<[u8]>> {
+        let holders = self.holds[key[0] as usize].holders.iter();
+        holders.map(|h| h.owner.clone()).collect()
+    }
+    fn queue_len(&self, key: &Vec<u8>) -> usize {
+        let k = key[0] as usize;
+        self.waiting.iter().filter(|w| w.keys.contains(&k)).count()
+    }
+    fn blocker_at(&self, key: &Vec<u8>, place: usize) -> Option<&[u8]> {
+        let k = key[0] as usize;
+        let w = self.queued_on(k, place)?;
+        let passing = w.several && passes(&self.holds[k], &ask_of(w.owner, w.want, w.ttl));
+        (!passing).then_some(OWNERS[w.owner].as_bytes())
     }
 }
 
@@ -136,6 +150,14 @@ impl Node {
             refusals: 0,
             whole_grants: 0,
         }
+    }
+
+    /// The waiter at `place` in `key`'s queue.
+    fn queued_on(&self, key: usize, place: usize) -> Option<&Waiting> {
+        self.waiting
+            .iter()
+            .filter(|w| w.keys.contains(&key))
+            .nth(place)
     }
 
     /// The owners queued on `key` before waiter `before` that do not pass there.
@@ -214,12 +236,9 @@ impl Node {
         if !(busy && wait) {
             return;
         }
-        let first: Vec<(Vec<u8>, Vec<Blocker>)> = keys
+        let first: Vec<(Vec<u8>, bool)> = keys
             .iter()
-            .map(|&k| {
-                let ahead = self.ahead_on(k, self.waiting.len());
-                (vec![k as u8], blockers(&self.holds[k], ahead, &ask))
-            })
+            .map(|&k| (vec![k as u8], holders_block(&self.holds[k], &ask)))
             .collect();
         let refused = find_cycle(self, ask.owner, &first);
         let held_then = keys

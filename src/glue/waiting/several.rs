@@ -130,6 +130,12 @@ pub fn all_waits() -> Vec<(Box<[u8]>, KeyRef, u64, Want)> {
     })
 }
 
+/// Whether `owner` has a several-key wait queued on this node.
+pub fn owner_waits(owner: &[u8]) -> bool {
+    ANY.load(Relaxed)
+        && with_registry(|registry| registry.waiters.values().any(|w| *w.owner == *owner))
+}
+
 /// Calls `each` with every several-key waiter of `key` and its number, in arrival order.
 pub fn for_each_on(key: &KeyRef, mut each: impl FnMut(u64, &SeveralWaiter)) {
     if !ANY.load(Relaxed) {

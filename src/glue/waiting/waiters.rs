@@ -300,6 +300,15 @@ pub fn all_waits() -> Vec<(Box<[u8]>, KeyRef, u64, Want)> {
     })
 }
 
+/// Whether `owner` has a single-key wait queued on this node (a scan, no allocation).
+pub fn owner_waits(owner: &[u8]) -> bool {
+    anyone_waiting()
+        && with_registry(|registry| {
+            let mut queues = registry.queues.values();
+            queues.any(|queue| queue.waiters.iter().any(|w| *w.owner == *owner))
+        })
+}
+
 /// Takes the single-key waiter `seq` out of its queue (the several-key plan admitted it).
 pub fn take(ctx: Ctx, seq: u64) -> Option<Waiter> {
     let (waiter, timers) = with_registry(|registry| registry.remove_waiter(seq))?;
