@@ -23,6 +23,7 @@ mod server;
 mod stats;
 mod table;
 mod throughput;
+mod transfers;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,7 @@ fn run(options: &Options) -> BenchResult<()> {
     if options.runs(Section::Contention) {
         contention::run(&server, options)?;
         handoff::run(&server, options)?;
+        transfers::run(&server, options)?;
     }
     if options.runs(Section::Cost) {
         cost::run(&server, options)?;
