@@ -115,6 +115,54 @@ fn an_expiry_while_held_is_logged_and_explained_with_active_expiry_off() {
 }
 
 #[test]
+fn a_shared_holder_expiring_beside_others_is_logged_once_when_the_key_is_next_read() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let start = server_ms(&mut con);
+    let short = int(
+        call!(&mut con, "LOCK.ACQUIRE", "docs:1", "reader-1", 50, "SHARED"),
+        "reader-1",
+    );
+    let _ = int(
+        call!(
+            &mut con,
+            "LOCK.ACQUIRE",
+            "docs:1",
+            "reader-2",
+            60_000,
+            "SHARED"
+        ),
+        "reader-2",
+    );
+    wait_past(&mut con, start + 60);
+    // Nobody waits and the key lives on (reader-2): no key event. A read finds it expired.
+    for _ in 0..2 {
+        let holders = holds(&mut con, "docs:1").holders;
+        assert_eq!(holders.keys().collect::<Vec<_>>(), ["reader-2"]);
+    }
+    let entry = logged(&mut con, "expired", "docs:1");
+    assert_eq!(field_text(&entry, "owner"), "reader-1");
+    assert_eq!(field_int(&entry, "token"), short);
+    assert_eq!(field_text(&entry, "kind"), "shared");
+    let entries = log(&mut con).into_iter();
+    let of_reader_1 = entries
+        .filter(|e| field_text(e, "owner") == "reader-1")
+        .count();
+    assert_eq!(
+        of_reader_1, 1,
+        "one entry per hold, however often it is read"
+    );
+    let why = lost(&mut con, "docs:1", "reader-1").expect("a loss");
+    assert_eq!(field_text(&why, "reason"), "expired");
+    assert_eq!(field_int(&why, "token"), short);
+    nil(
+        call!(&mut con, "LOCK.RELEASE", "docs:1", "reader-1"),
+        "late release",
+    );
+    assert_eq!(log(&mut con).len(), 1, "the late release adds nothing");
+}
+
+#[test]
 fn an_expiry_while_held_is_logged_with_active_expiry_on_and_at_a_waited_for_check() {
     let server = Server::start();
     let mut con = server.conn();

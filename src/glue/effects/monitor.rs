@@ -135,11 +135,11 @@ impl State {
         now: Millis,
     ) {
         let held = self.held_ms(token, at);
-        if let (Some(known), Reason::SessionClosed) =
-            (self.lost.lookup(db, key, owner, lost_limits(), now), reason)
-        {
-            // Every read of the key finds the closed session until a write stores it.
-            if known.token == token && known.reason == reason {
+        if matches!(reason, Reason::SessionClosed | Reason::Expired) {
+            // Every read of the key finds the closed session, or the expired holder of a key
+            // others still hold, until a write stores the key without it: one entry per hold.
+            let known = self.lost.lookup(db, key, owner, lost_limits(), now);
+            if known.is_some_and(|known| known.token == token && known.reason == reason) {
                 return;
             }
         }
