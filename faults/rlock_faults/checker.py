@@ -34,6 +34,11 @@ from .workload import LIMIT, LIMIT_KEY, SHARED_KEY
 
 CAPACITY = {"exclusive": 1, "session": 1, "writer": 1, "reader": 1, "limit": LIMIT}
 MARGIN_S = 0.05  # the clients' and servers' scheduling slack in the "certainly valid" window
+# How long after the nemesis writes a clock offset a server may still run on the old one: the
+# image's clockskew shim rereads its offset file at most every 100 ms (faults/image/clockskew.c),
+# plus scheduling slack. A skew that ends jumps the clock, and holds granted just before the
+# server saw the jump lose that much of their lease.
+SKEW_TAKES_EFFECT_S = 0.25
 
 
 @dataclass
@@ -145,7 +150,8 @@ def load_episodes(nemesis: list[dict[str, Any]]) -> list[Episode]:
 
 
 def skew_windows(nemesis: list[dict[str, Any]]) -> list[tuple[float, float, float]]:
-    """(start, end, |offset| s) of every clock skew the nemesis set."""
+    """(start, end, |offset| s) of every clock skew the nemesis set, the end being when the
+    server surely runs on the next offset (SKEW_TAKES_EFFECT_S after it was written)."""
     windows: list[tuple[float, float, float]] = []
     open_at: dict[str, tuple[float, float]] = {}
     for row in nemesis:
@@ -154,7 +160,7 @@ def skew_windows(nemesis: list[dict[str, Any]]) -> list[tuple[float, float, floa
         server, offset = row["server"], abs(float(row["offset_s"]))
         if server in open_at:
             start, size = open_at.pop(server)
-            windows.append((start, row["t"], size))
+            windows.append((start, row["t"] + SKEW_TAKES_EFFECT_S, size))
         if offset:
             open_at[server] = (row["t"], offset)
     windows += [(start, float("inf"), size) for start, size in open_at.values()]
