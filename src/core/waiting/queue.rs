@@ -55,9 +55,9 @@ impl<W> WaitQueue<W> {
         self.waiters.values()
     }
 
-    /// The waiters' sequence numbers, longest-waiting first (as `iter`).
-    pub fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
-        self.waiters.keys().copied()
+    /// The waiters with their sequence numbers, longest-waiting first (as `iter`).
+    pub fn numbered(&self) -> impl Iterator<Item = (u64, &W)> {
+        self.waiters.iter().map(|(seq, waiter)| (*seq, waiter))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -267,8 +267,7 @@ pub fn queued_ones(db: i32, name: &[u8]) -> Vec<QueuedOne> {
         };
         queue
             .waiters
-            .seqs()
-            .zip(queue.waiters.iter())
+            .numbered()
             .map(|(seq, waiter)| QueuedOne {
                 seq,
                 owner: waiter.owner.clone(),
@@ -288,13 +287,9 @@ pub fn all_waits() -> Vec<(Box<[u8]>, KeyRef, u64, Want)> {
             .queues
             .values()
             .flat_map(|queue| {
-                queue
-                    .waiters
-                    .seqs()
-                    .zip(queue.waiters.iter())
-                    .map(|(seq, waiter)| {
-                        (waiter.owner.clone(), queue.key.clone(), seq, waiter.want)
-                    })
+                queue.waiters.numbered().map(|(seq, waiter)| {
+                    (waiter.owner.clone(), queue.key.clone(), seq, waiter.want)
+                })
             })
             .collect()
     })
@@ -440,7 +435,7 @@ pub fn for_each_waiter(db: i32, name: &[u8], mut each: impl FnMut(u64, &Waiter))
     }
     with_registry(|registry| {
         if let Some(queue) = registry.queue_mut(db, name) {
-            for (seq, waiter) in queue.waiters.seqs().zip(queue.waiters.iter()) {
+            for (seq, waiter) in queue.waiters.numbered() {
                 each(seq, waiter);
             }
         }
