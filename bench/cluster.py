@@ -181,6 +181,14 @@ class Cluster:
             if done.returncode != 0:
                 raise SystemExit("callgrind_control --zero %d: %s" % (pid, done.stderr))
 
+    def tag_of(self, index):
+        """A hash tag (always 4 bytes) whose slot is master `index`'s."""
+        for number in range(1000):
+            tag = b"m%03d" % number
+            if self.route(b"{%s}" % tag) == index:
+                return tag
+        raise SystemExit("no hash tag for master %d" % index)
+
     def route(self, key):
         return master_of(key_slot(key), self.ranges)
 
@@ -232,13 +240,12 @@ def counted_run(server, module, masters, kind, pairs, seed):
             conn.call("INFO", "lock")
         # The same fill on every master (pair_cost.py's), so that its tables never resize.
         for index, conn in enumerate(cluster.conns):
+            tag = cluster.tag_of(index)
             for first in range(0, PAD_KEYS, BATCH):
                 check_all(conn.pipeline([
-                    resp("SET", b"{m%d}pad:%05d" % (index, i), b"x" * 16, "PX", PAD_TTL_MS)
+                    resp("SET", b"{%s}pad:%05d" % (tag, i), b"x" * 16, "PX", PAD_TTL_MS)
                     for i in range(first, first + BATCH)]), lambda r: r == "OK", "fill")
-            lock_key = b"{m%d}pad:lock" % index
-            while cluster.route(lock_key) != index:
-                lock_key += b"x"
+            lock_key = b"{%s}pad:lock" % tag
             check_all(conn.pipeline([acquire(lock_key, OWNER), release(lock_key, OWNER)]),
                       lambda r: r == 0 or is_token(r), "the first lock")
         cluster.zero_counts()
