@@ -18,11 +18,14 @@ evenly with CLUSTER ADDSLOTSRANGE, joined by CLUSTER MEET) and stops by pid:
    releasing locks on keys drawn from 100,000, routed by slot and pipelined (about 100
    pairs a round per master, so that every master's pipelines are as deep at any size): grants/s, the servers' CPU (utime + stime from /proc) per grant, per master per
    grant, and grants per second per core used (grants / the CPU seconds of servers and
-   clients). On a machine with few cores the total cannot grow with masters; CPU per grant
-   is what shows whether the spread costs anything.
+   clients). The servers' idle CPU (cron, cluster bus) over as long a time before the load is
+   subtracted, and shown. On a machine with few cores the total cannot grow with masters; CPU
+   per grant is what shows whether the spread costs anything.
 3. Client-side routing: rlock.Lock (the Python client) pairs one at a time over redis-py's
    RedisCluster against the same over a plain redis.Redis to the key's master (routed by
    hand), µs and client CPU per pair; run by the venv's python (clients/python/run-bench's).
+   The same for the Rust client (rlock-client's Lock over redis' ClusterConnection against a
+   Connection per master), by the rlock-bench crate's cluster-routing binary.
 --json FILE writes every figure there too.
 """
 import argparse
@@ -363,6 +366,10 @@ def throughput(server, module, masters_list, clients, seconds):
                 worker.start()
             for _ in workers:
                 ready.get(timeout=120)  # each worker has built its commands
+            # What the servers spend idle (the cron, the cluster bus's pings) over as long.
+            idle = [cpu_seconds(pid) for pid in cluster.pids()]
+            time.sleep(seconds)
+            idle = [cpu_seconds(pid) - cpu for pid, cpu in zip(cluster.pids(), idle)]
             go.set()
             before = [cpu_seconds(pid) for pid in cluster.pids()]
             started = time.monotonic()
@@ -374,7 +381,9 @@ def throughput(server, module, masters_list, clients, seconds):
             stats = [conn.call("INFO", "commandstats") for conn in cluster.conns]
         grants = sum(g for g, _ in results)
         client_cpu = sum(c for _, c in results)
-        server_cpu = [a - b for a, b in zip(after, before)]
+        # Each master's CPU under load, less what it spent idle over as long (one tick is
+        # 10 ms: a short run's figure is coarse).
+        server_cpu = [a - b - i * wall / seconds for a, b, i in zip(after, before, idle)]
         per_master_grants = [commandstat_calls(s, b"lock.acquire") for s in stats]
         per_master = [cpu / max(1, g) for cpu, g in zip(server_cpu, per_master_grants)]
         rows.append({
@@ -385,6 +394,7 @@ def throughput(server, module, masters_list, clients, seconds):
             "grants_per_core_s": round(grants / (sum(server_cpu) + client_cpu)),
             "server_cores_used": round(sum(server_cpu) / wall, 2),
             "grants_per_master": per_master_grants,
+            "idle_server_cores": round(sum(idle) / seconds, 3),
         })
         print("  %d master(s): %d grants/s" % (masters, grants / wall), file=sys.stderr)
     return rows
@@ -422,9 +432,9 @@ def run(label, client_of, make):
     pairs = 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     while time.perf_counter() - wall0 < seconds:
-        for lock in locks[:100]:
+        for lock in locks:
             lock.acquire(); lock.release()
-        pairs += 100
+        pairs += len(locks)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return {"client": label, "us_per_pair": round(wall / pairs * 1e6, 1),
             "client_cpu_us_per_pair": round(cpu / pairs * 1e6, 1), "pairs": pairs}
@@ -450,14 +460,24 @@ class Raw:
 """
 
 
-def routing(server, module, masters, python, seconds):
+def routing(server, module, masters, python, rust, seconds):
+    """The Python rows (if `python` exists), then the Rust ones (if `rust` exists)."""
+    rows = []
     with Cluster(server, module, masters) as cluster:
-        script = RAW_CLASS + ROUTING_SCRIPT
-        done = subprocess.run([python, "-c", script, json.dumps(cluster.ports), str(seconds)],
-                              capture_output=True, text=True, timeout=seconds * 8 + 120)
-        if done.returncode != 0:
-            raise SystemExit("the routing run failed:\n" + done.stderr)
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        ports = [str(port) for port in cluster.ports]
+        runs = []
+        if os.path.exists(python):
+            runs.append([python, "-c", RAW_CLASS + ROUTING_SCRIPT, json.dumps(cluster.ports),
+                         str(seconds)])
+        if os.path.exists(rust):
+            runs.append([rust, str(seconds), *ports])
+        for args in runs:
+            done = subprocess.run(args, capture_output=True, text=True,
+                                  timeout=seconds * 8 + 120)
+            if done.returncode != 0:
+                raise SystemExit("the routing run failed:\n" + done.stderr)
+            rows += json.loads(done.stdout.strip().splitlines()[-1])
+    return rows
 
 
 def main():
@@ -466,12 +486,15 @@ def main():
     parser.add_argument("--server", default=pair_cost.DEFAULT_SERVER)
     parser.add_argument("--masters", default="1,3,6")
     parser.add_argument("--pairs", type=int, default=6000)
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--routing-masters", type=int, default=3)
     parser.add_argument("--python", default=os.path.join(REPO, "target/python-venv/bin/python"),
                         help="a python with redis-py and rlock (the client's venv)")
+    parser.add_argument("--rust", default=os.path.join(REPO, "target/release/cluster-routing"),
+                        help="the Rust client's routing run (cargo build --release -p "
+                             "rlock-bench --bin cluster-routing)")
     parser.add_argument("--skip-callgrind", action="store_true")
     parser.add_argument("--json", metavar="FILE")
     options = parser.parse_args()
@@ -486,10 +509,10 @@ def main():
     print("timed runs ...", file=sys.stderr)
     results["throughput"] = throughput(options.server, options.module, masters_list,
                                        options.clients, options.seconds)
-    if os.path.exists(options.python):
+    if os.path.exists(options.python) or os.path.exists(options.rust):
         print("routing runs ...", file=sys.stderr)
         results["routing"] = routing(options.server, options.module, options.routing_masters,
-                                     options.python, options.seconds)
+                                     options.python, options.rust, options.seconds)
     report(results, options)
     if options.json:
         os.makedirs(os.path.dirname(os.path.abspath(options.json)), exist_ok=True)
@@ -510,20 +533,26 @@ def report(results, options):
                                              row["ratio"]))
     print("\ntimed: %d client processes, keys drawn from 100000, 100 pairs a round per master "
           "routed by slot and pipelined, %g s per cluster" % (options.clients, options.seconds))
-    print("%-8s %10s %14s %22s %14s %12s %12s" % (
-        "masters", "grants/s", "srv CPU µs/gr", "srv CPU µs/gr per master", "cli CPU µs/gr",
-        "grants/core-s", "srv cores"))
+    print("%-8s %10s %14s %26s %14s %14s %10s %10s" % (
+        "masters", "grants/s", "srv CPU µs/gr", "srv CPU µs/gr, each master", "cli CPU µs/gr",
+        "grants/core-s", "srv cores", "idle cores"))
     for row in results["throughput"]:
-        print("%-8d %10d %14.2f %22s %14.2f %12d %12.2f" % (
+        print("%-8d %10d %14.2f %26s %14.2f %14d %10.2f %10.3f" % (
             row["masters"], row["grants_per_s"], row["server_cpu_us_per_grant"],
             "/".join("%.1f" % x for x in row["server_cpu_us_per_grant_per_master"]),
-            row["client_cpu_us_per_grant"], row["grants_per_core_s"], row["server_cores_used"]))
+            row["client_cpu_us_per_grant"], row["grants_per_core_s"], row["server_cores_used"],
+            row["idle_server_cores"]))
+    print("(server CPU: each master's utime + stime under load less its idle CPU over as long; "
+          "grants/core-s: grants over the CPU seconds of servers and clients)")
     if "routing" in results:
         print("\nclient-side routing, %d masters, one pair at a time (acquire + release), "
               "1000 keys" % options.routing_masters)
-        print("%-48s %10s %16s" % ("client", "µs/pair", "client CPU µs/pair"))
+        print("%-56s %10s %16s" % ("client", "µs/pair", "client CPU µs/pair"))
         for row in results["routing"]:
-            print("%-48s %10.1f %16.1f" % (row["client"], row["us_per_pair"],
+            if "error" in row:
+                print("%-56s refused: %s" % (row["client"], row["error"]))
+                continue
+            print("%-56s %10.1f %16.1f" % (row["client"], row["us_per_pair"],
                                            row["client_cpu_us_per_pair"]))
 
 
