@@ -5,14 +5,15 @@ Each contender runs for a fixed time against one redis-server (with the rlock mo
 this script starts in a temp dir, reached over a unix socket, and stops by its pid.
 
 Besides the locks, a "raw" row: the same LOCK.ACQUIRE ... WAIT 0 and LOCK.RELEASE that
-rlock.Lock sends, straight on a redis-py client with no client logic (the floor of any client
-over FIFO handoff), and "rlock watched" (no timeout: the watchdog renews it). Columns beyond
-rate, waits and fairness: "retake" (the share of grants that went to the process that had the
-lock just before: a release followed by its own next acquire, which a FIFO queue refuses while
-others wait), the client CPU per grant (every process' process_time), the server's CPU per
-grant (/proc), and the client's context switches per grant (getrusage). With --rounds N each
-contender runs N times, interleaved, and the round with its median rate is shown; --json
-writes every round.
+rlock.Lock sends (less its HELD count), straight on a redis-py client with no client logic
+(the floor of any client over FIFO handoff), and "rlock watched" (no timeout: the watchdog
+renews it). Columns beyond rate, waits (p50, p99 and the longest: p99 over grants hides a
+process starved to a few grants) and fairness: "retake" (the share of grants that went to
+the process that had the lock just before: a release followed by its own next acquire, which
+a FIFO queue refuses while others wait), the client CPU per grant (every process'
+process_time), the server's CPU per grant (/proc), and the client's context switches per
+grant (getrusage). With --rounds N each contender runs N times, interleaved, and the round
+with its median rate is shown; --json writes every round.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def run(
         "grants/s": total / seconds,
         "wait p50 ms": statistics.median(all_waits) * 1000 if all_waits else 0.0,
         "wait p99 ms": p99 * 1000,
+        "wait max ms": all_waits[-1] * 1000 if all_waits else 0.0,
         "Jain": jain(grants),
         "min/max grants": f"{min(grants)}/{max(grants)}",
         "retake": retakes / max(1, total - 1),

@@ -12,6 +12,8 @@ from redis.exceptions import LockError, LockNotOwnedError
 
 import rlock
 from rlock import _watchdog
+from rlock._holdings import Holding
+from rlock._leases import LeaseBook
 
 LEASE = 1.0  # seconds: renewed every third; long enough for a loaded machine
 
@@ -233,3 +235,13 @@ def test_a_shorter_lease_wakes_the_sleeping_watchdog(r, key):
         lock.release()
     finally:
         keeper.release()
+
+
+def test_the_schedule_stays_small_while_a_lock_is_taken_again_and_again():
+    book = LeaseBook()
+    holding = Holding("lock:schedule", b"owner")
+    for second in range(10_000):
+        book.let_go(book.hold(holding, object(), 30_000, float(second)))
+    assert len(book._heap) <= 2 * len(book) + 64
+    lease = book.hold(holding, object(), 30_000, 20_000.0)
+    assert book.next_due() == lease.due
