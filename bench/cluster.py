@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """rlock over a Redis Cluster of 1, 3 and 6 masters on loopback (issue 24, part 3).
 
-usage: bench/cluster.py [--server PATH] [--masters 1,3,6] [--pairs N] [--seconds S]
-                        [--clients N] [--skip-callgrind] [--json FILE] MODULE.so
+usage: bench/cluster.py [--server PATH] [--masters 1,3,6] [--pairs N] [--seeds N]
+                        [--seconds S] [--rounds N] [--clients N] [--routing-masters N]
+                        [--routing-seconds S] [--python PATH] [--rust PATH]
+                        [--skip-callgrind] [--json FILE] MODULE.so
 
 Three parts, each on clusters this script forms (cluster-enabled servers, the slots split
 evenly with CLUSTER ADDSLOTSRANGE, joined by CLUSTER MEET) and stops by pid:
@@ -352,7 +354,24 @@ def load_worker(ports, ranges, seconds, seed, ready, go, out):
     out.put((grants, time.process_time() - cpu_before))
 
 
-def throughput(server, module, masters_list, clients, seconds):
+def median_by(rows, field):
+    """The row with the median `field` (the lower middle of an even count)."""
+    ranked = sorted(rows, key=lambda row: row[field])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def throughput(server, module, masters_list, clients, seconds, rounds):
+    """Each size `rounds` times, interleaved; the round with the median server CPU per grant
+    of each size, and every round's figures under "rounds"."""
+    runs = {masters: [] for masters in masters_list}
+    for _ in range(rounds):
+        for masters in masters_list:
+            runs[masters] += throughput_once(server, module, [masters], clients, seconds)
+    return [dict(median_by(runs[m], "server_cpu_us_per_grant"), rounds=runs[m])
+            for m in masters_list]
+
+
+def throughput_once(server, module, masters_list, clients, seconds):
     import multiprocessing
     rows = []
     for masters in masters_list:
@@ -460,9 +479,11 @@ class Raw:
 """
 
 
-def routing(server, module, masters, python, rust, seconds):
-    """The Python rows (if `python` exists), then the Rust ones (if `rust` exists)."""
-    rows = []
+def routing(server, module, masters, python, rust, seconds, rounds):
+    """The Python rows (if `python` exists), then the Rust ones (if `rust` exists): each run
+    `rounds` times, interleaved, on one cluster; each client's round with the median client
+    CPU per pair, every round's figures under "rounds"."""
+    by_client = {}
     with Cluster(server, module, masters) as cluster:
         ports = [str(port) for port in cluster.ports]
         runs = []
@@ -471,12 +492,20 @@ def routing(server, module, masters, python, rust, seconds):
                          str(seconds)])
         if os.path.exists(rust):
             runs.append([rust, str(seconds), *ports])
-        for args in runs:
-            done = subprocess.run(args, capture_output=True, text=True,
-                                  timeout=seconds * 8 + 120)
-            if done.returncode != 0:
-                raise SystemExit("the routing run failed:\n" + done.stderr)
-            rows += json.loads(done.stdout.strip().splitlines()[-1])
+        for _ in range(rounds):
+            for args in runs:
+                done = subprocess.run(args, capture_output=True, text=True,
+                                      timeout=seconds * 8 + 120)
+                if done.returncode != 0:
+                    raise SystemExit("the routing run failed:\n" + done.stderr)
+                for row in json.loads(done.stdout.strip().splitlines()[-1]):
+                    by_client.setdefault(row["client"], []).append(row)
+    rows = []
+    for client, runs_of in by_client.items():
+        if any("error" in row for row in runs_of):
+            rows.append(runs_of[0])
+            continue
+        rows.append(dict(median_by(runs_of, "client_cpu_us_per_pair"), rounds=runs_of))
     return rows
 
 
@@ -487,7 +516,12 @@ def main():
     parser.add_argument("--masters", default="1,3,6")
     parser.add_argument("--pairs", type=int, default=6000)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="per timed load (and as long idle before it)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timed and routing runs of each size or client, interleaved")
+    parser.add_argument("--routing-seconds", type=float, default=1.0,
+                        help="per routing row and round")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--routing-masters", type=int, default=3)
     parser.add_argument("--python", default=os.path.join(REPO, "target/python-venv/bin/python"),
@@ -508,11 +542,12 @@ def main():
                                                options.pairs, options.seeds)
     print("timed runs ...", file=sys.stderr)
     results["throughput"] = throughput(options.server, options.module, masters_list,
-                                       options.clients, options.seconds)
+                                       options.clients, options.seconds, options.rounds)
     if os.path.exists(options.python) or os.path.exists(options.rust):
         print("routing runs ...", file=sys.stderr)
         results["routing"] = routing(options.server, options.module, options.routing_masters,
-                                     options.python, options.rust, options.seconds)
+                                     options.python, options.rust,
+                                     options.routing_seconds, options.rounds)
     report(results, options)
     if options.json:
         os.makedirs(os.path.dirname(os.path.abspath(options.json)), exist_ok=True)
@@ -532,7 +567,8 @@ def report(results, options):
             print("%-8d %14d %14d %8.3fx" % (row["masters"], row["exclusive"], row["floor"],
                                              row["ratio"]))
     print("\ntimed: %d client processes, keys drawn from 100000, 100 pairs a round per master "
-          "routed by slot and pipelined, %g s per cluster" % (options.clients, options.seconds))
+          "routed by slot and pipelined, %g s per cluster; the median of %d rounds by server CPU per grant" % (
+              options.clients, options.seconds, options.rounds))
     print("%-8s %10s %14s %26s %14s %14s %10s %10s" % (
         "masters", "grants/s", "srv CPU µs/gr", "srv CPU µs/gr, each master", "cli CPU µs/gr",
         "grants/core-s", "srv cores", "idle cores"))
@@ -546,7 +582,8 @@ def report(results, options):
           "grants/core-s: grants over the CPU seconds of servers and clients)")
     if "routing" in results:
         print("\nclient-side routing, %d masters, one pair at a time (acquire + release), "
-              "1000 keys" % options.routing_masters)
+              "1000 keys, %g s per row; the median of %d rounds by client CPU"
+              % (options.routing_masters, options.routing_seconds, options.rounds))
         print("%-56s %10s %16s" % ("client", "µs/pair", "client CPU µs/pair"))
         for row in results["routing"]:
             if "error" in row:
