@@ -128,9 +128,11 @@ bench: build servers
 	python3 bench/pair_cost.py $(CURDIR)/$(MODULE)
 	python3 bench/pair_cost.py --server $$(awk '$$1 == "valkey-9.1" {print $$2}' target/servers/list) \
 		$(CURDIR)/$(MODULE)
-	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench
+	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench --rounds 3 --json target/bench/python.json
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench election --json target/bench/election.json
 	python3 bench/command_tax.py $(CURDIR)/$(MODULE)
+	$(CARGO) build --release -p rlock-bench --bin cluster-routing
+	python3 bench/cluster.py --json target/bench/cluster.json $(CURDIR)/$(MODULE)
 
 # Mutation testing (cargo-mutants; not part of `make test`): each mutant of src/ is built in its
 # own copy of the tree with its own librlock.so and must fail the unit tests, the integration

@@ -12,6 +12,8 @@ from redis.exceptions import LockError, LockNotOwnedError
 
 import rlock
 from rlock import _watchdog
+from rlock._holdings import Holding
+from rlock._leases import LeaseBook
 
 LEASE = 1.0  # seconds: renewed every third; long enough for a loaded machine
 
@@ -194,3 +196,52 @@ def test_a_release_racing_a_renewal_is_never_reported_lost(r, key, caplog):
     assert failures == []
     assert spurious == []
     assert "lost while held" not in caplog.text
+
+
+def test_a_lock_taken_again_and_again_does_not_wake_the_watchdog(r, key, monkeypatch):
+    # Another watched lock keeps the thread alive and asleep until its renewal, 10 s away:
+    # acquires of a lock with the same lease are due later, so none wakes the thread.
+    keeper = rlock.Lock(r, key + ":keeper")
+    assert keeper.acquire()
+    try:
+        changed = _watchdog.watchdog()._changed
+        wakes: list[str] = []
+        notify = changed.notify
+
+        def counting_notify(n: int = 1) -> None:
+            if threading.current_thread().name != "rlock-watchdog":
+                wakes.append(threading.current_thread().name)
+            notify(n)
+
+        monkeypatch.setattr(changed, "notify", counting_notify)
+        lock = rlock.Lock(r, key)
+        for _ in range(50):
+            with lock:
+                pass
+        assert wakes == []
+    finally:
+        keeper.release()
+
+
+def test_a_shorter_lease_wakes_the_sleeping_watchdog(r, key):
+    keeper = rlock.Lock(r, key + ":keeper")  # the thread sleeps until its renewal, 10 s away
+    assert keeper.acquire()
+    try:
+        lock = rlock.Lock(r, key, lease=LEASE)
+        assert lock.acquire()
+        outlive(1.5 * LEASE)
+        assert lock.owned()
+        assert not lock.lost
+        lock.release()
+    finally:
+        keeper.release()
+
+
+def test_the_schedule_stays_small_while_a_lock_is_taken_again_and_again():
+    book = LeaseBook()
+    holding = Holding("lock:schedule", b"owner")
+    for second in range(10_000):
+        book.let_go(book.hold(holding, object(), 30_000, float(second)))
+    assert len(book._heap) <= 2 * len(book) + 64
+    lease = book.hold(holding, object(), 30_000, 20_000.0)
+    assert book.next_due() == lease.due

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Hashable
 from types import SimpleNamespace
 from typing import Any, Callable, Protocol
 
@@ -87,6 +88,9 @@ class LockBase:
         #: server could not tell (an older server, an ACL, the record aged out).
         self.lost_reason: LossReason | None = None
         self._watched_holdings: weakref.WeakSet[Holding] = weakref.WeakSet()
+        self._identified: Any = None  # the client whose server ``_server`` identifies
+        self._server: Hashable = None
+        self._name_bytes = b""
         self.local: Any = self._holder_local() if self.thread_local else SimpleNamespace(token=None)
         self._extend_script = redis.register_script(_protocol.EXTEND_SCRIPT)
 
@@ -153,7 +157,13 @@ class LockBase:
         return owner
 
     def _holding_of(self, owner: bytes) -> Holding:
-        return _holdings.holding(self.redis, self.name, owner)
+        # The server's identity (from the client's connection settings) is read once per
+        # client, not on every acquire; a Lock given another client reads it again.
+        if self._identified is not self.redis:
+            self._server = _holdings.server_of(self.redis)
+            self._name_bytes = _holdings.key_bytes(self.name)
+            self._identified = self.redis
+        return _holdings.holding_at(self._server, self._name_bytes, self.name, owner)
 
     def _held_before(self, holding: Holding) -> int:
         """The ``HELD`` count of an acquire on ``holding``. A reentry of a hold that was lost

@@ -130,7 +130,13 @@ def holding(client: Any, name: KeyName, owner: bytes) -> Holding:
     """The holding of ``owner`` on ``name`` of the server ``client`` talks to, made on first
     use. It lives as long as a Lock object's state (or the watchdog) refers to it: a
     holding nobody refers to holds nothing this process could still release."""
-    key = (server_of(client), _key_bytes(name), owner)
+    return holding_at(server_of(client), key_bytes(name), name, owner)
+
+
+def holding_at(server: Hashable, name_bytes: bytes, name: KeyName, owner: bytes) -> Holding:
+    """``holding`` for a server and key name already found (``server_of``, ``key_bytes``):
+    a Lock finds them once, not on every acquire."""
+    key = (server, name_bytes, owner)
     with _registry_mutex:
         found = _registry.get(key)
         if found is None:
@@ -149,7 +155,7 @@ def server_of(client: Any) -> Hashable:
     return (type(pool).__module__, getattr(pool, "service_name", None), where)
 
 
-def _key_bytes(name: KeyName) -> bytes:
+def key_bytes(name: KeyName) -> bytes:
     return name.encode() if isinstance(name, str) else bytes(name)
 
 

@@ -169,6 +169,12 @@ class LeaseBook:
     def _schedule(self, lease: Lease, at: float) -> None:
         lease.due = at
         heapq.heappush(self._heap, (at, next(self._order), lease))
+        # Every grant reschedules its lease and leaves the old entry behind; the watchdog
+        # drops stale entries only as it wakes, which a lock taken again and again no longer
+        # makes it do. Past twice the live entries they are swept out (amortised O(1)).
+        if len(self._heap) > 2 * len(self._leases) + 64:
+            self._heap = [entry for entry in self._heap if _current(entry[2], entry[0])]
+            heapq.heapify(self._heap)
 
 
 def _current(lease: Lease, at: float) -> bool:

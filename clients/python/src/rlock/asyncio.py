@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
 import time
 import weakref
 from collections.abc import Awaitable
@@ -131,12 +132,16 @@ class AsyncWatchdog:
         self._book = LeaseBook()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: When the sleeping task wakes by itself (math.inf: never); None while it is not
+        #: sleeping: then it reads the book before it sleeps again.
+        self._wakes_at: float | None = None
 
     def hold(self, holding: Holding, client: Any, lease_ms: int) -> Lease:
         lease = self._book.hold(holding, client, lease_ms, time.monotonic())
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
-        self._wake.set()
+        elif self._wakes_at is not None and lease.due < self._wakes_at:
+            self._wake.set()  # else the task wakes in time by itself (see rlock._watchdog)
         return lease
 
     def let_go(self, lease: Lease) -> None:
@@ -154,10 +159,17 @@ class AsyncWatchdog:
                     await self._renew(self._book.take_due(now))
                     continue
                 self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), next_due - now if next_due else None)
+                self._wakes_at = math.inf if next_due is None else next_due
+                try:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(
+                            self._wake.wait(), next_due - now if next_due else None
+                        )
+                finally:
+                    self._wakes_at = None
         finally:
             self._task = None
+            self._wakes_at = None
 
     async def _renew(self, due: list[Lease]) -> None:
         for leases in by_client(due):
