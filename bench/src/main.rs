@@ -5,6 +5,7 @@
 //! scripts with pub/sub. Part 2: server CPU per call, redis-benchmark throughput, memory per
 //! held lock, and how the cost of one acquire scales with held locks and queued waiters.
 
+mod charts;
 mod cli;
 mod commandstats;
 mod contention;
@@ -15,6 +16,7 @@ mod machine;
 mod memory;
 mod polling_client;
 mod redisson_client;
+mod report;
 mod rlimit;
 mod rlock_client;
 mod scaling;
@@ -27,12 +29,16 @@ mod throughput;
 use std::process::ExitCode;
 
 use cli::{Options, Section};
+use report::Report;
 use server::RedisServer;
 
 /// Every fallible step of the bench reports its failure as a message.
 pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("charts") {
+        return run_charts();
+    }
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {
@@ -49,28 +55,52 @@ fn main() -> ExitCode {
     }
 }
 
+/// `rlock-bench charts`: the SVGs from the JSON results of earlier runs.
+fn run_charts() -> ExitCode {
+    let options = match cli::parse_charts(std::env::args().skip(2)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match charts::run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rlock-bench charts failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(options: &Options) -> BenchResult<()> {
     let descriptor_limit = rlimit::raise_open_files_limit();
     let server = RedisServer::start(&options.module)?;
     machine::print_header(options, &server, descriptor_limit)?;
+    let mut report = Report::default();
+    report.set("run", machine::describe()?);
     let started = std::time::Instant::now();
     if options.runs(Section::Contention) {
-        contention::run(&server, options)?;
-        handoff::run(&server, options)?;
+        contention::run(&server, options, &mut report)?;
+        handoff::run(&server, options, &mut report)?;
     }
     if options.runs(Section::Cost) {
-        cost::run(&server, options)?;
+        cost::run(&server, options, &mut report)?;
         throughput::run(&server, options)?;
     }
     if options.runs(Section::Memory) {
-        memory::run(options)?;
+        memory::run(options, &mut report)?;
     }
     if options.runs(Section::Scaling) {
-        scaling::run(&server, options, descriptor_limit)?;
+        scaling::run(&server, options, descriptor_limit, &mut report)?;
     }
     println!(
         "\ntotal bench time: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if let Some(path) = &options.json {
+        report.write(path)?;
+        println!("results as JSON: {}", path.display());
+    }
     Ok(())
 }

@@ -1,0 +1,1 @@
+pub fn run(_o: &crate::cli::ChartOptions) -> crate::BenchResult<()> { Ok(()) }
