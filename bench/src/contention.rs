@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::cli::Options;
 use crate::locker::{Approach, Locker};
+use crate::report::{quantiles, Report};
 use crate::scripts;
 use crate::server::RedisServer;
-use crate::report::{quantiles, Report};
 use crate::stats::{format_ms, format_rate, jain_index, millis, Summary};
 use crate::table::{heading, Table};
 use crate::BenchResult;

@@ -5,8 +5,8 @@ use redis::Value;
 
 use crate::cli::Options;
 use crate::commandstats::{totals_of, CallTotals};
-use crate::scripts;
 use crate::report::Report;
+use crate::scripts;
 use crate::server::RedisServer;
 use crate::stats::{format_ratio, format_us};
 use crate::table::{heading, Table};
