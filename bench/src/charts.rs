@@ -65,9 +65,9 @@ pub fn run(options: &ChartOptions) -> BenchResult<()> {
     }
     if let Some(scaling) = rust.get("scaling") {
         written.push(charts.scaling(scaling)?);
-        if let Some(kinds) = scaling.get("kinds") {
-            written.push(charts.kinds(kinds)?);
-        }
+    }
+    if let Some(kinds) = rust.get("scaling_kinds") {
+        written.push(charts.kinds(kinds)?);
     }
     for path in &written {
         println!("chart: {}", path.display());
@@ -514,8 +514,8 @@ impl Charts {
         line_panel(
             &body,
             &lines,
-            "n (see each line's label)",
-            "server µs per call",
+            "n (see each line's label; log scale)",
+            "server µs per call (log scale)",
             true,
         )?;
         body.present()?;
@@ -668,15 +668,17 @@ fn short_number(value: f64) -> String {
         format!("{}k", value / 1e3)
     } else if value >= 1.0 {
         format!("{value:.0}")
+    } else if value <= 0.0 {
+        "0".to_string()
     } else {
         let text = format!("{value:.4}");
-        text.trim_end_matches('0').to_string()
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
 /// The colour of a series by label, the same on every chart.
 fn colour_of(label: &str) -> RGBColor {
-    const PALETTE: [(&str, RGBColor); 10] = [
+    const PALETTE: [(&str, RGBColor); 14] = [
         ("Python: rlock", RGBColor(106, 61, 154)),
         ("Python: redis-py sleep", RGBColor(166, 86, 40)),
         ("Python: redis-py", RGBColor(227, 26, 28)),
@@ -687,6 +689,10 @@ fn colour_of(label: &str) -> RGBColor {
         ("SET NX PX", RGBColor(255, 127, 14)),
         ("Redisson", RGBColor(44, 160, 44)),
         ("floor", RGBColor(120, 120, 120)),
+        ("SHARED", RGBColor(148, 103, 189)),
+        ("LIMIT", RGBColor(140, 86, 75)),
+        ("LOCK.MACQUIRE", RGBColor(188, 189, 34)),
+        ("a release that wakes", RGBColor(214, 39, 40)),
     ];
     PALETTE
         .iter()
@@ -752,43 +758,49 @@ where
     Ok(())
 }
 
-/// A chart of lines against a log x axis and a linear y axis from 0.
+/// A chart of lines against a log x axis, and a y axis from 0 (linear) or log.
 fn line_panel(
     area: &Area<'_>,
     lines: &[Line],
     x_desc: &str,
     y_desc: &str,
-    label_points: bool,
+    y_log: bool,
 ) -> BenchResult<()> {
     let x_values = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
-    let top = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .fold(0.0, f64::max)
-        * 1.25;
-    let mut chart = ChartBuilder::on(area)
+    let y_values = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
+    let x_range = log_range(x_values).log_scale();
+    let refs: Vec<&Line> = lines.iter().collect();
+    let mut builder = ChartBuilder::on(area);
+    builder
         .margin(16)
         .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(log_range(x_values).log_scale(), 0f64..top.max(0.1))?;
-    chart
-        .configure_mesh()
-        .light_line_style(RGBColor(238, 238, 238))
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .x_label_formatter(&|x| short_number(*x))
-        .y_label_formatter(&|y| format!("{y:.2}"))
-        .draw()?;
-    let refs: Vec<&Line> = lines.iter().collect();
-    draw_lines(&mut chart, &refs)?;
-    if label_points {
-        for line in lines {
-            chart.draw_series(line.points.iter().map(|&(x, y)| {
-                Text::new(short_number(x), (x, y), (FONT, 10).into_font().color(&GREY))
-            }))?;
-        }
+        .y_label_area_size(56);
+    if y_log {
+        let mut chart = builder.build_cartesian_2d(x_range, log_range(y_values).log_scale())?;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(238, 238, 238))
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&|x| short_number(*x))
+            .y_label_formatter(&|y| short_number(*y))
+            .draw()?;
+        draw_lines(&mut chart, &refs)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+    } else {
+        let top = y_values.fold(0.0, f64::max) * 1.25;
+        let mut chart = builder.build_cartesian_2d(x_range, 0f64..top.max(0.1))?;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(238, 238, 238))
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&|x| short_number(*x))
+            .y_label_formatter(&|y| format!("{y:.2}"))
+            .draw()?;
+        draw_lines(&mut chart, &refs)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     }
-    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -887,7 +899,7 @@ fn horizontal_bars(
             bar_legend(&mut chart)?;
         }
         BarScale::Linear => {
-            let top = values.fold(0.0, f64::max) * 1.2;
+            let top = values.fold(0.0, f64::max) * 1.3;
             let mut chart = builder.build_cartesian_2d(0f64..top.max(1.0), y_range)?;
             chart
                 .configure_mesh()
@@ -923,19 +935,20 @@ fn horizontal_bars(
                             .pos(Pos::new(HPos::Left, VPos::Center)),
                     )
                 }))?;
-                if let Some((marker_name, floors)) = marker {
-                    if let Some(&floor) = floors.get(s) {
-                        let style = colour.mix(0.9).stroke_width(2);
-                        chart
-                            .draw_series(DashedLineSeries::new(
-                                [(floor, -0.5), (floor, rows - 0.5)],
-                                6,
-                                4,
-                                style,
-                            ))?
-                            .label(format!("{marker_name}: {}", value_text(floor)))
-                            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
-                    }
+            }
+            if let Some((marker_name, floors)) = marker {
+                for (s, &floor) in floors.iter().enumerate() {
+                    let RGBColor(r, g, b) = series_colour(s);
+                    let style = RGBColor(r / 2, g / 2, b / 2).stroke_width(2);
+                    chart
+                        .draw_series(DashedLineSeries::new(
+                            [(floor, -0.5), (floor, rows - 0.5)],
+                            6,
+                            4,
+                            style,
+                        ))?
+                        .label(format!("{marker_name}: {}", value_text(floor)))
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
                 }
             }
             bar_legend(&mut chart)?;
@@ -952,7 +965,7 @@ where
 {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(GREY)
         .label_font((FONT, 12))

@@ -62,6 +62,14 @@ pub struct Sizes {
     pub sweep_clients: Vec<usize>,
     /// Seconds per approach and client count in the sweep.
     pub sweep_seconds: f64,
+    /// Pairs per point of the other kinds' scaling.
+    pub kind_pairs: usize,
+    /// Other holders beside a SHARED reader or a LIMIT semaphore's last slot.
+    pub kind_counts: Vec<usize>,
+    /// Keys per LOCK.MACQUIRE.
+    pub several_keys: Vec<usize>,
+    /// Clients in LOCK.OBSERVE that a release wakes.
+    pub observer_counts: Vec<usize>,
 }
 
 impl Sizes {
@@ -79,6 +87,10 @@ impl Sizes {
             scaling_pairs: 20_000,
             sweep_clients: vec![1, 2, 4, 8, 16, 32],
             sweep_seconds: 1.5,
+            kind_pairs: 5_000,
+            kind_counts: vec![1, 10, 100, 1_000, 9_999],
+            several_keys: vec![1, 10, 100, 1_000],
+            observer_counts: vec![1, 10, 100, 1_000, 10_000],
         }
     }
 
@@ -96,6 +108,10 @@ impl Sizes {
             scaling_pairs: 5_000,
             sweep_clients: vec![1, 2, 8, 32],
             sweep_seconds: 0.5,
+            kind_pairs: 1_000,
+            kind_counts: vec![1, 100, 1_000],
+            several_keys: vec![1, 10, 100],
+            observer_counts: vec![1, 100, 1_000],
         }
     }
 }

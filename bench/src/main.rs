@@ -11,6 +11,7 @@ mod commandstats;
 mod contention;
 mod cost;
 mod handoff;
+mod kinds;
 mod locker;
 mod machine;
 mod memory;
@@ -93,6 +94,7 @@ fn run(options: &Options) -> BenchResult<()> {
     }
     if options.runs(Section::Scaling) {
         scaling::run(&server, options, descriptor_limit, &mut report)?;
+        kinds::run(&server, options, descriptor_limit, &mut report)?;
     }
     println!(
         "\ntotal bench time: {:.1} s",

@@ -26,7 +26,7 @@ impl Layout {
     fn label(self) -> &'static str {
         match self {
             Layout::Rlock => "rlock (LOCK.ACQUIRE)",
-            Layout::SetNx => "SET NX PX (string value)",
+            Layout::SetNx => "SET NX PX string (also redis-py Lock, python-redis-lock)",
             Layout::RedissonHash => "Redisson (HSET owner 1 + PEXPIRE)",
         }
     }

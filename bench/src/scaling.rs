@@ -176,7 +176,7 @@ fn measure_with_waiters(
 }
 
 /// How many blocked connections this process and the server can hold.
-fn waiter_capacity(
+pub fn waiter_capacity(
     connection: &mut redis::Connection,
     descriptor_limit: u64,
 ) -> BenchResult<usize> {
@@ -213,7 +213,8 @@ fn queue_waiter(port: u16, index: usize) -> BenchResult<TcpStream> {
     Ok(stream)
 }
 
-fn encode_command(arguments: &[&str]) -> Vec<u8> {
+/// A command in RESP, for raw connections that never read their replies.
+pub fn encode_command(arguments: &[&str]) -> Vec<u8> {
     let mut bytes = format!("*{}\r\n", arguments.len()).into_bytes();
     for argument in arguments {
         bytes.extend_from_slice(format!("${}\r\n{argument}\r\n", argument.len()).as_bytes());

@@ -3,11 +3,19 @@ index over the grants per process) for rlock.Lock, redis-py's Lock and python-re
 
 Each contender runs for a fixed time against one redis-server (with the rlock module) that
 this script starts in a temp dir, reached over a unix socket, and stops by its pid.
+
+--sweep 1,2,4,8,16,32 also runs every contender at each of those process counts (--sweep-seconds
+each) and prints grants/s and wait p99 against them; --json PATH writes the results (the run's
+machine, server and date, the sweep, and the distribution of waits at --processes) for
+`rlock-bench charts`. Waits are in milliseconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import json
 import multiprocessing
 import os
 import shutil
@@ -23,6 +31,17 @@ from typing import Any
 import redis
 
 CONTENDERS = ["rlock", "redis-py", "redis-py sleep=1ms", "python-redis-lock"]
+# What the charts call each contender.
+LABELS = {
+    "rlock": "rlock.Lock",
+    "redis-py": "redis-py Lock",
+    "redis-py sleep=1ms": "redis-py Lock sleep=1ms",
+    "python-redis-lock": "python-redis-lock",
+}
+# Points of the wait distribution kept for the CDF chart.
+CDF_POINTS = 200
+# How long the processes may take to start, import and connect.
+START_TIMEOUT_S = 120.0
 
 
 def make_lock(kind: str, client: redis.Redis, name: str) -> Any:
@@ -42,8 +61,9 @@ def make_lock(kind: str, client: redis.Redis, name: str) -> Any:
 def worker(kind: str, socket_path: str, name: str, go: Any, seconds: float, out: Any) -> None:
     client = redis.Redis(unix_socket_path=socket_path, socket_timeout=None)
     lock = make_lock(kind, client, name)
+    client.ping()
     waits: list[float] = []
-    go.wait()
+    go.wait(START_TIMEOUT_S)  # every process ready (connected): the start line
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         asked = time.perf_counter()
@@ -56,17 +76,23 @@ def worker(kind: str, socket_path: str, name: str, go: Any, seconds: float, out:
 
 
 def run(kind: str, socket_path: str, processes: int, seconds: float) -> dict[str, float]:
+    return run_with_waits(kind, socket_path, processes, seconds)[0]
+
+
+def run_with_waits(
+    kind: str, socket_path: str, processes: int, seconds: float
+) -> tuple[dict[str, float], list[float]]:
+    """The row of the table and every wait, sorted, in seconds."""
     spawn = multiprocessing.get_context("spawn")
-    go, out = spawn.Event(), spawn.Queue()
-    name = f"bench:{kind}"
+    go, out = spawn.Barrier(processes + 1), spawn.Queue()
+    name = f"bench:{kind}:{processes}"
     workers = [
         spawn.Process(target=worker, args=(kind, socket_path, name, go, seconds, out))
         for _ in range(processes)
     ]
     for process in workers:
         process.start()
-    time.sleep(1.0)  # let every process import and connect before the start signal
-    go.set()
+    go.wait(START_TIMEOUT_S)
     per_process = [out.get(timeout=seconds + 60) for _ in workers]
     for process in workers:
         process.join(30)
@@ -79,7 +105,52 @@ def run(kind: str, socket_path: str, processes: int, seconds: float) -> dict[str
         "wait p99 ms": p99 * 1000,
         "Jain": jain(grants),
         "min/max grants": f"{min(grants)}/{max(grants)}",  # type: ignore[dict-item]
+    }, all_waits
+
+
+def quantiles(sorted_values: list[float], points: int) -> list[float]:
+    """`points` evenly spaced nearest-rank quantiles, minimum to maximum, of sorted values."""
+    if not sorted_values or points < 2:
+        return []
+    last = len(sorted_values) - 1
+    return [sorted_values[(i * last + (points - 1) // 2) // (points - 1)] for i in range(points)]
+
+
+def describe_run() -> dict[str, str]:
+    """The machine, the server and the date of this run, as every chart states them."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            name, _, value = line.partition(":")
+            if name.strip() == "model name":
+                model = value.strip()
+                break
+    server = os.environ.get("RLOCK_SERVER", "redis-server")
+    try:
+        words = subprocess.run(
+            [server, "--version"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        words = []
+    version = next((w[2:] for w in words if w.startswith("v=")), "unknown version")
+    return {
+        "machine": f"{os.cpu_count()} CPUs (nproc), {model}",
+        "server": f"redis-server {version}",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
     }
+
+
+def sweep_table(what: str, counts: list[int], cells: dict[tuple[str, int], str]) -> str:
+    kinds = list(dict.fromkeys(kind for kind, _ in cells))
+    rows = [[f"{what}, processes:", *map(str, counts)]]
+    rows += [[kind, *(cells[kind, n] for n in counts)] for kind in kinds]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def jain(values: list[int]) -> float:
@@ -132,16 +203,46 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0, help="per contender")
     parser.add_argument("--only", choices=CONTENDERS, action="append")
+    parser.add_argument(
+        "--sweep", help="process counts to sweep as well, e.g. 1,2,4,8,16,32", default=""
+    )
+    parser.add_argument(
+        "--sweep-seconds", type=float, default=1.5, help="per contender and process count"
+    )
+    parser.add_argument("--json", help="write the results there as JSON (waits in ms)")
     options = parser.parse_args()
+    counts = [int(n) for n in options.sweep.split(",") if n.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="rlock-bench-"))
     server = start_server(workdir)
+    socket_path = str(workdir / "redis.sock")
+    rows = []
+    cdf = []
+    points: list[dict[str, Any]] = []
     try:
-        rows = []
         for kind in options.only or CONTENDERS:
             print(f"running {kind} ...", file=sys.stderr)
-            rows.append(
-                (kind, run(kind, str(workdir / "redis.sock"), options.processes, options.seconds))
+            row, waits = run_with_waits(kind, socket_path, options.processes, options.seconds)
+            rows.append((kind, row))
+            cdf.append(
+                {
+                    "lock": LABELS[kind],
+                    "wait_quantiles_ms": [w * 1000 for w in quantiles(waits, CDF_POINTS)],
+                }
             )
+        for kind in options.only or CONTENDERS:
+            for processes in counts:
+                print(f"sweep: {kind}, {processes} processes ...", file=sys.stderr)
+                row = run(kind, socket_path, processes, options.sweep_seconds)
+                points.append(
+                    {
+                        "lock": LABELS[kind],
+                        "processes": processes,
+                        "grants_per_s": row["grants/s"],
+                        "wait_p50_ms": row["wait p50 ms"],
+                        "wait_p99_ms": row["wait p99 ms"],
+                        "jain": row["Jain"],
+                    }
+                )
     finally:
         server.terminate()
         server.wait(10)
@@ -151,6 +252,22 @@ def main() -> None:
         f"{options.seconds:g} s each"
     )
     print(table(rows))
+    if counts:
+        print(f"\nsweep: {', '.join(map(str, counts))} processes, {options.sweep_seconds:g} s each")
+        by_point = {(p["lock"], p["processes"]): p for p in points}
+        for what, key in (("grants/s", "grants_per_s"), ("wait p99 ms", "wait_p99_ms")):
+            cells = {point: fmt(float(p[key])) for point, p in by_point.items()}
+            print(f"\n{sweep_table(what, counts, cells)}")
+    if options.json:
+        results = {
+            "run": describe_run(),
+            "critical_section_ms": 1.0,
+            "sweep": points,
+            "wait_cdf": {"processes": options.processes, "locks": cdf},
+        }
+        Path(options.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(options.json).write_text(json.dumps(results, indent=1) + "\n")
+        print(f"results as JSON: {options.json}")
 
 
 if __name__ == "__main__":
