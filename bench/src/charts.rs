@@ -495,7 +495,7 @@ impl Charts {
             "Cost as work grows, the other kinds of hold: server µs per call (commandstats)",
             &self.subtitle(
                 false,
-                "Each line: its own measure of work on the x axis (log scale).",
+                "Each line: its own measure of work on the x axis; slope 1 on these axes is a cost linear in n. LIMIT dashed (it lies on SHARED).",
             ),
         )?;
         let mut lines = Vec::new();
@@ -507,7 +507,10 @@ impl Charts {
             lines.push(Line {
                 label: text(kind, "label")?,
                 points,
-                dashed: false,
+                dashed: kind
+                    .get("label")
+                    .and_then(Value::as_str)
+                    .is_some_and(|l| l.starts_with("LIMIT")),
                 markers: true,
             });
         }
@@ -680,7 +683,7 @@ fn short_number(value: f64) -> String {
 fn colour_of(label: &str) -> RGBColor {
     const PALETTE: [(&str, RGBColor); 14] = [
         ("Python: rlock", RGBColor(106, 61, 154)),
-        ("Python: redis-py sleep", RGBColor(166, 86, 40)),
+        ("Python: redis-py Lock sleep", RGBColor(166, 86, 40)),
         ("Python: redis-py", RGBColor(227, 26, 28)),
         ("Python: python-redis-lock", RGBColor(231, 41, 138)),
         ("rlock: acquire + release", RGBColor(23, 190, 207)),
