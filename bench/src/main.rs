@@ -3,7 +3,9 @@
 //! Part 1 (contention): throughput, waits, fairness, mutual exclusion and handoff latency of
 //! rlock's blocking `LOCK.ACQUIRE ... WAIT`, `SET NX PX` with 100 ms polling, and Redisson's
 //! scripts with pub/sub. Part 2: server CPU per call, redis-benchmark throughput, memory per
-//! held lock, and how the cost of one acquire scales with held locks and queued waiters.
+//! held lock, and how the cost of one acquire scales with held locks and queued waiters, and
+//! that of the other kinds (SHARED, LIMIT n, several keys, observers) with their own n.
+//! `--json PATH` writes the results for `rlock-bench charts`, which draws them as SVGs.
 
 mod charts;
 mod cli;
