@@ -130,7 +130,7 @@ bench: build servers
 	python3 bench/pair_cost.py --json $(BENCH_DATA)/pair-cost-1-redis-7.0.json $(CURDIR)/$(MODULE)
 	python3 bench/pair_cost.py --server $$(awk '$$1 == "valkey-9.1" {print $$2}' target/servers/list) \
 		--json $(BENCH_DATA)/pair-cost-2-valkey-9.1.json $(CURDIR)/$(MODULE)
-	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench --sweep 1,2,4,8,16,32 \
+	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench --sweep 1,2,4,8,16,32 --handoff-rounds 50 \
 		--json $(BENCH_DATA)/python-bench.json
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench election --json $(BENCH_DATA)/election.json
 	python3 bench/command_tax.py $(CURDIR)/$(MODULE)

@@ -55,7 +55,7 @@ pub fn run(options: &ChartOptions) -> BenchResult<()> {
         written.push(charts.wait_cdf(contention, python.as_ref())?);
     }
     if let Some(handoff) = rust.get("handoff") {
-        written.push(charts.handoff(handoff)?);
+        written.push(charts.handoff(handoff, python.as_ref())?);
     }
     if !pair_costs.is_empty() {
         written.push(charts.instructions(&pair_costs)?);
@@ -302,15 +302,19 @@ impl Charts {
         self.save("wait-cdf.svg", &svg)
     }
 
-    fn handoff(&self, handoff: &Value) -> BenchResult<PathBuf> {
+    fn handoff(&self, handoff: &Value, python: Option<&Value>) -> BenchResult<PathBuf> {
         let approaches = list(handoff, "approaches")?;
         let ttl = number(handoff, "expiring_ttl_ms")?;
+        let python_handoff = python
+            .and_then(|p| p.get("handoff"))
+            .and_then(Value::as_array)
+            .filter(|entries| !entries.is_empty());
         let mut svg = String::new();
         let body = self.canvas(
             &mut svg,
             "Handoff latency: one holder, one waiter already waiting (ms, log scale)",
             &self.subtitle(
-                false,
+                python_handoff.is_some(),
                 &format!(
                     "On release: from sending the release to the waiter's grant. On expiry: from the {ttl:.0} ms lock's expiry to the grant."
                 ),
@@ -326,6 +330,18 @@ impl Charts {
                 let summary = field(approach, key)?;
                 bars.push(Bar {
                     category: text(approach, "approach")?,
+                    values: vec![number(summary, "p50_ms")?, number(summary, "p99_ms")?],
+                });
+            }
+            for entry in python_handoff.into_iter().flatten() {
+                let summary = field(entry, key)?;
+                let lease = number(entry, "expiry_ttl_ms")?;
+                let mut category = format!("Python: {}", text(entry, "lock")?);
+                if key == "expiry" && lease != ttl {
+                    category = format!("{category} ({lease:.0} ms lease)");
+                }
+                bars.push(Bar {
+                    category,
                     values: vec![number(summary, "p50_ms")?, number(summary, "p99_ms")?],
                 });
             }
@@ -845,7 +861,7 @@ fn horizontal_bars(
     builder
         .margin(16)
         .x_label_area_size(40)
-        .y_label_area_size(label_width.min(WIDTH / 2));
+        .y_label_area_size(label_width.min(area.dim_in_pixel().0 / 2));
     if !caption.is_empty() {
         builder.caption(caption, (FONT, 15));
     }

@@ -18,11 +18,13 @@ import datetime
 import json
 import multiprocessing
 import os
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,22 +42,31 @@ LABELS = {
 }
 # Points of the wait distribution kept for the CDF chart.
 CDF_POINTS = 200
+# The holder's lease in the handoff-on-expiry rounds, in seconds (python-redis-lock: 1 s).
+EXPIRY_TTL_S = 0.05
 # How long the processes may take to start, import and connect.
 START_TIMEOUT_S = 120.0
 
 
-def make_lock(kind: str, client: redis.Redis, name: str) -> Any:
+def make_lock(kind: str, client: redis.Redis, name: str, ttl: float = 10.0) -> Any:
+    """A lock of `kind` on `name` whose lease is `ttl` seconds (python-redis-lock: whole
+    seconds, at least 1)."""
     if kind == "rlock":
         import rlock
 
-        return rlock.Lock(client, name, timeout=10)
+        return rlock.Lock(client, name, timeout=ttl)
     if kind == "redis-py":
-        return client.lock(name, timeout=10)
+        return client.lock(name, timeout=ttl)
     if kind == "redis-py sleep=1ms":
-        return client.lock(name, timeout=10, sleep=0.001)
+        return client.lock(name, timeout=ttl, sleep=0.001)
     import redis_lock
 
-    return redis_lock.Lock(client, name, expire=10)
+    return redis_lock.Lock(client, name, expire=expiry_ttl_s(kind, ttl))
+
+
+def expiry_ttl_s(kind: str, ttl: float) -> int | float:
+    """The lease a lock of `kind` can take: python-redis-lock's is whole seconds, at least 1."""
+    return max(1, round(ttl)) if kind == "python-redis-lock" else ttl
 
 
 def worker(kind: str, socket_path: str, name: str, go: Any, seconds: float, out: Any) -> None:
@@ -106,6 +117,64 @@ def run_with_waits(
         "Jain": jain(grants),
         "min/max grants": f"{min(grants)}/{max(grants)}",  # type: ignore[dict-item]
     }, all_waits
+
+
+def handoffs(kind: str, socket_path: str, rounds: int, on_expiry: bool) -> list[float]:
+    """Handoff latencies in ms, one holder and one waiter (a thread) on one lock.
+
+    On release: the waiter is waiting (20 to 120 ms after it began: any polling phase); from
+    sending the release to the waiter's grant. On expiry: the holder takes an `EXPIRY_TTL_S`
+    lock and never releases it; the waiter begins at a random point of that lease; from the
+    expiry instant (the midpoint of the holder's acquire + the lease) to the grant. Each of
+    python-redis-lock's waiters sleeps in BLPOP for its own lease, so both take 1 s there.
+    """
+    holder_client = redis.Redis(unix_socket_path=socket_path, socket_timeout=None)
+    waiter_client = redis.Redis(unix_socket_path=socket_path, socket_timeout=None)
+    name = f"handoff:{kind}:{'expiry' if on_expiry else 'release'}"
+    ttl = expiry_ttl_s(kind, EXPIRY_TTL_S) if on_expiry else 10.0
+    latencies = []
+    for _ in range(rounds):
+        granted: list[float] = []
+
+        def wait(phase: float, granted: list[float]) -> None:
+            time.sleep(phase)
+            lock = make_lock(kind, waiter_client, name, ttl)
+            lock.acquire()
+            granted.append(time.perf_counter())
+            lock.release()
+
+        holder = make_lock(kind, holder_client, name, ttl)
+        asked = time.perf_counter()
+        holder.acquire()
+        expires = (asked + time.perf_counter()) / 2 + ttl
+        phase = random.uniform(0, ttl * 0.8) if on_expiry else 0.0
+        waiter = threading.Thread(target=wait, args=(phase, granted), daemon=True)
+        waiter.start()
+        if on_expiry:
+            waiter.join(ttl + 30)
+            start = expires
+        else:
+            time.sleep(random.uniform(0.02, 0.12))
+            start = time.perf_counter()
+            holder.release()
+            waiter.join(30)
+        if not granted:
+            sys.exit(f"{kind}: the waiter got no lock within 30 s of the handoff")
+        latencies.append((granted[0] - start) * 1000)
+    holder_client.close()
+    waiter_client.close()
+    return latencies
+
+
+def latency_summary(latencies_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies_ms)
+    rank = min(len(ordered) - 1, int(0.99 * len(ordered)))
+    return {
+        "rounds": len(ordered),
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[rank],
+        "max_ms": ordered[-1],
+    }
 
 
 def quantiles(sorted_values: list[float], points: int) -> list[float]:
@@ -209,6 +278,12 @@ def main() -> None:
     parser.add_argument(
         "--sweep-seconds", type=float, default=1.5, help="per contender and process count"
     )
+    parser.add_argument(
+        "--handoff-rounds",
+        type=int,
+        default=0,
+        help="also measure handoff on release (this many rounds) and on expiry (a fifth)",
+    )
     parser.add_argument("--json", help="write the results there as JSON (waits in ms)")
     options = parser.parse_args()
     counts = [int(n) for n in options.sweep.split(",") if n.strip()]
@@ -218,6 +293,7 @@ def main() -> None:
     rows = []
     cdf = []
     points: list[dict[str, Any]] = []
+    handoff: list[dict[str, Any]] = []
     try:
         for kind in options.only or CONTENDERS:
             print(f"running {kind} ...", file=sys.stderr)
@@ -243,6 +319,18 @@ def main() -> None:
                         "jain": row["Jain"],
                     }
                 )
+        for kind in (options.only or CONTENDERS) if options.handoff_rounds else []:
+            print(f"handoff: {kind} ...", file=sys.stderr)
+            release = handoffs(kind, socket_path, options.handoff_rounds, on_expiry=False)
+            expiry = handoffs(kind, socket_path, max(5, options.handoff_rounds // 5), True)
+            handoff.append(
+                {
+                    "lock": LABELS[kind],
+                    "release_from_request": latency_summary(release),
+                    "expiry": latency_summary(expiry),
+                    "expiry_ttl_ms": expiry_ttl_s(kind, EXPIRY_TTL_S) * 1000,
+                }
+            )
     finally:
         server.terminate()
         server.wait(10)
@@ -258,11 +346,22 @@ def main() -> None:
         for what, key in (("grants/s", "grants_per_s"), ("wait p99 ms", "wait_p99_ms")):
             cells = {point: fmt(float(p[key])) for point, p in by_point.items()}
             print(f"\n{sweep_table(what, counts, cells)}")
+    if handoff:
+        print("\nhandoff (ms): on release from sending the release; on expiry from the expiry")
+        for entry in handoff:
+            release, expiry = entry["release_from_request"], entry["expiry"]
+            print(
+                f"{entry['lock']:<24} release p50 {release['p50_ms']:8.3f}"
+                f" p99 {release['p99_ms']:8.3f}   expiry ({entry['expiry_ttl_ms']:.0f} ms lease)"
+                f" p50 {expiry['p50_ms']:8.3f}"
+                f" p99 {expiry['p99_ms']:8.3f}"
+            )
     if options.json:
         results = {
             "run": describe_run(),
             "critical_section_ms": 1.0,
             "sweep": points,
+            "handoff": handoff,
             "wait_cdf": {"processes": options.processes, "locks": cdf},
         }
         Path(options.json).parent.mkdir(parents=True, exist_ok=True)
