@@ -123,16 +123,23 @@ python-client: build
 rust-client: build
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --release -p rlock-client
 
+# Tables first (what CI reads), then the pictures: every part also leaves its results as JSON in
+# target/bench/, and `rlock-bench charts` draws them as SVGs into bench/charts/ (BENCHMARKS.md
+# embeds them; each names the machine, the server and the date).
+BENCH_DATA := target/bench
 bench: build servers
-	$(CARGO) run --release -p rlock-bench -- --module $(CURDIR)/$(MODULE)
-	python3 bench/pair_cost.py $(CURDIR)/$(MODULE)
+	@mkdir -p $(BENCH_DATA) && rm -f $(BENCH_DATA)/rlock-bench.json $(BENCH_DATA)/python-bench.json $(BENCH_DATA)/pair-cost-*.json
+	$(CARGO) run --release -p rlock-bench -- --module $(CURDIR)/$(MODULE) --json $(BENCH_DATA)/rlock-bench.json
+	python3 bench/pair_cost.py --json $(BENCH_DATA)/pair-cost-1-redis-7.0.json $(CURDIR)/$(MODULE)
 	python3 bench/pair_cost.py --server $$(awk '$$1 == "valkey-9.1" {print $$2}' target/servers/list) \
-		$(CURDIR)/$(MODULE)
-	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench --rounds 3 --json target/bench/python.json
-	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench election --json target/bench/election.json
+		--json $(BENCH_DATA)/pair-cost-2-valkey-9.1.json $(CURDIR)/$(MODULE)
+	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench --rounds 3 --sweep 1,2,4,8,16,32 \
+		--handoff-rounds 50 --json $(BENCH_DATA)/python-bench.json
+	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench election --json $(BENCH_DATA)/election.json
 	python3 bench/command_tax.py $(CURDIR)/$(MODULE)
 	$(CARGO) build --release -p rlock-bench --bin cluster-routing
-	python3 bench/cluster.py --json target/bench/cluster.json $(CURDIR)/$(MODULE)
+	python3 bench/cluster.py --json $(BENCH_DATA)/cluster.json $(CURDIR)/$(MODULE)
+	$(CARGO) run --release -p rlock-bench -- charts --data $(BENCH_DATA) --out bench/charts
 
 # Mutation testing (cargo-mutants; not part of `make test`): each mutant of src/ is built in its
 # own copy of the tree with its own librlock.so and must fail the unit tests, the integration

@@ -4,7 +4,7 @@
 
 usage: bench/pair_cost.py [--server PATH] [--pairs N] [--kinds K,K,...] [--seeds N]
                           [--server-args ARGS] [--check BOUND_FILE --name SERVER_NAME]
-                          [--keep DIR] MODULE.so
+                          [--keep DIR] [--json PATH] MODULE.so
 
 Each kind runs on its own server (redis-server under valgrind --tool=callgrind
 --toggle-collect=processCommand: the lookup, ACL, the command itself and its reply, nothing of
@@ -37,6 +37,7 @@ their ratio, and exit 1 if the ratio exceeds the bound the file gives for NAME (
 import argparse
 import concurrent.futures
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -421,6 +422,31 @@ def server_version(server):
     return " ".join(text.split()[:3])
 
 
+def server_name(server):
+    """"redis-server 7.0.15" from "Redis server v=7.0.15 sha=...", as the charts say it."""
+    words = subprocess.run([server, "--version"], capture_output=True, text=True).stdout.split()
+    product = words[0].lower() if words else "server"
+    version = next((w[2:] for w in words if w.startswith("v=")), "unknown version")
+    return "%s-server %s" % (product, version)
+
+
+def write_json(path, server, pairs, kinds, per_pair, seeds):
+    """Instructions per pair by kind (the floor among them), the server and the date."""
+    results = {
+        "server": server_name(server),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "pairs_per_run": pairs,
+        "seeds": seeds,
+        "pairs": [{"kind": kind, "label": KINDS[kind]["label"], "instructions": per_pair[kind]}
+                  for kind in kinds],
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as out:
+        json.dump(results, out, indent=1)
+        out.write("\n")
+    print("results as JSON: %s" % path)
+
+
 def read_bound(path, name):
     """The ratio the file gives for server `name`, or None."""
     for line in open(path):
@@ -444,6 +470,8 @@ def main():
     parser.add_argument("--server-args", default="", metavar="ARGS",
                         help='more server arguments, e.g. "--save \'3600 1\'" or '
                              '"--appendonly yes" (then the module propagates)')
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write the instructions per pair there, for rlock-bench charts")
     options = parser.parse_args()
     options.module = os.path.abspath(options.module)
     if shutil.which("valgrind") is None:
@@ -483,6 +511,8 @@ def main():
         print("the plain pair per seed: " + "  ".join(
             "%.3fx" % (one["exclusive"] / one["floor"]) for one in by_seed))
     print("(%.0f s)" % (time.time() - started))
+    if options.json:
+        write_json(options.json, options.server, options.pairs, kinds, per_pair, len(by_seed))
     if not seeded:
         print("note: no private mount namespace here (not root?): each run's hash seed is "
               "random, and counts vary by up to a few hundred instructions per pair")

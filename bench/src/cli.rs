@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 pub const USAGE: &str =
     "usage: rlock-bench --module /abs/path/librlock.so [--clients N] [--seconds S] \
-[--quick] [--only contention|cost|memory|scaling]";
+[--quick] [--only contention|cost|memory|scaling] [--json PATH]
+       rlock-bench charts [--data DIR] [--out DIR]   (SVG charts from the JSON results)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
@@ -23,6 +24,8 @@ pub struct Options {
     pub seconds: f64,
     pub quick: bool,
     pub only: Option<Section>,
+    /// Where the results go as JSON, for `rlock-bench charts`.
+    pub json: Option<PathBuf>,
     pub sizes: Sizes,
 }
 
@@ -55,6 +58,18 @@ pub struct Sizes {
     pub scaling_waiters: Vec<usize>,
     /// Acquire/release pairs per scaling measurement.
     pub scaling_pairs: usize,
+    /// Numbers of contending clients in the contention sweep.
+    pub sweep_clients: Vec<usize>,
+    /// Seconds per approach and client count in the sweep.
+    pub sweep_seconds: f64,
+    /// Pairs per point of the other kinds' scaling.
+    pub kind_pairs: usize,
+    /// Other holders beside a SHARED reader or a LIMIT semaphore's last slot.
+    pub kind_counts: Vec<usize>,
+    /// Keys per LOCK.MACQUIRE.
+    pub several_keys: Vec<usize>,
+    /// Clients in LOCK.OBSERVE that a release wakes.
+    pub observer_counts: Vec<usize>,
 }
 
 impl Sizes {
@@ -67,9 +82,15 @@ impl Sizes {
             cost_rounds: 3,
             benchmark_requests: 200_000,
             memory_locks: 1_000_000,
-            scaling_held: vec![1_000, 100_000, 1_000_000],
-            scaling_waiters: vec![1, 100, 10_000],
+            scaling_held: vec![10, 1_000, 10_000, 100_000, 1_000_000],
+            scaling_waiters: vec![1, 10, 100, 1_000, 10_000],
             scaling_pairs: 20_000,
+            sweep_clients: vec![1, 2, 4, 8, 16, 32],
+            sweep_seconds: 1.5,
+            kind_pairs: 5_000,
+            kind_counts: vec![1, 10, 100, 1_000, 9_999],
+            several_keys: vec![1, 10, 100, 1_000],
+            observer_counts: vec![1, 10, 100, 1_000, 10_000],
         }
     }
 
@@ -85,6 +106,12 @@ impl Sizes {
             scaling_held: vec![1_000, 10_000, 100_000],
             scaling_waiters: vec![1, 100, 1_000],
             scaling_pairs: 5_000,
+            sweep_clients: vec![1, 2, 8, 32],
+            sweep_seconds: 0.5,
+            kind_pairs: 1_000,
+            kind_counts: vec![1, 100, 1_000],
+            several_keys: vec![1, 10, 100],
+            observer_counts: vec![1, 100, 1_000],
         }
     }
 }
@@ -95,6 +122,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
     let mut seconds = None;
     let mut quick = false;
     let mut only = None;
+    let mut json = None;
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--module" => module = Some(PathBuf::from(value_of(&flag, args.next())?)),
@@ -102,6 +130,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
             "--seconds" => seconds = Some(number_of(&flag, args.next())?),
             "--quick" => quick = true,
             "--only" => only = Some(section_of(&value_of(&flag, args.next())?)?),
+            "--json" => json = Some(PathBuf::from(value_of(&flag, args.next())?)),
             "-h" | "--help" => return Err("rlock benchmarks".into()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -130,8 +159,31 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         seconds,
         quick,
         only,
+        json,
         sizes,
     })
+}
+
+/// `rlock-bench charts`: where the JSON results are read and the SVGs written.
+#[derive(Clone, Debug)]
+pub struct ChartOptions {
+    pub data: PathBuf,
+    pub out: PathBuf,
+}
+
+pub fn parse_charts(mut args: impl Iterator<Item = String>) -> Result<ChartOptions, String> {
+    let mut options = ChartOptions {
+        data: PathBuf::from("target/bench"),
+        out: PathBuf::from("bench/charts"),
+    };
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--data" => options.data = PathBuf::from(value_of(&flag, args.next())?),
+            "--out" => options.out = PathBuf::from(value_of(&flag, args.next())?),
+            other => return Err(format!("unknown argument to charts: {other:?}")),
+        }
+    }
+    Ok(options)
 }
 
 fn value_of(flag: &str, value: Option<String>) -> Result<String, String> {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::Options;
 use crate::locker::{Approach, Locker};
+use crate::report::{quantiles, Report};
 use crate::scripts;
 use crate::server::RedisServer;
 use crate::stats::{format_ms, format_rate, jain_index, millis, Summary};
@@ -63,7 +64,12 @@ struct RunResult {
     violations: u64,
 }
 
-pub fn run(server: &RedisServer, options: &Options) -> BenchResult<()> {
+/// Points of the wait-time distribution kept for the CDF chart.
+const CDF_POINTS: usize = 200;
+/// PINGs whose median round trip is the physical limit's round trip.
+const PINGS: usize = 1_000;
+
+pub fn run(server: &RedisServer, options: &Options, report: &mut Report) -> BenchResult<()> {
     heading(&format!(
         "Part 1: contention ({} clients, one lock, hold {} ms, pause {} ms, {} s per approach)",
         options.clients,
@@ -74,25 +80,164 @@ pub fn run(server: &RedisServer, options: &Options) -> BenchResult<()> {
     let mut admin = server.connect()?;
     scripts::load_all(&mut admin)?;
     let mut results = Vec::new();
+    let duration = Duration::from_secs_f64(options.seconds);
     for approach in Approach::ALL {
         redis::cmd("DEL").arg(LOCK_KEY).exec(&mut admin)?;
-        results.push(run_approach(server, approach, options)?);
+        results.push(run_approach(server, approach, options.clients, duration)?);
     }
     print_results(&results);
+    let round_trip_ms = ping_round_trip_ms(&mut admin)?;
+    println!("\nPING round trip p50: {} ms", format_ms(round_trip_ms));
+    report.set(
+        "contention",
+        contention_json(&results, options.clients, round_trip_ms),
+    );
+    sweep(server, options, &mut admin, report)
+}
+
+/// The time a client holds the lock, as measured: the mean stay in the critical section, in
+/// milliseconds, over every run.
+fn mean_hold_ms(results: &[RunResult]) -> f64 {
+    let holds: Vec<f64> = results
+        .iter()
+        .flat_map(|r| r.clients.iter())
+        .flat_map(|c| c.sections.iter())
+        .map(|s| millis(s.left - s.entered))
+        .collect();
+    if holds.is_empty() {
+        return millis(HOLD);
+    }
+    holds.iter().sum::<f64>() / holds.len() as f64
+}
+
+/// The median PING round trip on a connection of its own, in milliseconds: with the hold, what
+/// one handoff costs at least (a client-side lock's next holder needs a round trip).
+fn ping_round_trip_ms(connection: &mut redis::Connection) -> BenchResult<f64> {
+    let mut round_trips = Vec::with_capacity(PINGS);
+    for _ in 0..PINGS {
+        let sent = Instant::now();
+        redis::cmd("PING").exec(connection)?;
+        round_trips.push(millis(sent.elapsed()));
+    }
+    Ok(Summary::of(round_trips).p50)
+}
+
+fn contention_json(results: &[RunResult], clients: usize, round_trip_ms: f64) -> serde_json::Value {
+    let approaches: Vec<serde_json::Value> = results
+        .iter()
+        .map(|result| {
+            let waits: Vec<f64> = result
+                .clients
+                .iter()
+                .flat_map(|c| c.waits_ms.iter().copied())
+                .collect();
+            serde_json::json!({
+                "approach": result.approach.label(),
+                "wait_quantiles_ms": quantiles(waits, CDF_POINTS),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "clients": clients,
+        "hold_ms": millis(HOLD),
+        "pause_ms": millis(PAUSE),
+        "measured_hold_ms": mean_hold_ms(results),
+        "round_trip_ms": round_trip_ms,
+        "approaches": approaches,
+    })
+}
+
+/// Every approach at each client count of the sweep, briefly: locks/s and wait p99 against
+/// the number of contending clients.
+fn sweep(
+    server: &RedisServer,
+    options: &Options,
+    admin: &mut redis::Connection,
+    report: &mut Report,
+) -> BenchResult<()> {
+    let counts = &options.sizes.sweep_clients;
+    let duration = Duration::from_secs_f64(options.sizes.sweep_seconds);
+    heading(&format!(
+        "Part 1: contention sweep ({} clients, one lock, hold {} ms, pause {} ms, {} s per point)",
+        counts
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        HOLD.as_millis(),
+        PAUSE.as_millis(),
+        options.sizes.sweep_seconds
+    ));
+    let mut points = Vec::new();
+    let mut rates = Table::new(&sweep_headers("locks/s", counts));
+    let mut p99s = Table::new(&sweep_headers("wait p99 ms", counts));
+    for approach in Approach::ALL {
+        let mut rate_row = vec![approach.label().to_string()];
+        let mut p99_row = vec![approach.label().to_string()];
+        for &clients in counts {
+            redis::cmd("DEL").arg(LOCK_KEY).exec(admin)?;
+            let result = run_approach(server, approach, clients, duration)?;
+            let (rate, waits) = rate_and_waits(&result);
+            if result.violations > 0 {
+                return Err(format!(
+                    "{}: {} mutual-exclusion violations with {clients} clients",
+                    approach.label(),
+                    result.violations
+                )
+                .into());
+            }
+            rate_row.push(format_rate(rate));
+            p99_row.push(format_ms(waits.p99));
+            points.push(serde_json::json!({
+                "approach": approach.label(),
+                "clients": clients,
+                "locks_per_s": rate,
+                "wait_p50_ms": waits.p50,
+                "wait_p99_ms": waits.p99,
+                "measured_hold_ms": mean_hold_ms(std::slice::from_ref(&result)),
+            }));
+        }
+        rates.row(rate_row);
+        p99s.row(p99_row);
+    }
+    rates.print();
+    println!();
+    p99s.print();
+    report.set("contention_sweep", serde_json::Value::Array(points));
     Ok(())
+}
+
+fn sweep_headers(what: &str, counts: &[usize]) -> Vec<String> {
+    let mut headers = vec![format!("{what}, clients:")];
+    headers.extend(counts.iter().map(usize::to_string));
+    headers
+}
+
+/// Locks per second over the run and the summary of every wait (ms).
+fn rate_and_waits(result: &RunResult) -> (f64, Summary) {
+    let total: usize = result.clients.iter().map(|c| c.sections.len()).sum();
+    let waits: Vec<f64> = result
+        .clients
+        .iter()
+        .flat_map(|c| c.waits_ms.iter().copied())
+        .collect();
+    (
+        total as f64 / result.elapsed.as_secs_f64(),
+        Summary::of(waits),
+    )
 }
 
 fn run_approach(
     server: &RedisServer,
     approach: Approach,
-    options: &Options,
+    clients: usize,
+    duration: Duration,
 ) -> BenchResult<RunResult> {
-    let lockers = (0..options.clients)
+    let lockers = (0..clients)
         .map(|_| approach.connect(server, LOCK_KEY))
         .collect::<BenchResult<Vec<_>>>()?;
     let occupancy = Arc::new(Occupancy::default());
-    let start_line = Arc::new(Barrier::new(options.clients + 1));
-    let duration = Duration::from_secs_f64(options.seconds);
+    let start_line = Arc::new(Barrier::new(clients + 1));
     let workers: Vec<_> = lockers
         .into_iter()
         .map(|locker| {

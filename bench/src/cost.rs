@@ -5,6 +5,7 @@ use redis::Value;
 
 use crate::cli::Options;
 use crate::commandstats::{totals_of, CallTotals};
+use crate::report::Report;
 use crate::scripts;
 use crate::server::RedisServer;
 use crate::stats::{format_ratio, format_us};
@@ -128,7 +129,7 @@ impl CallCost {
     }
 }
 
-pub fn run(server: &RedisServer, options: &Options) -> BenchResult<()> {
+pub fn run(server: &RedisServer, options: &Options, report: &mut Report) -> BenchResult<()> {
     let sizes = &options.sizes;
     heading(&format!(
         "Part 2: server CPU per call (INFO commandstats usec/calls; {} lock/unlock pairs on distinct keys, \
@@ -153,6 +154,18 @@ pub fn run(server: &RedisServer, options: &Options) -> BenchResult<()> {
         ));
     }
     print_costs(&costs);
+    let variants: Vec<serde_json::Value> = costs
+        .iter()
+        .map(|(variant, cost)| {
+            serde_json::json!({
+                "variant": variant.label(),
+                "acquire_us": cost.acquire_us,
+                "release_us": cost.release_us,
+                "pair_us": cost.pair_us(),
+            })
+        })
+        .collect();
+    report.set("server_cpu", serde_json::Value::Array(variants));
     Ok(())
 }
 

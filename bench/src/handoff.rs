@@ -13,6 +13,7 @@ use crate::cli::Options;
 use crate::contention::LOCK_KEY;
 use crate::locker::{Approach, Locker};
 use crate::polling_client::POLL_INTERVAL;
+use crate::report::Report;
 use crate::rlock_client::queued_waiters;
 use crate::scripts;
 use crate::server::{RedisServer, READ_TIMEOUT};
@@ -27,18 +28,48 @@ const EXPIRING_TTL: Duration = Duration::from_millis(50);
 /// How long a waiter may take to be seen waiting.
 const WAITING_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(server: &RedisServer, options: &Options) -> BenchResult<()> {
+pub fn run(server: &RedisServer, options: &Options, report: &mut Report) -> BenchResult<()> {
     let mut admin = server.connect()?;
     scripts::load_all(&mut admin)?;
-    release_handoffs(server, options, &mut admin)?;
-    expiry_handoffs(server, options, &mut admin)
+    let on_release = release_handoffs(server, options, &mut admin)?;
+    let on_expiry = expiry_handoffs(server, options, &mut admin)?;
+    let approaches: Vec<serde_json::Value> = Approach::ALL
+        .iter()
+        .zip(on_release.iter().zip(&on_expiry))
+        .map(|(approach, ((release, from_request), expiry))| {
+            serde_json::json!({
+                "approach": approach.label(),
+                "release": summary_json(release),
+                "release_from_request": summary_json(from_request),
+                "expiry": summary_json(expiry),
+            })
+        })
+        .collect();
+    report.set(
+        "handoff",
+        serde_json::json!({
+            "expiring_ttl_ms": EXPIRING_TTL.as_millis() as u64,
+            "approaches": approaches,
+        }),
+    );
+    Ok(())
+}
+
+/// A latency summary in milliseconds.
+fn summary_json(summary: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "rounds": summary.count,
+        "p50_ms": summary.p50,
+        "p99_ms": summary.p99,
+        "max_ms": summary.max,
+    })
 }
 
 fn release_handoffs(
     server: &RedisServer,
     options: &Options,
     admin: &mut redis::Connection,
-) -> BenchResult<()> {
+) -> BenchResult<Vec<(Summary, Summary)>> {
     heading("Part 1: handoff on release (one holder, one waiter already waiting; release reply -> waiter's acquire reply)");
     let mut table = Table::new(&[
         "approach",
@@ -49,6 +80,7 @@ fn release_handoffs(
         "from release request: p50 ms",
         "p99 ms",
     ]);
+    let mut summaries = Vec::new();
     for approach in Approach::ALL {
         redis::cmd("DEL").arg(LOCK_KEY).exec(admin)?;
         let samples = measure(
@@ -63,28 +95,31 @@ fn release_handoffs(
                 .filter_map(|s| s.from_release_request)
                 .collect(),
         );
-        let mut row = latency_row(approach, &samples);
+        let latency = latency_summary(&samples);
+        let mut row = latency_row(approach, &latency);
         row.extend([format_ms(from_request.p50), format_ms(from_request.p99)]);
         table.row(row);
+        summaries.push((latency, from_request));
     }
     table.print();
     println!(
         "\nA negative figure means the waiter's reply arrived before the releaser's: the server hands the \
          lock over while it runs the release. \"from release request\" starts when the release is sent."
     );
-    Ok(())
+    Ok(summaries)
 }
 
 fn expiry_handoffs(
     server: &RedisServer,
     options: &Options,
     admin: &mut redis::Connection,
-) -> BenchResult<()> {
+) -> BenchResult<Vec<Summary>> {
     heading(&format!(
         "Part 1: handoff on expiry (holder takes a {} ms lock and never releases; expiry instant -> waiter's acquire reply)",
         EXPIRING_TTL.as_millis()
     ));
     let mut table = Table::new(&["approach", "rounds", "p50 ms", "p99 ms", "max ms"]);
+    let mut summaries = Vec::new();
     for approach in Approach::ALL {
         redis::cmd("DEL").arg(LOCK_KEY).exec(admin)?;
         let samples = measure(
@@ -93,7 +128,9 @@ fn expiry_handoffs(
             options.sizes.expiry_rounds,
             Scenario::Expiry,
         )?;
-        table.row(latency_row(approach, &samples));
+        let latency = latency_summary(&samples);
+        table.row(latency_row(approach, &latency));
+        summaries.push(latency);
     }
     table.print();
     println!(
@@ -102,7 +139,7 @@ fn expiry_handoffs(
          (no unlock message is published on expiry).",
         EXPIRING_TTL.as_millis()
     );
-    Ok(())
+    Ok(summaries)
 }
 
 /// One handoff, in milliseconds.
@@ -127,8 +164,11 @@ fn rounds_for(approach: Approach, options: &Options) -> usize {
     }
 }
 
-fn latency_row(approach: Approach, samples: &[Sample]) -> Vec<String> {
-    let summary = Summary::of(samples.iter().map(|s| s.latency).collect());
+fn latency_summary(samples: &[Sample]) -> Summary {
+    Summary::of(samples.iter().map(|s| s.latency).collect())
+}
+
+fn latency_row(approach: Approach, summary: &Summary) -> Vec<String> {
     vec![
         approach.label().to_string(),
         summary.count.to_string(),

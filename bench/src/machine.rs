@@ -11,10 +11,9 @@ pub fn print_header(
     server: &RedisServer,
     descriptor_limit: u64,
 ) -> BenchResult<()> {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("# rlock benchmarks");
     println!();
-    println!("machine:      {cpus} CPUs (nproc), {}", cpu_model());
+    println!("machine:      {}", machine());
     println!(
         "kernel:       Linux {}",
         read_trimmed("/proc/sys/kernel/osrelease")
@@ -35,6 +34,22 @@ pub fn print_header(
         "note:         client threads and redis-server share the same CPUs; figures are noisy"
     );
     Ok(())
+}
+
+/// "2 CPUs (nproc), Intel(R) Xeon(R) ...": what the figures were measured on.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpus} CPUs (nproc), {}", cpu_model())
+}
+
+/// The machine, server and date of this run, for the JSON results (and so the charts).
+pub fn describe() -> BenchResult<serde_json::Value> {
+    Ok(serde_json::json!({
+        "machine": machine(),
+        "kernel": format!("Linux {}", read_trimmed("/proc/sys/kernel/osrelease")),
+        "server": format!("redis-server {}", redis_version()?),
+        "date": crate::report::today(),
+    }))
 }
 
 fn cpu_model() -> String {

@@ -3,6 +3,7 @@
 
 use crate::cli::Options;
 use crate::commandstats::info_number;
+use crate::report::Report;
 use crate::server::RedisServer;
 use crate::stats::format_ratio;
 use crate::table::{heading, Table};
@@ -25,7 +26,7 @@ impl Layout {
     fn label(self) -> &'static str {
         match self {
             Layout::Rlock => "rlock (LOCK.ACQUIRE)",
-            Layout::SetNx => "SET NX PX (string value)",
+            Layout::SetNx => "SET NX PX string (also redis-py Lock, python-redis-lock)",
             Layout::RedissonHash => "Redisson (HSET owner 1 + PEXPIRE)",
         }
     }
@@ -63,7 +64,7 @@ struct Footprint {
 }
 
 /// Each layout on a fresh server of its own, so that RSS is not memory freed by the last one.
-pub fn run(options: &Options) -> BenchResult<()> {
+pub fn run(options: &Options, report: &mut Report) -> BenchResult<()> {
     let locks = options.sizes.memory_locks;
     heading(&format!(
         "Part 2: memory per held lock ({locks} locks lock:<i>, owner = 36-char uuid + \":1\", ttl {TTL_MS} ms; \
@@ -77,6 +78,21 @@ pub fn run(options: &Options) -> BenchResult<()> {
         footprints.push(measure(&mut connection, layout, locks, &owner)?);
     }
     print_footprints(&footprints, locks);
+    let layouts: Vec<serde_json::Value> = footprints
+        .iter()
+        .map(|footprint| {
+            serde_json::json!({
+                "layout": footprint.layout.label(),
+                "unsafe_floor": footprint.layout == Layout::SetNx,
+                "bytes_per_lock": footprint.used_memory as f64 / locks as f64,
+                "rss_bytes_per_lock": footprint.rss as f64 / locks as f64,
+            })
+        })
+        .collect();
+    report.set(
+        "memory",
+        serde_json::json!({ "locks": locks, "layouts": layouts }),
+    );
     Ok(())
 }
 

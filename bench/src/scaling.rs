@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::cli::Options;
 use crate::cost::{self, CallCost, Variant};
 use crate::memory::hold_rlocks;
+use crate::report::Report;
 use crate::rlock_client::queued_waiters;
 use crate::server::RedisServer;
 use crate::stats::format_us;
@@ -21,7 +22,12 @@ const DESCRIPTOR_RESERVE: u64 = 100;
 /// How long the server may take to queue (or drop) all waiters.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn run(server: &RedisServer, options: &Options, descriptor_limit: u64) -> BenchResult<()> {
+pub fn run(
+    server: &RedisServer,
+    options: &Options,
+    descriptor_limit: u64,
+    report: &mut Report,
+) -> BenchResult<()> {
     let sizes = &options.sizes;
     heading(&format!(
         "Part 2: scaling (server usec per LOCK.ACQUIRE / LOCK.RELEASE over {} pairs on fresh keys, best of {ROUNDS})",
@@ -37,25 +43,33 @@ pub fn run(server: &RedisServer, options: &Options, descriptor_limit: u64) -> Be
         "reference: SET NX PX + DEL pair us",
     ]);
     let pairs = sizes.scaling_pairs;
-    table.row(cost_row(
-        "nothing else held".to_string(),
-        probe(&mut connection, pairs, "baseline")?,
-    ));
+    let baseline = probe(&mut connection, pairs, "baseline")?;
+    table.row(cost_row("nothing else held".to_string(), baseline));
+    let mut held_points = vec![cost_json("other_locks_held", 0, baseline)];
     let mut held = 0;
     for &target in &sizes.scaling_held {
         hold_rlocks(&mut connection, "held", held..target)?;
         held = target;
         let costs = probe(&mut connection, pairs, &format!("held{target}"))?;
         table.row(cost_row(format!("{target} other locks held"), costs));
+        held_points.push(cost_json("other_locks_held", target, costs));
     }
     redis::cmd("FLUSHALL").exec(&mut connection)?;
-    let notes = measure_with_waiters(
+    let (notes, waiter_points) = measure_with_waiters(
         server,
         &mut connection,
         options,
         descriptor_limit,
         &mut table,
     )?;
+    report.set(
+        "scaling",
+        serde_json::json!({
+            "pairs": pairs,
+            "held": held_points,
+            "waiters": waiter_points,
+        }),
+    );
     redis::cmd("FLUSHALL").exec(&mut connection)?;
     table.print();
     println!(
@@ -91,6 +105,17 @@ fn probe(
     Ok((rlock, floor))
 }
 
+/// One scaling point: `what` = `count`, server µs per call of rlock and of the floor.
+fn cost_json(what: &str, count: usize, (rlock, floor): (CallCost, CallCost)) -> serde_json::Value {
+    serde_json::json!({
+        what: count,
+        "rlock_acquire_us": rlock.acquire_us,
+        "rlock_release_us": rlock.release_us,
+        "rlock_pair_us": rlock.pair_us(),
+        "floor_pair_us": floor.pair_us(),
+    })
+}
+
 fn cost_row(condition: String, (rlock, floor): (CallCost, CallCost)) -> Vec<String> {
     vec![
         condition,
@@ -101,14 +126,15 @@ fn cost_row(condition: String, (rlock, floor): (CallCost, CallCost)) -> Vec<Stri
     ]
 }
 
-/// Adds a row per waiter count; returns notes (e.g. a count reduced to what the limits allow).
+/// Adds a row per waiter count; returns notes (e.g. a count reduced to what the limits allow)
+/// and the points as JSON.
 fn measure_with_waiters(
     server: &RedisServer,
     connection: &mut redis::Connection,
     options: &Options,
     descriptor_limit: u64,
     table: &mut Table,
-) -> BenchResult<Vec<String>> {
+) -> BenchResult<(Vec<String>, Vec<serde_json::Value>)> {
     let token: Option<i64> = redis::cmd("LOCK.ACQUIRE")
         .arg(HOT_KEY)
         .arg("holder")
@@ -119,6 +145,7 @@ fn measure_with_waiters(
     }
     let capacity = waiter_capacity(connection, descriptor_limit)?;
     let mut notes = Vec::new();
+    let mut points = Vec::new();
     let mut waiters: Vec<TcpStream> = Vec::new();
     for &wanted in &options.sizes.scaling_waiters {
         let count = wanted.min(capacity);
@@ -136,6 +163,7 @@ fn measure_with_waiters(
             options.sizes.scaling_pairs,
             &format!("waiters{count}"),
         )?;
+        points.push(cost_json("waiters_queued", count, costs));
         let waiters = if count == 1 { "waiter" } else { "waiters" };
         table.row(cost_row(
             format!("{count} {waiters} queued on one other key"),
@@ -144,11 +172,11 @@ fn measure_with_waiters(
     }
     drop(waiters);
     wait_for_queue(connection, 0).map_err(|e| format!("after the waiters disconnected: {e}"))?;
-    Ok(notes)
+    Ok((notes, points))
 }
 
 /// How many blocked connections this process and the server can hold.
-fn waiter_capacity(
+pub fn waiter_capacity(
     connection: &mut redis::Connection,
     descriptor_limit: u64,
 ) -> BenchResult<usize> {
@@ -185,7 +213,8 @@ fn queue_waiter(port: u16, index: usize) -> BenchResult<TcpStream> {
     Ok(stream)
 }
 
-fn encode_command(arguments: &[&str]) -> Vec<u8> {
+/// A command in RESP, for raw connections that never read their replies.
+pub fn encode_command(arguments: &[&str]) -> Vec<u8> {
     let mut bytes = format!("*{}\r\n", arguments.len()).into_bytes();
     for argument in arguments {
         bytes.extend_from_slice(format!("${}\r\n{argument}\r\n", argument.len()).as_bytes());
