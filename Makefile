@@ -64,6 +64,7 @@ pair-cost: build servers
 # cargo-nextest: each test in its own process, two at a time across every test file, so no file
 # waits for its slowest test (about 50 s a server instead of 80 with `cargo test`).
 integration: build servers
+	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
 	$(CARGO) build --release -p rlock-test-othertype
 	@set -e; while read -r name server; do \
 		echo "=== integration tests on $$name ($$($$server --version | cut -d' ' -f1-3))"; \
