@@ -59,8 +59,15 @@ fn child_process_holding_a_server() {
 
 #[test]
 fn servers_die_with_a_killed_test_process_and_its_temp_dirs_are_removed_later() {
+    // The child's temp dirs go under a root of this test's own: test processes running beside
+    // this one (cargo-nextest) sweep the system's temp dir, and would remove the killed child's
+    // dir before this test looks. Named after this process, so a later one sweeps it if this
+    // one is killed.
+    let root = std::env::temp_dir().join(format!("rlock-test-{}-h", std::process::id()));
+    std::fs::create_dir_all(&root).expect("the child's temp root");
     let mut command = Command::new(std::env::current_exe().expect("the test binary"));
     command
+        .env("TMPDIR", &root)
         .args([
             "--exact",
             "child_process_holding_a_server",
@@ -104,10 +111,11 @@ fn servers_die_with_a_killed_test_process_and_its_temp_dirs_are_removed_later() 
         dir.is_dir(),
         "nothing could remove the dir of a killed process"
     );
-    remove_stale_temp_dirs();
+    remove_stale_temp_dirs_in(&root);
     assert!(
         !dir.exists(),
         "the stale temp dir {} is removed",
         dir.display()
     );
+    let _ = std::fs::remove_dir_all(&root);
 }

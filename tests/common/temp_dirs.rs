@@ -2,7 +2,7 @@
 //! that was killed before its guards could clean up are removed by the next one.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
@@ -15,7 +15,12 @@ const TEMP_PREFIX: &str = "rlock-test-";
 /// Removes the temp dirs of test processes that are gone (killed before their guards could
 /// clean up). A dir is named after its process: a running process' dirs are never touched.
 pub fn remove_stale_temp_dirs() {
-    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+    remove_stale_temp_dirs_in(&std::env::temp_dir());
+}
+
+/// As `remove_stale_temp_dirs`, in `root` instead of the system's temp dir.
+pub fn remove_stale_temp_dirs_in(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
         return;
     };
     for entry in entries.flatten() {
