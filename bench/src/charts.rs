@@ -866,7 +866,6 @@ fn horizontal_bars(
         builder.caption(caption, (FONT, 15));
     }
     let band = 0.8 / series.len().max(1) as f64;
-    let row_of = |index: usize| rows - 1.0 - index as f64;
     let format_category = |y: &f64| {
         let index = (rows - 1.0 - y.round()) as usize;
         if (y - y.round()).abs() < 1e-6 {
@@ -875,86 +874,26 @@ fn horizontal_bars(
             String::new()
         }
     };
+    let layout = BarLayout {
+        bars,
+        series,
+        rows,
+        band,
+    };
     match scale {
         BarScale::Log => {
             let low_high = log_range(values.clone());
             let low = low_high.start;
             let mut chart = builder.build_cartesian_2d(low_high.log_scale(), y_range)?;
-            chart
-                .configure_mesh()
-                .light_line_style(RGBColor(238, 238, 238))
-                .disable_y_mesh()
-                .y_labels(bars.len() + 1)
-                .y_label_formatter(&format_category)
-                .x_label_formatter(&|x| short_number(*x))
-                .x_desc(unit)
-                .draw()?;
-            for (s, name) in series.iter().enumerate() {
-                let colour = series_colour(s);
-                let rects = bars.iter().enumerate().map(|(i, bar)| {
-                    let top = row_of(i) + 0.4 - band * s as f64;
-                    let value = bar.values.get(s).copied().unwrap_or(low).max(low);
-                    Rectangle::new([(low, top), (value, top - band)], colour.filled())
-                });
-                chart
-                    .draw_series(rects)?
-                    .label(name.to_string())
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
-                    });
-                chart.draw_series(bars.iter().enumerate().map(|(i, bar)| {
-                    let value = bar.values.get(s).copied().unwrap_or(low).max(low);
-                    let middle = row_of(i) + 0.4 - band * (s as f64 + 0.5);
-                    Text::new(
-                        format!(" {}", value_text(value)),
-                        (value, middle),
-                        (FONT, 11)
-                            .into_font()
-                            .color(&BLACK)
-                            .pos(Pos::new(HPos::Left, VPos::Center)),
-                    )
-                }))?;
-            }
+            bar_mesh(&mut chart, bars.len(), &format_category, unit)?;
+            layout.draw(&mut chart, low)?;
             bar_legend(&mut chart)?;
         }
         BarScale::Linear => {
             let top = values.fold(0.0, f64::max) * 1.3;
             let mut chart = builder.build_cartesian_2d(0f64..top.max(1.0), y_range)?;
-            chart
-                .configure_mesh()
-                .light_line_style(RGBColor(238, 238, 238))
-                .disable_y_mesh()
-                .y_labels(bars.len() + 1)
-                .y_label_formatter(&format_category)
-                .x_label_formatter(&|x| short_number(*x))
-                .x_desc(unit)
-                .draw()?;
-            for (s, name) in series.iter().enumerate() {
-                let colour = series_colour(s);
-                let rects = bars.iter().enumerate().map(|(i, bar)| {
-                    let top = row_of(i) + 0.4 - band * s as f64;
-                    let value = bar.values.get(s).copied().unwrap_or(0.0);
-                    Rectangle::new([(0.0, top), (value, top - band)], colour.filled())
-                });
-                chart
-                    .draw_series(rects)?
-                    .label(name.to_string())
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
-                    });
-                chart.draw_series(bars.iter().enumerate().map(|(i, bar)| {
-                    let value = bar.values.get(s).copied().unwrap_or(0.0);
-                    let middle = row_of(i) + 0.4 - band * (s as f64 + 0.5);
-                    Text::new(
-                        format!(" {}", value_text(value)),
-                        (value, middle),
-                        (FONT, 11)
-                            .into_font()
-                            .color(&BLACK)
-                            .pos(Pos::new(HPos::Left, VPos::Center)),
-                    )
-                }))?;
-            }
+            bar_mesh(&mut chart, bars.len(), &format_category, unit)?;
+            layout.draw(&mut chart, 0.0)?;
             if let Some((marker_name, floors)) = marker {
                 for (s, &floor) in floors.iter().enumerate() {
                     let RGBColor(r, g, b) = series_colour(s);
@@ -973,6 +912,85 @@ fn horizontal_bars(
             bar_legend(&mut chart)?;
         }
     }
+    Ok(())
+}
+
+/// A bar chart's rows as drawn: one row per bar (the first at the top), `band` of a row per
+/// series.
+struct BarLayout<'s> {
+    bars: &'s [Bar],
+    series: &'s [&'s str],
+    rows: f64,
+    band: f64,
+}
+
+impl BarLayout<'_> {
+    fn row_of(&self, index: usize) -> f64 {
+        self.rows - 1.0 - index as f64
+    }
+
+    /// Every series' bars from `base` (the axis' low end) with their values printed at the
+    /// end, on a linear or a log axis alike.
+    fn draw<'a, 'b: 'a, X>(
+        &self,
+        chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, RangedCoordf64>>,
+        base: f64,
+    ) -> BenchResult<()>
+    where
+        X: Ranged<ValueType = f64>,
+    {
+        for (s, name) in self.series.iter().enumerate() {
+            let colour = series_colour(s);
+            let value_of = |bar: &Bar| bar.values.get(s).copied().unwrap_or(base).max(base);
+            let rects = self.bars.iter().enumerate().map(|(i, bar)| {
+                let top = self.row_of(i) + 0.4 - self.band * s as f64;
+                Rectangle::new(
+                    [(base, top), (value_of(bar), top - self.band)],
+                    colour.filled(),
+                )
+            });
+            chart
+                .draw_series(rects)?
+                .label(name.to_string())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
+                });
+            chart.draw_series(self.bars.iter().enumerate().map(|(i, bar)| {
+                let value = value_of(bar);
+                let middle = self.row_of(i) + 0.4 - self.band * (s as f64 + 0.5);
+                Text::new(
+                    format!(" {}", value_text(value)),
+                    (value, middle),
+                    (FONT, 11)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                )
+            }))?;
+        }
+        Ok(())
+    }
+}
+
+/// The mesh of a bar chart: categories on the y axis, no horizontal lines.
+fn bar_mesh<'a, 'b: 'a, X>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, RangedCoordf64>>,
+    bars: usize,
+    format_category: &dyn Fn(&f64) -> String,
+    unit: &str,
+) -> BenchResult<()>
+where
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .light_line_style(RGBColor(238, 238, 238))
+        .disable_y_mesh()
+        .y_labels(bars + 1)
+        .y_label_formatter(format_category)
+        .x_label_formatter(&|x| short_number(*x))
+        .x_desc(unit)
+        .draw()?;
     Ok(())
 }
 
