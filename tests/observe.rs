@@ -160,6 +160,21 @@ fn a_shared_holder_expiring_beside_others_is_logged_once_when_the_key_is_next_re
         "late release",
     );
     assert_eq!(log(&mut con).len(), 1, "the late release adds nothing");
+    // The same owner's next hold is another hold: its expiry is logged too.
+    let again = server_ms(&mut con);
+    let second = int(
+        call!(&mut con, "LOCK.ACQUIRE", "docs:1", "reader-1", 50, "SHARED"),
+        "reader-1 again",
+    );
+    wait_past(&mut con, again + 60);
+    let _ = holds(&mut con, "docs:1");
+    let entries = log(&mut con);
+    let tokens: Vec<i64> = entries
+        .iter()
+        .filter(|e| field_text(e, "owner") == "reader-1")
+        .map(|e| field_int(e, "token"))
+        .collect();
+    assert_eq!(tokens, [second, short], "newest first, one entry per hold");
 }
 
 #[test]

@@ -290,6 +290,35 @@ fn deleting_one_key_hands_all_keys_to_the_waiter_when_all_are_free() {
 }
 
 #[test]
+fn a_cycle_back_through_an_owners_queued_several_key_wait_is_refused() {
+    // X holds nothing but waits (several keys) on a and b; Q queues on b behind X. X's new
+    // wait on d, held by Q, closes X -> Q -> X: X is in Q's way through its queued wait.
+    let server = Server::start();
+    let mut con = server.conn();
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "a", "Y", 60000), "Y");
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "d", "Q", 60000), "Q");
+    let x = Blocked::start(
+        &server,
+        &["LOCK.MACQUIRE", "2", "a", "b", "X", "60000", "WAIT", "0"],
+        0,
+    );
+    let q = Blocked::start(
+        &server,
+        &["LOCK.ACQUIRE", "b", "Q", "60000", "WAIT", "0"],
+        1,
+    );
+    let text = error(
+        call!(&mut con, "LOCK.ACQUIRE", "d", "X", 60000, "WAIT", 0),
+        "deadlock",
+    );
+    assert_eq!(
+        text,
+        "DEADLOCK 'd' is held by 'Q', which waits for 'b', where 'X' is queued ahead"
+    );
+    assert!(!x.has_replied() && !q.has_replied(), "the others wait on");
+}
+
+#[test]
 fn a_wait_that_closes_a_cycle_is_refused_naming_it() {
     let server = Server::start();
     let mut con = server.conn();
