@@ -319,6 +319,34 @@ fn a_cycle_back_through_an_owners_queued_several_key_wait_is_refused() {
 }
 
 #[test]
+fn a_waiter_that_fits_beside_the_holders_is_not_blocked_by_them() {
+    // H reads k. M wants k shared too (it fits) but waits for k2, held by Z; R, a reader of k
+    // queued behind M, fits beside H as well: only M is in R's way, not H. So H's wait on j,
+    // held by R, closes no cycle (R -> M -> Z, who waits for nothing) and must be let wait.
+    let server = Server::start();
+    let mut con = server.conn();
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k", "H", 60000, "SHARED"), "H");
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k2", "Z", 60000), "Z");
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "j", "R", 60000), "R");
+    let _m = Blocked::start(
+        &server,
+        &["LOCK.MACQUIRE", "2", "k2", "k", "M", "60000", "SHARED", "WAIT", "0"],
+        0,
+    );
+    let _r = Blocked::start(
+        &server,
+        &["LOCK.ACQUIRE", "k", "R", "60000", "SHARED", "WAIT", "0"],
+        1,
+    );
+    let h = Blocked::start(
+        &server,
+        &["LOCK.ACQUIRE", "j", "H", "60000", "WAIT", "0"],
+        2,
+    );
+    assert!(!h.has_replied(), "H waits: no DEADLOCK");
+}
+
+#[test]
 fn a_wait_that_closes_a_cycle_is_refused_naming_it() {
     let server = Server::start();
     let mut con = server.conn();
