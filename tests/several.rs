@@ -325,12 +325,25 @@ fn a_waiter_that_fits_beside_the_holders_is_not_blocked_by_them() {
     // held by R, closes no cycle (R -> M -> Z, who waits for nothing) and must be let wait.
     let server = Server::start();
     let mut con = server.conn();
-    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k", "H", 60000, "SHARED"), "H");
+    let _ = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "H", 60000, "SHARED"),
+        "H",
+    );
     let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k2", "Z", 60000), "Z");
     let _ = int(call!(&mut con, "LOCK.ACQUIRE", "j", "R", 60000), "R");
     let _m = Blocked::start(
         &server,
-        &["LOCK.MACQUIRE", "2", "k2", "k", "M", "60000", "SHARED", "WAIT", "0"],
+        &[
+            "LOCK.MACQUIRE",
+            "2",
+            "k2",
+            "k",
+            "M",
+            "60000",
+            "SHARED",
+            "WAIT",
+            "0",
+        ],
         0,
     );
     let _r = Blocked::start(
@@ -344,6 +357,29 @@ fn a_waiter_that_fits_beside_the_holders_is_not_blocked_by_them() {
         2,
     );
     assert!(!h.has_replied(), "H waits: no DEADLOCK");
+}
+
+#[test]
+fn a_wait_behind_a_queued_waiter_that_waits_for_the_asker_is_refused() {
+    // k is free, but W waits on it (several keys: k and k2, held by N). N's wait on k would
+    // queue behind W, who waits for N: refused, though nobody holds k.
+    let server = Server::start();
+    let mut con = server.conn();
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k2", "N", 60000), "N");
+    let w = Blocked::start(
+        &server,
+        &["LOCK.MACQUIRE", "2", "k", "k2", "W", "60000", "WAIT", "0"],
+        0,
+    );
+    let text = error(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "N", 60000, "WAIT", 0),
+        "deadlock",
+    );
+    assert_eq!(
+        text,
+        "DEADLOCK 'k' has 'W' queued ahead, which waits for 'k2', held by 'N'"
+    );
+    assert!(!w.has_replied(), "W waits on");
 }
 
 #[test]
