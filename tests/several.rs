@@ -361,15 +361,22 @@ fn a_waiter_that_fits_beside_the_holders_is_not_blocked_by_them() {
 
 #[test]
 fn a_wait_behind_a_queued_waiter_that_waits_for_the_asker_is_refused() {
-    // k is free, but W waits on it (several keys: k and k2, held by N). N's wait on k would
-    // queue behind W, who waits for N: refused, though nobody holds k.
+    // k is free, but V and then W wait on it (several keys: V for k3, held by U, who waits for
+    // nothing; W for k2, held by N). N's wait on k would queue behind W, who waits for N:
+    // refused, though nobody holds k and the first in line leads nowhere.
     let server = Server::start();
     let mut con = server.conn();
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k3", "U", 60000), "U");
     let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k2", "N", 60000), "N");
+    let v = Blocked::start(
+        &server,
+        &["LOCK.MACQUIRE", "2", "k", "k3", "V", "60000", "WAIT", "0"],
+        0,
+    );
     let w = Blocked::start(
         &server,
         &["LOCK.MACQUIRE", "2", "k", "k2", "W", "60000", "WAIT", "0"],
-        0,
+        1,
     );
     let text = error(
         call!(&mut con, "LOCK.ACQUIRE", "k", "N", 60000, "WAIT", 0),
@@ -379,7 +386,7 @@ fn a_wait_behind_a_queued_waiter_that_waits_for_the_asker_is_refused() {
         text,
         "DEADLOCK 'k' has 'W' queued ahead, which waits for 'k2', held by 'N'"
     );
-    assert!(!w.has_replied(), "W waits on");
+    assert!(!v.has_replied() && !w.has_replied(), "V and W wait on");
 }
 
 #[test]
