@@ -4,7 +4,7 @@ use redis_module::raw::{self, RedisModuleKey, RedisModuleString};
 
 use crate::core::error::LockError;
 use crate::core::state::epoch::Snapshot;
-use crate::core::state::holds::{Holder, Holds};
+use crate::core::state::holds::Holds;
 use crate::core::state::lock::Lock;
 use crate::core::state::plain::Held;
 use crate::core::stored::encoding::{decode_holds, encode_holds};
@@ -174,13 +174,14 @@ impl LockKey {
             }
         };
         let now = crate::glue::server::context::now();
-        let expired = |h: &Holder| h.expires_at.is_some_and(|at| at <= now);
-        if holds.holders.iter().any(expired) {
-            // A holder of a key others still hold expires alone, with no key event: logged
-            // when a command first finds it so (once per hold: the log dedupes).
-            let name = self.name_bytes();
-            crate::glue::effects::monitor::expiring(self.ctx.selected_db(), &name, &holds, now);
-        }
+        // A holder of a key others still hold expires alone, with no key event: logged when a
+        // command first finds it so (once per hold: the log dedupes).
+        crate::glue::effects::monitor::expiring(
+            self.ctx.selected_db(),
+            || self.name_bytes(),
+            &holds,
+            now,
+        );
         crate::glue::effects::monitor::sessions_closed(
             self.ctx.selected_db(),
             || self.name_bytes(),

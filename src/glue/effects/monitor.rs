@@ -309,14 +309,16 @@ pub fn wait_ended(
     });
 }
 
-/// Holders of `holds` whose expiry has come at `now`, about to be dropped by a check.
-pub fn expiring(db: i32, key: &[u8], holds: &Holds, now: Millis) {
+/// Holders of `holds` whose expiry has come at `now`, about to be dropped by a check. `key`
+/// gives the key's name, asked for only when one has expired (as `sessions_closed`).
+pub fn expiring(db: i32, key: impl FnOnce() -> Vec<u8>, holds: &Holds, now: Millis) {
     if holds
         .holders
         .iter()
         .any(|h| h.expires_at.is_some_and(|at| at <= now))
     {
-        with(|state| state.lose_all(db, key, holds, Reason::Expired, now, now));
+        let key = key();
+        with(|state| state.lose_all(db, &key, holds, Reason::Expired, now, now));
     }
 }
 

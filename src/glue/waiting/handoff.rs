@@ -239,7 +239,7 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
             wake_all_with_nil(ctx, key.db, &key.name);
         }
         Ok(Some(mut holds)) => {
-            monitor::expiring(db, bytes, &holds, now);
+            monitor::expiring(db, || bytes.to_vec(), &holds, now);
             let expired = holds.expire(now);
             let closed = lock_key.sessions_closed() > 0;
             if closed && expired == 0 {
