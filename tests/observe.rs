@@ -319,7 +319,9 @@ fn wait_and_hold_percentiles_follow_the_arranged_waits_and_resetstat_resets_them
         acquire(&mut con, &format!("quick:{i}"), "w", 100_000);
         release(&mut con, &format!("quick:{i}"), "w");
     }
-    // One arranged wait: released only after the waiter has waited 300 ms of server clock.
+    // One arranged wait: released only after the waiter has waited 1100 ms of server clock (a
+    // hold past the 1024 ms that releases count without the lock: it goes to the histogram
+    // at once, the 200 short ones when INFO reads it).
     acquire(&mut con, "slow", "holder", 100_000);
     let mut waiter = server.conn();
     let waiting = std::thread::spawn(move || {
@@ -336,7 +338,7 @@ fn wait_and_hold_percentiles_follow_the_arranged_waits_and_resetstat_resets_them
     server.wait_for_blocked_clients(1);
     // Read once the waiter is queued, so its wait has begun before `start`.
     let start = server_ms(&mut con);
-    wait_past(&mut con, start + 300);
+    wait_past(&mut con, start + 1100);
     release(&mut con, "slow", "holder");
     int(waiting.join().expect("waiter"), "granted");
 
@@ -344,15 +346,18 @@ fn wait_and_hold_percentiles_follow_the_arranged_waits_and_resetstat_resets_them
         percentiles(&mut con, "lock_wait_percentiles_usec_exclusive").expect("wait percentiles");
     assert!(p50 <= p99 && p99 <= p999);
     assert_eq!(p50, 0.0, "most acquires waited 0");
-    // 1 of 201 waits is 300 ms or more: above the 99.9th percentile's rank, below the 99th's.
-    assert!(p999 >= 297_000.0, "p99.9 {p999}");
-    assert!(p99 < 297_000.0, "p99 {p99}");
+    // 1 of 201 waits is 1100 ms or more: above the 99.9th percentile's rank, below the 99th's.
+    assert!(p999 >= 1_090_000.0, "p99.9 {p999}");
+    assert!(p99 < 1_090_000.0, "p99 {p99}");
     let (h50, _, h999) =
         percentiles(&mut con, "lock_hold_percentiles_usec_exclusive").expect("hold percentiles");
-    assert!(h50 < 297_000.0 && h999 >= 297_000.0, "holds {h50} {h999}");
+    assert!(
+        h50 < 1_090_000.0 && h999 >= 1_090_000.0,
+        "holds {h50} {h999}"
+    );
     assert!(percentiles(&mut con, "lock_wait_percentiles_usec_shared").is_none());
     let entry = logged(&mut con, "long-wait", "slow");
-    assert!(field_int(&entry, "ms") >= 300);
+    assert!(field_int(&entry, "ms") >= 1100);
     assert_eq!(field_int(&entry, "granted"), 1);
     assert_eq!(field_text(&entry, "owner"), "waiter");
 
@@ -362,7 +367,7 @@ fn wait_and_hold_percentiles_follow_the_arranged_waits_and_resetstat_resets_them
     assert_eq!(field_text(&first, "key"), "slow");
     assert_eq!(field_int(&first, "contended"), 1);
     assert_eq!(field_int(&first, "handoffs"), 1);
-    assert!(field_int(&first, "wait_p99_ms") >= 270);
+    assert!(field_int(&first, "wait_p99_ms") >= 1000);
 
     ok(call!(&mut con, "CONFIG", "RESETSTAT"), "RESETSTAT");
     wait_until("the percentiles to be reset", || {

@@ -122,7 +122,7 @@ pub(super) fn parse_acquire_as<'a>(
             }
             let n = parse_integer(n)
                 .filter(|&n| n >= 1 && n <= i64::from(MAX_HOLDERS))
-                .ok_or(LockError::InvalidLimit(cmd, MAX_HOLDERS))?;
+                .ok_or_else(|| LockError::InvalidLimit(cmd, MAX_HOLDERS))?;
             want = Want::Limit(n as u32);
             rest = tail;
         } else if option.eq_ignore_ascii_case(b"SESSION") {
@@ -160,7 +160,7 @@ fn parse_held_option<'a, 'b>(
     }
     let n = parse_integer(n)
         .filter(|&n| n >= i64::from(lowest) && n <= i64::from(MAX_COUNT))
-        .ok_or(LockError::InvalidHeld(cmd, lowest))?;
+        .ok_or_else(|| LockError::InvalidHeld(cmd, lowest))?;
     *held = Some(n as u32);
     Ok(tail)
 }
@@ -241,7 +241,7 @@ pub fn parse_apply<'a>(args: &[&'a [u8]]) -> Result<ApplyRequest<'a>, LockError>
     let field = |name: &'static str, bytes: &[u8], low: i64, high: i64| {
         parse_integer(bytes)
             .filter(|n| (low..=high).contains(n))
-            .ok_or(LockError::InvalidApply(name))
+            .ok_or_else(|| LockError::InvalidApply(name))
     };
     let max_token = MAX_TOKEN as i64;
     Ok(ApplyRequest {
@@ -262,7 +262,7 @@ pub fn parse_apply_holds<'a>(args: &[&'a [u8]]) -> Result<(u64, &'a [u8]), LockE
     if !tag.eq_ignore_ascii_case(b"HOLDS") {
         return Err(LockError::InvalidApply("form"));
     }
-    let counter = parse_counter(counter).ok_or(LockError::InvalidApply("counter"))?;
+    let counter = parse_counter(counter).ok_or_else(|| LockError::InvalidApply("counter"))?;
     Ok((counter, state))
 }
 
@@ -319,7 +319,7 @@ pub fn parse_tokens(args: &[&[u8]]) -> Result<u64, LockError> {
     let [counter] = args else {
         return Err(LockError::Arity(Command::Tokens));
     };
-    parse_counter(counter).ok_or(LockError::InvalidCounter)
+    parse_counter(counter).ok_or_else(|| LockError::InvalidCounter)
 }
 
 /// A token counter as replicated: 0 to `MAX_TOKEN`.
@@ -355,14 +355,14 @@ pub(super) fn parse_ttl(cmd: Command, ttl: &[u8], limits: &Limits) -> Result<u64
     parse_integer(ttl)
         .filter(|&n| n >= 1 && n as u64 <= limits.max_ttl_ms)
         .map(|n| n as u64)
-        .ok_or(LockError::InvalidTtl(cmd, limits.max_ttl_ms))
+        .ok_or_else(|| LockError::InvalidTtl(cmd, limits.max_ttl_ms))
 }
 
 fn parse_timeout(cmd: Command, timeout: &[u8]) -> Result<u64, LockError> {
     parse_integer(timeout)
         .filter(|&n| n >= 0 && n as u64 <= MAX_TTL_MS)
         .map(|n| n as u64)
-        .ok_or(LockError::InvalidTimeout(cmd))
+        .ok_or_else(|| LockError::InvalidTimeout(cmd))
 }
 
 /// A decimal integer as Redis writes one: optional '-', digits, no '+', no spaces, no leading

@@ -68,7 +68,7 @@ pub fn parse_keys<'a, 'b>(
     };
     let n = parse_integer(numkeys)
         .filter(|&n| n >= 1 && n as u64 <= MAX_KEYS as u64)
-        .ok_or(LockError::InvalidNumkeys(cmd, MAX_KEYS))? as usize;
+        .ok_or_else(|| LockError::InvalidNumkeys(cmd, MAX_KEYS))? as usize;
     if n > rest.len() {
         return Err(LockError::NumkeysPastArgs(cmd));
     }

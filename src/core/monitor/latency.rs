@@ -99,6 +99,14 @@ impl Latencies {
             .saturating_record(micros.min(HIGHEST_MICROS));
     }
 
+    /// Records `count` values of `micros` each (beyond the highest: counted as the highest).
+    pub fn record_n(&mut self, measure: Measure, kind: HoldKind, micros: u64, count: u64) {
+        if count > 0 {
+            self.histogram_mut(measure, kind)
+                .saturating_record_n(micros.min(HIGHEST_MICROS), count);
+        }
+    }
+
     /// Records `count` acquires of `kind` granted at once (a wait of 0).
     pub fn record_immediate(&mut self, kind: HoldKind, count: u64) {
         if count > 0 {

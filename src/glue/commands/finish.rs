@@ -18,7 +18,7 @@ use crate::glue::waiting::{handoff, waiters};
 
 /// The key argument; `Args` always has one when the parser accepted the call.
 pub fn key_name(args: &Args, command: Command) -> Result<*mut raw::RedisModuleString, LockError> {
-    args.key().ok_or(LockError::Arity(command))
+    args.key().ok_or_else(|| LockError::Arity(command))
 }
 
 /// One finished change of a key's holds, in the order every command keeps: the key is stored,

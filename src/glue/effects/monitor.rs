@@ -1,9 +1,10 @@
 //! What the locks are doing (issue 21): the lock log, the last loss per (key, owner), wait and
 //! hold percentiles, the hottest keys. The state is pure core (`lock_log`, `lost_holds`,
 //! `latency`, `hot_keys`) behind one mutex, fed by one-line calls where grants, releases,
-//! expiries, deletions, flushes and session ends happen. The uncontended path pays one
-//! uncontended lock and a histogram record at release (hold time, read from the token); waits
-//! count only on the contended path; immediate grants are added in bulk from INFO's counters.
+//! expiries, deletions, flushes and session ends happen. The uncontended path takes no lock:
+//! a release counts its hold time (read from the token) in a per-millisecond counter, added to
+//! the hold histograms in bulk when they are read; waits count only on the contended path;
+//! immediate grants are added in bulk from INFO's counters.
 //!
 //! Every function is main-thread only but `info_snapshot`, which never waits (a crash report).
 
@@ -26,7 +27,6 @@ pub struct State {
     pub lost: LostHolds,
     pub latencies: Latencies,
     pub hot: HotKeys,
-    leads: Leads,
     /// Grants to waiters, per kind, since the module loaded: immediate grants are the
     /// acquisitions counters less these.
     handed: [u64; 3],
@@ -57,6 +57,48 @@ static ANY_PENDING: AtomicBool = AtomicBool::new(false);
 /// `total_commands_processed` when last looked at: it falls only on CONFIG RESETSTAT.
 static COMMANDS_SEEN: AtomicU64 = AtomicU64::new(0);
 
+/// The token leads hold times are read with (`Leads`: now, before, changed after), kept in
+/// atomics so that a release reads them without the lock.
+static LEADS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Holds shorter than this many ms are counted per kind and millisecond
+/// (`SHORT_HOLDS[kind][ms]`), without the lock, and added to the hold histograms in bulk when
+/// they are read (`State::count_short_holds`), as immediate grants are. Exact: a hold time is
+/// whole milliseconds, and the histogram keeps each below a second apart (2 significant
+/// digits of µs). 24 KB, touched only where holds fall.
+const SHORT_HOLD_MS: usize = 1024;
+static SHORT_HOLDS: [[AtomicU64; SHORT_HOLD_MS]; 3] =
+    [const { [const { AtomicU64::new(0) }; SHORT_HOLD_MS] }; 3];
+
+/// The lead tokens were most likely granted with (a promotion since is kept apart).
+fn leads() -> Leads {
+    let lead = token_counter::lead();
+    let mut leads = Leads {
+        now: LEADS[0].load(Relaxed),
+        before: LEADS[1].load(Relaxed),
+        changed_after: LEADS[2].load(Relaxed),
+    };
+    if lead != leads.now {
+        leads.changed(lead, token_counter::last_token());
+        LEADS[0].store(leads.now, Relaxed);
+        LEADS[1].store(leads.before, Relaxed);
+        LEADS[2].store(leads.changed_after, Relaxed);
+    }
+    leads
+}
+
+/// Counts a hold of `held_ms` in `SHORT_HOLDS`; false when it is too long for them.
+fn count_short_hold(kind: HoldKind, held_ms: u64) -> bool {
+    let Some(count) = usize::try_from(held_ms)
+        .ok()
+        .and_then(|ms| SHORT_HOLDS[kind_index(kind)].get(ms))
+    else {
+        return false;
+    };
+    count.fetch_add(1, Relaxed);
+    true
+}
+
 fn lock() -> MutexGuard<'static, Option<State>> {
     STATE
         .lock()
@@ -71,7 +113,6 @@ pub fn with<T>(f: impl FnOnce(&mut State) -> T) -> T {
         lost: LostHolds::new(),
         latencies: Latencies::new(),
         hot: HotKeys::new(),
-        leads: Leads::default(),
         handed: [0; 3],
         immediate_counted: [0; 3],
         pending: Vec::new(),
@@ -102,18 +143,8 @@ pub fn hot_limits() -> hot_keys::Limits {
 }
 
 impl State {
-    /// The lead tokens were most likely granted with (a promotion since is kept apart).
-    fn leads(&mut self) -> Leads {
-        let lead = token_counter::lead();
-        if lead != self.leads.now {
-            self.leads.changed(lead, token_counter::last_token());
-        }
-        self.leads
-    }
-
     fn held_ms(&mut self, token: u64, now: Millis) -> u64 {
-        let leads = self.leads();
-        held_ms(token, &leads, now)
+        held_ms(token, &leads(), now)
     }
 
     fn push(&mut self, event: &Event) {
@@ -222,10 +253,25 @@ impl State {
         }
     }
 
+    /// Adds the short holds counted since the last look to the hold histograms.
+    fn count_short_holds(&mut self) {
+        for kind in HoldKind::ALL {
+            for (ms, count) in SHORT_HOLDS[kind_index(kind)].iter().enumerate() {
+                if count.load(Relaxed) == 0 {
+                    continue;
+                }
+                let n = count.swap(0, Relaxed);
+                self.latencies
+                    .record_n(Measure::Hold, kind, (ms as u64) * 1000, n);
+            }
+        }
+    }
+
     /// CONFIG RESETSTAT: percentiles and hot keys start again (the log and losses stay, as
     /// SLOWLOG stays).
     fn reset_stats(&mut self) {
         self.count_immediate();
+        self.count_short_holds();
         self.latencies.reset();
         self.hot.reset();
     }
@@ -240,13 +286,17 @@ pub fn hold_released<'a>(
     kind: HoldKind,
     now: Millis,
 ) {
+    let held = held_ms(token, &leads(), now);
+    if !count_short_hold(kind, held) {
+        with(|state| {
+            state
+                .latencies
+                .record(Measure::Hold, kind, held.saturating_mul(1000))
+        });
+    }
     let threshold = configs::log_hold_threshold_ms();
-    with(|state| {
-        let held = state.held_ms(token, now);
-        state
-            .latencies
-            .record(Measure::Hold, kind, held.saturating_mul(1000));
-        if threshold > 0 && held >= threshold {
+    if threshold > 0 && held >= threshold {
+        with(|state| {
             state.push(&Event {
                 at: now,
                 db,
@@ -258,9 +308,9 @@ pub fn hold_released<'a>(
                 reason: Reason::LongHold,
                 duration_ms: held,
                 granted: false,
-            });
-        }
-    });
+            })
+        });
+    }
 }
 
 /// An acquire found `key` taken.
@@ -532,6 +582,7 @@ pub fn info_snapshot() -> Option<InfoSnapshot> {
         });
     };
     state.count_immediate();
+    state.count_short_holds();
     let mut percentiles = Vec::new();
     for measure in Measure::ALL {
         for kind in HoldKind::ALL {

@@ -359,7 +359,7 @@ fn wait_in_line(
     )?;
     // The server may refuse to block a client it would not say is unblockable (Valkey 9.1: a
     // RESP3 connection in subscribed mode): a nil would read as a timeout, so say so.
-    let client = blocking::block(ctx).ok_or(LockError::CannotBlock)?;
+    let client = blocking::block(ctx).ok_or_else(|| LockError::CannotBlock)?;
     let (db, name) = (at.db, at.name.clone());
     waiters::join(ctx, at, wanted, client);
     handoff::schedule_check(ctx, db, &name, next_expiry.unwrap_or(i64::MAX), now);

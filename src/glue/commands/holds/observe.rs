@@ -75,7 +75,7 @@ fn observe(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         ctx.reply_null();
         return Ok(());
     }
-    let client = block(ctx, request.timeout_ms).ok_or(LockError::CannotBlock)?;
+    let client = block(ctx, request.timeout_ms).ok_or_else(|| LockError::CannotBlock)?;
     observed::observe(KeyRef::new(db, key_bytes), client, snapshot);
     Ok(())
 }

@@ -308,5 +308,6 @@ fn busy(
         session: request.session,
         timeout_ms: timeout,
     };
-    several_blocking::join(ctx, keys, wanted, &next_expiry, now).ok_or(LockError::CannotBlock)
+    several_blocking::join(ctx, keys, wanted, &next_expiry, now)
+        .ok_or_else(|| LockError::CannotBlock)
 }
