@@ -33,11 +33,12 @@ impl Lock {
     pub fn boxed(owner: &[u8], count: u32, token: u64) -> Box<Lock> {
         let owner_len = u16::try_from(owner.len()).unwrap_or(u16::MAX);
         let owner = &owner[..usize::from(owner_len)];
-        let mut bytes = vec![0u8; HEADER_BYTES + owner.len()].into_boxed_slice();
-        bytes[OWNER_LEN_AT..TOKEN_AND_COUNT_AT].copy_from_slice(&owner_len.to_le_bytes());
-        bytes[TOKEN_AND_COUNT_AT..HEADER_BYTES].copy_from_slice(&pack(token, count).to_le_bytes());
-        bytes[HEADER_BYTES..].copy_from_slice(owner);
-        Lock::from_boxed_bytes(bytes).unwrap_or_else(|bytes| {
+        // Written in order into an allocation of the exact size (no zeroing first, no regrowth).
+        let mut bytes = Vec::with_capacity(HEADER_BYTES + owner.len());
+        bytes.extend_from_slice(&owner_len.to_le_bytes());
+        bytes.extend_from_slice(&pack(token, count).to_le_bytes());
+        bytes.extend_from_slice(owner);
+        Lock::from_boxed_bytes(bytes.into_boxed_slice()).unwrap_or_else(|bytes| {
             unreachable!("a lock built from its parts has a valid layout: {bytes:?}")
         })
     }

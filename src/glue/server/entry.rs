@@ -54,12 +54,13 @@ impl<'a> Args<'a> {
 ///
 /// # Safety
 /// `argv` must point to `argc` live strings for the duration of the call.
-unsafe fn with_args(
+#[inline(always)]
+unsafe fn with_args<H: Handler>(
     ctx: Ctx,
     argv: *mut *mut RedisModuleString,
     argc: c_int,
     command: Command,
-    handler: Handler,
+    handler: H,
 ) -> Result<(), LockError> {
     let argc = usize::try_from(argc).unwrap_or(0);
     if argv.is_null() || argc == 0 {
@@ -112,7 +113,10 @@ pub unsafe fn string_bytes<'a>(string: *const RedisModuleString) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
 }
 
-pub type Handler = fn(Ctx, &Args) -> Result<(), LockError>;
+/// A command's handler: generic, so that each entry point is compiled with its handler inlined
+/// (no indirect call, one stack frame less per command).
+pub trait Handler: Fn(Ctx, &Args) -> Result<(), LockError> {}
+impl<F: Fn(Ctx, &Args) -> Result<(), LockError>> Handler for F {}
 
 /// The context of the LOCK.* command running now (null between commands). An atomic, not a
 /// thread_local: commands run on the main thread, and a thread_local in a shared library costs
@@ -144,12 +148,13 @@ impl Drop for Running {
 }
 
 /// Runs a command handler with its arguments read, errors replied, and panics caught.
-pub fn run_command(
+#[inline(always)]
+pub fn run_command<H: Handler>(
     ctx: *mut RedisModuleCtx,
     argv: *mut *mut RedisModuleString,
     argc: c_int,
     command: Command,
-    handler: Handler,
+    handler: H,
 ) -> c_int {
     let _running = Running::begin(ctx);
     let ctx = Ctx(ctx);
