@@ -129,6 +129,7 @@ rust-client: build
 # embeds them; each names the machine, the server and the date).
 BENCH_DATA := target/bench
 bench: build servers
+	$(CARGO) build --release -p rlock-bench-bare
 	@mkdir -p $(BENCH_DATA) && rm -f $(BENCH_DATA)/rlock-bench.json $(BENCH_DATA)/python-bench.json $(BENCH_DATA)/pair-cost-*.json
 	$(CARGO) run --release -p rlock-bench -- --module $(CURDIR)/$(MODULE) --json $(BENCH_DATA)/rlock-bench.json
 	python3 bench/pair_cost.py --json $(BENCH_DATA)/pair-cost-1-redis-7.0.json $(CURDIR)/$(MODULE)
@@ -165,6 +166,7 @@ mutants: deps servers
 	env -u RLOCK_MODULE -u RLOCK_IMAGE -u CARGO_TARGET_DIR -u RLOCK_SERVER RLOCK_MUTANTS_SERVERS="$$servers" \
 		CARGO=$(CURDIR)/.cargo/mutants-cargo RLOCK_REAL_CARGO=$(CARGO) RLOCK_MUTANTS_ORIGIN=$(CURDIR) \
 		CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_INCREMENTAL=true CARGO_PROFILE_RELEASE_DEBUG=0 \
+		CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
 		cargo-mutants mutants --output target --jobs $(MUTANTS_JOBS) $$scope $(MUTANTS_ARGS)
 
 lint:

@@ -213,6 +213,12 @@ KINDS = {
         "pair": exclusive_pair("SESSION"),
         "base": "empty",
     },
+    "bare": {
+        "label": "the same API calls, nothing else (bench/modules/bare)",
+        "pair": exclusive_pair(),
+        "base": "bare-empty",
+        "module": "bare",
+    },
     "setnx-lua": {
         "label": "client-side: SET NX PX + Lua compare-and-delete",
         "pair": (lambda k: resp("SET", k, OWNER, "NX", "PX", TTL_MS), lambda r: r == "OK",
@@ -232,7 +238,10 @@ KINDS = {
 }
 
 # Runs that measure nothing themselves: what other runs' pairs are counted against.
-BASES = ("empty", "scripts")
+BASES = ("empty", "scripts", "bare-empty")
+# Runs that load bench/modules/bare (--bare-module) instead of rlock: the least a module
+# can do with the API calls of rlock's pair, no bookkeeping.
+BARE_RUNS = ("bare", "bare-empty")
 
 
 # The server seeds its hash tables (the command table among them) from /dev/urandom: a
@@ -289,8 +298,10 @@ def drive(conn, kind, pairs):
     make_acquire, acquired, make_release, released = spec["pair"]
     hold = spec.get("hold")
     for first in range(0, pairs, BATCH):
-        keys = [b"lock:%s:%07d" % (kind.encode(), i)
-                for i in range(first, min(pairs, first + BATCH))]
+        # The same names in every kind's run (each run is its own server): a key's length
+        # moves every hash and compare of it, and a name with the kind's in it made the
+        # exclusive pair's keys 4 bytes longer than the floor's.
+        keys = [b"lock:%017d" % i for i in range(first, min(pairs, first + BATCH))]
         if hold:
             check_all(conn.pipeline([hold[0](k) for k in keys]), hold[1], kind + " hold")
         check_all(conn.pipeline([make_acquire(k) for k in keys]), acquired, kind + " acquire")
@@ -309,8 +320,9 @@ def wait_ready(log, process):
     raise SystemExit("the server under valgrind did not start: " + log)
 
 
-def instructions(server, module, kind, pairs, keep, extra, seed):
+def instructions(server, modules, kind, pairs, keep, extra, seed):
     """processCommand's instructions over a run of `kind` (after the keyspace fill)."""
+    module = modules["bare" if kind in BARE_RUNS else "rlock"]
     for _ in range(5):
         total = one_run(server, module, kind, pairs, keep, extra, seed)
         if total is not None:
@@ -351,7 +363,7 @@ def one_run(server, module, kind, pairs, keep, extra, seed):
         # commands in every run.)
         time.sleep(1.5)
         idle = b"lock_replication_idle:1" in conn.call("INFO", "lock")
-        if not idle and not extra:
+        if not idle and not extra and kind not in BARE_RUNS:
             return None
         # The client-side kinds and their base load the scripts (loading cancels out); no
         # other run does, so that their counts never depend on which kinds are measured.
@@ -392,7 +404,7 @@ def callgrind_total(path):
     return int(re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M).group(1))
 
 
-def measure(server, module, kinds, pairs, keep, extra, seeds):
+def measure(server, modules, kinds, pairs, keep, extra, seeds):
     """Instructions per pair of each kind (the mean over `seeds` seeds), and each seed's."""
     needed = []
 
@@ -407,7 +419,7 @@ def measure(server, module, kinds, pairs, keep, extra, seeds):
         need(kind)
     # Two servers at a time: counts do not depend on timing, only the wall clock does.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        runs = {(kind, seed): pool.submit(instructions, server, module, kind, pairs, keep, extra,
+        runs = {(kind, seed): pool.submit(instructions, server, modules, kind, pairs, keep, extra,
                                           seed)
                 for seed in range(seeds) for kind in needed}
         totals = {key: run.result() for key, run in runs.items()}
@@ -470,6 +482,10 @@ def main():
     parser.add_argument("--server-args", default="", metavar="ARGS",
                         help='more server arguments, e.g. "--save \'3600 1\'" or '
                              '"--appendonly yes" (then the module propagates)')
+    parser.add_argument("--bare-module", metavar="PATH",
+                        help="bench/modules/bare's build, for the bare row (default: "
+                             "librlock_bench_bare.so beside MODULE; the row is left out "
+                             "without it)")
     parser.add_argument("--json", metavar="PATH",
                         help="also write the instructions per pair there, for rlock-bench charts")
     options = parser.parse_args()
@@ -483,14 +499,24 @@ def main():
         if bound is None:
             print("no bound for %r in %s" % (options.name, options.check), file=sys.stderr)
             return 2
-    kinds = ["floor", "exclusive"] if options.check else options.kinds.split(",")
+    bare = options.bare_module or os.path.join(os.path.dirname(options.module),
+                                               "librlock_bench_bare.so")
+    modules = {"rlock": options.module, "bare": os.path.abspath(bare)}
+    if options.check:
+        kinds = ["floor", "exclusive"]
+    else:
+        kinds = options.kinds.split(",")
+        if not os.path.exists(modules["bare"]) and "bare" in kinds:
+            print("no %s: the bare row is left out (cargo build --release -p "
+                  "rlock-bench-bare)" % modules["bare"], file=sys.stderr)
+            kinds.remove("bare")
     for kind in kinds:
         if kind not in KINDS:
             raise SystemExit("unknown kind %r (known: %s)" % (kind, ", ".join(KINDS)))
     seeded = seeds_allowed()
     started = time.time()
     extra = tuple(shlex.split(options.server_args))
-    per_pair, by_seed = measure(options.server, options.module, kinds, options.pairs,
+    per_pair, by_seed = measure(options.server, modules, kinds, options.pairs,
                                 options.keep, extra, max(1, options.seeds))
     floor = per_pair.get("floor")
     print("server instructions per pair (callgrind, processCommand inclusive; %s; %d pairs "
@@ -504,7 +530,7 @@ def main():
     for kind in kinds:
         ratio = "%.3fx" % (per_pair[kind] / floor) if floor else ""
         over = ""
-        if plain and kind not in ("floor", "exclusive"):
+        if plain and kind not in ("floor", "exclusive", "bare"):
             over = "%+.0f" % (per_pair[kind] - plain)
         print("%-62s %12.0f %9s %14s" % (KINDS[kind]["label"], per_pair[kind], ratio, over))
     if floor and plain:
