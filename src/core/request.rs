@@ -63,10 +63,24 @@ pub struct ApplyRequest<'a> {
     pub counter: u64,
 }
 
+#[inline]
 pub fn parse_acquire<'a>(
     args: &[&'a [u8]],
     limits: &Limits,
 ) -> Result<AcquireRequest<'a>, LockError> {
+    // The common call, `key owner ttl`, in line: no options to look through.
+    if let [_key, owner, ttl] = args {
+        let owner = parse_held_owner(Command::Acquire, owner)?;
+        let ttl = parse_ttl(Command::Acquire, ttl, limits)?;
+        return Ok(AcquireRequest {
+            owner,
+            ttl,
+            wait: None,
+            want: Want::Exclusive,
+            session: false,
+            held: None,
+        });
+    }
     parse_acquire_as(Command::Acquire, args, limits)
 }
 
@@ -204,9 +218,14 @@ pub fn parse_reenter<'a>(
     })
 }
 
+#[inline]
 pub fn parse_release<'a>(args: &[&'a [u8]]) -> Result<ReleaseRequest<'a>, LockError> {
     let cmd = Command::Release;
     match args {
+        [_key, owner] => Ok(ReleaseRequest {
+            owner: parse_held_owner(cmd, owner)?,
+            held: None,
+        }),
         [_key, owner, options @ ..] => Ok(ReleaseRequest {
             owner: parse_held_owner(cmd, owner)?,
             held: parse_trailing_held(cmd, options)?,
@@ -329,6 +348,7 @@ fn parse_counter(counter: &[u8]) -> Option<u64> {
         .filter(|&n| n <= MAX_TOKEN)
 }
 
+#[inline]
 fn parse_owner<'a>(cmd: Command, owner: &'a [u8], limits: &Limits) -> Result<&'a [u8], LockError> {
     match owner.len() {
         0 => Err(LockError::EmptyOwner(cmd)),
@@ -347,10 +367,12 @@ pub fn new_owner_fits(owner: &[u8], limits: &Limits) -> Result<(), LockError> {
 /// The owner of a hold that already exists (RELEASE, RENEW, REENTER): checked against the hard
 /// limit only, never against `lock.max-owner-bytes`, so that lowering the config never locks a
 /// holder out of its own hold (no owner above the config can be granted anew).
+#[inline]
 pub(super) fn parse_held_owner(cmd: Command, owner: &[u8]) -> Result<&[u8], LockError> {
     parse_owner(cmd, owner, &Limits::HARD)
 }
 
+#[inline]
 pub(super) fn parse_ttl(cmd: Command, ttl: &[u8], limits: &Limits) -> Result<u64, LockError> {
     parse_integer(ttl)
         .filter(|&n| n >= 1 && n as u64 <= limits.max_ttl_ms)
@@ -368,6 +390,7 @@ fn parse_timeout(cmd: Command, timeout: &[u8]) -> Result<u64, LockError> {
 /// A decimal integer as Redis writes one: optional '-', digits, no '+', no spaces, no leading
 /// zeros, within i64. `None` for anything else. One pass over the bytes: every command parses
 /// its ttl through here.
+#[inline]
 pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
     let (negative, digits) = match bytes {
         [b'-', rest @ ..] => (true, rest),
@@ -378,6 +401,18 @@ pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
         [b'0'] => return (!negative).then_some(0),
         [b'0', ..] => return None,
         _ => {}
+    }
+    // Up to 18 digits cannot leave i64 (10^18 - 1 < 2^63): no overflow checks per digit.
+    if digits.len() <= 18 {
+        let mut value: i64 = 0;
+        for &byte in digits {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            value = value * 10 + i64::from(digit);
+        }
+        return Some(if negative { -value } else { value });
     }
     let mut value: i64 = 0;
     for &byte in digits {
@@ -437,6 +472,22 @@ mod tests {
             b"\xff",
         ] {
             assert_eq!(parse_integer(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The short form (up to 18 digits, no overflow checks) and the checked one agree
+        /// with Rust's own parser on every i64 and on the 18/19-digit edges around it.
+        #[test]
+        fn integers_parse_as_rust_does(n in proptest::num::i64::ANY, digits in 17usize..=20) {
+            proptest::prop_assert_eq!(parse_integer(n.to_string().as_bytes()), Some(n));
+            let nines = "9".repeat(digits);
+            proptest::prop_assert_eq!(parse_integer(nines.as_bytes()), nines.parse::<i64>().ok());
+            let negative = format!("-{nines}");
+            proptest::prop_assert_eq!(
+                parse_integer(negative.as_bytes()),
+                negative.parse::<i64>().ok()
+            );
         }
     }
 

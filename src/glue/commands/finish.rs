@@ -44,6 +44,7 @@ pub fn commit(
 }
 
 /// How many clients wait for the key of `args`; its name is read only when anyone waits.
+#[inline]
 pub fn queued_for(db: i32, args: &Args) -> usize {
     if waiters::anyone_waiting() {
         waiters::queued(db, args.key_bytes())

@@ -49,6 +49,7 @@ impl LockKey {
         Self::open(ctx, name, raw::REDISMODULE_READ | raw::REDISMODULE_WRITE)
     }
 
+    #[inline]
     fn open(ctx: Ctx, name: *mut RedisModuleString, mode: u32) -> LockKey {
         let _opening = crate::glue::effects::monitor::Opening::begin();
         // SAFETY: ctx and name are live for the running callback; the key is closed on drop.
@@ -85,6 +86,7 @@ impl LockKey {
 
     /// What the key holds, for the plain lock's commands (`core::state::plain`): a plain lock comes
     /// with its key's expiry; nothing is decoded or copied.
+    #[inline]
     pub fn found(&mut self) -> Result<Found<'_>, LockError> {
         let Some(value) = self.value_pointer()? else {
             return Ok(Found::Empty);
@@ -104,6 +106,7 @@ impl LockKey {
     /// The plain lock the key holds, without its expiry (`Found::Plain` with `expires_at`
     /// `None`): for a command on a key opened for writing, which is there only if live
     /// (`open_writable`) and needs the expiry only in some outcomes (`expiry()` reads it then).
+    #[inline]
     pub fn found_unexpired(&mut self) -> Result<Found<'_>, LockError> {
         let Some(value) = self.value_pointer()? else {
             return Ok(Found::Empty);
@@ -131,6 +134,7 @@ impl LockKey {
 
     /// The server's pointer to our value: `None` when the key is empty, WRONGTYPE for another
     /// type.
+    #[inline]
     fn value_pointer(&mut self) -> Result<Option<*mut std::ffi::c_void>, LockError> {
         if self.key.is_null() {
             return Ok(None);
@@ -303,6 +307,7 @@ impl LockKey {
         unsafe { crate::glue::server::entry::string_bytes(self.name) }.to_vec()
     }
 
+    #[inline]
     pub fn delete(&mut self) {
         self.report_sessions_ended();
         // SAFETY: self.key is open for writing.
@@ -335,10 +340,16 @@ impl ReadKey {
 
 impl LockKey {
     /// Tells LOCK.OBSERVE's observers of this key (if anyone observes at all) its holders now.
+    #[inline]
     fn report_to_observers(&mut self) {
-        if !observed::anyone_observing() {
-            return;
+        if observed::anyone_observing() {
+            self.tell_observers();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tell_observers(&mut self) {
         let now = match self.holds() {
             Ok(Some(holds)) => Snapshot::of(&holds),
             _ => Snapshot::FREE,
@@ -350,6 +361,7 @@ impl LockKey {
 }
 
 impl Drop for LockKey {
+    #[inline]
     fn drop(&mut self) {
         if self.changed {
             signals::key_modified(self.ctx, self.name);

@@ -71,6 +71,7 @@ static SHORT_HOLDS: [[AtomicU64; SHORT_HOLD_MS]; 3] =
     [const { [const { AtomicU64::new(0) }; SHORT_HOLD_MS] }; 3];
 
 /// The lead tokens were most likely granted with (a promotion since is kept apart).
+#[inline]
 fn leads() -> Leads {
     let lead = token_counter::lead();
     let mut leads = Leads {
@@ -88,6 +89,7 @@ fn leads() -> Leads {
 }
 
 /// Counts a hold of `held_ms` in `SHORT_HOLDS`; false when it is too long for them.
+#[inline]
 fn count_short_hold(kind: HoldKind, held_ms: u64) -> bool {
     let Some(count) = usize::try_from(held_ms)
         .ok()
@@ -277,7 +279,9 @@ impl State {
     }
 }
 
-/// A hold released to 0 by its owner (`key` read only when it is logged).
+/// A hold released to 0 by its owner (`key` read only when it is logged). In line: the usual
+/// short hold under the log threshold costs a few loads and one atomic add.
+#[inline]
 pub fn hold_released<'a>(
     db: i32,
     key: impl FnOnce() -> &'a [u8],
@@ -288,29 +292,51 @@ pub fn hold_released<'a>(
 ) {
     let held = held_ms(token, &leads(), now);
     if !count_short_hold(kind, held) {
-        with(|state| {
-            state
-                .latencies
-                .record(Measure::Hold, kind, held.saturating_mul(1000))
-        });
+        record_hold(kind, held);
     }
     let threshold = configs::log_hold_threshold_ms();
     if threshold > 0 && held >= threshold {
-        with(|state| {
-            state.push(&Event {
-                at: now,
-                db,
-                key: key(),
-                owner,
-                token,
-                kind,
-                session: false,
-                reason: Reason::LongHold,
-                duration_ms: held,
-                granted: false,
-            })
-        });
+        log_long_hold(db, key(), owner, token, kind, held, now);
     }
+}
+
+/// A hold too long for `SHORT_HOLDS`, into its histogram.
+#[cold]
+#[inline(never)]
+fn record_hold(kind: HoldKind, held_ms: u64) {
+    with(|state| {
+        state
+            .latencies
+            .record(Measure::Hold, kind, held_ms.saturating_mul(1000))
+    });
+}
+
+/// A hold of at least `lock.log-hold-threshold-ms`, into the lock log.
+#[cold]
+#[inline(never)]
+fn log_long_hold(
+    db: i32,
+    key: &[u8],
+    owner: &[u8],
+    token: u64,
+    kind: HoldKind,
+    held_ms: u64,
+    now: Millis,
+) {
+    with(|state| {
+        state.push(&Event {
+            at: now,
+            db,
+            key,
+            owner,
+            token,
+            kind,
+            session: false,
+            reason: Reason::LongHold,
+            duration_ms: held_ms,
+            granted: false,
+        })
+    });
 }
 
 /// An acquire found `key` taken.

@@ -83,6 +83,7 @@ fn effect_needed(ctx: Ctx) -> bool {
 
 /// Propagates the plain lock of `owner` with `count` and `token`, expiring at `expires_at`
 /// (`None`: never), as the state of `key`.
+#[inline]
 pub fn plain_state(
     ctx: Ctx,
     key: *mut RedisModuleString,
@@ -156,6 +157,7 @@ pub fn holds_state(ctx: Ctx, key: *mut RedisModuleString, holds: &Holds) {
 }
 
 /// Propagates the deletion of `key`.
+#[inline]
 pub fn deletion(ctx: Ctx, key: *mut RedisModuleString) {
     if effect_needed(ctx) {
         send_deletion(ctx, key);

@@ -62,36 +62,58 @@ pub fn became_replica() {
 /// # Safety
 /// Called by the server only, with a live key-operation context.
 pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, value: *const c_void) {
-    run_callback("unlink", (), || {
-        // SAFETY: ctx is the live key-operation context of this callback.
-        let (db, key) = unsafe {
-            (
-                rm!(RedisModule_GetDbIdFromOptCtx)(ctx),
-                rm!(RedisModule_GetKeyNameFromOptCtx)(ctx),
-            )
-        };
-        LAST_UNLINKED_DB.store(db, Relaxed);
-        LAST_UNLINKED_KEY.store(key as usize, Relaxed);
-        if observed::anyone_observing() && !handoff::is_handling() {
-            // SAFETY: the key name is live for this callback.
-            observed::changed(db, unsafe { string_bytes(key) }, Snapshot::FREE);
-        }
-        if !monitor::own_write(handoff::is_handling()) {
-            note_unlinked(db, key, value);
-        }
-        let Some(timer_ctx) = detached() else {
-            return;
-        };
-        if !WATCHING_EXPIRIES.load(Relaxed) {
-            watch_expiries(timer_ctx.0);
-        }
-        if !waiters::anyone_waiting() {
-            return;
-        }
+    // SAFETY: ctx is the live key-operation context of this callback. Nothing here can panic
+    // (two calls and stores): the usual unlink, our own write with nobody watching, is done
+    // without the catch the rest runs under.
+    let (db, key) = unsafe {
+        (
+            rm!(RedisModule_GetDbIdFromOptCtx)(ctx),
+            rm!(RedisModule_GetKeyNameFromOptCtx)(ctx),
+        )
+    };
+    LAST_UNLINKED_DB.store(db, Relaxed);
+    LAST_UNLINKED_KEY.store(key as usize, Relaxed);
+    let handling = handoff::is_handling();
+    let quiet = monitor::own_write(handling)
+        && WATCHING_EXPIRIES.load(Relaxed)
+        && !waiters::anyone_waiting()
+        && !observed::anyone_observing();
+    if !quiet {
+        run_callback("unlink", (), || {
+            unlinked_with_work(db, key, value, handling)
+        });
+    }
+}
+
+/// What an unlink does beyond noting the key: observers told, a removal by the server noted,
+/// the expiry subscription made, waiters' handoff started.
+#[cold]
+#[inline(never)]
+fn unlinked_with_work(
+    db: i32,
+    key: *const RedisModuleString,
+    value: *const c_void,
+    handling: bool,
+) {
+    if observed::anyone_observing() && !handling {
         // SAFETY: the key name is live for this callback.
-        let name = unsafe { string_bytes(key) };
-        handoff::lock_removed(timer_ctx, db, name);
-    })
+        observed::changed(db, unsafe { string_bytes(key) }, Snapshot::FREE);
+    }
+    if !monitor::own_write(handling) {
+        note_unlinked(db, key, value);
+    }
+    let Some(timer_ctx) = detached() else {
+        return;
+    };
+    if !WATCHING_EXPIRIES.load(Relaxed) {
+        watch_expiries(timer_ctx.0);
+    }
+    if !waiters::anyone_waiting() {
+        return;
+    }
+    // SAFETY: the key name is live for this callback.
+    let name = unsafe { string_bytes(key) };
+    handoff::lock_removed(timer_ctx, db, name);
 }
 
 /// A lock value the server unlinked (not our own write): its holds wait for their cause, the

@@ -88,10 +88,16 @@ unsafe fn with_args<H: Handler>(
             },
         );
     }
-    // Only the slots in use are written (this runs for every command).
+    // Only the slots in use are written (this runs for every command): the key's empty, then
+    // each argument's bytes.
     let mut inline = [MaybeUninit::<&[u8]>::uninit(); INLINE_ARGS];
-    for (slot, arg) in inline.iter_mut().zip(strings.iter().enumerate()) {
-        slot.write(read(arg));
+    let skip = skip.min(strings.len());
+    for slot in &mut inline[..skip] {
+        slot.write(&[]);
+    }
+    for (slot, &string) in inline[skip..strings.len()].iter_mut().zip(&strings[skip..]) {
+        // SAFETY: each string is live for the call, as the caller promises.
+        slot.write(unsafe { string_bytes(string) });
     }
     // SAFETY: the first strings.len() slots were written just above.
     let bytes = unsafe { std::slice::from_raw_parts(inline.as_ptr().cast(), strings.len()) };

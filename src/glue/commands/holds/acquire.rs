@@ -144,6 +144,7 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
 /// LOCK.ACQUIRE on a free or plain key nobody waits for, as `plain::acquire` decided: the same
 /// writes, replies, events and counts as `acquire_holds` makes for that case.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn acquire_plain(
     ctx: Ctx,
     args: &Args,
