@@ -33,12 +33,21 @@ impl Lock {
     pub fn boxed(owner: &[u8], count: u32, token: u64) -> Box<Lock> {
         let owner_len = u16::try_from(owner.len()).unwrap_or(u16::MAX);
         let owner = &owner[..usize::from(owner_len)];
-        // Written in order into an allocation of the exact size (no zeroing first, no regrowth).
-        let mut bytes = Vec::with_capacity(HEADER_BYTES + owner.len());
-        bytes.extend_from_slice(&owner_len.to_le_bytes());
-        bytes.extend_from_slice(&pack(token, count).to_le_bytes());
-        bytes.extend_from_slice(owner);
-        Lock::from_boxed_bytes(bytes.into_boxed_slice()).unwrap_or_else(|bytes| {
+        // The header, then the owner, into an allocation of the exact size (no zeroing first).
+        let mut header = [0u8; HEADER_BYTES];
+        header[OWNER_LEN_AT..TOKEN_AND_COUNT_AT].copy_from_slice(&owner_len.to_le_bytes());
+        header[TOKEN_AND_COUNT_AT..].copy_from_slice(&pack(token, count).to_le_bytes());
+        let mut bytes = Box::<[u8]>::new_uninit_slice(HEADER_BYTES + owner.len());
+        let (head, tail) = bytes.split_at_mut(HEADER_BYTES);
+        for (slot, &byte) in head.iter_mut().zip(&header) {
+            slot.write(byte);
+        }
+        for (slot, &byte) in tail.iter_mut().zip(owner) {
+            slot.write(byte);
+        }
+        // SAFETY: every byte was written just above (the header's, then the owner's).
+        let bytes = unsafe { bytes.assume_init() };
+        Lock::from_boxed_bytes(bytes).unwrap_or_else(|bytes| {
             unreachable!("a lock built from its parts has a valid layout: {bytes:?}")
         })
     }

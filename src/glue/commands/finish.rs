@@ -44,10 +44,12 @@ pub fn commit(
 }
 
 /// How many clients wait for the key of `args`; its name is read only when anyone waits.
+/// How many wait for the key of `args` in the selected database (read only when anyone waits
+/// anywhere: the usual answer, 0, costs one load).
 #[inline]
-pub fn queued_for(db: i32, args: &Args) -> usize {
+pub fn queued_for(ctx: Ctx, args: &Args) -> usize {
     if waiters::anyone_waiting() {
-        waiters::queued(db, args.key_bytes())
+        waiters::queued(ctx.selected_db(), args.key_bytes())
     } else {
         0
     }
@@ -89,9 +91,10 @@ pub fn reschedule_check(ctx: Ctx, db: i32, key_bytes: &[u8], holds: &Holds, now:
 }
 
 /// `reschedule_check` for the plain lock of `args`' key; its name is read only if anyone waits.
-pub fn reschedule_plain(ctx: Ctx, db: i32, args: &Args, next_expiry: Option<Millis>, now: Millis) {
+#[inline]
+pub fn reschedule_plain(ctx: Ctx, args: &Args, next_expiry: Option<Millis>, now: Millis) {
     if waiters::anyone_waiting() {
-        reschedule_check_at(ctx, db, args.key_bytes(), next_expiry, now);
+        reschedule_check_at(ctx, ctx.selected_db(), args.key_bytes(), next_expiry, now);
     }
 }
 

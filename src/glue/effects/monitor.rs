@@ -279,11 +279,11 @@ impl State {
     }
 }
 
-/// A hold released to 0 by its owner (`key` read only when it is logged). In line: the usual
+/// A hold released to 0 by its owner (`db` and `key` read only when it is logged). In line: the usual
 /// short hold under the log threshold costs a few loads and one atomic add.
 #[inline]
 pub fn hold_released<'a>(
-    db: i32,
+    db: impl FnOnce() -> i32,
     key: impl FnOnce() -> &'a [u8],
     owner: &[u8],
     token: u64,
@@ -296,7 +296,7 @@ pub fn hold_released<'a>(
     }
     let threshold = configs::log_hold_threshold_ms();
     if threshold > 0 && held >= threshold {
-        log_long_hold(db, key(), owner, token, kind, held, now);
+        log_long_hold(db(), key(), owner, token, kind, held, now);
     }
 }
 

@@ -48,6 +48,7 @@ pub enum Listeners {
     Nobody,
 }
 
+#[inline]
 pub fn listeners() -> Listeners {
     if AOF_ON.load(Relaxed) || REPLICAS_POSSIBLE.load(Relaxed) {
         Listeners::Effects
@@ -65,6 +66,7 @@ pub fn read_persistence_state(ctx: Ctx) {
 }
 
 /// Whether propagation is being skipped because nothing listens (for INFO).
+#[inline]
 pub fn idle() -> bool {
     listeners() == Listeners::Nobody
 }

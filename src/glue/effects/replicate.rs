@@ -83,8 +83,23 @@ fn effect_needed(ctx: Ctx) -> bool {
 
 /// Propagates the plain lock of `owner` with `count` and `token`, expiring at `expires_at`
 /// (`None`: never), as the state of `key`.
-#[inline]
+#[inline(always)]
 pub fn plain_state(
+    ctx: Ctx,
+    key: *mut RedisModuleString,
+    owner: &[u8],
+    count: u32,
+    token: u64,
+    expires_at: Option<Millis>,
+) {
+    // Nobody listening (no AOF, replica or save point) is decided in line, on three loads.
+    if !propagation::idle() {
+        plain_state_if_needed(ctx, key, owner, count, token, expires_at);
+    }
+}
+
+#[inline(never)]
+fn plain_state_if_needed(
     ctx: Ctx,
     key: *mut RedisModuleString,
     owner: &[u8],
@@ -157,8 +172,15 @@ pub fn holds_state(ctx: Ctx, key: *mut RedisModuleString, holds: &Holds) {
 }
 
 /// Propagates the deletion of `key`.
-#[inline]
+#[inline(always)]
 pub fn deletion(ctx: Ctx, key: *mut RedisModuleString) {
+    if !propagation::idle() {
+        deletion_if_needed(ctx, key);
+    }
+}
+
+#[inline(never)]
+fn deletion_if_needed(ctx: Ctx, key: *mut RedisModuleString) {
     if effect_needed(ctx) {
         send_deletion(ctx, key);
     }

@@ -106,6 +106,7 @@ extern "C" fn acquire_then_filter(
 }
 
 /// LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout] -> token | nil
+#[inline(always)]
 fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_acquire(args.bytes(), &configs::limits())?;
     if request.session && ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_LUA) {
@@ -116,14 +117,14 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let now = now();
     let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
-    let db = ctx.selected_db();
-    let queued = queued_for(db, args);
+    let queued = queued_for(ctx, args);
     if request.want == Want::Exclusive && !request.session && queued == 0 {
         let held = match key.found()? {
             Found::Empty => None,
             Found::Plain(held) => Some(held),
             Found::Holds => {
                 let key_bytes = args.key_bytes();
+                let db = ctx.selected_db();
                 return acquire_holds(ctx, &request, key, name, db, key_bytes, now, 0);
             }
         };
@@ -135,9 +136,10 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             plain::acquire(held, request.owner, request.ttl, request.held, now, tokens)
         })
         .map_err(|error| LockError::from_hold(Command::Acquire, error))?;
-        return acquire_plain(ctx, args, &request, &mut key, name, db, outcome, now);
+        return acquire_plain(ctx, args, &request, &mut key, name, outcome, now);
     }
     let key_bytes = args.key_bytes();
+    let db = ctx.selected_db();
     acquire_holds(ctx, &request, key, name, db, key_bytes, now, queued)
 }
 
@@ -151,7 +153,6 @@ fn acquire_plain(
     request: &AcquireRequest,
     key: &mut LockKey,
     name: *mut raw::RedisModuleString,
-    db: i32,
     outcome: plain::Acquire,
     now: Millis,
 ) -> Result<(), LockError> {
@@ -163,7 +164,7 @@ fn acquire_plain(
             key.notify(Event::Acquire);
             key.notify(Event::Expire);
             stats::count(Counter::Acquisitions);
-            reschedule_plain(ctx, db, args, Some(expires_at), now);
+            reschedule_plain(ctx, args, Some(expires_at), now);
         }
         plain::Acquire::Reentered {
             token,
@@ -177,10 +178,17 @@ fn acquire_plain(
             key.notify(Event::Reenter);
             key.notify(Event::Expire);
             stats::count(Counter::Reentries);
-            reschedule_plain(ctx, db, args, expires_at, now);
+            reschedule_plain(ctx, args, expires_at, now);
         }
         plain::Acquire::Busy { expires_at } => {
-            busy(ctx, request, db, args.key_bytes(), expires_at, now)?;
+            busy(
+                ctx,
+                request,
+                ctx.selected_db(),
+                args.key_bytes(),
+                expires_at,
+                now,
+            )?;
         }
         plain::Acquire::Repeated { token } => ctx.reply_integer(token as i64),
         plain::Acquire::Settled(settled) => return reply_settled(ctx, Command::Acquire, settled),

@@ -45,12 +45,12 @@ pub static SPEC: CommandSpec = CommandSpec {
 command_entry!(release_entry, Command::Release, release);
 
 /// LOCK.RELEASE key owner -> remaining hold count | nil
+#[inline(always)]
 fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
     let request = parse_release(args.bytes())?;
     let name = key_name(args, Command::Release)?;
     let _own_change = Handling::begin();
     let mut key = LockKey::open_writable(ctx, name);
-    let db = ctx.selected_db();
     // The key is opened for writing: if it is there, it is live by the server's clock.
     let lock = match key.found_unexpired()? {
         Found::Empty => {
@@ -59,7 +59,8 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         }
         Found::Plain(held) => held.lock,
         Found::Holds => {
-            return release_holds(ctx, &request, key, name, db, args.key_bytes(), now())
+            let db = ctx.selected_db();
+            return release_holds(ctx, &request, key, name, db, args.key_bytes(), now());
         }
     };
     // A plain lock: decided on its packed form, as `release_holds` would.
@@ -75,11 +76,11 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
             key.notify(Event::Release);
             stats::count(Counter::Releases);
         }
-        plain::Release::Left if queued_for(db, args) == 0 => {
+        plain::Release::Left if queued_for(ctx, args) == 0 => {
             // The key is gone: `del`, as DEL publishes it (`lock.release` is for a release
             // that leaves the lock there).
             monitor::hold_released(
-                db,
+                || ctx.selected_db(),
                 || args.key_bytes(),
                 request.owner,
                 token,
@@ -94,7 +95,8 @@ fn release(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         }
         // Someone waits: the queue's heads get the key, through the holds.
         plain::Release::Left => {
-            return release_holds(ctx, &request, key, name, db, args.key_bytes(), now())
+            let db = ctx.selected_db();
+            return release_holds(ctx, &request, key, name, db, args.key_bytes(), now());
         }
     }
     Ok(())
@@ -142,7 +144,7 @@ fn release_holds(
         }
         Released::Left => {
             if let Some((token, kind)) = ending {
-                monitor::hold_released(db, || key_bytes, request.owner, token, kind, now);
+                monitor::hold_released(|| db, || key_bytes, request.owner, token, kind, now);
             }
             ctx.reply_integer(0);
             stats::count(Counter::Releases);
