@@ -38,15 +38,14 @@ impl Lock {
         header[OWNER_LEN_AT..TOKEN_AND_COUNT_AT].copy_from_slice(&owner_len.to_le_bytes());
         header[TOKEN_AND_COUNT_AT..].copy_from_slice(&pack(token, count).to_le_bytes());
         let mut bytes = Box::<[u8]>::new_uninit_slice(HEADER_BYTES + owner.len());
-        let (head, tail) = bytes.split_at_mut(HEADER_BYTES);
-        for (slot, &byte) in head.iter_mut().zip(&header) {
-            slot.write(byte);
-        }
-        for (slot, &byte) in tail.iter_mut().zip(owner) {
-            slot.write(byte);
-        }
-        // SAFETY: every byte was written just above (the header's, then the owner's).
-        let bytes = unsafe { bytes.assume_init() };
+        let start = bytes.as_mut_ptr().cast::<u8>();
+        // SAFETY: the allocation holds HEADER_BYTES + owner.len() bytes; the two copies fill
+        // it exactly, from sources that do not overlap it, before it is read as initialised.
+        let bytes = unsafe {
+            std::ptr::copy_nonoverlapping(header.as_ptr(), start, HEADER_BYTES);
+            std::ptr::copy_nonoverlapping(owner.as_ptr(), start.add(HEADER_BYTES), owner.len());
+            bytes.assume_init()
+        };
         Lock::from_boxed_bytes(bytes).unwrap_or_else(|bytes| {
             unreachable!("a lock built from its parts has a valid layout: {bytes:?}")
         })

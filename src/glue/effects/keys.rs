@@ -271,10 +271,12 @@ impl LockKey {
 
     /// Stores a new lock (replacing whatever the key held), expiring at `expires_at`. The value
     /// goes first: setting a value drops the key's expiry.
+    #[inline]
     pub fn store(&mut self, lock: Box<Lock>, expires_at: Option<Millis>) {
         self.set_value(into_value(lock), expires_at);
     }
 
+    #[inline]
     fn set_value(&mut self, value: *mut std::ffi::c_void, expires_at: Option<Millis>) {
         // SAFETY: self.key is open for writing; on success the key owns `value` and frees it
         // with our type's free callback.
@@ -293,6 +295,7 @@ impl LockKey {
     }
 
     /// Sets the key's expiry to the absolute unix ms `at`, after an in-place change.
+    #[inline]
     pub fn set_expiry(&mut self, at: Millis) {
         // SAFETY: self.key is open for writing and holds a value.
         let set = unsafe { rm!(RedisModule_SetAbsExpire)(self.key, at) };

@@ -10,7 +10,7 @@
 //! again before any change could be missed: what came before the fork is in its snapshot.
 
 use std::ffi::{c_int, c_void, CStr};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{self, RedisModuleCtx};
@@ -26,17 +26,26 @@ const CHECK_EVERY_MS: i64 = 1000;
 // Main-thread state in atomics (Relaxed: nothing is ordered by them): every command reads
 // them, and a thread_local in a shared library costs a __tls_get_addr call per access.
 
-/// True unless INFO showed a master with no replicas and no backlog since the last event
-/// that could have changed that.
-static REPLICAS_POSSIBLE: AtomicBool = AtomicBool::new(true);
+/// Who may listen, as bits of one atomic (one load answers "nobody" on every command):
+/// `REPLICAS` is set unless INFO showed a master with no replicas and no backlog since the
+/// last event that could have changed that; `AOF` while the AOF is on (or being switched on),
+/// read at load, after every CONFIG SET and before an AOF rewrite (asking the server for its
+/// context flags on every command costs more than the rest of a release); `SAVE_POINTS` while
+/// RDB save points are set (they count changes, and a module's change counts only when it
+/// propagates something), read as `AOF` is.
+static LISTENING: AtomicU8 = AtomicU8::new(REPLICAS | AOF | SAVE_POINTS);
+const REPLICAS: u8 = 1;
+const AOF: u8 = 2;
+const SAVE_POINTS: u8 = 4;
 static CHECK_ARMED: AtomicBool = AtomicBool::new(false);
-/// The AOF is on (or being switched on). Read at load, after every CONFIG SET and before
-/// an AOF rewrite: asking the server for its context flags on every command costs more
-/// than the rest of a release.
-static AOF_ON: AtomicBool = AtomicBool::new(true);
-/// RDB save points are set: they count changes, and a module's change counts only when
-/// it propagates something. Read as AOF_ON is.
-static SAVE_POINTS: AtomicBool = AtomicBool::new(true);
+
+fn set_listening(bit: u8, on: bool) {
+    if on {
+        LISTENING.fetch_or(bit, Relaxed);
+    } else {
+        LISTENING.fetch_and(!bit, Relaxed);
+    }
+}
 
 /// Who would use a propagated change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +59,10 @@ pub enum Listeners {
 
 #[inline]
 pub fn listeners() -> Listeners {
-    if AOF_ON.load(Relaxed) || REPLICAS_POSSIBLE.load(Relaxed) {
+    let listening = LISTENING.load(Relaxed);
+    if listening & (AOF | REPLICAS) != 0 {
         Listeners::Effects
-    } else if SAVE_POINTS.load(Relaxed) {
+    } else if listening & SAVE_POINTS != 0 {
         Listeners::ChangeCount
     } else {
         Listeners::Nobody
@@ -61,19 +71,19 @@ pub fn listeners() -> Listeners {
 
 /// Reads whether the AOF or RDB save points persist changes.
 pub fn read_persistence_state(ctx: Ctx) {
-    AOF_ON.store(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_AOF), Relaxed);
-    SAVE_POINTS.store(ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_RDB), Relaxed);
+    set_listening(AOF, ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_AOF));
+    set_listening(SAVE_POINTS, ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_RDB));
 }
 
 /// Whether propagation is being skipped because nothing listens (for INFO).
 #[inline]
 pub fn idle() -> bool {
-    listeners() == Listeners::Nobody
+    LISTENING.load(Relaxed) == 0
 }
 
 /// Something may have created a replica or a backlog: propagate until INFO says otherwise.
 pub fn replicas_possible(ctx: Ctx) {
-    REPLICAS_POSSIBLE.store(true, Relaxed);
+    set_listening(REPLICAS, true);
     if !CHECK_ARMED.swap(true, Relaxed) {
         timers::start(ctx, CHECK_EVERY_MS, check_fired, 0);
     }
@@ -85,7 +95,7 @@ unsafe extern "C" fn check_fired(ctx: *mut RedisModuleCtx, _data: *mut c_void) {
         CHECK_ARMED.store(false, Relaxed);
         read_persistence_state(ctx);
         if nothing_listens(ctx) {
-            REPLICAS_POSSIBLE.store(false, Relaxed);
+            set_listening(REPLICAS, false);
         } else {
             replicas_possible(ctx);
         }

@@ -108,7 +108,8 @@ extern "C" fn acquire_then_filter(
 /// LOCK.ACQUIRE key owner ttl [SHARED | LIMIT n] [SESSION] [WAIT timeout] -> token | nil
 #[inline(always)]
 fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
-    let request = parse_acquire(args.bytes(), &configs::limits())?;
+    let limits = configs::limits();
+    let request = parse_acquire(args.bytes(), &limits)?;
     if request.session && ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_LUA) {
         // EVAL and FCALL run on the script engine's client, which never disconnects.
         return Err(LockError::SessionInScript);
@@ -130,7 +131,7 @@ fn acquire(ctx: Ctx, args: &Args) -> Result<(), LockError> {
         };
         // A new holder's owner must fit lock.max-owner-bytes (a holder's own reentry need not).
         if !plain::holds_live(held, request.owner, now) {
-            new_owner_fits(request.owner, &configs::limits())?;
+            new_owner_fits(request.owner, &limits)?;
         }
         let outcome = with_tokens(|tokens| {
             plain::acquire(held, request.owner, request.ttl, request.held, now, tokens)
