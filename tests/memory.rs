@@ -227,3 +227,61 @@ fn the_clients_queued_for_a_lock_count_in_its_memory_usage_until_they_leave() {
     let after = int(call!(&mut con, "MEMORY", "USAGE", "queued"), "MEMORY USAGE");
     assert_eq!(after, alone, "the waiters left");
 }
+
+/// A released plain lock's allocation is kept for the next lock of its size
+/// (glue/server/recycled.rs), counted in `lock_recycled_bytes`, and handed over rewritten
+/// whole: the next lock reads its own owner, count, token and ttl, never the last one's.
+/// A lazy free on the server's background thread (FLUSHALL ASYNC) leaves it consistent.
+#[test]
+fn a_released_locks_allocation_serves_the_next_lock_of_its_size_rewritten_whole() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let recycled = |con: &mut redis::Connection| info_int(con, "lock", "lock_recycled_bytes");
+    assert_eq!(recycled(&mut con), 0);
+    let first_token = acquire(&mut con, "first", "owner-aaaaaaaaaa", 600_000);
+    assert_eq!(release(&mut con, "first", "owner-aaaaaaaaaa"), 0);
+    // 10 header bytes and the 16-byte owner.
+    assert_eq!(recycled(&mut con), 26);
+    // Another owner of the same length takes it.
+    let second_token = acquire(&mut con, "second", "holder-bbbbbbbbb", 5_000);
+    assert_eq!(recycled(&mut con), 0);
+    let info = lock_info(&mut con, "second").expect("held");
+    assert_eq!(info.owner, b"holder-bbbbbbbbb");
+    assert_eq!((info.count, info.token), (1, second_token));
+    assert!(second_token > first_token);
+    assert!(info.ttl > 0 && info.ttl <= 5_000, "ttl {}", info.ttl);
+    assert_eq!(
+        acquire(&mut con, "second", "holder-bbbbbbbbb", 5_000),
+        second_token
+    );
+    assert_eq!(lock_info(&mut con, "second").expect("held").count, 2);
+    // An owner of another length does not take it; the kept allocations stay one size.
+    assert_eq!(release(&mut con, "second", "holder-bbbbbbbbb"), 1);
+    assert_eq!(release(&mut con, "second", "holder-bbbbbbbbb"), 0);
+    assert_eq!(recycled(&mut con), 26);
+    acquire(&mut con, "third", "short", 600_000);
+    assert_eq!(recycled(&mut con), 26);
+    assert_eq!(lock_info(&mut con, "third").expect("held").owner, b"short");
+    // Many locks freed at once by the background thread, then used again.
+    for i in 0..500 {
+        acquire(&mut con, &format!("many:{i}"), "owner-cccccccccc", 600_000);
+    }
+    ok(call!(&mut con, "FLUSHALL", "ASYNC"), "FLUSHALL ASYNC");
+    wait_until("the lazy free to finish", || {
+        info_int(&mut con, "lock", "lock_held") == 0
+    });
+    assert!(
+        recycled(&mut con) <= 128 * 26,
+        "kept {}",
+        recycled(&mut con)
+    );
+    for i in 0..300 {
+        let key = format!("again:{i}");
+        let token = acquire(&mut con, &key, "owner-dddddddddd", 600_000);
+        let info = lock_info(&mut con, &key).expect("held");
+        assert_eq!(
+            (info.owner.as_slice(), info.token),
+            (&b"owner-dddddddddd"[..], token)
+        );
+    }
+}

@@ -51,6 +51,26 @@ impl Lock {
         })
     }
 
+    /// A new lock as `boxed` makes it, written into `bytes` (an allocation reused), which must
+    /// be exactly its size; else `bytes` are given back untouched.
+    pub fn refill(
+        mut bytes: Box<[u8]>,
+        owner: &[u8],
+        count: u32,
+        token: u64,
+    ) -> Result<Box<Lock>, Box<[u8]>> {
+        let Ok(owner_len) = u16::try_from(owner.len()) else {
+            return Err(bytes);
+        };
+        if bytes.len() != HEADER_BYTES + owner.len() {
+            return Err(bytes);
+        }
+        bytes[OWNER_LEN_AT..TOKEN_AND_COUNT_AT].copy_from_slice(&owner_len.to_le_bytes());
+        bytes[TOKEN_AND_COUNT_AT..HEADER_BYTES].copy_from_slice(&pack(token, count).to_le_bytes());
+        bytes[HEADER_BYTES..].copy_from_slice(owner);
+        Lock::from_boxed_bytes(bytes)
+    }
+
     /// Takes `bytes` as a lock if their layout is one (length, header); else gives them back.
     pub fn from_boxed_bytes(bytes: Box<[u8]>) -> Result<Box<Lock>, Box<[u8]>> {
         if !has_lock_layout(&bytes) {

@@ -10,8 +10,8 @@
 //! again before any change could be missed: what came before the fork is in its snapshot.
 
 use std::ffi::{c_int, c_void, CStr};
-use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 
 use redis_module::raw::{self, RedisModuleCtx};
 

@@ -63,6 +63,9 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
             rm!(RedisModule_InfoAddSection)(ctx, c"".as_ptr());
             rm!(RedisModule_InfoAddFieldCString)(ctx, c"version".as_ptr(), VERSION.as_ptr());
             add(ctx, c"held", value::live_values());
+            // Freed plain-lock allocations kept for reuse (glue/server/recycled.rs).
+            let (kept, kept_len) = crate::glue::server::recycled::kept();
+            add(ctx, c"recycled_bytes", (kept * kept_len) as u64);
             add(ctx, c"waiters", queued as u64);
             add(ctx, c"keys_waited_for", keys as u64);
             add(ctx, c"observers", observed::observers() as u64);

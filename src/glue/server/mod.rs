@@ -9,5 +9,6 @@ pub mod configs;
 pub mod context;
 pub mod entry;
 pub mod key_ref;
+pub mod recycled;
 pub mod timers;
 pub mod value;

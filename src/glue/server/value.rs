@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::core::state::lock::{Lock, HEADER_BYTES};
 use crate::core::stored::encoding::{value_size, HOLDS_TAG};
+use crate::glue::server::recycled;
 
 /// Lock values alive in the server (in keys, or loaded and about to be): derived from the data
 /// itself, so it stays right across DEBUG RELOAD, restarts and full syncs. Atomic: the server
@@ -17,6 +18,18 @@ static LIVE_VALUES: AtomicI64 = AtomicI64::new(0);
 /// How many lock values the server holds now.
 pub fn live_values() -> u64 {
     u64::try_from(LIVE_VALUES.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// A new plain lock (as `Lock::boxed`), in a kept allocation of its size when there is one
+/// (`recycled`).
+#[inline]
+pub fn new_plain_lock(owner: &[u8], count: u32, token: u64) -> Box<Lock> {
+    if let Some(kept) = recycled::take(HEADER_BYTES + owner.len()) {
+        if let Ok(lock) = Lock::refill(kept, owner, count, token) {
+            return lock;
+        }
+    }
+    Lock::boxed(owner, count, token)
 }
 
 /// Hands a lock to the server as a value pointer; `free_value` takes it back.
@@ -75,8 +88,12 @@ pub unsafe fn free_value(value: *mut c_void) {
     // SAFETY: the caller promises a live value of ours; the slice is exactly the allocation
     // into_value leaked, so rebuilding the Box frees it with its own layout.
     if let Some(bytes) = unsafe { value_bytes(value) } {
-        drop(unsafe { Box::from_raw(bytes as *mut [u8]) });
+        let bytes = unsafe { Box::from_raw(bytes as *mut [u8]) };
         LIVE_VALUES.fetch_sub(1, Ordering::Relaxed);
+        // A plain lock's allocation may be kept for the next lock of its size.
+        if !bytes.starts_with(&HOLDS_TAG) {
+            drop(recycled::give_back(bytes));
+        }
     }
 }
 

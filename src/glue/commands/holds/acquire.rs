@@ -9,7 +9,6 @@ use redis_module::raw::{self, RedisModuleCtx};
 use crate::core::error::{Command, LockError};
 use crate::core::request::{new_owner_fits, parse_acquire, AcquireRequest};
 use crate::core::state::holds::{self, expect_count, Acquired, Ask, Expected, Step, Want};
-use crate::core::state::lock::Lock;
 use crate::core::state::plain;
 use crate::core::Millis;
 use crate::glue::commands::finish::{
@@ -25,6 +24,7 @@ use crate::glue::server::api::rm;
 use crate::glue::server::configs;
 use crate::glue::server::context::{log, now, Ctx};
 use crate::glue::server::entry::{command_entry, run_callback, Args};
+use crate::glue::server::value::new_plain_lock;
 use crate::glue::waiting::handoff::{self, settle, why_gone, Freed, Handling};
 use crate::glue::waiting::waiters::{self, KeyRef, Wanted};
 use crate::glue::waiting::{blocking, command_filter, session_index, wait_graph};
@@ -159,7 +159,7 @@ fn acquire_plain(
 ) -> Result<(), LockError> {
     match outcome {
         plain::Acquire::Granted { token, expires_at } => {
-            key.store(Lock::boxed(request.owner, 1, token), Some(expires_at));
+            key.store(new_plain_lock(request.owner, 1, token), Some(expires_at));
             replicate::plain_state(ctx, name, request.owner, 1, token, Some(expires_at));
             ctx.reply_integer(token as i64);
             key.notify(Event::Acquire);
