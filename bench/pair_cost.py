@@ -213,6 +213,14 @@ KINDS = {
         "pair": exclusive_pair("SESSION"),
         "base": "empty",
     },
+    "several": {
+        "label": "several keys: MACQUIRE 2 keys + MRELEASE (a pair of keys)",
+        "pair": (lambda k: resp("LOCK.MACQUIRE", 2, k, k + b":b", OWNER, TTL_MS),
+                 lambda r: isinstance(r, list) and len(r) == 2 and all(map(is_token, r)),
+                 lambda k: resp("LOCK.MRELEASE", 2, k, k + b":b", OWNER),
+                 lambda r: r == 2 or r == [0, 0]),
+        "base": "empty",
+    },
     "bare": {
         "label": "the same API calls, nothing else (bench/modules/bare)",
         "pair": exclusive_pair(),
