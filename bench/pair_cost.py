@@ -2,7 +2,7 @@
 """Server instructions per lock + unlock pair, for every kind of hold and for the unsafe floor
 (SET NX PX + DEL), counted by callgrind: repeatable on a noisy machine, unlike any timing.
 
-usage: bench/pair_cost.py [--server PATH] [--pairs N] [--kinds K,K,...] [--seeds N]
+usage: bench/pair_cost.py [--server PATH] [--pairs N] [--batch N] [--kinds K,K,...] [--seeds N]
                           [--server-args ARGS] [--check BOUND_FILE --name SERVER_NAME]
                           [--keep DIR] [--json PATH] MODULE.so
 
@@ -51,6 +51,9 @@ import time
 
 DEFAULT_SERVER = "/usr/bin/redis-server"
 BATCH = 100
+# Locks held at once in a run (--batch): acquires are pipelined this many at a time, then
+# their releases. The keyspace fill keeps BATCH.
+HELD_AT_ONCE = [BATCH]
 TTL_MS = 30000
 OWNER = b"owner-0123456789"  # 16 bytes, as a client's id with a thread suffix would be
 OTHER_OWNER = b"reader-012345678"
@@ -305,11 +308,12 @@ def drive(conn, kind, pairs):
     spec = KINDS[kind]
     make_acquire, acquired, make_release, released = spec["pair"]
     hold = spec.get("hold")
-    for first in range(0, pairs, BATCH):
+    held = HELD_AT_ONCE[0]
+    for first in range(0, pairs, held):
         # The same names in every kind's run (each run is its own server): a key's length
         # moves every hash and compare of it, and a name with the kind's in it made the
         # exclusive pair's keys 4 bytes longer than the floor's.
-        keys = [b"lock:%017d" % i for i in range(first, min(pairs, first + BATCH))]
+        keys = [b"lock:%017d" % i for i in range(first, min(pairs, first + held))]
         if hold:
             check_all(conn.pipeline([hold[0](k) for k in keys]), hold[1], kind + " hold")
         check_all(conn.pipeline([make_acquire(k) for k in keys]), acquired, kind + " acquire")
@@ -490,6 +494,9 @@ def main():
     parser.add_argument("--server-args", default="", metavar="ARGS",
                         help='more server arguments, e.g. "--save \'3600 1\'" or '
                              '"--appendonly yes" (then the module propagates)')
+    parser.add_argument("--batch", type=int, default=BATCH, metavar="N",
+                        help="locks held at once: N acquires pipelined, then their N releases "
+                             "(default %d)" % BATCH)
     parser.add_argument("--bare-module", metavar="PATH",
                         help="bench/modules/bare's build, for the bare row (default: "
                              "librlock_bench_bare.so beside MODULE; the row is left out "
@@ -498,6 +505,7 @@ def main():
                         help="also write the instructions per pair there, for rlock-bench charts")
     options = parser.parse_args()
     options.module = os.path.abspath(options.module)
+    HELD_AT_ONCE[0] = max(1, options.batch)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
@@ -529,7 +537,7 @@ def main():
     floor = per_pair.get("floor")
     print("server instructions per pair (callgrind, processCommand inclusive; %s; %d pairs "
           "on distinct keys, pipelined %d acquires then their %d releases)"
-          % (server_version(options.server), options.pairs, BATCH, BATCH))
+          % (server_version(options.server), options.pairs, options.batch, options.batch))
     print("each figure: the mean over %d server hash seeds" % len(by_seed))
     if extra:
         print("server arguments added: %s" % " ".join(extra))

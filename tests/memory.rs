@@ -271,7 +271,7 @@ fn a_released_locks_allocation_serves_the_next_lock_of_its_size_rewritten_whole(
         info_int(&mut con, "lock", "lock_held") == 0
     });
     assert!(
-        recycled(&mut con) <= 128 * 26,
+        recycled(&mut con) <= 1024 * 26,
         "kept {}",
         recycled(&mut con)
     );

@@ -10,13 +10,13 @@
 //! or while another thread (a lazy free) holds the stack, goes to the allocator as before.
 //!
 //! Kept bytes stay counted as the server's used memory, as they were when they held a lock: at
-//! most `CAPACITY * MAX_LEN` bytes (8 KB) beyond what the keys hold.
+//! most `CAPACITY * MAX_LEN` bytes (64 KB) beyond what the keys hold.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How many freed allocations are kept.
-pub const CAPACITY: usize = 128;
+pub const CAPACITY: usize = 1024;
 /// The largest allocation kept (a 36-byte UUID owner with a ":n" suffix is 48 with its header).
 pub const MAX_LEN: usize = 64;
 
