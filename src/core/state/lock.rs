@@ -207,6 +207,24 @@ mod tests {
     }
 
     #[test]
+    fn a_refilled_allocation_becomes_the_lock_boxed_would_make_in_the_same_memory() {
+        let old = Lock::boxed(b"owner-aaaaaaaaaa", 7, 99).into_boxed_bytes();
+        let at = old.as_ptr();
+        let lock = Lock::refill(old, b"holder-bbbbbbbbb", 1, 12_345).expect("the same size");
+        assert_eq!(&*lock, &*Lock::boxed(b"holder-bbbbbbbbb", 1, 12_345));
+        assert_eq!(
+            lock.owner().as_ptr(),
+            at.wrapping_add(HEADER_BYTES),
+            "the same allocation"
+        );
+        // Any other size is given back untouched.
+        let other = Lock::boxed(b"short", 1, 1).into_boxed_bytes();
+        let kept = other.clone();
+        let back = Lock::refill(other, b"holder-bbbbbbbbb", 1, 2).expect_err("another size");
+        assert_eq!(back, kept);
+    }
+
+    #[test]
     fn a_lock_packs_owner_count_and_token_in_one_allocation() {
         let lock = held("worker-7", 3, 99);
         assert_eq!(lock.owner(), b"worker-7");
