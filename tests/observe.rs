@@ -722,3 +722,35 @@ fn rlock_top_shows_the_hottest_locks_and_the_lock_log_under_tmux() {
         !tmux.run(&["has-session", "-t", "top"]).status.success()
     });
 }
+
+/// A hold's time is read from its token less the lead it was granted with: across a promotion
+/// (the lead jumps by lock.split-allowance-ms), a hold granted before it and one granted after
+/// it both log their real time held, neither the allowance more nor nothing.
+#[test]
+fn hold_times_read_across_a_promotions_lead_are_the_real_ones() {
+    let server = Server::start_with(&["--lock.log-hold-threshold-ms", "1"]);
+    let mut con = server.conn();
+    acquire(&mut con, "before", "worker-1", 600_000);
+    let nowhere = free_port();
+    ok(
+        call!(&mut con, "REPLICAOF", "127.0.0.1", nowhere),
+        "REPLICAOF",
+    );
+    ok(
+        call!(&mut con, "REPLICAOF", "NO", "ONE"),
+        "REPLICAOF NO ONE",
+    );
+    assert_eq!(
+        info_int(&mut con, "lock", "lock_token_lead_ms"),
+        600_000,
+        "the promotion's lead"
+    );
+    acquire(&mut con, "after", "worker-2", 600_000);
+    let start = server_ms(&mut con);
+    wait_past(&mut con, start + 300);
+    for (key, owner) in [("before", "worker-1"), ("after", "worker-2")] {
+        assert_eq!(release(&mut con, key, owner), 0);
+        let held = field_int(&logged(&mut con, "long-hold", key), "ms");
+        assert!((300..60_000).contains(&held), "{key}: held {held} ms");
+    }
+}

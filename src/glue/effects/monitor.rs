@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use crate::core::monitor::hot_keys::{self, Contention, HotKeys};
-use crate::core::monitor::latency::{held_ms, Latencies, Leads, Measure};
+use crate::core::monitor::latency::{held_ms, Latencies, Measure};
 use crate::core::monitor::lock_log::{Event, HoldKind, LockLog, Reason};
 use crate::core::monitor::lost_holds::{self, Loss, LostHolds};
 use crate::core::state::holds::Holds;
@@ -57,10 +57,6 @@ static ANY_PENDING: AtomicBool = AtomicBool::new(false);
 /// `total_commands_processed` when last looked at: it falls only on CONFIG RESETSTAT.
 static COMMANDS_SEEN: AtomicU64 = AtomicU64::new(0);
 
-/// The token leads hold times are read with (`Leads`: now, before, changed after), kept in
-/// atomics so that a release reads them without the lock.
-static LEADS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
-
 /// Holds shorter than this many ms are counted per kind and millisecond
 /// (`SHORT_HOLDS[kind][ms]`), without the lock, and added to the hold histograms in bulk when
 /// they are read (`State::count_short_holds`), as immediate grants are. Exact: a hold time is
@@ -69,24 +65,6 @@ static LEADS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 const SHORT_HOLD_MS: usize = 1024;
 static SHORT_HOLDS: [[AtomicU64; SHORT_HOLD_MS]; 3] =
     [const { [const { AtomicU64::new(0) }; SHORT_HOLD_MS] }; 3];
-
-/// The lead tokens were most likely granted with (a promotion since is kept apart).
-#[inline]
-fn leads() -> Leads {
-    let lead = token_counter::lead();
-    let mut leads = Leads {
-        now: LEADS[0].load(Relaxed),
-        before: LEADS[1].load(Relaxed),
-        changed_after: LEADS[2].load(Relaxed),
-    };
-    if lead != leads.now {
-        leads.changed(lead, token_counter::last_token());
-        LEADS[0].store(leads.now, Relaxed);
-        LEADS[1].store(leads.before, Relaxed);
-        LEADS[2].store(leads.changed_after, Relaxed);
-    }
-    leads
-}
 
 /// Counts a hold of `held_ms` in `SHORT_HOLDS`; false when it is too long for them.
 #[inline]
@@ -146,7 +124,7 @@ pub fn hot_limits() -> hot_keys::Limits {
 
 impl State {
     fn held_ms(&mut self, token: u64, now: Millis) -> u64 {
-        held_ms(token, &leads(), now)
+        held_ms(token, &token_counter::leads(), now)
     }
 
     fn push(&mut self, event: &Event) {
@@ -290,7 +268,7 @@ pub fn hold_released<'a>(
     kind: HoldKind,
     now: Millis,
 ) {
-    let held = held_ms(token, &leads(), now);
+    let held = held_ms(token, &token_counter::leads(), now);
     if !count_short_hold(kind, held) {
         record_hold(kind, held);
     }

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::core::monitor::latency::Leads;
 use crate::core::state::tokens::{BeyondCeiling, TokenCounter};
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::server::context::{log, now};
@@ -16,16 +17,49 @@ static LAST_TOKEN: AtomicU64 = AtomicU64::new(0);
 /// How many tokens ahead of the clock the floor runs.
 static LEAD: AtomicU64 = AtomicU64::new(0);
 
+/// The lead before its last change, and the last token handed out or seen then: tokens up to
+/// it were granted with that lead (a hold's age is read from its token: `Leads`).
+static LEAD_BEFORE: AtomicU64 = AtomicU64::new(0);
+static LEAD_CHANGED_AFTER: AtomicU64 = AtomicU64::new(0);
+
 /// Runs `change` on the counter and keeps what it leaves.
+#[inline]
 pub fn with_tokens<T>(change: impl FnOnce(&mut TokenCounter) -> T) -> T {
-    let mut tokens = TokenCounter::from_parts(
+    let (last, lead) = (
         LAST_TOKEN.load(Ordering::Relaxed),
         LEAD.load(Ordering::Relaxed),
     );
+    let mut tokens = TokenCounter::from_parts(last, lead);
     let result = change(&mut tokens);
     LAST_TOKEN.store(tokens.last(), Ordering::Relaxed);
-    LEAD.store(tokens.lead(), Ordering::Relaxed);
+    if tokens.lead() != lead {
+        lead_changed(lead, last, tokens.lead());
+    }
     result
+}
+
+/// The lead moved from `before` (a promotion, or a lead taken in): noted as it happens, so
+/// that every later token is read with the new one.
+#[cold]
+fn lead_changed(before: u64, last: u64, lead: u64) {
+    let mut leads = Leads {
+        now: before,
+        ..leads()
+    };
+    leads.changed(lead, last);
+    LEAD_BEFORE.store(leads.before, Ordering::Relaxed);
+    LEAD_CHANGED_AFTER.store(leads.changed_after, Ordering::Relaxed);
+    LEAD.store(leads.now, Ordering::Relaxed);
+}
+
+/// The leads tokens were granted with: the lead now, and before its last change.
+#[inline]
+pub fn leads() -> Leads {
+    Leads {
+        now: LEAD.load(Ordering::Relaxed),
+        before: LEAD_BEFORE.load(Ordering::Relaxed),
+        changed_after: LEAD_CHANGED_AFTER.load(Ordering::Relaxed),
+    }
 }
 
 pub fn last_token() -> u64 {

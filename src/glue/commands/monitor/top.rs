@@ -117,11 +117,7 @@ pub fn longest_hold_ms(ctx: Ctx, key: &[u8], now: i64) -> u64 {
         .unwrap_or(0)
 }
 
-/// The node's token lead (a hold's age is read from its token).
+/// The node's token leads (a hold's age is read from its token).
 pub fn leads() -> crate::core::monitor::latency::Leads {
-    crate::core::monitor::latency::Leads {
-        now: token_counter::lead(),
-        before: token_counter::lead(),
-        changed_after: 0,
-    }
+    token_counter::leads()
 }
