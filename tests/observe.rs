@@ -754,3 +754,23 @@ fn hold_times_read_across_a_promotions_lead_are_the_real_ones() {
         assert!((300..60_000).contains(&held), "{key}: held {held} ms");
     }
 }
+
+/// A hold shorter than a second is counted per millisecond and added to the histogram when
+/// INFO reads it, at its own value: one hold of 300 ms or more is the percentiles' every value.
+#[test]
+fn a_short_hold_reaches_the_percentiles_at_its_own_length() {
+    let server = Server::start();
+    let mut con = server.conn();
+    acquire(&mut con, "medium", "worker", 600_000);
+    let start = server_ms(&mut con);
+    wait_past(&mut con, start + 300);
+    assert_eq!(release(&mut con, "medium", "worker"), 0);
+    let (p50, _, p999) =
+        percentiles(&mut con, "lock_hold_percentiles_usec_exclusive").expect("hold percentiles");
+    for p in [p50, p999] {
+        assert!(
+            (297_000.0..1_000_000.0).contains(&p),
+            "a hold of 300 ms or more read as {p} us"
+        );
+    }
+}

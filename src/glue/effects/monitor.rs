@@ -79,6 +79,13 @@ fn count_short_hold(kind: HoldKind, held_ms: u64) -> bool {
     true
 }
 
+/// Whether any short hold is counted and not yet in the histograms.
+fn short_holds_counted() -> bool {
+    SHORT_HOLDS
+        .iter()
+        .any(|kind| kind.iter().any(|count| count.load(Relaxed) > 0))
+}
+
 fn lock() -> MutexGuard<'static, Option<State>> {
     STATE
         .lock()
@@ -88,7 +95,11 @@ fn lock() -> MutexGuard<'static, Option<State>> {
 /// Runs `f` on the state (made if missing).
 pub fn with<T>(f: impl FnOnce(&mut State) -> T) -> T {
     let mut guard = lock();
-    let state = guard.get_or_insert_with(|| State {
+    f(guard.get_or_insert_with(new_state))
+}
+
+fn new_state() -> State {
+    State {
         log: LockLog::new(),
         lost: LostHolds::new(),
         latencies: Latencies::new(),
@@ -96,8 +107,7 @@ pub fn with<T>(f: impl FnOnce(&mut State) -> T) -> T {
         handed: [0; 3],
         immediate_counted: [0; 3],
         pending: Vec::new(),
-    });
-    f(state)
+    }
 }
 
 fn kind_index(kind: HoldKind) -> usize {
@@ -573,6 +583,12 @@ pub fn info_snapshot() -> Option<InfoSnapshot> {
         Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
         Err(TryLockError::WouldBlock) => return None,
     };
+    // Locks taken or held uncontended leave only counters (the acquisitions, the short holds'
+    // per-millisecond counts): the state their percentiles go to is made when INFO first
+    // reads them.
+    if guard.is_none() && (stats::get(Counter::Acquisitions) > 0 || short_holds_counted()) {
+        *guard = Some(new_state());
+    }
     let Some(state) = guard.as_mut() else {
         return Some(InfoSnapshot {
             log_len: 0,
