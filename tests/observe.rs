@@ -759,7 +759,7 @@ fn hold_times_read_across_a_promotions_lead_are_the_real_ones() {
 /// INFO reads it, at its own value: one hold of 300 ms or more is the percentiles' every value.
 #[test]
 fn a_short_hold_reaches_the_percentiles_at_its_own_length() {
-    let server = Server::start();
+    let server = Server::start_with(&["--lock.log-hold-threshold-ms", "0"]);
     let mut con = server.conn();
     acquire(&mut con, "medium", "worker", 600_000);
     let start = server_ms(&mut con);
@@ -773,4 +773,11 @@ fn a_short_hold_reaches_the_percentiles_at_its_own_length() {
             "a hold of 300 ms or more read as {p} us"
         );
     }
+    // lock.log-hold-threshold-ms 0: no hold is logged as long, however long.
+    assert!(
+        log(&mut con)
+            .iter()
+            .all(|entry| field_text(entry, "reason") != "long-hold"),
+        "a long-hold entry with the threshold at 0 (never)"
+    );
 }
