@@ -145,7 +145,16 @@ mod tests {
         assert_eq!(kept(), (CAPACITY, 26));
         empty();
         assert_eq!(kept(), (0, 0));
-        // Once empty, the stack takes the next size freed.
+        // Once empty, the stack takes the next size freed, up to MAX_LEN bytes.
+        assert!(
+            give_back(vec![0u8; MAX_LEN + 1].into_boxed_slice()).is_some(),
+            "too long"
+        );
+        assert!(give_back(Box::default()).is_some(), "empty");
+        assert_eq!(kept(), (0, 0));
+        assert!(give_back(vec![0u8; MAX_LEN].into_boxed_slice()).is_none());
+        assert_eq!(kept(), (1, MAX_LEN));
+        empty();
         assert!(give_back(vec![0u8; 30].into_boxed_slice()).is_none());
         assert_eq!(kept(), (1, 30));
         empty();
