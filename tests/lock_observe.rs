@@ -324,3 +324,34 @@ fn a_session_holder_whose_connection_closes_wakes_observers() {
     drop(holder);
     assert_eq!(observed(observer.reply()), (0, None));
 }
+
+#[test]
+fn a_shared_holders_renewal_or_reentry_wakes_nobody() {
+    let server = Server::start();
+    let mut con = server.conn();
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "r1", 60_000, "SHARED"),
+        "first reader",
+    );
+    let second = int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "r2", 60_000, "SHARED"),
+        "second reader",
+    );
+    let watching = Observer::start(&server, "k", &[&second.to_string()], 1);
+    // Each rewrites the key's value (several holders are stored as one encoding): the server
+    // unlinks the old one, which is no change of holders.
+    int(call!(&mut con, "LOCK.RENEW", "k", "r1", 60_000), "RENEW");
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "r2", 60_000, "SHARED"),
+        "the second reader's reentry",
+    );
+    assert_eq!(release(&mut con, "k", "r2"), 1);
+    assert!(
+        !watching.answered(),
+        "a shared holder's renewal or reentry is no change of hands"
+    );
+    assert_eq!(release(&mut con, "k", "r2"), 0);
+    // The second reader leaving is a change (a shared key shows no single owner).
+    assert_eq!(observed(watching.reply()).1, Some(String::new()));
+    assert_eq!(release(&mut con, "k", "r1"), 0);
+}
