@@ -109,10 +109,7 @@ impl Latencies {
 
     /// Records `count` acquires of `kind` granted at once (a wait of 0).
     pub fn record_immediate(&mut self, kind: HoldKind, count: u64) {
-        if count > 0 {
-            self.histogram_mut(Measure::Wait, kind)
-                .saturating_record_n(0, count);
-        }
+        self.record_n(Measure::Wait, kind, 0, count);
     }
 
     /// How many values were recorded.

@@ -34,9 +34,7 @@ impl Lock {
         let owner_len = u16::try_from(owner.len()).unwrap_or(u16::MAX);
         let owner = &owner[..usize::from(owner_len)];
         // The header, then the owner, into an allocation of the exact size (no zeroing first).
-        let mut header = [0u8; HEADER_BYTES];
-        header[OWNER_LEN_AT..TOKEN_AND_COUNT_AT].copy_from_slice(&owner_len.to_le_bytes());
-        header[TOKEN_AND_COUNT_AT..].copy_from_slice(&pack(token, count).to_le_bytes());
+        let header = header(owner_len, count, token);
         let mut bytes = Box::<[u8]>::new_uninit_slice(HEADER_BYTES + owner.len());
         let start = bytes.as_mut_ptr().cast::<u8>();
         // SAFETY: the allocation holds HEADER_BYTES + owner.len() bytes; the two copies fill
@@ -65,8 +63,7 @@ impl Lock {
         if bytes.len() != HEADER_BYTES + owner.len() {
             return Err(bytes);
         }
-        bytes[OWNER_LEN_AT..TOKEN_AND_COUNT_AT].copy_from_slice(&owner_len.to_le_bytes());
-        bytes[TOKEN_AND_COUNT_AT..HEADER_BYTES].copy_from_slice(&pack(token, count).to_le_bytes());
+        bytes[..HEADER_BYTES].copy_from_slice(&header(owner_len, count, token));
         bytes[HEADER_BYTES..].copy_from_slice(owner);
         Lock::from_boxed_bytes(bytes)
     }
@@ -143,6 +140,14 @@ pub fn pack(token: u64, count: u32) -> u64 {
 /// The (token, count) that `pack` made.
 pub fn unpack(packed: u64) -> (u64, u32) {
     (packed & TOKEN_MASK, (packed >> TOKEN_BITS) as u32)
+}
+
+/// A lock's header: the owner's length, then the token and count packed.
+fn header(owner_len: u16, count: u32, token: u64) -> [u8; HEADER_BYTES] {
+    let mut header = [0u8; HEADER_BYTES];
+    header[OWNER_LEN_AT..TOKEN_AND_COUNT_AT].copy_from_slice(&owner_len.to_le_bytes());
+    header[TOKEN_AND_COUNT_AT..].copy_from_slice(&pack(token, count).to_le_bytes());
+    header
 }
 
 fn has_lock_layout(bytes: &[u8]) -> bool {

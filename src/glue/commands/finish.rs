@@ -43,9 +43,8 @@ pub fn commit(
     stats::count(counter);
 }
 
-/// How many clients wait for the key of `args`; its name is read only when anyone waits.
-/// How many wait for the key of `args` in the selected database (read only when anyone waits
-/// anywhere: the usual answer, 0, costs one load).
+/// How many clients wait for the key of `args` in the selected database; the key's name and
+/// the database are read only when anyone waits anywhere (the usual answer, 0, is one load).
 #[inline]
 pub fn queued_for(ctx: Ctx, args: &Args) -> usize {
     if waiters::anyone_waiting() {

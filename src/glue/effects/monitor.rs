@@ -267,8 +267,8 @@ impl State {
     }
 }
 
-/// A hold released to 0 by its owner (`db` and `key` read only when it is logged). In line: the usual
-/// short hold under the log threshold costs a few loads and one atomic add.
+/// A hold released to 0 by its owner (`db` and `key` read only when it is logged). In line:
+/// the usual short hold under the log threshold costs a few loads and one atomic add.
 #[inline]
 pub fn hold_released<'a>(
     db: impl FnOnce() -> i32,

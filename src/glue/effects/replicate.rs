@@ -64,8 +64,15 @@ impl ApplyArgs {
 /// counted the cheap way instead: the running command passed on as it is, which nothing will
 /// read (no AOF, no replica, no backlog), but which counts as a change. That is only done in
 /// the running command's own context, outside MULTI (where a CONFIG SET appendonly in the same
-/// EXEC could still turn the AOF on before the pending commands are written).
+/// EXEC could still turn the AOF on before the pending commands are written). Nobody listening
+/// (no AOF, replica or save point) is decided in line, on one load; the rest out of line.
+#[inline(always)]
 fn effect_needed(ctx: Ctx) -> bool {
+    !propagation::idle() && effect_needed_by_listeners(ctx)
+}
+
+#[inline(never)]
+fn effect_needed_by_listeners(ctx: Ctx) -> bool {
     match propagation::listeners() {
         Listeners::Effects => true,
         Listeners::Nobody => false,
@@ -92,21 +99,6 @@ pub fn plain_state(
     token: u64,
     expires_at: Option<Millis>,
 ) {
-    // Nobody listening (no AOF, replica or save point) is decided in line, on three loads.
-    if !propagation::idle() {
-        plain_state_if_needed(ctx, key, owner, count, token, expires_at);
-    }
-}
-
-#[inline(never)]
-fn plain_state_if_needed(
-    ctx: Ctx,
-    key: *mut RedisModuleString,
-    owner: &[u8],
-    count: u32,
-    token: u64,
-    expires_at: Option<Millis>,
-) {
     if effect_needed(ctx) {
         send_plain_state(
             ctx,
@@ -117,6 +109,7 @@ fn plain_state_if_needed(
 }
 
 /// RM_Replicate of `LOCK.APPLY` with `a`; the caller decided that the effect is needed.
+#[inline(never)]
 fn send_plain_state(ctx: Ctx, key: *mut RedisModuleString, a: ApplyArgs) {
     let (command, format) = (APPLY_COMMAND.as_ptr(), APPLY_FORMAT.as_ptr());
     // SAFETY: the format matches the arguments one for one; the owner lives through the call.
@@ -174,18 +167,12 @@ pub fn holds_state(ctx: Ctx, key: *mut RedisModuleString, holds: &Holds) {
 /// Propagates the deletion of `key`.
 #[inline(always)]
 pub fn deletion(ctx: Ctx, key: *mut RedisModuleString) {
-    if !propagation::idle() {
-        deletion_if_needed(ctx, key);
-    }
-}
-
-#[inline(never)]
-fn deletion_if_needed(ctx: Ctx, key: *mut RedisModuleString) {
     if effect_needed(ctx) {
         send_deletion(ctx, key);
     }
 }
 
+#[inline(never)]
 fn send_deletion(ctx: Ctx, key: *mut RedisModuleString) {
     // SAFETY: one RedisModuleString argument for the "s" format.
     unsafe { rm!(RedisModule_Replicate)(ctx.0, c"DEL".as_ptr(), c"s".as_ptr(), key) };

@@ -21,11 +21,7 @@ macro_rules! rm {
             None => unsafe { std::hint::unreachable_unchecked() },
         };
         #[cfg(test)]
-        #[allow(unused_unsafe)]
-        let function = match unsafe { redis_module::raw::$name } {
-            Some(function) => function,
-            None => $crate::glue::server::api::missing(stringify!($name)),
-        };
+        let function = $crate::glue::server::api::rm_checked!($name);
         function
     }};
 }

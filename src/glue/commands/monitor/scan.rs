@@ -6,13 +6,12 @@ use crate::core::monitor::latency::held_ms;
 use crate::core::monitor::lock_log::HoldKind;
 use crate::core::state::holds::{Holds, Mode};
 use crate::core::state::lock;
-use crate::glue::commands::monitor::top::leads;
 use crate::glue::commands::monitor::{
     field_bytes, field_int, field_kind, field_u64, monitor_entry, parse_count, reply_array,
 };
 use crate::glue::commands::spec::{Arg, ArgKind, CommandSpec, Help};
 use crate::glue::effects::keys::{OwnedString, ReadKey};
-use crate::glue::effects::lock_scan;
+use crate::glue::effects::{lock_scan, token_counter};
 use crate::glue::server::context::{now, Ctx};
 use crate::glue::waiting::waiters;
 
@@ -160,7 +159,7 @@ fn scan(ctx: Ctx, args: &[&[u8]]) -> Result<(), String> {
             found.push((key, holds));
         }
     }
-    let leads = leads();
+    let leads = token_counter::leads();
     reply_array(ctx, 2);
     ctx.reply_bytes(&page.cursor);
     reply_array(ctx, found.len());

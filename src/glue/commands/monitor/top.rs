@@ -108,16 +108,11 @@ pub fn longest_hold_ms(ctx: Ctx, key: &[u8], now: i64) -> u64 {
         return 0;
     };
     holds.expire(now);
-    let leads = leads();
+    let leads = token_counter::leads();
     holds
         .holders
         .iter()
         .map(|holder| held_ms(holder.token, &leads, now))
         .max()
         .unwrap_or(0)
-}
-
-/// The node's token leads (a hold's age is read from its token).
-pub fn leads() -> crate::core::monitor::latency::Leads {
-    token_counter::leads()
 }
