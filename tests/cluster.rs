@@ -269,11 +269,13 @@ fn a_killed_masters_replica_keeps_the_replicated_locks_and_grants_above_every_ea
     let cluster = Cluster::start(3);
 
     // Locks spread over every master; a key sent to the wrong master is redirected.
+    // The granting connections are kept: WAIT counts the replicas that acknowledged what the
+    // connection it runs on propagated, so a fresh connection's WAIT proves nothing.
     let mut held = Vec::new();
-    for (i, master) in cluster.masters.iter().enumerate() {
-        let mut con = master.con();
+    let mut granting: Vec<_> = cluster.masters.iter().map(|master| master.con()).collect();
+    for (i, con) in granting.iter_mut().enumerate() {
         for key in cluster.keys_of(i, &format!("spread{i}"), 3) {
-            let token = acquire(&mut con, &key, "holder", TTL);
+            let token = acquire(con, &key, "holder", TTL);
             held.push((i, key, token));
         }
     }
@@ -282,7 +284,7 @@ fn a_killed_masters_replica_keeps_the_replicated_locks_and_grants_above_every_ea
         .find(|(i, _, _)| *i == 1)
         .expect("a key of master 1")
         .1;
-    let mut con0 = cluster.masters[0].con();
+    let mut con0 = granting.swap_remove(0);
     let moved = error(
         run(
             &mut con0,
