@@ -29,8 +29,8 @@ use crate::glue::server::context::{
 use crate::glue::server::entry::{run_callback, string_bytes};
 use crate::glue::server::timers;
 use crate::glue::server::value::{live_values, stored, Stored};
-use crate::glue::waiting::handoff;
 use crate::glue::waiting::waiters;
+use crate::glue::waiting::{handoff, session_index};
 
 /// Whether rlock listens for "expired" keyspace events yet. A module subscription makes every
 /// keyspace event on the server (SET's `set` and `new`, EXPIRE's, DEL's...) walk the module
@@ -127,6 +127,9 @@ fn note_unlinked(db: i32, key: *const RedisModuleString, value: *const c_void) {
     };
     // SAFETY: the key name is live for this callback.
     let name = unsafe { string_bytes(key) };
+    for client in holds.holders.iter().filter_map(|holder| holder.session) {
+        session_index::forget(client, db, name);
+    }
     if monitor::unlinked(db, name, holds, now()) {
         if let Some(timer_ctx) = detached() {
             timers::start(timer_ctx, 0, unlinked_settled, 0);
@@ -261,6 +264,7 @@ unsafe extern "C" fn swapped(
         let Some(info) = (unsafe { data.cast::<raw::RedisModuleSwapDbInfo>().as_ref() }) else {
             return;
         };
+        session_index::swapped(info.dbnum_first, info.dbnum_second);
         handoff::schedule_all_checks(Ctx(ctx), info.dbnum_first);
         handoff::schedule_all_checks(Ctx(ctx), info.dbnum_second);
         observed::wake_all(info.dbnum_first);
@@ -282,6 +286,7 @@ unsafe extern "C" fn flushed(
             return;
         };
         if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_START {
+            session_index::flushed(info.dbnum);
             let resync = count_locks_dropped_by_sync(Ctx(ctx), info.dbnum);
             note_flushed_locks(Ctx(ctx), info.dbnum, resync);
         } else if subevent == raw::REDISMODULE_SUBEVENT_FLUSHDB_END {

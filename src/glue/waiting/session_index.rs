@@ -1,8 +1,11 @@
 //! Which keys each connection took session holds on (sessions.rs ends them when it closes).
 //!
-//! An entry goes when its hold is released; the rest are swept whenever a connection's entries
-//! pass twice what it held at the last sweep (and `SWEEP_FLOOR`), so the index's memory
-//! follows what connections hold now (INFO `lock_session_index_keys`).
+//! An entry goes when its hold is released, when the server unlinks its key (expiry, DEL,
+//! overwrite, eviction, RENAME or MOVE away: events.rs tells `forget`) and when its database
+//! is flushed; SWAPDB moves entries with their keys. What is left (a hold that expired inside
+//! a key other holders keep) is swept whenever a connection's entries pass twice what it held
+//! at the last sweep (and `SWEEP_FLOOR`), so the index's memory follows what connections hold
+//! now (INFO `lock_session_index_keys`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -20,6 +23,9 @@ use crate::glue::server::timers;
 #[derive(Default)]
 pub struct SessionKeys {
     pub keys: HashSet<KeyRef>,
+    /// The server unlinked a key this connection held a session hold on: the hold may live on
+    /// under another name (RENAME, MOVE), so its end must check every waited-for key.
+    pub lost_track: bool,
     /// How many of them it still held at the last sweep: the next sweep comes at twice that.
     live_at_sweep: usize,
     sweep_armed: bool,
@@ -56,8 +62,51 @@ pub fn unregister(client: u64, db: i32, key: &[u8]) {
         let mut held = held.borrow_mut();
         if let Some(entry) = held.get_mut(&client) {
             entry.keys.remove(&KeyRef::new(db, key));
-            if entry.keys.is_empty() {
+            if entry.keys.is_empty() && !entry.lost_track {
                 held.remove(&client);
+            }
+        }
+    });
+}
+
+/// The server unlinked `key` in `db` (not our own write) while `client` held a session hold
+/// on it: the entry goes, and the connection's end looks for the hold everywhere, since a
+/// RENAME or MOVE unlinks the key it moves from.
+pub fn forget(client: u64, db: i32, key: &[u8]) {
+    HELD_BY.with(|held| {
+        if let Some(entry) = held.borrow_mut().get_mut(&client) {
+            if entry.keys.remove(&KeyRef::new(db, key)) {
+                entry.lost_track = true;
+            }
+        }
+    });
+}
+
+/// FLUSHDB of `db` (FLUSHALL: -1) removes every key there without unlinking them one by one.
+pub fn flushed(db: i32) {
+    HELD_BY.with(|held| {
+        let mut held = held.borrow_mut();
+        for entry in held.values_mut() {
+            entry.keys.retain(|key| db != -1 && key.db != db);
+        }
+        held.retain(|_, entry| !entry.keys.is_empty() || entry.lost_track);
+    });
+}
+
+/// SWAPDB `first` `second`: the keys of each are now in the other, their entries with them.
+pub fn swapped(first: i32, second: i32) {
+    let other = |db: i32| match db {
+        db if db == first => second,
+        db if db == second => first,
+        db => db,
+    };
+    HELD_BY.with(|held| {
+        for entry in held.borrow_mut().values_mut() {
+            if entry.keys.iter().any(|key| other(key.db) != key.db) {
+                entry.keys = std::mem::take(&mut entry.keys)
+                    .into_iter()
+                    .map(|key| KeyRef::new(other(key.db), &key.name))
+                    .collect();
             }
         }
     });
@@ -86,6 +135,8 @@ unsafe extern "C" fn sweep_fired(ctx: *mut RedisModuleCtx, data: *mut c_void) {
                 for key in &gone {
                     entry.keys.remove(key);
                 }
+                // A hold not found where it was taken may have moved (RENAME, MOVE).
+                entry.lost_track |= !gone.is_empty();
                 entry.live_at_sweep = entry.keys.len();
             }
         });

@@ -8,8 +8,8 @@
 //!   of the holder is granted;
 //! - a timer run just after the disconnect (writing from inside the server's client teardown
 //!   is not safe) ends the holds under the names the connection took them, hands their weight
-//!   to the waiters and propagates the effect. A hold no longer found there (RENAME, MOVE,
-//!   SWAPDB moved it) is ended where it now is by the next command that touches it, or, if
+//!   to the waiters and propagates the effect. A hold no longer found there (RENAME or MOVE
+//!   moved it; SWAPDB moves the index with it) is ended where it now is by the next command that touches it, or, if
 //!   clients wait for it, at once by their queue's check, which this timer then runs for every
 //!   waited-for key.
 //!
@@ -73,7 +73,7 @@ fn end_sessions(ctx: Ctx, client: u64) {
     if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
         return;
     }
-    let mut all_found = true;
+    let mut all_found = !index.lost_track;
     for key in index.keys {
         all_found &= end_on_key(ctx, client, key.db, &key.name);
     }
