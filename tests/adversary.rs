@@ -447,7 +447,6 @@ fn lock_keys(con: &mut redis::Connection) -> Vec<(i64, String)> {
 /// script move the key (or copy it) first: it keeps no expiry after its holders expired
 /// (PTTL -1, LOCK.INFO nil, counted in lock_held), for good. Redis 7.0, Valkey 9.1.
 #[test]
-#[ignore = "known gap: a restored key moved before its expiry fix-up keeps no ttl"]
 fn a_key_restored_without_ttl_and_moved_in_the_same_transaction_goes_with_its_holders() {
     let server = Server::start();
     let mut con = server.conn();
@@ -688,46 +687,84 @@ fn a_session_hold_moved_by_swapdb_ends_where_it_is_on_the_master_and_its_replica
     );
 }
 
-/// docs/holds.md: a session hold moved by RENAME "is gone for every command at once" when its
-/// connection closes; the key is rewritten by the next command that touches it. Nothing
-/// propagates the end meanwhile: the replica's LOCK.INFO still shows the dead connection's hold,
-/// and a failover brings it back, refusing every other owner until its ttl.
-/// Redis 7.0, Valkey 9.1.
+/// docs/holds.md: a session hold moved by RENAME or MOVE ends where it is now when its
+/// connection closes, on the master and its replicas. Before, the key was rewritten only by
+/// the next command that touched it and nothing propagated the end meanwhile: the replica's
+/// LOCK.INFO still showed the dead connection's hold, and a failover brought it back, refusing
+/// every other owner until its ttl. Also when rlock itself rewrote the moved key since (a
+/// second reader joining under the new name). Redis 7.0, Valkey 9.1.
 #[test]
-#[ignore = "known gap: a moved session hold's end reaches replicas only when a command next writes the key"]
-fn a_renamed_session_hold_whose_connection_closed_is_gone_on_the_replica_and_after_failover() {
-    let master = Server::start();
-    let replica = Server::start();
-    replica.replicate_from(&master);
-    let mut admin = master.conn();
-    let mut holder = master.conn();
-    let holder_id = int(call!(&mut holder, "CLIENT", "ID"), "CLIENT ID");
-    int(
-        call!(&mut holder, "LOCK.ACQUIRE", "c", "C", TTL, "SESSION"),
-        "C takes c",
-    );
-    ok(call!(&mut admin, "RENAME", "c", "c2"), "RENAME");
-    int(
-        call!(&mut admin, "CLIENT", "KILL", "ID", holder_id),
-        "CLIENT KILL",
-    );
-    assert!(
-        lock_info(&mut admin, "c2").is_none(),
-        "gone on the master at once"
-    );
-    int(call!(&mut admin, "WAIT", 1, 5000), "WAIT");
-    let mut rep = replica.conn();
-    let gone = holds_within(Duration::from_secs(2), || {
-        lock_info(&mut rep, "c2").is_none()
-    });
-    let on_replica = lock_info(&mut rep, "c2");
-    ok(call!(&mut rep, "REPLICAOF", "NO", "ONE"), "promote");
-    let after_failover = call!(&mut rep, "LOCK.ACQUIRE", "c2", "D", TTL);
-    assert!(
-        gone && matches!(after_failover, Ok(Value::Int(_))),
-        "the master says c2 is free; the replica shows {on_replica:?}; after failover D gets \
-         {after_failover:?}"
-    );
+fn a_moved_session_hold_whose_connection_closed_is_gone_on_the_replica_and_after_failover() {
+    for how in ["RENAME", "MOVE", "RENAME, then a reader joins"] {
+        let master = Server::start();
+        let replica = Server::start();
+        replica.replicate_from(&master);
+        let mut admin = master.conn();
+        let mut holder = master.conn();
+        let holder_id = int(call!(&mut holder, "CLIENT", "ID"), "CLIENT ID");
+        int(
+            call!(
+                &mut holder,
+                "LOCK.ACQUIRE",
+                "c",
+                "C",
+                TTL,
+                "SHARED",
+                "SESSION"
+            ),
+            "C takes c",
+        );
+        let (db, key) = match how {
+            "MOVE" => {
+                assert_eq!(int(call!(&mut admin, "MOVE", "c", 3), "MOVE"), 1);
+                (3, "c")
+            }
+            _ => {
+                ok(call!(&mut admin, "RENAME", "c", "c2"), "RENAME");
+                (0, "c2")
+            }
+        };
+        ok(call!(&mut admin, "SELECT", db), "SELECT");
+        if how.ends_with("joins") {
+            int(
+                call!(&mut admin, "LOCK.ACQUIRE", key, "R", TTL, "SHARED"),
+                "R joins",
+            );
+        }
+        assert_eq!(info_int(&mut admin, "lock_moved_values"), 1, "{how}");
+        int(
+            call!(&mut admin, "CLIENT", "KILL", "ID", holder_id),
+            "CLIENT KILL",
+        );
+        let ended = holds_within(Duration::from_secs(2), || {
+            info_int(&mut admin, "lock_session_ends") == 1
+        });
+        assert!(
+            ended,
+            "{how}: the session end was not written where the hold is"
+        );
+        assert_eq!(info_int(&mut admin, "lock_moved_values"), 0, "{how}");
+        ok(call!(&mut admin, "SET", "sync-marker", "1"), "SET");
+        int(call!(&mut admin, "WAIT", 1, 5000), "WAIT");
+        let mut rep = replica.conn();
+        ok(call!(&mut rep, "SELECT", db), "SELECT");
+        let on_replica = owners(&mut rep, key);
+        ok(call!(&mut rep, "REPLICAOF", "NO", "ONE"), "promote");
+        let after_failover = call!(&mut rep, "LOCK.ACQUIRE", key, "D", TTL);
+        let reader_left = how.ends_with("joins");
+        let expected: Vec<Vec<u8>> = if reader_left {
+            vec![b"R".to_vec()]
+        } else {
+            vec![]
+        };
+        assert_eq!(on_replica, expected, "{how}: the replica's holders");
+        if !reader_left {
+            assert!(
+                matches!(after_failover, Ok(Value::Int(_))),
+                "{how}: after failover D gets {after_failover:?}"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

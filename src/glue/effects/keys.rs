@@ -9,12 +9,13 @@ use crate::core::state::lock::Lock;
 use crate::core::state::plain::Held;
 use crate::core::stored::encoding::{decode_holds, encode_holds};
 use crate::core::Millis;
-use crate::glue::effects::observed;
 use crate::glue::effects::signals::{self, Event};
 use crate::glue::effects::stats::{self, Counter};
+use crate::glue::effects::{moved_values, observed};
 use crate::glue::server::api::rm;
 use crate::glue::server::context::{client_connected, Ctx};
 use crate::glue::server::entry::string_bytes;
+use crate::glue::server::key_ref::KeyRef;
 use crate::glue::server::value::{into_value, into_value_checked, lock_type, stored, Stored};
 
 /// What a key holds, looked at without decoding anything.
@@ -278,10 +279,19 @@ impl LockKey {
 
     #[inline]
     fn set_value(&mut self, value: *mut std::ffi::c_void, expires_at: Option<Millis>) {
+        // A tracked value (moved_values.rs) is freed by the replacement: the tracking moves
+        // to the new value first (and back if the server refuses it).
+        let replaced = self.tracked_value_here();
+        if let Some((old, at)) = &replaced {
+            moved_values::relocated(*old, value as usize, at.clone());
+        }
         // SAFETY: self.key is open for writing; on success the key owns `value` and frees it
         // with our type's free callback.
         let stored = unsafe { rm!(RedisModule_ModuleTypeSetValue)(self.key, lock_type(), value) };
         if stored != raw::REDISMODULE_OK as i32 {
+            if let Some((old, at)) = replaced {
+                moved_values::relocated(value as usize, old, at);
+            }
             // SAFETY: the server did not take the value: it is still ours to free, once.
             unsafe { crate::glue::server::value::free_value(value) };
             return;
@@ -292,6 +302,17 @@ impl LockKey {
         if let Some(at) = expires_at {
             self.set_expiry(at);
         }
+    }
+
+    /// The address and place of the value here, if moved_values.rs tracks any value at all.
+    fn tracked_value_here(&mut self) -> Option<(usize, KeyRef)> {
+        if !moved_values::any() {
+            return None;
+        }
+        let old = self.value_pointer().ok()?? as usize;
+        // SAFETY: the key's name is live for the running callback.
+        let name = unsafe { string_bytes(self.name) };
+        Some((old, KeyRef::new(self.ctx.selected_db(), name)))
     }
 
     /// Sets the key's expiry to the absolute unix ms `at`, after an in-place change.
@@ -338,6 +359,11 @@ impl ReadKey {
     /// As `LockKey::found`: what the key holds, looked at without decoding.
     pub fn found(&mut self) -> Result<Found<'_>, LockError> {
         self.0.found()
+    }
+
+    /// The address of the lock value the key holds (compared, never read: moved_values.rs).
+    pub fn value_address(&mut self) -> Option<usize> {
+        Some(self.0.value_pointer().ok()?? as usize)
     }
 }
 

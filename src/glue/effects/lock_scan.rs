@@ -2,13 +2,17 @@
 //! [MATCH p] COUNT n TYPE rlocklock`, called from inside the module (`RM_Call`). No index of
 //! our own: SCAN's guarantees (every key present for the whole iteration is returned at least
 //! once; keys may repeat) and costs (O(COUNT) a call, O(N) a full iteration) are the server's.
+//! A search for moved values (`find_values`) goes a page per event-loop turn.
 
 use std::ffi::c_char;
 
 use redis_module::raw::{self, RedisModuleCallReply};
 
+use crate::glue::effects::keys::{OwnedString, ReadKey};
+use crate::glue::effects::moved_values;
 use crate::glue::server::api::rm;
 use crate::glue::server::context::Ctx;
+use crate::glue::server::timers::{self, propagating_timer};
 
 /// The data type's name as TYPE shows it (hooks/datatype.rs registers it).
 const TYPE_NAME: &[u8] = b"rlocklock";
@@ -133,4 +137,98 @@ pub fn for_each_key(ctx: Ctx, mut each: impl FnMut(&[u8])) {
         }
         cursor = page.cursor;
     }
+}
+
+/// What a search calls where it finds a value: the key's database and name, the value's
+/// address and the number the search was started with. It runs in a timer that may write and
+/// propagate.
+pub type FoundValue = fn(Ctx, i32, &[u8], usize, u64);
+
+/// What a search calls once at its end with the values it did not find (freed, or gone to
+/// another server) and its number.
+pub type SearchOver = fn(&[usize], u64);
+
+/// A search for values by address (moved_values.rs): one SCAN page a turn, database after
+/// database, until every value is found or freed, or every database is done.
+struct Search {
+    wanted: Vec<usize>,
+    found: FoundValue,
+    over: SearchOver,
+    tag: u64,
+    db: i32,
+    cursor: Vec<u8>,
+}
+
+/// Lock keys looked at per turn of a search: a page costs about what a SCAN of that COUNT does.
+const SEARCH_PAGE: u64 = 1000;
+
+thread_local! {
+    static SEARCHES: std::cell::RefCell<std::collections::HashMap<u64, Search>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+    static NEXT_SEARCH: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
+/// Looks for the lock keys that hold the values at `wanted` (addresses the server moved, see
+/// moved_values.rs) in every database, from the next event-loop turn on; calls `found` for
+/// each, then `over` with those not found. O(N) in the server's keys, spread over turns of
+/// SEARCH_PAGE lock keys each.
+pub fn find_values(ctx: Ctx, wanted: Vec<usize>, found: FoundValue, over: SearchOver, tag: u64) {
+    if wanted.is_empty() {
+        return;
+    }
+    let id = NEXT_SEARCH.with(|next| next.replace(next.get() + 1));
+    let search = Search {
+        wanted,
+        found,
+        over,
+        tag,
+        db: 0,
+        cursor: b"0".to_vec(),
+    };
+    SEARCHES.with(|searches| searches.borrow_mut().insert(id, search));
+    timers::start(ctx, 0, search_page_due, id);
+}
+
+propagating_timer!(search_page_due, "looking for moved locks", search_page);
+
+/// One page of search `id`; arms the next unless the search is over.
+fn search_page(ctx: Ctx, id: u64) {
+    let Some(mut search) = SEARCHES.with(|searches| searches.borrow_mut().remove(&id)) else {
+        return;
+    };
+    search
+        .wanted
+        .retain(|&value| moved_values::is_tracked(value));
+    if !search.wanted.is_empty() && search_one_page(ctx, &mut search) {
+        SEARCHES.with(|searches| searches.borrow_mut().insert(id, search));
+        timers::start(ctx, 0, search_page_due, id);
+        return;
+    }
+    (search.over)(&search.wanted, search.tag);
+}
+
+/// Looks at the next page of `search`; whether there is more to look at.
+fn search_one_page(ctx: Ctx, search: &mut Search) -> bool {
+    ctx.select_db(search.db);
+    let Some(page) = page(ctx, &search.cursor, None, SEARCH_PAGE) else {
+        return false;
+    };
+    for key in &page.keys {
+        let name = OwnedString::new(ctx, key);
+        let address = ReadKey::open(ctx, name.as_ptr()).value_address();
+        if let Some(i) = address.and_then(|a| search.wanted.iter().position(|&w| w == a)) {
+            let value = search.wanted.swap_remove(i);
+            (search.found)(ctx, search.db, key, value, search.tag);
+            ctx.select_db(search.db);
+        }
+    }
+    if page.cursor != b"0" {
+        search.cursor = page.cursor;
+        return !search.wanted.is_empty();
+    }
+    search.db += 1;
+    search.cursor = b"0".to_vec();
+    // SAFETY: ctx is the live timer context; a database past the last is refused.
+    let more = unsafe { rm!(RedisModule_SelectDb)(ctx.0, search.db) } == raw::REDISMODULE_OK as i32;
+    more && !search.wanted.is_empty()
 }

@@ -6,6 +6,7 @@
 pub mod keys;
 pub mod lock_scan;
 pub mod monitor;
+pub mod moved_values;
 pub mod observed;
 pub mod propagation;
 pub mod replicate;

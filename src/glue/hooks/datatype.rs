@@ -15,12 +15,13 @@ use crate::core::stored::encoding::{
     check_expiries, decode_holds, decode_value, encode_holds, Value, ENCODING_VERSION,
 };
 use crate::core::Millis;
-use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::effects::keys::{LockKey, OwnedString, ReadKey};
 use crate::glue::effects::replicate::{
     self, ApplyArgs, APPLY_COMMAND, APPLY_FORMAT, HOLDS_FORMAT, HOLDS_TAG,
 };
 use crate::glue::effects::signals::Event;
 use crate::glue::effects::token_counter::{self, last_token, Beyond};
+use crate::glue::effects::{lock_scan, moved_values};
 use crate::glue::server::api::rm;
 use crate::glue::server::context::{detached, log, now, Ctx};
 use crate::glue::server::entry::{run_callback, string_bytes};
@@ -121,9 +122,9 @@ unsafe extern "C" fn rdb_load(rdb: *mut RedisModuleIO, encver: c_int) -> *mut c_
             Value::Plain(lock) => into_value(lock),
             Value::Holds(holds) => {
                 let stored = into_value_checked(encode_holds(&holds));
-                if how != Loaded::Loading && stored.is_some() {
+                if let (true, Some(value)) = (how != Loaded::Loading, stored) {
                     // SAFETY: rdb is the live loading stream.
-                    unsafe { restored_key_expires_with_its_holders(rdb) };
+                    unsafe { restored_key_expires_with_its_holders(rdb, value as usize) };
                 }
                 stored.unwrap_or(std::ptr::null_mut())
             }
@@ -176,20 +177,36 @@ unsafe fn how_loaded(rdb: *mut RedisModuleIO) -> Loaded {
 /// RESTORE gives the key the ttl it is told (0: none), which may outlast every holder, and a
 /// key whose every hold has expired must go. A timer sets each key's expiry to its latest
 /// holder's once the command is done (rdb_load runs before the key exists).
-static RESTORED: Mutex<Vec<KeyRef>> = Mutex::new(Vec::new());
+static RESTORED: Mutex<Vec<(Option<KeyRef>, usize)>> = Mutex::new(Vec::new());
 
-fn restored_keys() -> std::sync::MutexGuard<'static, Vec<KeyRef>> {
+fn restored_keys() -> std::sync::MutexGuard<'static, Vec<(Option<KeyRef>, usize)>> {
     // A panic while the list was held cannot leave it half-changed: take it as it is.
     RESTORED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Notes the key being restored and arms the timer that fixes its expiry.
+/// Notes a value restored (or copied from one) at `at` (None: not known), and arms the timer
+/// that fixes its key's expiry. Its address is tracked (moved_values.rs) in case a RENAME,
+/// MOVE or SWAPDB in the same transaction or script moves it first.
+fn note_restored(at: Option<KeyRef>, value: usize) {
+    let Some(timer_ctx) = detached() else {
+        return;
+    };
+    moved_values::track_restored(value, at.clone());
+    let mut keys = restored_keys();
+    keys.push((at, value));
+    if keys.len() == 1 {
+        timers::start(timer_ctx, 0, restored_keys_due, 0);
+    }
+}
+
+/// Notes the key being restored (the value at `value`) and arms the timer that fixes its
+/// expiry.
 ///
 /// # Safety
 /// `rdb` must be the live loading stream.
-unsafe fn restored_key_expires_with_its_holders(rdb: *mut RedisModuleIO) {
+unsafe fn restored_key_expires_with_its_holders(rdb: *mut RedisModuleIO, value: usize) {
     // SAFETY: reads of function pointers written once by RedisModule_Init.
     let (key_name, db_id) = unsafe {
         (
@@ -197,21 +214,19 @@ unsafe fn restored_key_expires_with_its_holders(rdb: *mut RedisModuleIO) {
             raw::RedisModule_GetDbIdFromIO,
         )
     };
-    let (Some(key_name), Some(db_id), Some(timer_ctx)) = (key_name, db_id, detached()) else {
+    let (Some(key_name), Some(db_id)) = (key_name, db_id) else {
+        note_restored(None, value);
         return;
     };
     // SAFETY: rdb is live; the name lives as long as the stream.
     let name = unsafe { key_name(rdb) };
     if name.is_null() {
+        note_restored(None, value);
         return;
     }
     // SAFETY: as above.
     let (db, name) = unsafe { (db_id(rdb), string_bytes(name)) };
-    let mut keys = restored_keys();
-    keys.push(KeyRef::new(db, name));
-    if keys.len() == 1 {
-        timers::start(timer_ctx, 0, restored_keys_due, 0);
-    }
+    note_restored(Some(KeyRef::new(db, name)), value);
 }
 
 propagating_timer!(
@@ -225,11 +240,48 @@ fn expire_restored_keys(ctx: Ctx, _: u64) {
     let keys = std::mem::take(&mut *restored_keys());
     // A replica follows its master, which fixes the key and propagates it.
     if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+        for (_, value) in keys {
+            moved_values::restored_done(value);
+        }
         return;
     }
     let now = now();
-    for key in keys {
-        expire_with_latest_holder(ctx, key.db, &key.name, now);
+    let mut moved = Vec::new();
+    for (at, value) in keys {
+        if !moved_values::is_tracked(value) {
+            // Freed since (deleted, or replaced by our own write, which set its expiry).
+            continue;
+        }
+        let place = moved_values::known_place(value).or(at);
+        match place.filter(|place| holds_value(ctx, place, value)) {
+            Some(place) => {
+                // Untracked first: the fix may rewrite the value, and the tracking would
+                // follow it.
+                moved_values::restored_done(value);
+                expire_with_latest_holder(ctx, place.db, &place.name, now);
+            }
+            // Moved by a RENAME, MOVE or SWAPDB, or copied, in the same transaction.
+            None => moved.push(value),
+        }
+    }
+    lock_scan::find_values(ctx, moved, restored_found, restored_not_found, 0);
+}
+
+/// Whether the key at `place` holds the value at `value`.
+fn holds_value(ctx: Ctx, place: &KeyRef, value: usize) -> bool {
+    ctx.select_db(place.db);
+    let name = OwnedString::new(ctx, &place.name);
+    ReadKey::open(ctx, name.as_ptr()).value_address() == Some(value)
+}
+
+fn restored_found(ctx: Ctx, db: i32, name: &[u8], value: usize, _: u64) {
+    moved_values::restored_done(value);
+    expire_with_latest_holder(ctx, db, name, now());
+}
+
+fn restored_not_found(not_found: &[usize], _: u64) {
+    for &value in not_found {
+        moved_values::restored_done(value);
     }
 }
 
@@ -479,6 +531,7 @@ unsafe extern "C" fn digest(md: *mut RedisModuleDigest, value: *mut c_void) {
 
 /// May run on a background thread (lazy free): it touches nothing but the value.
 unsafe extern "C" fn free(value: *mut c_void) {
+    moved_values::freed(value as usize);
     // SAFETY: every value of our type comes from into_value; the server frees it once.
     unsafe { free_value(value) };
 }
@@ -493,10 +546,18 @@ unsafe extern "C" fn copy(
         match unsafe { stored(value.cast_mut()) } {
             Some(Stored::Plain(lock)) => into_value(lock.to_boxed()),
             // A copy is not bound to the connection: its session holds end by their ttl.
-            Some(Stored::Holds(bytes)) => decode_holds(bytes, false)
-                .ok()
-                .and_then(|holds| into_value_checked(encode_holds(&holds)))
-                .unwrap_or(std::ptr::null_mut()),
+            Some(Stored::Holds(bytes)) => {
+                let copied = decode_holds(bytes, false)
+                    .ok()
+                    .and_then(|holds| into_value_checked(encode_holds(&holds)))
+                    .unwrap_or(std::ptr::null_mut());
+                if !copied.is_null() && moved_values::is_restored(value as usize) {
+                    // A COPY of a key restored in the same transaction: its expiry is fixed
+                    // too, wherever the copy is.
+                    note_restored(None, copied as usize);
+                }
+                copied
+            }
             None => std::ptr::null_mut(),
         }
     })

@@ -19,7 +19,7 @@ use crate::glue::effects::observed;
 use crate::glue::effects::replicate;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::effects::token_counter::with_tokens;
-use crate::glue::effects::{lock_scan, monitor, propagation};
+use crate::glue::effects::{lock_scan, monitor, moved_values, propagation};
 use crate::glue::hooks::cluster_floor;
 use crate::glue::server::api::rm;
 use crate::glue::server::configs;
@@ -127,8 +127,13 @@ fn note_unlinked(db: i32, key: *const RedisModuleString, value: *const c_void) {
     };
     // SAFETY: the key name is live for this callback.
     let name = unsafe { string_bytes(key) };
+    moved_values::server_unlinked(value as usize);
     for client in holds.holders.iter().filter_map(|holder| holder.session) {
-        session_index::forget(client, db, name);
+        if session_index::forget(client, db, name) {
+            // A RENAME or MOVE keeps the value under a new name: found again if its
+            // connection closes while it lives (sessions.rs).
+            moved_values::track_session(value as usize, client);
+        }
     }
     if monitor::unlinked(db, name, holds, now()) {
         if let Some(timer_ctx) = detached() {

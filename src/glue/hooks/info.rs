@@ -79,6 +79,11 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
                 c"session_index_keys",
                 crate::glue::waiting::session_index::indexed_keys() as u64,
             );
+            add(
+                ctx,
+                c"moved_values",
+                crate::glue::effects::moved_values::count() as u64,
+            );
             for (name, counter) in counters {
                 add(ctx, name, stats::get(counter));
             }

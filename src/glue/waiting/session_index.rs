@@ -72,14 +72,17 @@ pub fn unregister(client: u64, db: i32, key: &[u8]) {
 /// The server unlinked `key` in `db` (not our own write) while `client` held a session hold
 /// on it: the entry goes, and the connection's end looks for the hold everywhere, since a
 /// RENAME or MOVE unlinks the key it moves from.
-pub fn forget(client: u64, db: i32, key: &[u8]) {
+/// Whether `client` had that entry (its connection is open and took the hold there).
+pub fn forget(client: u64, db: i32, key: &[u8]) -> bool {
     HELD_BY.with(|held| {
-        if let Some(entry) = held.borrow_mut().get_mut(&client) {
-            if entry.keys.remove(&KeyRef::new(db, key)) {
-                entry.lost_track = true;
-            }
-        }
-    });
+        let mut held = held.borrow_mut();
+        let Some(entry) = held.get_mut(&client) else {
+            return false;
+        };
+        let had = entry.keys.remove(&KeyRef::new(db, key));
+        entry.lost_track |= had;
+        had
+    })
 }
 
 /// FLUSHDB of `db` (FLUSHALL: -1) removes every key there without unlinking them one by one.

@@ -8,10 +8,10 @@
 //!   of the holder is granted;
 //! - a timer run just after the disconnect (writing from inside the server's client teardown
 //!   is not safe) ends the holds under the names the connection took them, hands their weight
-//!   to the waiters and propagates the effect. A hold no longer found there (RENAME or MOVE
-//!   moved it; SWAPDB moves the index with it) is ended where it now is by the next command that touches it, or, if
-//!   clients wait for it, at once by their queue's check, which this timer then runs for every
-//!   waited-for key.
+//!   to the waiters and propagates the effect (SWAPDB moves the index's entries with their
+//!   keys). A hold RENAME or MOVE moved is ended where rlock wrote it since, or where a search
+//!   of the lock keys finds it (moved_values.rs tracks the moved value from its unlink); every
+//!   waited-for key is checked at once too.
 //!
 //! The index of which keys a connection holds session holds on is session_index.rs. Only a
 //! master acts; a replica follows its master's effects. A client id means
@@ -25,6 +25,7 @@ use std::ffi::c_void;
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
 use crate::glue::effects::keys::{LockKey, OwnedString};
+use crate::glue::effects::{lock_scan, moved_values};
 use crate::glue::server::context::{now, subscribe_to_server_event, Ctx};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers::{self, propagating_timer};
@@ -77,10 +78,42 @@ fn end_sessions(ctx: Ctx, client: u64) {
     for key in index.keys {
         all_found &= end_on_key(ctx, client, key.db, &key.name);
     }
+    end_moved(ctx, client);
     if !all_found {
         // Some hold is not where it was taken (moved, or already gone): the queues' checks
         // end it wherever it waits to be handed on.
         handoff::schedule_all_checks(ctx, -1);
+    }
+}
+
+/// Ends `client`'s holds in values the server moved (RENAME, MOVE) while the connection was
+/// open: where rlock wrote them since, there; else wherever a search of the lock keys finds
+/// them (moved_values.rs), so the end is written and propagated like any other.
+fn end_moved(ctx: Ctx, client: u64) {
+    let mut unknown = Vec::new();
+    for (value, place) in moved_values::sessions_of(client) {
+        match place {
+            Some(at) => {
+                // Untracked first: ending the hold rewrites the value, and the tracking
+                // would follow it.
+                moved_values::session_ended(value, client);
+                end_on_key(ctx, client, at.db, &at.name);
+            }
+            None => unknown.push(value),
+        }
+    }
+    lock_scan::find_values(ctx, unknown, end_found, search_over, client);
+}
+
+/// A search found a value `client` had a session hold in, at `name` in `db`.
+fn end_found(ctx: Ctx, db: i32, name: &[u8], value: usize, client: u64) {
+    moved_values::session_ended(value, client);
+    end_on_key(ctx, client, db, name);
+}
+
+fn search_over(not_found: &[usize], client: u64) {
+    for &value in not_found {
+        moved_values::session_ended(value, client);
     }
 }
 
