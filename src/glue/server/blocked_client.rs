@@ -5,13 +5,13 @@
 //! client). The server's callbacks for a blocked client live with `block` in blocking.rs.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use redis_module::raw::RedisModuleBlockedClient;
+use redis_module::raw::{self, RedisModuleBlockedClient};
 
 use crate::glue::server::api::rm;
 use crate::glue::server::context::Ctx;
@@ -42,6 +42,78 @@ fn with_pending<T>(change: impl FnOnce(&mut HashSet<u64>) -> T) -> T {
     })
 }
 
+thread_local! {
+    /// `CLIENT UNBLOCK id [TIMEOUT | ERROR]` commands the command filter saw for a waiting
+    /// client, by its id: whether with ERROR. A filter sees a command queued in MULTI when it
+    /// is queued, so this is what rlock knows of an unblock when EXEC runs it (blocking.rs).
+    /// Consumed by the waiter's next callback; bounded (stale entries of commands that never
+    /// ran are dropped wholesale).
+    static UNBLOCKS_SEEN: RefCell<HashMap<u64, bool>> = RefCell::new(HashMap::new());
+}
+
+/// The most UNBLOCKS_SEEN keeps.
+const UNBLOCKS_SEEN_MAX: usize = 1024;
+
+/// The filter saw `CLIENT UNBLOCK id`, with ERROR if `error`.
+pub fn note_unblock(id: u64, error: bool) {
+    UNBLOCKS_SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if seen.len() >= UNBLOCKS_SEEN_MAX {
+            seen.clear();
+        }
+        seen.insert(id, error);
+    });
+}
+
+/// The CLIENT UNBLOCK last seen for client `id`, if any (Some(true): with ERROR); forgotten.
+pub fn take_unblock(id: u64) -> Option<bool> {
+    UNBLOCKS_SEEN.with(|seen| seen.borrow_mut().remove(&id))
+}
+
+/// The client whose disconnect the server announced last (the client-change event comes
+/// before the server unblocks a closing client): a disconnect callback for another client is
+/// no disconnect (Redis 7.0 calls it for CLIENT UNBLOCK of a client woken a moment ago).
+static DISCONNECTING: AtomicU64 = AtomicU64::new(0);
+
+/// The server announced that client `id` disconnects.
+pub fn note_disconnecting(id: u64) {
+    DISCONNECTING.store(id, Relaxed);
+}
+
+/// Whether the last disconnect announced was client `id`'s.
+pub fn disconnecting(id: u64) -> bool {
+    id != 0 && DISCONNECTING.load(Relaxed) == id
+}
+
+/// The id of the client behind `ctx`.
+pub fn client_of(ctx: Ctx) -> u64 {
+    // SAFETY: ctx is a live callback context of the client concerned.
+    unsafe { rm!(RedisModule_GetClientId)(ctx.0) }
+}
+
+/// Redis 7.0 (before 7.2): `CLIENT UNBLOCK id` (TIMEOUT) queued in MULTI behind the command
+/// that handed the waiter the lock runs while the waiter's reply is pending; the server then
+/// skips the timeout reply (the client is already being unblocked) and calls the disconnect
+/// callback, and the waiter would get no reply at all. Told apart from a real disconnect: the
+/// server announced none for this client (a closing client's is announced first), it runs
+/// inside EXEC, and the filter saw that CLIENT UNBLOCK without ERROR (with ERROR the server
+/// has answered the waiter an error, and it leaves as from a disconnect). The disconnect
+/// callback's context is the client's own (`ctx.client = bc->client`, module.c
+/// unblockClientFromModule), so a reply goes to it.
+pub fn unblocked_after_its_grant(ctx: Ctx, unblock: Option<bool>) -> bool {
+    unblock == Some(false)
+        && ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MULTI)
+        && !disconnecting(client_of(ctx))
+        && server_before_7_2()
+}
+
+/// Whether the server is older than 7.2 (Valkey says 7.2.4 for its compatibility level).
+fn server_before_7_2() -> bool {
+    // SAFETY: a plain call without arguments.
+    let version = unsafe { rm!(RedisModule_GetServerVersion)() };
+    version < 0x0007_0200
+}
+
 /// Whether client `id` was woken and its reply is still to go out.
 pub fn reply_pending(id: u64) -> bool {
     REPLY_PENDING.with(|pending| pending.borrow().contains(&id))
@@ -54,8 +126,7 @@ pub fn any_reply_pending() -> bool {
 
 /// The reply of the client behind `ctx` went out (or never will).
 pub fn reply_done(ctx: Ctx) {
-    // SAFETY: ctx is a live callback context of the client concerned.
-    let id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
+    let id = client_of(ctx);
     with_pending(|pending| pending.remove(&id));
 }
 

@@ -9,7 +9,9 @@ use std::ptr::NonNull;
 use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
 
 use crate::glue::server::api::rm;
-use crate::glue::server::blocked_client::{reply_done, BlockedClient, Grant};
+use crate::glue::server::blocked_client::{
+    client_of, reply_done, take_unblock, unblocked_after_its_grant, BlockedClient, Grant,
+};
 use crate::glue::server::context::{Ctx, OK};
 use crate::glue::server::entry::run_callback;
 use crate::glue::waiting::handoff;
@@ -41,6 +43,7 @@ unsafe extern "C" fn reply(
     run_callback("a blocked client's reply", OK, || {
         let ctx = Ctx(ctx);
         reply_done(ctx);
+        take_unblock(client_of(ctx));
         // SAFETY: ctx is a blocked-reply context; privdata is null or a Grant of ours.
         let grant = unsafe { rm!(RedisModule_GetBlockedClientPrivateData)(ctx.0) }.cast::<Grant>();
         match unsafe { grant.as_ref() } {
@@ -60,6 +63,7 @@ unsafe extern "C" fn timeout(
 ) -> c_int {
     run_callback("a blocked client's timeout", OK, || {
         let ctx = Ctx(ctx);
+        take_unblock(client_of(ctx));
         // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
         let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
         forget_waiter(ctx, handle);
@@ -71,20 +75,29 @@ unsafe extern "C" fn timeout(
 /// Socket closed, CLIENT KILL, CLIENT UNBLOCK ERROR, role change: a queued waiter leaves for
 /// good. A client handed the lock a moment ago, whose reply has not gone out yet, is gone
 /// before it could learn it holds the lock: the lock is taken back (its handle was released
-/// when it was unblocked; it must not be released again).
+/// when it was unblocked; it must not be released again), but see
+/// blocked_client::unblocked_after_its_grant.
 unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisModuleBlockedClient) {
     run_callback("a blocked client's disconnect", (), || {
         let ctx = Ctx(ctx);
         reply_done(ctx);
+        let unblock = take_unblock(client_of(ctx));
         if let Some(client) = waiters::leave(ctx, handle as usize) {
             client.let_go();
             return;
         }
         // SAFETY: in a disconnect callback the private data is what we unblocked it with.
         let grant = unsafe { rm!(RedisModule_GetBlockedClientPrivateData)(ctx.0) }.cast::<Grant>();
-        if let Some(grant) = unsafe { grant.as_ref() } {
-            handoff::take_back_later(ctx, grant.key.clone(), grant.token);
+        let Some(grant) = (unsafe { grant.as_ref() }) else {
+            return;
+        };
+        if unblocked_after_its_grant(ctx, unblock) {
+            // The client stays connected and holds the lock: it is answered its token, as
+            // later servers answer it.
+            ctx.reply_integer(grant.token as i64);
+            return;
         }
+        handoff::take_back_later(ctx, grant.key.clone(), grant.token);
     })
 }
 

@@ -79,7 +79,7 @@ unsafe extern "C" fn filter(fctx: *mut RedisModuleCommandFilterCtx) {
         };
         if name.eq_ignore_ascii_case(b"client") {
             // SAFETY: as above.
-            unsafe { spare_pending_reply(fctx, arg(1), arg(2)) };
+            unsafe { see_unblock(fctx, arg(1), arg(2), arg(3)) };
         }
         if needed() || RETIRE_ARMED.load(Relaxed) {
             return;
@@ -91,22 +91,32 @@ unsafe extern "C" fn filter(fctx: *mut RedisModuleCommandFilterCtx) {
     })
 }
 
-/// `CLIENT UNBLOCK id ...` on a client we woke whose reply has not gone out yet would leave it
-/// with no reply at all (Redis 7.0 skips an already-unblocked client's timeout reply): point
-/// it at a client id that does not exist instead, so it answers 0 and the reply goes out.
+/// `CLIENT UNBLOCK id [TIMEOUT | ERROR]`. On a client we woke whose reply has not gone out yet
+/// it would leave the client with no reply at all (Redis 7.0 skips an already-unblocked
+/// client's timeout reply): point it at a client id that does not exist instead, so it
+/// answers 0 and the reply goes out. Otherwise it is noted for the waiter (blocking.rs): queued
+/// in MULTI, it runs when EXEC does, maybe after the waiter was handed the lock.
 ///
 /// # Safety
 /// `fctx` must be the live filter context the arguments come from.
-unsafe fn spare_pending_reply(
+unsafe fn see_unblock(
     fctx: *mut RedisModuleCommandFilterCtx,
     sub: Option<&[u8]>,
     id: Option<&[u8]>,
+    mode: Option<&[u8]>,
 ) {
     let (Some(sub), Some(id)) = (sub, id) else {
         return;
     };
-    let id = parse_integer(id).and_then(|id| u64::try_from(id).ok());
-    if !sub.eq_ignore_ascii_case(b"unblock") || !id.is_some_and(blocked_client::reply_pending) {
+    let Some(id) = parse_integer(id).and_then(|id| u64::try_from(id).ok()) else {
+        return;
+    };
+    if !sub.eq_ignore_ascii_case(b"unblock") {
+        return;
+    }
+    if !blocked_client::reply_pending(id) {
+        let error = mode.is_some_and(|mode| mode.eq_ignore_ascii_case(b"error"));
+        blocked_client::note_unblock(id, error);
         return;
     }
     let nobody = i64::MAX.to_string();

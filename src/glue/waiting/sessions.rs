@@ -26,6 +26,7 @@ use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
 
 use crate::glue::effects::keys::{LockKey, OwnedString};
 use crate::glue::effects::{lock_scan, moved_values};
+use crate::glue::server::blocked_client;
 use crate::glue::server::context::{now, subscribe_to_server_event, Ctx};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers::{self, propagating_timer};
@@ -56,6 +57,7 @@ unsafe extern "C" fn client_changed(
         let Some(info) = (unsafe { data.cast::<raw::RedisModuleClientInfoV1>().as_ref() }) else {
             return;
         };
+        blocked_client::note_disconnecting(info.id);
         let Some(keys) = session_index::take(info.id) else {
             return;
         };

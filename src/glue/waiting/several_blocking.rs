@@ -12,7 +12,9 @@ use crate::core::state::holds::Want;
 use crate::core::Millis;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::server::api::rm;
-use crate::glue::server::blocked_client::{reply_done, BlockedClient};
+use crate::glue::server::blocked_client::{
+    client_of, reply_done, take_unblock, unblocked_after_its_grant, BlockedClient,
+};
 use crate::glue::server::context::{now, Ctx, OK};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers;
@@ -104,8 +106,8 @@ unsafe extern "C" fn reply(
     run_callback("a several-key waiter's reply", OK, || {
         let ctx = Ctx(ctx);
         reply_done(ctx);
-        // SAFETY: ctx is the woken client's reply context.
-        let id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
+        let id = client_of(ctx);
+        take_unblock(id);
         match several::take_grants(id) {
             Some(grants) => reply_tokens(ctx, grants.iter().map(|(_, token)| *token)),
             None => ctx.reply_null(),
@@ -131,6 +133,7 @@ unsafe extern "C" fn unblocked(
 ) -> c_int {
     run_callback("a several-key waiter's timeout", OK, || {
         let ctx = Ctx(ctx);
+        take_unblock(client_of(ctx));
         // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
         let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
         leave(ctx, handle);
@@ -140,17 +143,23 @@ unsafe extern "C" fn unblocked(
 }
 
 /// Gone (socket closed, CLIENT KILL, role change): a queued waiter leaves; one woken with a
-/// grant whose reply had not gone out has its keys taken back.
+/// grant whose reply had not gone out has its keys taken back (but see
+/// blocked_client::unblocked_after_its_grant: then it is answered its tokens).
 unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisModuleBlockedClient) {
     run_callback("a several-key waiter's disconnect", (), || {
         let ctx = Ctx(ctx);
         reply_done(ctx);
+        let id = client_of(ctx);
+        let unblock = take_unblock(id);
         if leave(ctx, handle) {
             return;
         }
-        // SAFETY: ctx is the disconnecting client's context.
-        let id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-        for (key, token) in several::take_grants(id).unwrap_or_default() {
+        let grants = several::take_grants(id).unwrap_or_default();
+        if !grants.is_empty() && unblocked_after_its_grant(ctx, unblock) {
+            reply_tokens(ctx, grants.iter().map(|(_, token)| *token));
+            return;
+        }
+        for (key, token) in grants {
             handoff::take_back_later(ctx, key, token);
         }
     })
