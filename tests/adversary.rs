@@ -717,6 +717,58 @@ fn a_renamed_session_hold_still_goes_to_its_waiter_when_its_connection_closes() 
     }
 }
 
+/// Two connections whose session holds were renamed close in the same step (two CLIENT KILLs
+/// in one MULTI): each end searches the lock keys for its moved hold at once, among 20,000
+/// other keys (many SCAN pages), and both holds end where they are. Redis 7.0, Valkey 9.1.
+#[test]
+fn moved_session_holds_of_two_connections_closed_at_once_are_both_found_among_many_keys() {
+    let server = Server::start();
+    let mut admin = server.conn();
+    let mut fill = redis::pipe();
+    for n in 0..20_000 {
+        fill.cmd("SET").arg(format!("filler:{n}")).arg("x").ignore();
+    }
+    let _: () = fill.query(&mut admin).expect("20,000 keys");
+    let mut holders = Vec::new();
+    for name in ["c", "d"] {
+        let mut holder = server.conn();
+        let id = int(call!(&mut holder, "CLIENT", "ID"), "CLIENT ID");
+        int(
+            call!(&mut holder, "LOCK.ACQUIRE", name, "C", TTL, "SESSION"),
+            "take",
+        );
+        ok(
+            call!(&mut admin, "RENAME", name, format!("{name}-moved")),
+            "RENAME",
+        );
+        holders.push((holder, id));
+    }
+    assert_eq!(info_int(&mut admin, "lock_moved_values"), 2);
+    let mut kills = redis::pipe();
+    kills.atomic();
+    for (_, id) in &holders {
+        kills.cmd("CLIENT").arg("KILL").arg("ID").arg(*id);
+    }
+    let _: Value = kills.query(&mut admin).expect("EXEC");
+    let ended = holds_within(Duration::from_secs(5), || {
+        info_int(&mut admin, "lock_session_ends") == 2
+    });
+    assert!(
+        ended,
+        "session ends {}, still tracked {}",
+        info_int(&mut admin, "lock_session_ends"),
+        info_int(&mut admin, "lock_moved_values")
+    );
+    for name in ["c-moved", "d-moved"] {
+        assert_eq!(
+            int(call!(&mut admin, "EXISTS", name), "EXISTS"),
+            0,
+            "{name}"
+        );
+    }
+    assert_eq!(info_int(&mut admin, "lock_moved_values"), 0);
+}
+
 /// docs/holds.md: "`SWAPDB`: the hold moves with its database and ends there when its
 /// connection closes". The end is written where the hold is now (the key goes at once, not by
 /// the next command that touches it) and reaches the replica, so a failover cannot bring it
