@@ -48,6 +48,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     glue::server::value::set_lock_type(glue::hooks::datatype::registered_type());
     glue::hooks::info::register(ctx.ctx);
     glue::hooks::cluster_floor::register(ctx.ctx);
+    glue::hooks::sweep::install();
     if glue::registration::register_commands(ctx.ctx)
         && glue::server::configs::register(ctx.ctx)
         && glue::hooks::events::subscribe(ctx.ctx)

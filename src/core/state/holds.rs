@@ -236,14 +236,23 @@ impl Holds {
     }
 
     /// Ends the session holds whose connection is gone (`connected(id)` false); the unknown
-    /// connection (id 0: loaded or replicated) is never asked about. How many went.
-    pub fn end_closed_sessions(&mut self, connected: impl Fn(u64) -> bool) -> usize {
+    /// connection (id 0: loaded or replicated) is never asked about. How many went, and how
+    /// many of those had not expired by `now` (ended by the close, not by their ttl).
+    pub fn end_closed_sessions(
+        &mut self,
+        connected: impl Fn(u64) -> bool,
+        now: Millis,
+    ) -> (usize, usize) {
         let before = self.holders.len();
+        let mut live = 0;
         self.holders.retain(|holder| match holder.session {
-            Some(client) if client != 0 => connected(client),
+            Some(client) if client != 0 && !connected(client) => {
+                live += usize::from(holder.expires_at.is_none_or(|at| at > now));
+                false
+            }
             _ => true,
         });
-        before - self.holders.len()
+        (before - self.holders.len(), live)
     }
 
     /// An admin moved the key's expiry (PEXPIRE, RESTORE with a ttl) before its holders' own:
@@ -588,20 +597,31 @@ mod tests {
     fn closed_sessions_end_and_unknown_ones_stay() {
         let mut holds = Holds::default();
         let mut t = tokens();
-        for (owner, session) in [("a", Some(5)), ("b", Some(0)), ("c", None), ("d", Some(6))] {
+        for (owner, session) in [
+            ("a", Some(5)),
+            ("b", Some(0)),
+            ("c", None),
+            ("d", Some(6)),
+            ("e", Some(7)),
+        ] {
             let ask = Ask {
                 session,
                 ..ask(owner, Want::Shared)
             };
             acquire(&mut holds, &ask, NOW, &mut t, false).expect("granted");
         }
+        // e's hold ran out before its connection closed: it goes, not counted as ended by it.
+        holds.holders[4].expires_at = Some(NOW);
         let asked = std::cell::RefCell::new(Vec::new());
-        let ended = holds.end_closed_sessions(|client| {
-            asked.borrow_mut().push(client);
-            client == 6
-        });
-        assert_eq!(ended, 1);
-        assert_eq!(*asked.borrow(), vec![5, 6]);
+        let ended = holds.end_closed_sessions(
+            |client| {
+                asked.borrow_mut().push(client);
+                client == 6
+            },
+            NOW,
+        );
+        assert_eq!(ended, (2, 1));
+        assert_eq!(*asked.borrow(), vec![5, 6, 7]);
         let owners: Vec<&[u8]> = holds.holders.iter().map(|h| &*h.owner).collect();
         assert_eq!(owners, [&b"b"[..], b"c", b"d"]);
     }

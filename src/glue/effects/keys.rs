@@ -38,6 +38,8 @@ pub struct LockKey {
     changed: bool,
     /// Session holds found ended (their connection closed) that the next write stores.
     sessions_closed: usize,
+    /// Of those, holds that had expired already: stored as gone, not reported as ended.
+    sessions_closed_expired: usize,
     /// The key's expiry once read (`RM_GetAbsExpire` looks the key up again each time),
     /// kept as this key handle changes it.
     expiry: Option<Option<Millis>>,
@@ -61,6 +63,7 @@ impl LockKey {
             name,
             changed: false,
             sessions_closed: 0,
+            sessions_closed_expired: 0,
             expiry: None,
         }
     }
@@ -194,7 +197,9 @@ impl LockKey {
             client_connected,
             now,
         );
-        self.sessions_closed = holds.end_closed_sessions(client_connected);
+        let (closed, live) = holds.end_closed_sessions(client_connected, now);
+        self.sessions_closed = closed;
+        self.sessions_closed_expired = closed - live;
         Ok(Some(holds))
     }
 
@@ -211,7 +216,9 @@ impl LockKey {
     /// Session holds ended since the key was read are now stored as ended: counted and
     /// published (`lock.session_end`) once.
     fn report_sessions_ended(&mut self) {
-        let ended = std::mem::take(&mut self.sessions_closed);
+        // A closed connection's hold that had run out already ended by its ttl.
+        let expired = std::mem::take(&mut self.sessions_closed_expired);
+        let ended = std::mem::take(&mut self.sessions_closed).saturating_sub(expired);
         if ended > 0 {
             stats::add(Counter::SessionEnds, ended as u64);
             self.notify(Event::SessionEnd);

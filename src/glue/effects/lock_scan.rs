@@ -12,6 +12,7 @@ use crate::glue::effects::keys::{OwnedString, ReadKey};
 use crate::glue::effects::moved_values;
 use crate::glue::server::api::rm;
 use crate::glue::server::context::Ctx;
+use crate::glue::server::key_ref::KeyRef;
 use crate::glue::server::timers::{self, propagating_timer};
 
 /// The data type's name as TYPE shows it (hooks/datatype.rs registers it).
@@ -140,27 +141,34 @@ pub fn for_each_key(ctx: Ctx, mut each: impl FnMut(&[u8])) {
 }
 
 /// What a search calls where it finds a value: the key's database and name, the value's
-/// address and the number the search was started with. It runs in a timer that may write and
-/// propagate.
-pub type FoundValue = fn(Ctx, i32, &[u8], usize, u64);
+/// tracking id (moved_values.rs) and the number the search was started with. It runs in a
+/// timer that may write and propagate.
+pub type FoundValue = fn(Ctx, i32, &[u8], u64, u64);
 
-/// What a search calls once at its end with the values it did not find (freed, or gone to
-/// another server) and its number.
-pub type SearchOver = fn(&[usize], u64);
+/// What a search calls once at its end with the tracking ids it did not find and its number.
+pub type SearchOver = fn(&[u64], u64);
 
-/// A search for values by address (moved_values.rs): one SCAN page a turn, database after
-/// database, until every value is found or freed, or every database is done.
+/// A search for tracked values (moved_values.rs): one SCAN page a turn, database after
+/// database, until every value is found or freed; a value still alive when every database is
+/// done was moved again while the search ran (SCAN promises only keys that stay put), so the
+/// search goes round again: SEARCH_ROUNDS times at most, not counting rounds during which the
+/// server moved a wanted value again (a value found once it stops moving).
 struct Search {
-    wanted: Vec<usize>,
+    wanted: Vec<u64>,
     found: FoundValue,
     over: SearchOver,
     tag: u64,
     db: i32,
     cursor: Vec<u8>,
+    round: u32,
+    /// moved_values::moves_of the wanted values when this round began.
+    moves_at_round: u64,
 }
 
 /// Lock keys looked at per turn of a search: a page costs about what a SCAN of that COUNT does.
 const SEARCH_PAGE: u64 = 1000;
+/// Full passes over the databases a search makes at most.
+const SEARCH_ROUNDS: u32 = 3;
 
 thread_local! {
     static SEARCHES: std::cell::RefCell<std::collections::HashMap<u64, Search>> =
@@ -168,22 +176,37 @@ thread_local! {
     static NEXT_SEARCH: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
 }
 
-/// Looks for the lock keys that hold the values at `wanted` (addresses the server moved, see
-/// moved_values.rs) in every database, from the next event-loop turn on; calls `found` for
-/// each, then `over` with those not found. O(N) in the server's keys, spread over turns of
-/// SEARCH_PAGE lock keys each.
-pub fn find_values(ctx: Ctx, wanted: Vec<usize>, found: FoundValue, over: SearchOver, tag: u64) {
+/// Whether the key at `place` holds the value at `address`.
+pub fn holds_value_at(ctx: Ctx, place: &KeyRef, address: usize) -> bool {
+    ctx.select_db(place.db);
+    let name = OwnedString::new(ctx, &place.name);
+    ReadKey::open(ctx, name.as_ptr()).value_address() == Some(address)
+}
+
+/// Where tracked value `id` is, if rlock knows and the key there holds it still.
+pub fn known_place(ctx: Ctx, id: u64) -> Option<KeyRef> {
+    let (address, at) = moved_values::place_of(id)?;
+    at.filter(|place| holds_value_at(ctx, place, address))
+}
+
+/// Looks for the lock keys that hold the tracked values `wanted` (ids, moved_values.rs) in
+/// every database, from the next event-loop turn on; calls `found` for each, then `over` with
+/// those not found. O(N) in the server's keys, spread over turns of SEARCH_PAGE lock keys.
+pub fn find_values(ctx: Ctx, wanted: Vec<u64>, found: FoundValue, over: SearchOver, tag: u64) {
     if wanted.is_empty() {
         return;
     }
     let id = NEXT_SEARCH.with(|next| next.replace(next.get() + 1));
+    let moves_at_round = moved_values::moves_of(&wanted);
     let search = Search {
+        moves_at_round,
         wanted,
         found,
         over,
         tag,
         db: 0,
         cursor: b"0".to_vec(),
+        round: 1,
     };
     SEARCHES.with(|searches| searches.borrow_mut().insert(id, search));
     timers::start(ctx, 0, search_page_due, id);
@@ -196,9 +219,7 @@ fn search_page(ctx: Ctx, id: u64) {
     let Some(mut search) = SEARCHES.with(|searches| searches.borrow_mut().remove(&id)) else {
         return;
     };
-    search
-        .wanted
-        .retain(|&value| moved_values::is_tracked(value));
+    take_known_places(ctx, &mut search);
     if !search.wanted.is_empty() && search_one_page(ctx, &mut search) {
         SEARCHES.with(|searches| searches.borrow_mut().insert(id, search));
         timers::start(ctx, 0, search_page_due, id);
@@ -207,28 +228,72 @@ fn search_page(ctx: Ctx, id: u64) {
     (search.over)(&search.wanted, search.tag);
 }
 
+/// Drops the wanted values that were freed, and serves those rlock wrote since at a place
+/// it knows.
+fn take_known_places(ctx: Ctx, search: &mut Search) {
+    let mut at_known = Vec::new();
+    search.wanted.retain(|&id| {
+        if moved_values::place_of(id).is_none() {
+            return false;
+        }
+        match known_place(ctx, id) {
+            Some(place) => {
+                at_known.push((id, place));
+                false
+            }
+            None => true,
+        }
+    });
+    for (id, place) in at_known {
+        (search.found)(ctx, place.db, &place.name, id, search.tag);
+    }
+}
+
 /// Looks at the next page of `search`; whether there is more to look at.
 fn search_one_page(ctx: Ctx, search: &mut Search) -> bool {
     ctx.select_db(search.db);
     let Some(page) = page(ctx, &search.cursor, None, SEARCH_PAGE) else {
         return false;
     };
+    let addresses: Vec<(u64, usize)> = search
+        .wanted
+        .iter()
+        .filter_map(|&id| Some((id, moved_values::place_of(id)?.0)))
+        .collect();
     for key in &page.keys {
         let name = OwnedString::new(ctx, key);
-        let address = ReadKey::open(ctx, name.as_ptr()).value_address();
-        if let Some(i) = address.and_then(|a| search.wanted.iter().position(|&w| w == a)) {
-            let value = search.wanted.swap_remove(i);
-            (search.found)(ctx, search.db, key, value, search.tag);
+        let Some(address) = ReadKey::open(ctx, name.as_ptr()).value_address() else {
+            continue;
+        };
+        let Some(&(id, _)) = addresses.iter().find(|(_, a)| *a == address) else {
+            continue;
+        };
+        if let Some(i) = search.wanted.iter().position(|&w| w == id) {
+            search.wanted.swap_remove(i);
+            (search.found)(ctx, search.db, key, id, search.tag);
             ctx.select_db(search.db);
         }
     }
+    if search.wanted.is_empty() {
+        return false;
+    }
     if page.cursor != b"0" {
         search.cursor = page.cursor;
-        return !search.wanted.is_empty();
+        return true;
     }
     search.db += 1;
     search.cursor = b"0".to_vec();
     // SAFETY: ctx is the live timer context; a database past the last is refused.
-    let more = unsafe { rm!(RedisModule_SelectDb)(ctx.0, search.db) } == raw::REDISMODULE_OK as i32;
-    more && !search.wanted.is_empty()
+    let exists =
+        unsafe { rm!(RedisModule_SelectDb)(ctx.0, search.db) } == raw::REDISMODULE_OK as i32;
+    if exists {
+        return true;
+    }
+    search.db = 0;
+    let moves = moved_values::moves_of(&search.wanted);
+    if moves == search.moves_at_round {
+        search.round += 1;
+    }
+    search.moves_at_round = moves;
+    search.round <= SEARCH_ROUNDS
 }

@@ -1,19 +1,18 @@
 //! Lock values the server may have moved to a name rlock was not told. `RENAME` and `MOVE` add
 //! the value under its new name, then unlink it from the old one without freeing it; a module
 //! hears of the unlink (the type's `unlink2`) and nothing of the new name. Where rlock must act
-//! on such a value later, it tracks the value's address from that moment until the value is
-//! freed:
+//! on such a value later, it tracks it from that moment until the value is freed:
 //! - a session hold whose key the server unlinked while its connection was open (events.rs):
 //!   when the connection closes, its hold is ended wherever it is now (sessions.rs);
 //! - a key restored with holds of their own expiries (datatype.rs): its expiry is fixed
 //!   wherever it is once the `RESTORE` (and the rest of its transaction or script) is done.
 //!
-//! The table tells where a tracked value is when rlock wrote it since (`relocated`: our own
-//! write replaced it under a name we know); otherwise `lock_scan::find_values` looks for it.
-//! An address is only compared, never read. The type's free callback drops a freed value
-//! (`freed`), so a value deleted or expired is never looked for; it may run on a background
-//! thread (FLUSHALL ASYNC), hence the mutex, and an atomic keeps the free of an untracked value
-//! at one load.
+//! An entry has an id that stays while the value is rewritten by rlock (`relocated`: our own
+//! write replaced it, under a name we then know); the server's next unlink makes the place
+//! unknown again, and `lock_scan::find_values` looks for it. An address is only compared,
+//! never read. The type's free callback drops a freed value (`freed`), so a value deleted or
+//! expired is never looked for; it may run on a background thread (FLUSHALL ASYNC), hence the
+//! mutex, and an atomic keeps the free of an untracked value at one load.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -23,35 +22,85 @@ use std::sync::{Mutex, MutexGuard};
 use crate::glue::server::key_ref::KeyRef;
 
 /// Why a value is tracked, and where it is if rlock knows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Tracked {
+    address: usize,
     /// Connections (client ids) with a session hold in the value.
     sessions: Vec<u64>,
     /// A restored value whose key's expiry is still to be fixed.
     restored: bool,
-    /// Where rlock last wrote it (None: unknown since the server unlinked it).
+    /// Where rlock last wrote or restored it (None: unknown since the server unlinked it).
     at: Option<KeyRef>,
+    /// How many times the server unlinked it since it was tracked (a search that missed it
+    /// while it moved goes round again).
+    moves: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<u64, Tracked>,
+    by_address: HashMap<usize, u64>,
+    next_id: u64,
+}
+
+impl Table {
+    /// The entry of the value at `address`, made if new.
+    fn entry(&mut self, address: usize) -> (u64, &mut Tracked) {
+        let id = match self.by_address.get(&address) {
+            Some(&id) => id,
+            None => {
+                self.next_id += 1;
+                let id = self.next_id;
+                self.by_address.insert(address, id);
+                let tracked = Tracked {
+                    address,
+                    sessions: Vec::new(),
+                    restored: false,
+                    at: None,
+                    moves: 0,
+                };
+                self.by_id.insert(id, tracked);
+                id
+            }
+        };
+        let tracked = self
+            .by_id
+            .get_mut(&id)
+            .unwrap_or_else(|| unreachable!("every address maps to an entry"));
+        (id, tracked)
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(tracked) = self.by_id.remove(&id) {
+            self.by_address.remove(&tracked.address);
+        }
+    }
+
+    /// Drops entry `id` if nothing is tracked in it any more.
+    fn drop_if_done(&mut self, id: u64) {
+        if self
+            .by_id
+            .get(&id)
+            .is_some_and(|t| t.sessions.is_empty() && !t.restored)
+        {
+            self.remove(id);
+        }
+    }
 }
 
 static ANY_TRACKED: AtomicBool = AtomicBool::new(false);
-static TRACKED: Mutex<Option<HashMap<usize, Tracked>>> = Mutex::new(None);
+static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 
-fn table() -> MutexGuard<'static, Option<HashMap<usize, Tracked>>> {
+/// Runs `f` on the table, keeping ANY_TRACKED right.
+fn with_table<T>(f: impl FnOnce(&mut Table) -> T) -> T {
     // A panic while the table was held cannot leave it half-changed: take it as it is.
-    TRACKED
+    let mut guard: MutexGuard<'_, Option<Table>> = TABLE
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn with_entry(value: usize, change: impl FnOnce(&mut Tracked)) {
-    let mut table = table();
-    change(
-        table
-            .get_or_insert_with(HashMap::new)
-            .entry(value)
-            .or_default(),
-    );
-    ANY_TRACKED.store(true, Relaxed);
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let table = guard.get_or_insert_with(Table::default);
+    let result = f(table);
+    ANY_TRACKED.store(!table.by_id.is_empty(), Relaxed);
+    result
 }
 
 /// Whether any value is tracked (one load: the free callback and our writes ask first).
@@ -60,10 +109,11 @@ pub fn any() -> bool {
     ANY_TRACKED.load(Relaxed)
 }
 
-/// The server unlinked the value at `value` (not our own write) while connection `client`
+/// The server unlinked the value at `address` (not our own write) while connection `client`
 /// had a session hold in it: it may live on under a name we do not know.
-pub fn track_session(value: usize, client: u64) {
-    with_entry(value, |tracked| {
+pub fn track_session(address: usize, client: u64) {
+    with_table(|table| {
+        let (_, tracked) = table.entry(address);
         tracked.at = None;
         if !tracked.sessions.contains(&client) {
             tracked.sessions.push(client);
@@ -71,121 +121,134 @@ pub fn track_session(value: usize, client: u64) {
     });
 }
 
-/// A value restored at `at` whose key's expiry is to be fixed once the RESTORE is done.
-pub fn track_restored(value: usize, at: Option<KeyRef>) {
-    with_entry(value, |tracked| {
+/// A value restored at `at` whose key's expiry is to be fixed once the RESTORE is done; its
+/// entry's id.
+pub fn track_restored(address: usize, at: Option<KeyRef>) -> u64 {
+    with_table(|table| {
+        let (id, tracked) = table.entry(address);
         tracked.restored = true;
         tracked.at = at;
-    });
+        id
+    })
 }
 
-/// The server unlinked the value at `value` (not our own write): if it is tracked, its place
+/// The server unlinked the value at `address` (not our own write): if it is tracked, its place
 /// is unknown from now on.
-pub fn server_unlinked(value: usize) {
+pub fn server_unlinked(address: usize) {
     if !any() {
         return;
     }
-    if let Some(entry) = table().as_mut().and_then(|t| t.get_mut(&value)) {
-        entry.at = None;
-    }
+    with_table(|table| {
+        if let Some(&id) = table.by_address.get(&address) {
+            if let Some(tracked) = table.by_id.get_mut(&id) {
+                tracked.at = None;
+                tracked.moves += 1;
+            }
+        }
+    });
 }
 
-/// Whether the value at `value` is a restored one whose key's expiry is still to be fixed.
-pub fn is_restored(value: usize) -> bool {
+/// Whether the value at `address` is a restored one whose key's expiry is still to be fixed.
+pub fn is_restored(address: usize) -> bool {
     any()
-        && table()
-            .as_ref()
-            .and_then(|t| t.get(&value))
-            .is_some_and(|e| e.restored)
+        && with_table(|table| {
+            let id = table.by_address.get(&address);
+            id.and_then(|id| table.by_id.get(id))
+                .is_some_and(|tracked| tracked.restored)
+        })
 }
 
-/// The value at `value` was freed: nothing of it is looked for any more.
+/// The value at `address` was freed: nothing of it is looked for any more.
 #[inline]
-pub fn freed(value: usize) {
+pub fn freed(address: usize) {
     if any() {
-        forget(value);
+        forget(address);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn forget(value: usize) {
-    let mut table = table();
-    if let Some(tracked) = table.as_mut() {
-        tracked.remove(&value);
-        ANY_TRACKED.store(!tracked.is_empty(), Relaxed);
-    }
+fn forget(address: usize) {
+    with_table(|table| {
+        if let Some(id) = table.by_address.remove(&address) {
+            table.by_id.remove(&id);
+        }
+    });
 }
 
-/// Our own write replaced the tracked value at `old` with `new`, at `at`: the tracking
-/// follows, with a known place.
+/// Our own write replaced the value at `old` with `new`, at `at`: a tracked entry follows,
+/// with a known place.
 pub fn relocated(old: usize, new: usize, at: KeyRef) {
-    let mut table = table();
-    let Some(tracked) = table.as_mut() else {
-        return;
-    };
-    if let Some(mut entry) = tracked.remove(&old) {
-        entry.at = Some(at);
-        tracked.insert(new, entry);
+    with_table(|table| {
+        let Some(id) = table.by_address.remove(&old) else {
+            return;
+        };
+        table.by_address.insert(new, id);
+        if let Some(tracked) = table.by_id.get_mut(&id) {
+            tracked.address = new;
+            tracked.at = Some(at);
+        }
+    });
+}
+
+/// Where entry `id`'s value is: its address now and its place if known; None once freed.
+pub fn place_of(id: u64) -> Option<(usize, Option<KeyRef>)> {
+    if !any() {
+        return None;
     }
+    with_table(|table| {
+        let tracked = table.by_id.get(&id)?;
+        Some((tracked.address, tracked.at.clone()))
+    })
 }
 
-/// Whether the value at `value` is tracked (so alive).
-pub fn is_tracked(value: usize) -> bool {
-    any() && table().as_ref().is_some_and(|t| t.contains_key(&value))
+/// How many times the server has moved the values of `ids` in all (see `Tracked::moves`).
+pub fn moves_of(ids: &[u64]) -> u64 {
+    with_table(|table| {
+        ids.iter()
+            .filter_map(|id| table.by_id.get(id))
+            .map(|tracked| tracked.moves)
+            .sum()
+    })
 }
 
-/// Where the tracked value at `value` is, if rlock wrote it since it was last unlinked.
-pub fn known_place(value: usize) -> Option<KeyRef> {
-    table().as_ref()?.get(&value)?.at.clone()
-}
-
-/// The live values in which connection `client` had a session hold when the server unlinked
-/// them, with their place if known (they stay tracked until `session_ended`).
-pub fn sessions_of(client: u64) -> Vec<(usize, Option<KeyRef>)> {
+/// The entries of live values in which connection `client` had a session hold when the
+/// server unlinked them (they stay tracked until `session_ended`).
+pub fn sessions_of(client: u64) -> Vec<u64> {
     if !any() {
         return Vec::new();
     }
-    let table = table();
-    let Some(tracked) = table.as_ref() else {
-        return Vec::new();
-    };
-    tracked
-        .iter()
-        .filter(|(_, entry)| entry.sessions.contains(&client))
-        .map(|(value, entry)| (*value, entry.at.clone()))
-        .collect()
+    with_table(|table| {
+        let mut ids: Vec<u64> = table
+            .by_id
+            .iter()
+            .filter(|(_, tracked)| tracked.sessions.contains(&client))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    })
 }
 
-/// Connection `client`'s hold in the value at `value` was ended (or cannot be found): that
-/// value is tracked no more for it.
-pub fn session_ended(value: usize, client: u64) {
-    let mut table = table();
-    let Some(tracked) = table.as_mut() else {
-        return;
-    };
-    if let Some(entry) = tracked.get_mut(&value) {
-        entry.sessions.retain(|&c| c != client);
-        if entry.sessions.is_empty() && !entry.restored {
-            tracked.remove(&value);
+/// Connection `client`'s hold in entry `id`'s value was ended (or cannot be found): that value
+/// is tracked no more for it.
+pub fn session_ended(id: u64, client: u64) {
+    with_table(|table| {
+        if let Some(tracked) = table.by_id.get_mut(&id) {
+            tracked.sessions.retain(|&c| c != client);
         }
-    }
-    ANY_TRACKED.store(!tracked.is_empty(), Relaxed);
+        table.drop_if_done(id);
+    });
 }
 
-/// The restored value at `value` has its expiry fixed: it is tracked no more for that.
-pub fn restored_done(value: usize) {
-    let mut table = table();
-    let Some(tracked) = table.as_mut() else {
-        return;
-    };
-    if let Some(entry) = tracked.get_mut(&value) {
-        entry.restored = false;
-        if entry.sessions.is_empty() {
-            tracked.remove(&value);
+/// Entry `id`'s restored value has its expiry fixed (or cannot be found).
+pub fn restored_done(id: u64) {
+    with_table(|table| {
+        if let Some(tracked) = table.by_id.get_mut(&id) {
+            tracked.restored = false;
         }
-    }
-    ANY_TRACKED.store(!tracked.is_empty(), Relaxed);
+        table.drop_if_done(id);
+    });
 }
 
 /// How many values are tracked (INFO).
@@ -193,7 +256,7 @@ pub fn count() -> usize {
     if !any() {
         return 0;
     }
-    table().as_ref().map_or(0, HashMap::len)
+    with_table(|table| table.by_id.len())
 }
 
 #[cfg(test)]
@@ -205,26 +268,34 @@ mod tests {
     fn a_tracked_value_follows_our_writes_and_goes_when_freed_or_done() {
         track_session(10, 7);
         track_session(10, 8);
-        assert!(is_tracked(10) && any());
-        assert_eq!(known_place(10), None);
+        let ids = sessions_of(7);
+        assert_eq!(ids.len(), 1);
+        let id = ids[0];
+        assert_eq!(sessions_of(8), ids);
+        assert_eq!(place_of(id), Some((10, None)));
         relocated(10, 11, KeyRef::new(2, b"k2"));
-        assert!(!is_tracked(10) && is_tracked(11));
-        assert_eq!(known_place(11), Some(KeyRef::new(2, b"k2")));
-        assert_eq!(sessions_of(7), vec![(11, Some(KeyRef::new(2, b"k2")))]);
-        session_ended(11, 7);
+        assert_eq!(place_of(id), Some((11, Some(KeyRef::new(2, b"k2")))));
+        let moves = moves_of(&[id]);
+        server_unlinked(11);
+        assert_eq!(
+            place_of(id),
+            Some((11, None)),
+            "moved again: the place is unknown"
+        );
+        assert_eq!(moves_of(&[id]), moves + 1);
+        session_ended(id, 7);
         assert_eq!(sessions_of(7), vec![]);
-        assert!(is_tracked(11), "client 8 still has a hold in it");
-        assert_eq!(sessions_of(8).len(), 1);
-        session_ended(11, 8);
-        assert!(!is_tracked(11) && !any(), "no session left");
+        assert_eq!(count(), 1, "client 8 still has a hold in it");
+        session_ended(id, 8);
+        assert_eq!((place_of(id), count(), any()), (None, 0, false));
 
-        track_restored(20, Some(KeyRef::new(0, b"r")));
+        let restored = track_restored(20, Some(KeyRef::new(0, b"r")));
+        assert!(is_restored(20));
         track_session(20, 9);
-        restored_done(20);
-        assert!(is_tracked(20), "the session keeps it");
+        restored_done(restored);
+        assert!(!is_restored(20));
+        assert_eq!(count(), 1, "the session keeps it");
         freed(20);
-        assert!(!is_tracked(20) && !any());
-        assert_eq!(sessions_of(9), vec![]);
-        assert_eq!(count(), 0);
+        assert_eq!((sessions_of(9), count(), any()), (vec![], 0, false));
     }
 }

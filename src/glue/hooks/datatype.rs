@@ -15,7 +15,7 @@ use crate::core::stored::encoding::{
     check_expiries, decode_holds, decode_value, encode_holds, Value, ENCODING_VERSION,
 };
 use crate::core::Millis;
-use crate::glue::effects::keys::{LockKey, OwnedString, ReadKey};
+use crate::glue::effects::keys::{LockKey, OwnedString};
 use crate::glue::effects::replicate::{
     self, ApplyArgs, APPLY_COMMAND, APPLY_FORMAT, HOLDS_FORMAT, HOLDS_TAG,
 };
@@ -177,9 +177,10 @@ unsafe fn how_loaded(rdb: *mut RedisModuleIO) -> Loaded {
 /// RESTORE gives the key the ttl it is told (0: none), which may outlast every holder, and a
 /// key whose every hold has expired must go. A timer sets each key's expiry to its latest
 /// holder's once the command is done (rdb_load runs before the key exists).
-static RESTORED: Mutex<Vec<(Option<KeyRef>, usize)>> = Mutex::new(Vec::new());
+static RESTORED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
-fn restored_keys() -> std::sync::MutexGuard<'static, Vec<(Option<KeyRef>, usize)>> {
+/// The tracking ids (moved_values.rs) of the values restored since the timer last ran.
+fn restored_keys() -> std::sync::MutexGuard<'static, Vec<u64>> {
     // A panic while the list was held cannot leave it half-changed: take it as it is.
     RESTORED
         .lock()
@@ -193,9 +194,9 @@ fn note_restored(at: Option<KeyRef>, value: usize) {
     let Some(timer_ctx) = detached() else {
         return;
     };
-    moved_values::track_restored(value, at.clone());
+    let id = moved_values::track_restored(value, at);
     let mut keys = restored_keys();
-    keys.push((at, value));
+    keys.push(id);
     if keys.len() == 1 {
         timers::start(timer_ctx, 0, restored_keys_due, 0);
     }
@@ -237,51 +238,38 @@ propagating_timer!(
 
 /// Restored keys expire with their latest holder (on a master, which propagates it).
 fn expire_restored_keys(ctx: Ctx, _: u64) {
-    let keys = std::mem::take(&mut *restored_keys());
+    let ids = std::mem::take(&mut *restored_keys());
     // A replica follows its master, which fixes the key and propagates it.
     if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
-        for (_, value) in keys {
-            moved_values::restored_done(value);
+        for id in ids {
+            moved_values::restored_done(id);
         }
         return;
     }
-    let now = now();
     let mut moved = Vec::new();
-    for (at, value) in keys {
-        if !moved_values::is_tracked(value) {
-            // Freed since (deleted, or replaced by our own write, which set its expiry).
+    for id in ids {
+        if moved_values::place_of(id).is_none() {
+            // Freed since: deleted, or replaced by our own write (which set its expiry).
             continue;
         }
-        let place = moved_values::known_place(value).or(at);
-        match place.filter(|place| holds_value(ctx, place, value)) {
-            Some(place) => {
-                // Untracked first: the fix may rewrite the value, and the tracking would
-                // follow it.
-                moved_values::restored_done(value);
-                expire_with_latest_holder(ctx, place.db, &place.name, now);
-            }
+        match lock_scan::known_place(ctx, id) {
+            Some(place) => restored_found(ctx, place.db, &place.name, id, 0),
             // Moved by a RENAME, MOVE or SWAPDB, or copied, in the same transaction.
-            None => moved.push(value),
+            None => moved.push(id),
         }
     }
     lock_scan::find_values(ctx, moved, restored_found, restored_not_found, 0);
 }
 
-/// Whether the key at `place` holds the value at `value`.
-fn holds_value(ctx: Ctx, place: &KeyRef, value: usize) -> bool {
-    ctx.select_db(place.db);
-    let name = OwnedString::new(ctx, &place.name);
-    ReadKey::open(ctx, name.as_ptr()).value_address() == Some(value)
-}
-
-fn restored_found(ctx: Ctx, db: i32, name: &[u8], value: usize, _: u64) {
-    moved_values::restored_done(value);
+fn restored_found(ctx: Ctx, db: i32, name: &[u8], id: u64, _: u64) {
+    // Untracked first: the fix may rewrite the value, and the tracking would follow it.
+    moved_values::restored_done(id);
     expire_with_latest_holder(ctx, db, name, now());
 }
 
-fn restored_not_found(not_found: &[usize], _: u64) {
-    for &value in not_found {
-        moved_values::restored_done(value);
+fn restored_not_found(not_found: &[u64], _: u64) {
+    for &id in not_found {
+        moved_values::restored_done(id);
     }
 }
 

@@ -4,7 +4,7 @@
 //! the size, so the allocation can be found again from that pointer alone.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicPtr, Ordering};
 
 use crate::core::state::lock::{Lock, HEADER_BYTES};
 use crate::core::stored::encoding::{value_size, HOLDS_TAG};
@@ -18,6 +18,36 @@ static LIVE_VALUES: AtomicI64 = AtomicI64::new(0);
 /// How many lock values the server holds now.
 pub fn live_values() -> u64 {
     u64::try_from(LIVE_VALUES.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// Of LIVE_VALUES, those in the tagged-holds form (shared, semaphore, session): their holders
+/// carry their own expiries, which hooks/sweep.rs looks after while there are any.
+static HOLDS_VALUES: AtomicI64 = AtomicI64::new(0);
+
+/// How many tagged-holds values the server holds now.
+pub fn holds_values() -> u64 {
+    u64::try_from(HOLDS_VALUES.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// Called when the first tagged-holds value appears (set once at load by hooks/sweep.rs,
+/// which sits above this file): a function pointer, so no import points upward.
+static ON_FIRST_HOLDS_VALUE: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Sets what is called when the number of tagged-holds values leaves 0.
+pub fn on_first_holds_value(hook: fn()) {
+    ON_FIRST_HOLDS_VALUE.store(hook as *mut (), Ordering::Relaxed);
+}
+
+fn holds_value_made() {
+    if HOLDS_VALUES.fetch_add(1, Ordering::Relaxed) != 0 {
+        return;
+    }
+    let hook = ON_FIRST_HOLDS_VALUE.load(Ordering::Relaxed);
+    if !hook.is_null() {
+        // SAFETY: only ever set from a `fn()` by on_first_holds_value.
+        let hook: fn() = unsafe { std::mem::transmute::<*mut (), fn()>(hook) };
+        hook();
+    }
 }
 
 /// A new plain lock (as `Lock::boxed`), in a kept allocation of its size when there is one
@@ -40,8 +70,13 @@ pub fn into_value(lock: Box<Lock>) -> *mut c_void {
 /// Hands a value's bytes to the server (a packed lock, or tagged holds whose size field is
 /// right: `encode_holds` makes them so). `None` if their size field does not match.
 pub fn into_value_checked(bytes: Box<[u8]>) -> Option<*mut c_void> {
-    (bytes.len() >= HEADER_BYTES && value_size(&bytes) == Some(bytes.len()))
-        .then(|| into_value_bytes(bytes))
+    if bytes.len() < HEADER_BYTES || value_size(&bytes) != Some(bytes.len()) {
+        return None;
+    }
+    if bytes.starts_with(&HOLDS_TAG) {
+        holds_value_made();
+    }
+    Some(into_value_bytes(bytes))
 }
 
 fn into_value_bytes(bytes: Box<[u8]>) -> *mut c_void {
@@ -91,7 +126,9 @@ pub unsafe fn free_value(value: *mut c_void) {
         let bytes = unsafe { Box::from_raw(bytes as *mut [u8]) };
         LIVE_VALUES.fetch_sub(1, Ordering::Relaxed);
         // A plain lock's allocation may be kept for the next lock of its size.
-        if !bytes.starts_with(&HOLDS_TAG) {
+        if bytes.starts_with(&HOLDS_TAG) {
+            HOLDS_VALUES.fetch_sub(1, Ordering::Relaxed);
+        } else {
             drop(recycled::give_back(bytes));
         }
     }

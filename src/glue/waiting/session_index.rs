@@ -14,7 +14,7 @@ use std::ffi::c_void;
 use redis_module::raw::RedisModuleCtx;
 
 use crate::glue::effects::keys::{OwnedString, ReadKey};
-use crate::glue::server::context::{detached, Ctx};
+use crate::glue::server::context::{detached, now, Ctx};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::key_ref::KeyRef;
 use crate::glue::server::timers;
@@ -154,10 +154,11 @@ fn holds_session_on(ctx: Ctx, client: u64, db: i32, name: &[u8]) -> bool {
     let Ok(Some(holds)) = key.holds() else {
         return false;
     };
+    let now = now();
     holds
         .holders
         .iter()
-        .any(|holder| holder.session == Some(client))
+        .any(|holder| holder.session == Some(client) && holder.expires_at.is_none_or(|at| at > now))
 }
 
 /// How many connections hold session holds now (INFO).
@@ -172,6 +173,11 @@ pub fn indexed_keys() -> usize {
         held.try_borrow()
             .map_or(0, |held| held.values().map(|entry| entry.keys.len()).sum())
     })
+}
+
+/// Whether connection `client` has an index (took session holds here).
+pub fn holds_any(client: u64) -> bool {
+    HELD_BY.with(|held| held.borrow().contains_key(&client))
 }
 
 /// Takes `client`'s index away (its connection closed): the keys its holds were taken on.

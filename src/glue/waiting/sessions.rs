@@ -18,8 +18,6 @@
 //! nothing in another process: holds loaded from disk or replayed keep their session flag with
 //! an unknown connection (id 0) and end by their ttl.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::c_void;
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent};
@@ -31,12 +29,7 @@ use crate::glue::server::context::{now, subscribe_to_server_event, Ctx};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers::{self, propagating_timer};
 use crate::glue::waiting::handoff::{self, Handling};
-use crate::glue::waiting::session_index::{self, SessionKeys};
-
-thread_local! {
-    /// Disconnected clients whose holds are still to end, by timer id (the client id).
-    static ENDED: RefCell<HashMap<u64, SessionKeys>> = RefCell::new(HashMap::new());
-}
+use crate::glue::waiting::session_index;
 
 /// Subscribes to client disconnects; false if the server refused.
 pub fn subscribe(ctx: *mut RedisModuleCtx) -> bool {
@@ -58,11 +51,11 @@ unsafe extern "C" fn client_changed(
             return;
         };
         blocked_client::note_disconnecting(info.id);
-        let Some(keys) = session_index::take(info.id) else {
-            return;
-        };
-        ENDED.with(|ended| ended.borrow_mut().insert(info.id, keys));
-        timers::start(Ctx(ctx), 0, end_fired, info.id);
+        // The index stays in place until the timer ends the holds: a RENAME, MOVE or SWAPDB
+        // before then still updates it (session_index.rs).
+        if session_index::holds_any(info.id) {
+            timers::start(Ctx(ctx), 0, end_fired, info.id);
+        }
     })
 }
 
@@ -70,7 +63,7 @@ propagating_timer!(end_fired, "ending a session", end_sessions);
 
 /// Ends disconnected `client`'s session holds, on a master.
 fn end_sessions(ctx: Ctx, client: u64) {
-    let Some(index) = ENDED.with(|ended| ended.borrow_mut().remove(&client)) else {
+    let Some(index) = session_index::take(client) else {
         return;
     };
     if !ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
@@ -89,33 +82,30 @@ fn end_sessions(ctx: Ctx, client: u64) {
 }
 
 /// Ends `client`'s holds in values the server moved (RENAME, MOVE) while the connection was
-/// open: where rlock wrote them since, there; else wherever a search of the lock keys finds
-/// them (moved_values.rs), so the end is written and propagated like any other.
+/// open: where rlock wrote them since, if they are still there; else wherever a search of the
+/// lock keys finds them (moved_values.rs), so the end is written and propagated like any
+/// other.
 fn end_moved(ctx: Ctx, client: u64) {
     let mut unknown = Vec::new();
-    for (value, place) in moved_values::sessions_of(client) {
-        match place {
-            Some(at) => {
-                // Untracked first: ending the hold rewrites the value, and the tracking
-                // would follow it.
-                moved_values::session_ended(value, client);
-                end_on_key(ctx, client, at.db, &at.name);
-            }
-            None => unknown.push(value),
+    for id in moved_values::sessions_of(client) {
+        match lock_scan::known_place(ctx, id) {
+            Some(at) => end_found(ctx, at.db, &at.name, id, client),
+            None => unknown.push(id),
         }
     }
     lock_scan::find_values(ctx, unknown, end_found, search_over, client);
 }
 
-/// A search found a value `client` had a session hold in, at `name` in `db`.
-fn end_found(ctx: Ctx, db: i32, name: &[u8], value: usize, client: u64) {
-    moved_values::session_ended(value, client);
+/// Tracked value `id`, in which `client` had a session hold, is at `name` in `db`.
+fn end_found(ctx: Ctx, db: i32, name: &[u8], id: u64, client: u64) {
+    // Untracked first: ending the hold rewrites the value, and the tracking would follow it.
+    moved_values::session_ended(id, client);
     end_on_key(ctx, client, db, name);
 }
 
-fn search_over(not_found: &[usize], client: u64) {
-    for &value in not_found {
-        moved_values::session_ended(value, client);
+fn search_over(not_found: &[u64], client: u64) {
+    for &id in not_found {
+        moved_values::session_ended(id, client);
     }
 }
 
