@@ -781,3 +781,39 @@ fn a_short_hold_reaches_the_percentiles_at_its_own_length() {
         "a long-hold entry with the threshold at 0 (never)"
     );
 }
+
+/// docs/operations.md (the lock log): a hold that moved with its key is never logged. RENAME and
+/// MOVE of a held lock used to log the old name as `deleted` (and LOCK.LOST answered `deleted`
+/// for it), and a lock overwritten by RENAME onto its name was not logged at all. Now a moved
+/// lock is not logged, and one a RENAME lands on is logged `overwritten`; a DEL after both is
+/// logged `deleted` as before.
+#[test]
+fn a_renamed_or_moved_lock_is_not_logged_lost_and_one_renamed_onto_is_overwritten() {
+    let server = Server::start();
+    let mut con = server.conn();
+    for key in ["a", "b", "target"] {
+        int(call!(&mut con, "LOCK.ACQUIRE", key, "H", 60000), "take");
+    }
+    ok(call!(&mut con, "RENAME", "a", "a2"), "RENAME");
+    assert_eq!(int(call!(&mut con, "MOVE", "b", 1), "MOVE"), 1);
+    ok(
+        call!(&mut con, "RENAME", "a2", "target"),
+        "RENAME onto a lock",
+    );
+    let overwritten = logged(&mut con, "overwritten", "target");
+    assert_eq!(field_text(&overwritten, "owner"), "H");
+    int(call!(&mut con, "DEL", "target"), "DEL");
+    logged(&mut con, "deleted", "target");
+    for moved in ["a", "a2", "b"] {
+        assert!(
+            lost(&mut con, moved, "H").is_none(),
+            "{moved}: logged as lost"
+        );
+        assert!(
+            log(&mut con)
+                .iter()
+                .all(|entry| field_text(entry, "key") != moved),
+            "{moved} is in the lock log"
+        );
+    }
+}

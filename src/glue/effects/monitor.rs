@@ -17,6 +17,7 @@ use crate::core::monitor::lock_log::{Event, HoldKind, LockLog, Reason};
 use crate::core::monitor::lost_holds::{self, Loss, LostHolds};
 use crate::core::state::holds::Holds;
 use crate::core::Millis;
+use crate::glue::effects::moved_values;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::effects::token_counter;
 use crate::glue::server::configs;
@@ -43,6 +44,9 @@ pub struct Pending {
     pub key: Box<[u8]>,
     pub holds: Holds,
     pub at: Millis,
+    /// The unlinked value's tracking id (moved_values.rs): still tracked next turn means the
+    /// server did not free it (RENAME, MOVE moved it).
+    pub tracked: u64,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -473,10 +477,11 @@ pub fn own_write(handling: bool) -> bool {
 /// The server unlinked a lock value that held `holds` (DEL, UNLINK, overwrite, expiry,
 /// RENAME): kept until its "expired" event or the next event-loop turn says which. Whether a
 /// timer must be started to settle it.
-pub fn unlinked(db: i32, key: &[u8], holds: Holds, now: Millis) -> bool {
+pub fn unlinked(db: i32, key: &[u8], holds: Holds, now: Millis, address: usize) -> bool {
     if holds.is_free() {
         return false;
     }
+    let tracked = moved_values::track_unlinked(address);
     with(|state| {
         let first = state.pending.is_empty();
         state.pending.push(Pending {
@@ -484,6 +489,7 @@ pub fn unlinked(db: i32, key: &[u8], holds: Holds, now: Millis) -> bool {
             key: key.into(),
             holds,
             at: now,
+            tracked,
         });
         ANY_PENDING.store(true, Relaxed);
         first
@@ -524,10 +530,14 @@ pub fn settle_unlinked(exists_as_other: impl Fn(i32, &[u8]) -> Option<bool>, now
         std::mem::take(&mut state.pending)
     });
     for unlinked in pending {
+        if moved_values::take_unlinked(unlinked.tracked) {
+            // Not freed: a RENAME or MOVE took the value, holds and all, to another name.
+            continue;
+        }
         let reason = match exists_as_other(unlinked.db, &unlinked.key) {
-            // Still a lock under that name: it was replaced by our own hand-off, not lost.
-            None => continue,
-            Some(true) => Reason::Overwritten,
+            // Freed, and another lock under that name: a RENAME, RESTORE REPLACE or COPY
+            // REPLACE put it there over this one (our own writes unlink nothing we log).
+            None | Some(true) => Reason::Overwritten,
             Some(false) => Reason::Deleted,
         };
         with(|state| {

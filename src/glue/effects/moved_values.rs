@@ -29,6 +29,9 @@ struct Tracked {
     sessions: Vec<u64>,
     /// A restored value whose key's expiry is still to be fixed.
     restored: bool,
+    /// The server unlinked it this turn (not our own write): the lock log learns next turn
+    /// whether it was freed (deleted, overwritten) or moved (monitor.rs).
+    unlinked: bool,
     /// Where rlock last wrote or restored it (None: unknown since the server unlinked it).
     at: Option<KeyRef>,
     /// How many times the server unlinked it since it was tracked (a search that missed it
@@ -56,6 +59,7 @@ impl Table {
                     address,
                     sessions: Vec::new(),
                     restored: false,
+                    unlinked: false,
                     at: None,
                     moves: 0,
                 };
@@ -81,7 +85,7 @@ impl Table {
         if self
             .by_id
             .get(&id)
-            .is_some_and(|t| t.sessions.is_empty() && !t.restored)
+            .is_some_and(|t| t.sessions.is_empty() && !t.restored && !t.unlinked)
         {
             self.remove(id);
         }
@@ -146,6 +150,29 @@ pub fn server_unlinked(address: usize) {
             }
         }
     });
+}
+
+/// The server unlinked the value at `address` (not our own write, a lock with holds): tracked
+/// until the next turn tells whether it was freed; its entry's id.
+pub fn track_unlinked(address: usize) -> u64 {
+    with_table(|table| {
+        let (id, tracked) = table.entry(address);
+        tracked.unlinked = true;
+        id
+    })
+}
+
+/// Whether the value entry `id` tracks since `track_unlinked` still lives (it was moved, not
+/// freed); it is tracked no more for that.
+pub fn take_unlinked(id: u64) -> bool {
+    with_table(|table| {
+        let Some(tracked) = table.by_id.get_mut(&id) else {
+            return false;
+        };
+        let alive = std::mem::replace(&mut tracked.unlinked, false);
+        table.drop_if_done(id);
+        alive
+    })
 }
 
 /// Whether the value at `address` is a restored one whose key's expiry is still to be fixed.

@@ -135,7 +135,7 @@ fn note_unlinked(db: i32, key: *const RedisModuleString, value: *const c_void) {
             moved_values::track_session(value as usize, client);
         }
     }
-    if monitor::unlinked(db, name, holds, now()) {
+    if monitor::unlinked(db, name, holds, now(), value as usize) {
         if let Some(timer_ctx) = detached() {
             timers::start(timer_ctx, 0, unlinked_settled, 0);
         }
