@@ -21,6 +21,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 struct Waiter {
     client_id: i64,
     reply: Receiver<Result<Value, String>>,
+    /// Whether a PING sent after the reply was answered PONG (the connection got one reply).
+    pong: Receiver<bool>,
 }
 
 impl Waiter {
@@ -45,6 +47,7 @@ impl Waiter {
             cmd.arg(*arg);
         }
         let (send, reply) = channel();
+        let (send_pong, pong) = channel();
         std::thread::spawn(move || {
             let got = match con.req_command(&cmd) {
                 Ok(Value::ServerError(error)) => Err(error_text(&error)),
@@ -52,9 +55,22 @@ impl Waiter {
                 Err(error) => Err(format!("connection: {error}")),
             };
             let _ = send.send(got);
+            let ponged = matches!(con.req_command(&redis::cmd("PING")), Ok(Value::SimpleString(s)) if s == "PONG");
+            let _ = send_pong.send(ponged);
         });
         server.wait_for_blocked_clients(blocked_before + 1);
-        Waiter { client_id, reply }
+        Waiter {
+            client_id,
+            reply,
+            pong,
+        }
+    }
+
+    /// Whether the connection's next reply after the answer was PONG to a PING: false if a
+    /// second reply to the one command came first.
+    #[track_caller]
+    fn then_pong(&self) -> bool {
+        self.pong.recv_timeout(ANSWER_WITHIN).unwrap_or(false)
     }
 
     /// The waiter's reply, or a panic naming `what` when none comes within ANSWER_WITHIN.
@@ -139,7 +155,15 @@ fn holds_within(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
 /// server's error and holds nothing.
 #[test]
 fn client_unblock_queued_in_multi_after_the_handing_release_leaves_the_waiter_answered() {
-    for mode in [None, Some("TIMEOUT"), Some("ERROR")] {
+    let sequences: [&[Option<&str>]; 6] = [
+        &[None],
+        &[Some("TIMEOUT")],
+        &[Some("ERROR")],
+        &[Some("TIMEOUT"), Some("ERROR")],
+        &[Some("ERROR"), Some("TIMEOUT")],
+        &[None, Some("ERROR")],
+    ];
+    for modes in sequences {
         let server = Server::start();
         let mut admin = server.conn();
         int(
@@ -150,14 +174,16 @@ fn client_unblock_queued_in_multi_after_the_handing_release_leaves_the_waiter_an
         let mut multi = redis::pipe();
         multi.atomic();
         multi.cmd("LOCK.RELEASE").arg("k").arg("H");
-        let mut unblock = redis::cmd("CLIENT");
-        unblock.arg("UNBLOCK").arg(waiter.client_id);
-        if let Some(mode) = mode {
-            unblock.arg(mode);
+        for mode in modes {
+            let mut unblock = redis::cmd("CLIENT");
+            unblock.arg("UNBLOCK").arg(waiter.client_id);
+            if let Some(mode) = mode {
+                unblock.arg(*mode);
+            }
+            multi.add_command(unblock);
         }
-        multi.add_command(unblock);
         let _: Value = multi.query(&mut admin).expect("EXEC");
-        let what = format!("CLIENT UNBLOCK {mode:?} in MULTI after the release");
+        let what = format!("CLIENT UNBLOCK {modes:?} in MULTI after the release");
         match waiter.answer(&what) {
             Ok(Value::Int(token)) => {
                 let info =
@@ -172,6 +198,10 @@ fn client_unblock_queued_in_multi_after_the_handing_release_leaves_the_waiter_an
             }
             other => panic!("{what}: {other:?}"),
         }
+        assert!(
+            waiter.then_pong(),
+            "{what}: a second reply to the waiter's one command"
+        );
     }
 }
 

@@ -5,7 +5,7 @@
 //! client). The server's callbacks for a blocked client live with `block` in blocking.rs.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
@@ -43,12 +43,14 @@ fn with_pending<T>(change: impl FnOnce(&mut HashSet<u64>) -> T) -> T {
 }
 
 thread_local! {
-    /// `CLIENT UNBLOCK id [TIMEOUT | ERROR]` commands the command filter saw for a waiting
-    /// client, by its id: whether with ERROR. A filter sees a command queued in MULTI when it
-    /// is queued, so this is what rlock knows of an unblock when EXEC runs it (blocking.rs).
-    /// Consumed by the waiter's next callback; bounded (stale entries of commands that never
-    /// ran are dropped wholesale).
-    static UNBLOCKS_SEEN: RefCell<HashMap<u64, bool>> = RefCell::new(HashMap::new());
+    /// `CLIENT UNBLOCK id [TIMEOUT | ERROR]` commands the command filter saw for a client
+    /// waiting for a lock, by its id, in the order they came: whether each wants ERROR. A
+    /// filter sees a command queued in MULTI when it is queued, so this is what rlock knows of
+    /// an unblock when EXEC runs it (blocking.rs). Emptied when the waiter's wait ends;
+    /// bounded (stale entries of commands that never ran are dropped wholesale).
+    static UNBLOCKS_SEEN: RefCell<HashMap<u64, VecDeque<bool>>> = RefCell::new(HashMap::new());
+    /// Clients blocked in a lock's queue now (LOCK.ACQUIRE or LOCK.MACQUIRE ... WAIT).
+    static WAITING: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
 }
 
 /// The most UNBLOCKS_SEEN keeps.
@@ -61,13 +63,20 @@ pub fn note_unblock(id: u64, error: bool) {
         if seen.len() >= UNBLOCKS_SEEN_MAX {
             seen.clear();
         }
-        seen.insert(id, error);
+        seen.entry(id).or_default().push_back(error);
     });
 }
 
-/// The CLIENT UNBLOCK last seen for client `id`, if any (Some(true): with ERROR); forgotten.
+/// The first CLIENT UNBLOCK seen for client `id` and not yet run (Some(true): it wants
+/// ERROR): the one the server runs now; the others are forgotten, since the client is no
+/// longer blocked when they run.
 pub fn take_unblock(id: u64) -> Option<bool> {
-    UNBLOCKS_SEEN.with(|seen| seen.borrow_mut().remove(&id))
+    UNBLOCKS_SEEN.with(|seen| seen.borrow_mut().remove(&id)?.pop_front())
+}
+
+/// Whether client `id` waits in a lock's queue now.
+pub fn waits_for_a_lock(id: u64) -> bool {
+    WAITING.with(|waiting| waiting.borrow().contains(&id))
 }
 
 /// The client whose disconnect the server announced last (the client-change event comes
@@ -91,24 +100,28 @@ pub fn client_of(ctx: Ctx) -> u64 {
     unsafe { rm!(RedisModule_GetClientId)(ctx.0) }
 }
 
-/// Redis 7.0 (before 7.2): `CLIENT UNBLOCK id` (TIMEOUT) queued in MULTI behind the command
-/// that handed the waiter the lock runs while the waiter's reply is pending; the server then
-/// skips the timeout reply (the client is already being unblocked) and calls the disconnect
-/// callback, and the waiter would get no reply at all. Told apart from a real disconnect: the
-/// server announced none for this client (a closing client's is announced first), it runs
-/// inside EXEC, and the filter saw that CLIENT UNBLOCK without ERROR (with ERROR the server
-/// has answered the waiter an error, and it leaves as from a disconnect). The disconnect
+/// Redis 7.0 (before 7.2): a `CLIENT UNBLOCK id` queued in MULTI behind the command that
+/// handed the waiter the lock runs while the waiter's reply is pending; the server then skips
+/// its timeout reply (the client is already being unblocked) and calls the disconnect callback,
+/// and the waiter would get no reply at all. On such a server the filter turns every CLIENT
+/// UNBLOCK of a lock's waiter into its TIMEOUT form, noting the form it asked for, so the
+/// server never answers the waiter itself and rlock gives the one reply (blocking.rs). Told
+/// apart from a real disconnect: the server announced none for this client (a closing
+/// client's is announced first), it runs inside EXEC, and the filter saw the unblock
+/// (`unblock`, from `take_unblock`). Then Some(whether it asked for ERROR). The disconnect
 /// callback's context is the client's own (`ctx.client = bc->client`, module.c
 /// unblockClientFromModule), so a reply goes to it.
-pub fn unblocked_after_its_grant(ctx: Ctx, unblock: Option<bool>) -> bool {
-    unblock == Some(false)
-        && ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MULTI)
-        && !disconnecting(client_of(ctx))
-        && server_before_7_2()
+pub fn unblocked_after_its_grant(ctx: Ctx, unblock: Option<bool>) -> Option<bool> {
+    let unblock = unblock?;
+    let running_exec = ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MULTI);
+    (running_exec && !disconnecting(client_of(ctx)) && server_before_7_2()).then_some(unblock)
 }
 
+/// The reply of a lock's waiter unblocked with ERROR, as the server words it.
+pub const UNBLOCKED_ERROR: &std::ffi::CStr = c"UNBLOCKED client unblocked via CLIENT UNBLOCK";
+
 /// Whether the server is older than 7.2 (Valkey says 7.2.4 for its compatibility level).
-fn server_before_7_2() -> bool {
+pub fn server_before_7_2() -> bool {
     // SAFETY: a plain call without arguments.
     let version = unsafe { rm!(RedisModule_GetServerVersion)() };
     version < 0x0007_0200
@@ -141,6 +154,12 @@ impl BlockedClient {
     /// Takes ownership of a handle the server just returned from BlockClient, for the client
     /// with connection id `client_id`.
     pub fn new(handle: NonNull<RedisModuleBlockedClient>, client_id: u64) -> BlockedClient {
+        BlockedClient { handle, client_id }
+    }
+
+    /// As `new`, for a client blocked in a lock's queue (`waits_for_a_lock` until released).
+    pub fn waiter(handle: NonNull<RedisModuleBlockedClient>, client_id: u64) -> BlockedClient {
+        WAITING.with(|waiting| waiting.borrow_mut().insert(client_id));
         BlockedClient { handle, client_id }
     }
 
@@ -180,6 +199,7 @@ impl BlockedClient {
     }
 
     fn release(self, privdata: *mut c_void) {
+        WAITING.with(|waiting| waiting.borrow_mut().remove(&self.client_id));
         // SAFETY: self owns the handle, and this consumes self: the one release it gets. The
         // server frees privdata through free_grant after the reply callback.
         unsafe { rm!(RedisModule_UnblockClient)(self.handle.as_ptr(), privdata) };

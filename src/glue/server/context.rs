@@ -55,6 +55,12 @@ impl Ctx {
         unsafe { rm!(RedisModule_ReplyWithError)(self.0, text.as_ptr()) };
     }
 
+    /// An error reply of a fixed text (the server's own wording, for one it would give).
+    pub fn reply_error_text(self, text: &std::ffi::CStr) {
+        // SAFETY: as above; the server copies the text.
+        unsafe { rm!(RedisModule_ReplyWithError)(self.0, text.as_ptr()) };
+    }
+
     pub fn flags(self) -> u32 {
         // SAFETY: as above.
         unsafe { rm!(RedisModule_GetContextFlags)(self.0) as u32 }

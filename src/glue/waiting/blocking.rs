@@ -11,6 +11,7 @@ use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleStr
 use crate::glue::server::api::rm;
 use crate::glue::server::blocked_client::{
     client_of, reply_done, take_unblock, unblocked_after_its_grant, BlockedClient, Grant,
+    UNBLOCKED_ERROR,
 };
 use crate::glue::server::context::{Ctx, OK};
 use crate::glue::server::entry::run_callback;
@@ -30,7 +31,7 @@ pub fn block(ctx: Ctx) -> Option<BlockedClient> {
     unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
     // SAFETY: ctx is the blocking client's own context.
     let client_id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-    Some(BlockedClient::new(handle, client_id))
+    Some(BlockedClient::waiter(handle, client_id))
 }
 
 /// Runs in the woken client's context, before the server's next poll: only formats the reply;
@@ -63,11 +64,11 @@ unsafe extern "C" fn timeout(
 ) -> c_int {
     run_callback("a blocked client's timeout", OK, || {
         let ctx = Ctx(ctx);
-        take_unblock(client_of(ctx));
+        let wants_error = take_unblock(client_of(ctx)) == Some(true);
         // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
         let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
         forget_waiter(ctx, handle);
-        ctx.reply_null();
+        reply_unblocked(ctx, wants_error);
         OK
     })
 }
@@ -91,14 +92,29 @@ unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisMo
         let Some(grant) = (unsafe { grant.as_ref() }) else {
             return;
         };
-        if unblocked_after_its_grant(ctx, unblock) {
+        match unblocked_after_its_grant(ctx, unblock) {
             // The client stays connected and holds the lock: it is answered its token, as
             // later servers answer it.
-            ctx.reply_integer(grant.token as i64);
-            return;
+            Some(false) => ctx.reply_integer(grant.token as i64),
+            // Unblocked with ERROR (turned into TIMEOUT by the filter, so the server wrote
+            // nothing): the error, and the lock goes back.
+            Some(true) => {
+                reply_unblocked(ctx, true);
+                handoff::take_back_later(ctx, grant.key.clone(), grant.token);
+            }
+            None => handoff::take_back_later(ctx, grant.key.clone(), grant.token),
         }
-        handoff::take_back_later(ctx, grant.key.clone(), grant.token);
     })
+}
+
+/// The reply of a waiter CLIENT UNBLOCK took out of its queue: nil, or with ERROR the error the
+/// server gives.
+pub fn reply_unblocked(ctx: Ctx, error: bool) {
+    if error {
+        ctx.reply_error_text(UNBLOCKED_ERROR);
+    } else {
+        ctx.reply_null();
+    }
 }
 
 /// Removes the waiter behind `handle`, if still queued, and releases its handle.

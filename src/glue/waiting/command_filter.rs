@@ -115,18 +115,34 @@ unsafe fn see_unblock(
         return;
     }
     if !blocked_client::reply_pending(id) {
+        if !blocked_client::waits_for_a_lock(id) {
+            return;
+        }
         let error = mode.is_some_and(|mode| mode.eq_ignore_ascii_case(b"error"));
         blocked_client::note_unblock(id, error);
+        if error && blocked_client::server_before_7_2() {
+            // The server's ERROR form writes its error to the waiter even when the waiter was
+            // handed the lock a moment before, in the same EXEC: rlock answers instead
+            // (blocking.rs), so the waiter gets one reply.
+            // SAFETY: fctx is live; arguments 0..=3 exist (mode is argument 3).
+            unsafe { replace_arg(fctx, 3, b"TIMEOUT") };
+        }
         return;
     }
     let nobody = i64::MAX.to_string();
+    // SAFETY: fctx is live and has argument 2 (the id).
+    unsafe { replace_arg(fctx, 2, nobody.as_bytes()) };
+}
+
+/// Replaces argument `at` of the filtered command with `text`.
+///
+/// # Safety
+/// `fctx` must be the live filter context, with an argument at `at`.
+unsafe fn replace_arg(fctx: *mut RedisModuleCommandFilterCtx, at: i32, text: &[u8]) {
     // SAFETY: a string made for the filter, which takes ownership of it (null context).
     unsafe {
-        let string = rm!(RedisModule_CreateString)(
-            std::ptr::null_mut(),
-            nobody.as_ptr().cast(),
-            nobody.len(),
-        );
-        rm!(RedisModule_CommandFilterArgReplace)(fctx, 2, string);
+        let string =
+            rm!(RedisModule_CreateString)(std::ptr::null_mut(), text.as_ptr().cast(), text.len());
+        rm!(RedisModule_CommandFilterArgReplace)(fctx, at, string);
     }
 }

@@ -18,6 +18,7 @@ use crate::glue::server::blocked_client::{
 use crate::glue::server::context::{now, Ctx, OK};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers;
+use crate::glue::waiting::blocking::reply_unblocked;
 use crate::glue::waiting::handoff;
 use crate::glue::waiting::several::{self, SeveralWaiter};
 use crate::glue::waiting::waiters::{self, KeyRef};
@@ -94,7 +95,7 @@ fn block(ctx: Ctx) -> Option<BlockedClient> {
     unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
     // SAFETY: ctx is the blocking client's own context.
     let client_id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-    Some(BlockedClient::new(handle, client_id))
+    Some(BlockedClient::waiter(handle, client_id))
 }
 
 /// The woken client's reply: its tokens in key order, or nil.
@@ -133,11 +134,11 @@ unsafe extern "C" fn unblocked(
 ) -> c_int {
     run_callback("a several-key waiter's timeout", OK, || {
         let ctx = Ctx(ctx);
-        take_unblock(client_of(ctx));
+        let wants_error = take_unblock(client_of(ctx)) == Some(true);
         // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
         let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
         leave(ctx, handle);
-        ctx.reply_null();
+        reply_unblocked(ctx, wants_error);
         OK
     })
 }
@@ -155,9 +156,18 @@ unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisMo
             return;
         }
         let grants = several::take_grants(id).unwrap_or_default();
-        if !grants.is_empty() && unblocked_after_its_grant(ctx, unblock) {
-            reply_tokens(ctx, grants.iter().map(|(_, token)| *token));
-            return;
+        let unblocked = if grants.is_empty() {
+            None
+        } else {
+            unblocked_after_its_grant(ctx, unblock)
+        };
+        match unblocked {
+            Some(false) => {
+                reply_tokens(ctx, grants.iter().map(|(_, token)| *token));
+                return;
+            }
+            Some(true) => reply_unblocked(ctx, true),
+            None => {}
         }
         for (key, token) in grants {
             handoff::take_back_later(ctx, key, token);
