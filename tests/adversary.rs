@@ -205,6 +205,50 @@ fn client_unblock_queued_in_multi_after_the_handing_release_leaves_the_waiter_an
     }
 }
 
+/// The third adversarial pass. Redis 7.0: a waiter answered its token by a CLIENT UNBLOCK in
+/// EXEC, then killed in the same EXEC before the reply went out, kept the lock (the next
+/// waiter starved); it must never hold it. Both servers: a CLIENT UNBLOCK ERROR queued in a
+/// MULTI that was discarded changed a later direct CLIENT UNBLOCK's reply (nil became the
+/// error). Redis 7.0, Valkey 9.1.
+#[test]
+fn a_waiter_unblocked_then_killed_in_one_exec_never_holds_and_a_discarded_unblock_is_forgotten() {
+    let server = Server::start();
+    let mut admin = server.conn();
+    int(
+        call!(&mut admin, "LOCK.ACQUIRE", "k", "H", TTL),
+        "H takes k",
+    );
+    let w = Waiter::start(&server, 0, "k", "W", &["WAIT", "10000"], 0);
+    let x = Waiter::start(&server, 0, "k", "X", &["WAIT", "10000"], 1);
+    let mut multi = redis::pipe();
+    multi.atomic();
+    multi.cmd("LOCK.RELEASE").arg("k").arg("H");
+    multi.cmd("CLIENT").arg("UNBLOCK").arg(w.client_id);
+    multi.cmd("CLIENT").arg("KILL").arg("ID").arg(w.client_id);
+    let _: Value = multi.query(&mut admin).expect("EXEC");
+    let handed = x.answer("X, after W was killed");
+    assert!(matches!(handed, Ok(Value::Int(_))), "X got {handed:?}");
+    assert_eq!(owners(&mut admin, "k"), vec![b"X".to_vec()]);
+
+    let y = Waiter::start(&server, 0, "k", "Y", &["WAIT", "10000"], 0);
+    let mut discarded = redis::pipe();
+    discarded.cmd("MULTI");
+    discarded
+        .cmd("CLIENT")
+        .arg("UNBLOCK")
+        .arg(y.client_id)
+        .arg("ERROR");
+    discarded.cmd("DISCARD");
+    let _: Value = discarded.query(&mut admin).expect("MULTI ... DISCARD");
+    let unblocked = int(
+        call!(&mut admin, "CLIENT", "UNBLOCK", y.client_id, "TIMEOUT"),
+        "CLIENT UNBLOCK",
+    );
+    assert_eq!(unblocked, 1);
+    assert_eq!(y.answer("Y, unblocked with TIMEOUT"), Ok(Value::Nil));
+    assert!(y.then_pong(), "a second reply to Y's one command");
+}
+
 /// The same for a several-key waiter (`LOCK.MACQUIRE ... WAIT`): queued in MULTI behind the
 /// release that hands it both keys, a CLIENT UNBLOCK (TIMEOUT) leaves it answered its tokens,
 /// holding both; with ERROR it is answered the error and holds neither. Redis 7.0, Valkey 9.1.

@@ -817,3 +817,40 @@ fn a_renamed_or_moved_lock_is_not_logged_lost_and_one_renamed_onto_is_overwritte
         );
     }
 }
+
+/// The third adversarial pass: renames inside one MULTI. `RENAME a c; RENAME c a` logged
+/// `deleted c` although the lock never left; `RENAME a c; DEL c` logged two deletions (a and
+/// c) for one. The same value unlinked twice in a turn was moved the first time.
+#[test]
+fn renames_inside_one_multi_log_only_what_was_lost() {
+    let server = Server::start();
+    let mut con = server.conn();
+    int(call!(&mut con, "LOCK.ACQUIRE", "a", "H", 60000), "take");
+    let mut there_and_back = redis::pipe();
+    there_and_back.atomic();
+    there_and_back.cmd("RENAME").arg("a").arg("c");
+    there_and_back.cmd("RENAME").arg("c").arg("a");
+    let _: Value = there_and_back.query(&mut con).expect("EXEC");
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "marker", "M", 60000),
+        "marker",
+    );
+    int(call!(&mut con, "DEL", "marker"), "DEL");
+    logged(&mut con, "deleted", "marker");
+    assert!(
+        log(&mut con)
+            .iter()
+            .all(|e| field_text(e, "key") != "a" && field_text(e, "key") != "c"),
+        "a lock renamed there and back is in the lock log"
+    );
+    let mut moved_then_deleted = redis::pipe();
+    moved_then_deleted.atomic();
+    moved_then_deleted.cmd("RENAME").arg("a").arg("c");
+    moved_then_deleted.cmd("DEL").arg("c");
+    let _: Value = moved_then_deleted.query(&mut con).expect("EXEC");
+    logged(&mut con, "deleted", "c");
+    assert!(
+        log(&mut con).iter().all(|e| field_text(e, "key") != "a"),
+        "a, moved to c, logged as lost"
+    );
+}

@@ -483,6 +483,9 @@ pub fn unlinked(db: i32, key: &[u8], holds: Holds, now: Millis, address: usize) 
     }
     let tracked = moved_values::track_unlinked(address);
     with(|state| {
+        // The same value unlinked again this turn (RENAME a c, then RENAME c a or DEL c in one
+        // MULTI): it lived on past its earlier unlink, which was a move; only this one counts.
+        state.pending.retain(|earlier| earlier.tracked != tracked);
         let first = state.pending.is_empty();
         state.pending.push(Pending {
             db,

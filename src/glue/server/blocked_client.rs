@@ -67,11 +67,44 @@ pub fn note_unblock(id: u64, error: bool) {
     });
 }
 
-/// The first CLIENT UNBLOCK seen for client `id` and not yet run (Some(true): it wants
-/// ERROR): the one the server runs now; the others are forgotten, since the client is no
-/// longer blocked when they run.
-pub fn take_unblock(id: u64) -> Option<bool> {
-    UNBLOCKS_SEEN.with(|seen| seen.borrow_mut().remove(&id)?.pop_front())
+/// The CLIENT UNBLOCK running now for client `id`, as the filter saw it (Some(true): it wants
+/// ERROR). Inside EXEC, the first one queued; else the one just seen (the filter sees a
+/// direct command right before it runs; notes of a MULTI that was discarded are stale). The
+/// others are forgotten: the client is no longer blocked when they run.
+pub fn take_unblock(ctx: Ctx, id: u64) -> Option<bool> {
+    let in_exec = ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MULTI);
+    UNBLOCKS_SEEN.with(|seen| {
+        let mut notes = seen.borrow_mut().remove(&id)?;
+        if in_exec {
+            notes.pop_front()
+        } else {
+            notes.pop_back()
+        }
+    })
+}
+
+thread_local! {
+    /// Waiters answered their grant from a disconnect callback inside EXEC (Redis 7.0, see
+    /// unblocked_after_its_grant), until the turn ends: killed before the reply goes out, they
+    /// never hold the lock (sessions.rs takes it back on their disconnect).
+    static ANSWERED_IN_EXEC: RefCell<HashMap<u64, Vec<(KeyRef, u64)>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Client `id` was answered `grants` (key, token) inside EXEC; forgotten at the end of the
+/// turn (`answers_sent`).
+pub fn answered_in_exec(id: u64, grants: Vec<(KeyRef, u64)>) {
+    ANSWERED_IN_EXEC.with(|answered| answered.borrow_mut().insert(id, grants));
+}
+
+/// The grants client `id` was answered inside EXEC this turn, if any (taken).
+pub fn take_answered_in_exec(id: u64) -> Vec<(KeyRef, u64)> {
+    ANSWERED_IN_EXEC.with(|answered| answered.borrow_mut().remove(&id).unwrap_or_default())
+}
+
+/// The turn ended: the replies of ANSWERED_IN_EXEC went out.
+pub fn answers_sent() {
+    ANSWERED_IN_EXEC.with(|answered| answered.borrow_mut().clear());
 }
 
 /// Whether client `id` waits in a lock's queue now.

@@ -10,11 +10,13 @@ use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleStr
 
 use crate::glue::server::api::rm;
 use crate::glue::server::blocked_client::{
-    client_of, reply_done, take_unblock, unblocked_after_its_grant, BlockedClient, Grant,
-    UNBLOCKED_ERROR,
+    answered_in_exec, answers_sent, client_of, reply_done, take_unblock, unblocked_after_its_grant,
+    BlockedClient, Grant, UNBLOCKED_ERROR,
 };
 use crate::glue::server::context::{Ctx, OK};
 use crate::glue::server::entry::run_callback;
+use crate::glue::server::key_ref::KeyRef;
+use crate::glue::server::timers;
 use crate::glue::waiting::handoff;
 use crate::glue::waiting::waiters;
 
@@ -44,7 +46,7 @@ unsafe extern "C" fn reply(
     run_callback("a blocked client's reply", OK, || {
         let ctx = Ctx(ctx);
         reply_done(ctx);
-        take_unblock(client_of(ctx));
+        take_unblock(ctx, client_of(ctx));
         // SAFETY: ctx is a blocked-reply context; privdata is null or a Grant of ours.
         let grant = unsafe { rm!(RedisModule_GetBlockedClientPrivateData)(ctx.0) }.cast::<Grant>();
         match unsafe { grant.as_ref() } {
@@ -64,7 +66,7 @@ unsafe extern "C" fn timeout(
 ) -> c_int {
     run_callback("a blocked client's timeout", OK, || {
         let ctx = Ctx(ctx);
-        let wants_error = take_unblock(client_of(ctx)) == Some(true);
+        let wants_error = take_unblock(ctx, client_of(ctx)) == Some(true);
         // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
         let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
         forget_waiter(ctx, handle);
@@ -82,7 +84,7 @@ unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisMo
     run_callback("a blocked client's disconnect", (), || {
         let ctx = Ctx(ctx);
         reply_done(ctx);
-        let unblock = take_unblock(client_of(ctx));
+        let unblock = take_unblock(ctx, client_of(ctx));
         if let Some(client) = waiters::leave(ctx, handle as usize) {
             client.let_go();
             return;
@@ -95,7 +97,10 @@ unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisMo
         match unblocked_after_its_grant(ctx, unblock) {
             // The client stays connected and holds the lock: it is answered its token, as
             // later servers answer it.
-            Some(false) => ctx.reply_integer(grant.token as i64),
+            Some(false) => {
+                ctx.reply_integer(grant.token as i64);
+                note_answered_in_exec(ctx, vec![(grant.key.clone(), grant.token)]);
+            }
             // Unblocked with ERROR (turned into TIMEOUT by the filter, so the server wrote
             // nothing): the error, and the lock goes back.
             Some(true) => {
@@ -105,6 +110,18 @@ unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisMo
             None => handoff::take_back_later(ctx, grant.key.clone(), grant.token),
         }
     })
+}
+
+/// The client behind `ctx` was answered `grants` from its disconnect callback inside EXEC:
+/// until the turn ends, its disconnect (CLIENT KILL later in the same EXEC) takes them back,
+/// as for any waiter gone before its reply went out.
+pub fn note_answered_in_exec(ctx: Ctx, grants: Vec<(KeyRef, u64)>) {
+    answered_in_exec(client_of(ctx), grants);
+    timers::start(ctx, 0, answers_sent_due, 0);
+}
+
+unsafe extern "C" fn answers_sent_due(_ctx: *mut RedisModuleCtx, _data: *mut c_void) {
+    run_callback("answers sent", (), answers_sent);
 }
 
 /// The reply of a waiter CLIENT UNBLOCK took out of its queue: nil, or with ERROR the error the

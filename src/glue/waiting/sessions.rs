@@ -51,6 +51,10 @@ unsafe extern "C" fn client_changed(
             return;
         };
         blocked_client::note_disconnecting(info.id);
+        // Answered its grant inside this turn's EXEC, and gone before the reply went out.
+        for (key, token) in blocked_client::take_answered_in_exec(info.id) {
+            handoff::take_back_later(Ctx(ctx), key, token);
+        }
         // The index stays in place until the timer ends the holds: a RENAME, MOVE or SWAPDB
         // before then still updates it (session_index.rs).
         if session_index::holds_any(info.id) {

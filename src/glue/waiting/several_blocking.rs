@@ -18,7 +18,7 @@ use crate::glue::server::blocked_client::{
 use crate::glue::server::context::{now, Ctx, OK};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers;
-use crate::glue::waiting::blocking::reply_unblocked;
+use crate::glue::waiting::blocking::{note_answered_in_exec, reply_unblocked};
 use crate::glue::waiting::handoff;
 use crate::glue::waiting::several::{self, SeveralWaiter};
 use crate::glue::waiting::waiters::{self, KeyRef};
@@ -108,7 +108,7 @@ unsafe extern "C" fn reply(
         let ctx = Ctx(ctx);
         reply_done(ctx);
         let id = client_of(ctx);
-        take_unblock(id);
+        take_unblock(ctx, id);
         match several::take_grants(id) {
             Some(grants) => reply_tokens(ctx, grants.iter().map(|(_, token)| *token)),
             None => ctx.reply_null(),
@@ -134,7 +134,7 @@ unsafe extern "C" fn unblocked(
 ) -> c_int {
     run_callback("a several-key waiter's timeout", OK, || {
         let ctx = Ctx(ctx);
-        let wants_error = take_unblock(client_of(ctx)) == Some(true);
+        let wants_error = take_unblock(ctx, client_of(ctx)) == Some(true);
         // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
         let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
         leave(ctx, handle);
@@ -151,7 +151,7 @@ unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisMo
         let ctx = Ctx(ctx);
         reply_done(ctx);
         let id = client_of(ctx);
-        let unblock = take_unblock(id);
+        let unblock = take_unblock(ctx, id);
         if leave(ctx, handle) {
             return;
         }
@@ -164,6 +164,7 @@ unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisMo
         match unblocked {
             Some(false) => {
                 reply_tokens(ctx, grants.iter().map(|(_, token)| *token));
+                note_answered_in_exec(ctx, grants);
                 return;
             }
             Some(true) => reply_unblocked(ctx, true),
