@@ -177,29 +177,25 @@ thread_local! {
 }
 
 /// Whether the key at `place` holds the value at `address`.
-pub fn holds_value_at(ctx: Ctx, place: &KeyRef, address: usize) -> bool {
+fn holds_value_at(ctx: Ctx, place: &KeyRef, address: usize) -> bool {
     ctx.select_db(place.db);
     let name = OwnedString::new(ctx, &place.name);
     ReadKey::open(ctx, name.as_ptr()).value_address() == Some(address)
 }
 
 /// Where tracked value `id` is, if rlock knows and the key there holds it still.
-pub fn known_place(ctx: Ctx, id: u64) -> Option<KeyRef> {
+fn known_place(ctx: Ctx, id: u64) -> Option<KeyRef> {
     let (address, at) = moved_values::place_of(id)?;
     at.filter(|place| holds_value_at(ctx, place, address))
 }
 
-/// Looks for the lock keys that hold the tracked values `wanted` (ids, moved_values.rs) in
-/// every database, from the next event-loop turn on; calls `found` for each, then `over` with
-/// those not found. O(N) in the server's keys, spread over turns of SEARCH_PAGE lock keys.
+/// Finds the lock keys that hold the tracked values `wanted` (ids, moved_values.rs) and calls
+/// `found` for each: at once for those freed (dropped) or at a place rlock knows, then, from
+/// the next event-loop turn on, by searching every database; `over` gets those not found.
+/// O(N) in the server's keys, spread over turns of SEARCH_PAGE lock keys.
 pub fn find_values(ctx: Ctx, wanted: Vec<u64>, found: FoundValue, over: SearchOver, tag: u64) {
-    if wanted.is_empty() {
-        return;
-    }
-    let id = NEXT_SEARCH.with(|next| next.replace(next.get() + 1));
-    let moves_at_round = moved_values::moves_of(&wanted);
-    let search = Search {
-        moves_at_round,
+    let mut search = Search {
+        moves_at_round: moved_values::moves_of(&wanted),
         wanted,
         found,
         over,
@@ -208,6 +204,11 @@ pub fn find_values(ctx: Ctx, wanted: Vec<u64>, found: FoundValue, over: SearchOv
         cursor: b"0".to_vec(),
         round: 1,
     };
+    take_known_places(ctx, &mut search);
+    if search.wanted.is_empty() {
+        return;
+    }
+    let id = NEXT_SEARCH.with(|next| next.replace(next.get() + 1));
     SEARCHES.with(|searches| searches.borrow_mut().insert(id, search));
     timers::start(ctx, 0, search_page_due, id);
 }

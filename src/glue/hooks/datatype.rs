@@ -215,19 +215,13 @@ unsafe fn restored_key_expires_with_its_holders(rdb: *mut RedisModuleIO, value: 
             raw::RedisModule_GetDbIdFromIO,
         )
     };
-    let (Some(key_name), Some(db_id)) = (key_name, db_id) else {
-        note_restored(None, value);
-        return;
-    };
-    // SAFETY: rdb is live; the name lives as long as the stream.
-    let name = unsafe { key_name(rdb) };
-    if name.is_null() {
-        note_restored(None, value);
-        return;
-    }
-    // SAFETY: as above.
-    let (db, name) = unsafe { (db_id(rdb), string_bytes(name)) };
-    note_restored(Some(KeyRef::new(db, name)), value);
+    let at = key_name.zip(db_id).and_then(|(key_name, db_id)| {
+        // SAFETY: rdb is live; the name lives as long as the stream.
+        let name = unsafe { key_name(rdb) };
+        // SAFETY: as above.
+        (!name.is_null()).then(|| unsafe { KeyRef::new(db_id(rdb), string_bytes(name)) })
+    });
+    note_restored(at, value);
 }
 
 propagating_timer!(
@@ -246,19 +240,10 @@ fn expire_restored_keys(ctx: Ctx, _: u64) {
         }
         return;
     }
-    let mut moved = Vec::new();
-    for id in ids {
-        if moved_values::place_of(id).is_none() {
-            // Freed since: deleted, or replaced by our own write (which set its expiry).
-            continue;
-        }
-        match lock_scan::known_place(ctx, id) {
-            Some(place) => restored_found(ctx, place.db, &place.name, id, 0),
-            // Moved by a RENAME, MOVE or SWAPDB, or copied, in the same transaction.
-            None => moved.push(id),
-        }
-    }
-    lock_scan::find_values(ctx, moved, restored_found, restored_not_found, 0);
+    // Where they were restored, or wherever a RENAME, MOVE, SWAPDB or COPY in the same
+    // transaction put them; those freed since (deleted, or replaced by our own write, which set
+    // their expiry) are dropped.
+    lock_scan::find_values(ctx, ids, restored_found, restored_not_found, 0);
 }
 
 fn restored_found(ctx: Ctx, db: i32, name: &[u8], id: u64, _: u64) {

@@ -71,7 +71,7 @@ pub fn note_unblock(id: u64, error: bool) {
 /// ERROR). Inside EXEC, the first one queued; else the one just seen (the filter sees a
 /// direct command right before it runs; notes of a MULTI that was discarded are stale). The
 /// others are forgotten: the client is no longer blocked when they run.
-pub fn take_unblock(ctx: Ctx, id: u64) -> Option<bool> {
+fn take_unblock(ctx: Ctx, id: u64) -> Option<bool> {
     let in_exec = ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MULTI);
     UNBLOCKS_SEEN.with(|seen| {
         let mut notes = seen.borrow_mut().remove(&id)?;
@@ -170,10 +170,13 @@ pub fn any_reply_pending() -> bool {
     ANY_REPLY_PENDING.load(Relaxed)
 }
 
-/// The reply of the client behind `ctx` went out (or never will).
-pub fn reply_done(ctx: Ctx) {
+/// The wait of the client behind `ctx` is over (its reply callback, timeout or disconnect
+/// runs): its reply went out or never will, and what the filter saw of a CLIENT UNBLOCK for it
+/// is used up. The CLIENT UNBLOCK running now, if any (`take_unblock`).
+pub fn wait_over(ctx: Ctx) -> Option<bool> {
     let id = client_of(ctx);
     with_pending(|pending| pending.remove(&id));
+    take_unblock(ctx, id)
 }
 
 /// What a blocked client is told when it wakes: the fencing token it was handed, and which

@@ -10,8 +10,8 @@ use redis_module::raw::{RedisModuleBlockedClient, RedisModuleCtx, RedisModuleStr
 
 use crate::glue::server::api::rm;
 use crate::glue::server::blocked_client::{
-    answered_in_exec, answers_sent, client_of, reply_done, take_unblock, unblocked_after_its_grant,
-    BlockedClient, Grant, UNBLOCKED_ERROR,
+    answered_in_exec, answers_sent, client_of, unblocked_after_its_grant, wait_over, BlockedClient,
+    Grant, UNBLOCKED_ERROR,
 };
 use crate::glue::server::context::{Ctx, OK};
 use crate::glue::server::entry::run_callback;
@@ -31,9 +31,7 @@ pub fn block(ctx: Ctx) -> Option<BlockedClient> {
     let handle = NonNull::new(handle)?;
     // SAFETY: handle was just returned by BlockClient and not yet released.
     unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
-    // SAFETY: ctx is the blocking client's own context.
-    let client_id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-    Some(BlockedClient::waiter(handle, client_id))
+    Some(BlockedClient::waiter(handle, client_of(ctx)))
 }
 
 /// Runs in the woken client's context, before the server's next poll: only formats the reply;
@@ -45,8 +43,7 @@ unsafe extern "C" fn reply(
 ) -> c_int {
     run_callback("a blocked client's reply", OK, || {
         let ctx = Ctx(ctx);
-        reply_done(ctx);
-        take_unblock(ctx, client_of(ctx));
+        wait_over(ctx);
         // SAFETY: ctx is a blocked-reply context; privdata is null or a Grant of ours.
         let grant = unsafe { rm!(RedisModule_GetBlockedClientPrivateData)(ctx.0) }.cast::<Grant>();
         match unsafe { grant.as_ref() } {
@@ -66,7 +63,7 @@ unsafe extern "C" fn timeout(
 ) -> c_int {
     run_callback("a blocked client's timeout", OK, || {
         let ctx = Ctx(ctx);
-        let wants_error = take_unblock(ctx, client_of(ctx)) == Some(true);
+        let wants_error = wait_over(ctx) == Some(true);
         // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
         let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
         forget_waiter(ctx, handle);
@@ -78,13 +75,11 @@ unsafe extern "C" fn timeout(
 /// Socket closed, CLIENT KILL, CLIENT UNBLOCK ERROR, role change: a queued waiter leaves for
 /// good. A client handed the lock a moment ago, whose reply has not gone out yet, is gone
 /// before it could learn it holds the lock: the lock is taken back (its handle was released
-/// when it was unblocked; it must not be released again), but see
-/// blocked_client::unblocked_after_its_grant.
+/// when it was unblocked; it must not be released again): `woken_then_gone`.
 unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisModuleBlockedClient) {
     run_callback("a blocked client's disconnect", (), || {
         let ctx = Ctx(ctx);
-        reply_done(ctx);
-        let unblock = take_unblock(ctx, client_of(ctx));
+        let unblock = wait_over(ctx);
         if let Some(client) = waiters::leave(ctx, handle as usize) {
             client.let_go();
             return;
@@ -94,28 +89,44 @@ unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisMo
         let Some(grant) = (unsafe { grant.as_ref() }) else {
             return;
         };
-        match unblocked_after_its_grant(ctx, unblock) {
-            // The client stays connected and holds the lock: it is answered its token, as
-            // later servers answer it.
-            Some(false) => {
-                ctx.reply_integer(grant.token as i64);
-                note_answered_in_exec(ctx, vec![(grant.key.clone(), grant.token)]);
-            }
-            // Unblocked with ERROR (turned into TIMEOUT by the filter, so the server wrote
-            // nothing): the error, and the lock goes back.
-            Some(true) => {
-                reply_unblocked(ctx, true);
-                handoff::take_back_later(ctx, grant.key.clone(), grant.token);
-            }
-            None => handoff::take_back_later(ctx, grant.key.clone(), grant.token),
-        }
+        let grants = vec![(grant.key.clone(), grant.token)];
+        woken_then_gone(ctx, unblock, grants, |_| {
+            ctx.reply_integer(grant.token as i64)
+        });
     })
+}
+
+/// A waiter woken with `grants` (key, token) whose reply had not gone out is gone: the grants
+/// are taken back. But see blocked_client::unblocked_after_its_grant: a Redis 7.0 CLIENT
+/// UNBLOCK (TIMEOUT) leaves it connected and holding them, answered by `answer`; with ERROR
+/// (turned into TIMEOUT by the filter, so the server wrote nothing) it is answered the error.
+pub fn woken_then_gone(
+    ctx: Ctx,
+    unblock: Option<bool>,
+    grants: Vec<(KeyRef, u64)>,
+    answer: impl FnOnce(&[(KeyRef, u64)]),
+) {
+    if grants.is_empty() {
+        return;
+    }
+    match unblocked_after_its_grant(ctx, unblock) {
+        Some(false) => {
+            answer(&grants);
+            note_answered_in_exec(ctx, grants);
+            return;
+        }
+        Some(true) => reply_unblocked(ctx, true),
+        None => {}
+    }
+    for (key, token) in grants {
+        handoff::take_back_later(ctx, key, token);
+    }
 }
 
 /// The client behind `ctx` was answered `grants` from its disconnect callback inside EXEC:
 /// until the turn ends, its disconnect (CLIENT KILL later in the same EXEC) takes them back,
 /// as for any waiter gone before its reply went out.
-pub fn note_answered_in_exec(ctx: Ctx, grants: Vec<(KeyRef, u64)>) {
+fn note_answered_in_exec(ctx: Ctx, grants: Vec<(KeyRef, u64)>) {
     answered_in_exec(client_of(ctx), grants);
     timers::start(ctx, 0, answers_sent_due, 0);
 }

@@ -71,8 +71,8 @@ pub fn unregister(client: u64, db: i32, key: &[u8]) {
 
 /// The server unlinked `key` in `db` (not our own write) while `client` held a session hold
 /// on it: the entry goes, and the connection's end looks for the hold everywhere, since a
-/// RENAME or MOVE unlinks the key it moves from.
-/// Whether `client` had that entry (its connection is open and took the hold there).
+/// RENAME or MOVE unlinks the key it moves from. Whether `client` had that entry (its
+/// connection is open and took the hold there).
 pub fn forget(client: u64, db: i32, key: &[u8]) -> bool {
     HELD_BY.with(|held| {
         let mut held = held.borrow_mut();

@@ -90,14 +90,8 @@ fn end_sessions(ctx: Ctx, client: u64) {
 /// lock keys finds them (moved_values.rs), so the end is written and propagated like any
 /// other.
 fn end_moved(ctx: Ctx, client: u64) {
-    let mut unknown = Vec::new();
-    for id in moved_values::sessions_of(client) {
-        match lock_scan::known_place(ctx, id) {
-            Some(at) => end_found(ctx, at.db, &at.name, id, client),
-            None => unknown.push(id),
-        }
-    }
-    lock_scan::find_values(ctx, unknown, end_found, search_over, client);
+    let moved = moved_values::sessions_of(client);
+    lock_scan::find_values(ctx, moved, end_found, search_over, client);
 }
 
 /// Tracked value `id`, in which `client` had a session hold, is at `name` in `db`.

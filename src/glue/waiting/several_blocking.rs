@@ -12,13 +12,11 @@ use crate::core::state::holds::Want;
 use crate::core::Millis;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::server::api::rm;
-use crate::glue::server::blocked_client::{
-    client_of, reply_done, take_unblock, unblocked_after_its_grant, BlockedClient,
-};
+use crate::glue::server::blocked_client::{client_of, wait_over, BlockedClient};
 use crate::glue::server::context::{now, Ctx, OK};
 use crate::glue::server::entry::run_callback;
 use crate::glue::server::timers;
-use crate::glue::waiting::blocking::{note_answered_in_exec, reply_unblocked};
+use crate::glue::waiting::blocking::{reply_unblocked, woken_then_gone};
 use crate::glue::waiting::handoff;
 use crate::glue::waiting::several::{self, SeveralWaiter};
 use crate::glue::waiting::waiters::{self, KeyRef};
@@ -93,9 +91,7 @@ fn block(ctx: Ctx) -> Option<BlockedClient> {
     let handle = NonNull::new(handle)?;
     // SAFETY: handle was just returned by BlockClient and not yet released.
     unsafe { rm!(RedisModule_SetDisconnectCallback)(handle.as_ptr(), Some(disconnected)) };
-    // SAFETY: ctx is the blocking client's own context.
-    let client_id = unsafe { rm!(RedisModule_GetClientId)(ctx.0) };
-    Some(BlockedClient::waiter(handle, client_id))
+    Some(BlockedClient::waiter(handle, client_of(ctx)))
 }
 
 /// The woken client's reply: its tokens in key order, or nil.
@@ -106,10 +102,8 @@ unsafe extern "C" fn reply(
 ) -> c_int {
     run_callback("a several-key waiter's reply", OK, || {
         let ctx = Ctx(ctx);
-        reply_done(ctx);
-        let id = client_of(ctx);
-        take_unblock(ctx, id);
-        match several::take_grants(id) {
+        wait_over(ctx);
+        match several::take_grants(client_of(ctx)) {
             Some(grants) => reply_tokens(ctx, grants.iter().map(|(_, token)| *token)),
             None => ctx.reply_null(),
         }
@@ -134,7 +128,7 @@ unsafe extern "C" fn unblocked(
 ) -> c_int {
     run_callback("a several-key waiter's timeout", OK, || {
         let ctx = Ctx(ctx);
-        let wants_error = take_unblock(ctx, client_of(ctx)) == Some(true);
+        let wants_error = wait_over(ctx) == Some(true);
         // SAFETY: ctx is a blocked-timeout context, whose handle is the client's.
         let handle = unsafe { rm!(RedisModule_GetBlockedClientHandle)(ctx.0) };
         leave(ctx, handle);
@@ -144,35 +138,18 @@ unsafe extern "C" fn unblocked(
 }
 
 /// Gone (socket closed, CLIENT KILL, role change): a queued waiter leaves; one woken with a
-/// grant whose reply had not gone out has its keys taken back (but see
-/// blocked_client::unblocked_after_its_grant: then it is answered its tokens).
+/// grant whose reply had not gone out has its keys taken back (blocking::woken_then_gone).
 unsafe extern "C" fn disconnected(ctx: *mut RedisModuleCtx, handle: *mut RedisModuleBlockedClient) {
     run_callback("a several-key waiter's disconnect", (), || {
         let ctx = Ctx(ctx);
-        reply_done(ctx);
-        let id = client_of(ctx);
-        let unblock = take_unblock(ctx, id);
+        let unblock = wait_over(ctx);
         if leave(ctx, handle) {
             return;
         }
-        let grants = several::take_grants(id).unwrap_or_default();
-        let unblocked = if grants.is_empty() {
-            None
-        } else {
-            unblocked_after_its_grant(ctx, unblock)
-        };
-        match unblocked {
-            Some(false) => {
-                reply_tokens(ctx, grants.iter().map(|(_, token)| *token));
-                note_answered_in_exec(ctx, grants);
-                return;
-            }
-            Some(true) => reply_unblocked(ctx, true),
-            None => {}
-        }
-        for (key, token) in grants {
-            handoff::take_back_later(ctx, key, token);
-        }
+        let grants = several::take_grants(client_of(ctx)).unwrap_or_default();
+        woken_then_gone(ctx, unblock, grants, |grants| {
+            reply_tokens(ctx, grants.iter().map(|(_, token)| *token))
+        });
     })
 }
 
