@@ -3,7 +3,8 @@
 EXPIRE, SET + DEL and a MULTI/EXEC of them (callgrind, counting processCommand and everything
 under it), without the module, with it loaded and no lock ever taken, and with it loaded and
 locks in use (50 held, 50 taken and released before; the other columns have 50 plain keys
-with a ttl under the same names), side by side, per server.
+with a ttl under the same names), and with locks in use after one lock expired (the server
+unlinked it), side by side, per server.
 
 usage: bench/command_tax.py [--server PATH ...] MODULE.so
        (needs valgrind; a few minutes per server; without --server: Redis 7.0 and, when
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ left in bench/
@@ -62,8 +64,9 @@ def unit(name, i):
 # Each unit, and the units run before its rounds in both runs (so that GET finds values).
 UNITS = [("SET", []), ("GET", ["SET"]), ("INCR", []), ("HSET", []), ("EXPIRE", ["SET"]),
          ("SET+DEL", []), ("MULTI/EXEC", [])]
-# Without the module, with it and no lock ever, with it and locks in use.
-SETUPS = ("none", "loaded", "locks")
+# Without the module, with it and no lock ever, with it and locks in use, and the same after a
+# lock expired (the server unlinked it: Redis 7.0 subscribes to "expired" events then).
+SETUPS = ("none", "loaded", "locks", "expired")
 
 
 def prepare(conn, setup):
@@ -72,7 +75,15 @@ def prepare(conn, setup):
     rlock's cost), taken as locks in "locks" (and as many more taken and released, so that a
     lock was unlinked), set as strings with PX in the others (and as many set and deleted)."""
     names = [b"lock:%04d" % i for i in range(2 * LOCKS_HELD)]
-    if setup == "locks":
+    if setup == "expired":
+        expiring = b"lock:expiring"
+        pair_cost.check_all(conn.pipeline([resp("LOCK.ACQUIRE", expiring, pair_cost.OWNER, 1)]),
+                            pair_cost.is_token, "taking the expiring lock")
+        time.sleep(0.05)
+        # EXISTS finds it expired (the server expires it lazily) and answers 0.
+        pair_cost.check_all(conn.pipeline([resp("EXISTS", expiring)]), lambda r: r == 0,
+                            "expiring")
+    if setup in ("locks", "expired"):
         take = [pair_cost.acquire(k, pair_cost.OWNER) for k in names]
         drop = [pair_cost.release(k, pair_cost.OWNER) for k in names[LOCKS_HELD:]]
         taken, dropped = pair_cost.is_token, (lambda r: r == 0)
@@ -141,12 +152,14 @@ def table(server, module):
         counts = {key: result() for key, result in pending.items()}
     print("%s: server instructions per command (callgrind, processCommand inclusive)"
           % pair_cost.server_version(server))
-    print("%-12s %10s %10s %8s %10s %8s" % ("command", "no module", "loaded", "extra",
-                                           "locks used", "extra"))
+    print("%-12s %10s %10s %8s %10s %8s %10s %8s" % ("command", "no module", "loaded", "extra",
+                                                     "locks used", "extra", "an expiry",
+                                                     "extra"))
     for name, _ in UNITS:
-        none, loaded, locks = (counts[name, setup] for setup in SETUPS)
-        print("%-12s %10.0f %10.0f %+8.0f %10.0f %+8.0f"
-              % (name, none, loaded, loaded - none, locks, locks - none))
+        none, loaded, locks, expired = (counts[name, setup] for setup in SETUPS)
+        print("%-12s %10.0f %10.0f %+8.0f %10.0f %+8.0f %10.0f %+8.0f"
+              % (name, none, loaded, loaded - none, locks, locks - none, expired,
+                 expired - none))
 
 
 def default_servers():

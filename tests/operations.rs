@@ -606,6 +606,94 @@ fn the_first_lock_to_go_counts_when_it_expires() {
     assert_eq!(lock_info_field(&mut con, "handoffs_on_expiry"), 1);
 }
 
+/// No keyspace event of the server pays for rlock's expiries while only lock commands free
+/// locks: releases (plain, reentered, shared, LIMIT, session), plain keys expiring and DELs on a
+/// replica leave rlock unsubscribed from "expired" events. Redis 7.0 subscribes when the server
+/// itself first unlinks a lock (an admin's DEL here); later servers never do, and tell an
+/// expiry in the unlink callback. Expiries and deletions count apart on every server.
+#[test]
+fn only_the_server_unlinking_a_lock_subscribes_to_expiry_events() {
+    let master = Server::start_with(&["--enable-debug-command", "yes"]);
+    let replica = Server::start();
+    replica.replicate_from(&master);
+    let mut con = master.conn();
+    for i in 0..20 {
+        let key = format!("k{i}");
+        int(
+            call!(&mut con, "LOCK.ACQUIRE", &key, "x", 60_000),
+            "ACQUIRE",
+        );
+        int(
+            call!(&mut con, "LOCK.ACQUIRE", &key, "x", 60_000),
+            "reentry",
+        );
+        int(call!(&mut con, "LOCK.RELEASE", &key, "x"), "RELEASE");
+        int(call!(&mut con, "LOCK.RELEASE", &key, "x"), "RELEASE");
+    }
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "s", "a", 60_000, "SHARED"),
+        "SHARED",
+    );
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "s", "b", 60_000, "SHARED"),
+        "SHARED",
+    );
+    int(call!(&mut con, "LOCK.RELEASE", "s", "a"), "RELEASE");
+    int(call!(&mut con, "LOCK.RELEASE", "s", "b"), "RELEASE");
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "n", "a", 60_000, "LIMIT", 2),
+        "LIMIT",
+    );
+    int(call!(&mut con, "LOCK.RELEASE", "n", "a"), "RELEASE");
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "q", "a", 60_000, "SESSION"),
+        "SESSION",
+    );
+    int(call!(&mut con, "LOCK.RELEASE", "q", "a"), "RELEASE");
+    ok(call!(&mut con, "SET", "plain", "v", "PX", 1), "SET");
+    wait_until("the plain key to expire", || {
+        int(call!(&mut con, "EXISTS", "plain"), "EXISTS") == 0
+    });
+    int(call!(&mut con, "WAIT", 1, 10_000), "WAIT");
+    let mut replica_con = replica.conn();
+    assert_eq!(int(call!(&mut replica_con, "DBSIZE"), "DBSIZE"), 0);
+    assert_eq!(lock_info_field(&mut con, "expiry_subscription"), 0);
+    assert_eq!(lock_info_field(&mut replica_con, "expiry_subscription"), 0);
+
+    let subscribes = master.is_redis_before_7_2();
+    int(call!(&mut con, "LOCK.ACQUIRE", "d", "x", 60_000), "ACQUIRE");
+    int(call!(&mut con, "DEL", "d"), "DEL");
+    assert_eq!(
+        lock_info_field(&mut con, "expiry_subscription"),
+        i64::from(subscribes)
+    );
+    assert_eq!(
+        lock_info_field(&mut con, "expirations"),
+        0,
+        "a DEL is no expiry"
+    );
+
+    // An expiry the server finds itself inside a transaction, then a DEL there of a lock that
+    // is live (the transaction's clock is the one the server decides expiries by).
+    ok(call!(&mut con, "DEBUG", "SET-ACTIVE-EXPIRE", 0), "DEBUG");
+    int(call!(&mut con, "LOCK.ACQUIRE", "e", "x", 1), "ACQUIRE");
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "live", "x", 60_000),
+        "ACQUIRE",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    ok(call!(&mut con, "MULTI"), "MULTI");
+    let _ = call!(&mut con, "EXISTS", "e");
+    let _ = call!(&mut con, "DEL", "live");
+    let _ = call!(&mut con, "EXEC");
+    assert_eq!(lock_info_field(&mut con, "expirations"), 1);
+    assert_eq!(
+        lock_info_field(&mut con, "expiry_subscription"),
+        i64::from(subscribes)
+    );
+    assert_eq!(lock_info_field(&mut replica_con, "expiry_subscription"), 0);
+}
+
 #[test]
 fn info_lock_held_stays_right_across_reload_and_restart() {
     let mut server = Server::start_with(&["--appendonly", "yes", "--enable-debug-command", "yes"]);

@@ -185,6 +185,20 @@ impl Server {
         info_field(&mut con, section, name)
     }
 
+    /// Whether this is a Redis older than 7.2 (7.0 or 7.1; Valkey reports no such version).
+    pub fn is_redis_before_7_2(&self) -> bool {
+        if self.info_field("server", "valkey_version").is_some() {
+            return false;
+        }
+        let version = self
+            .info_field("server", "redis_version")
+            .expect("redis_version");
+        let mut parts = version
+            .split('.')
+            .map(|part| part.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (7, 2)
+    }
+
     /// Polls `INFO section` until `name` has the value `expected`.
     pub fn wait_for_info(&self, section: &str, name: &str, expected: &str) {
         let mut con = self.conn();

@@ -78,6 +78,12 @@ impl LockKey {
         signals::notify(self.ctx, event, self.name);
     }
 
+    /// Publishes "expired": rlock removed the lock because every ttl ran out (the caller counts
+    /// it; `signals::notify_expired`).
+    pub fn notify_expired(&self) {
+        signals::notify_expired(self.ctx, self.name);
+    }
+
     /// The value the key holds: `None` when the key is empty, WRONGTYPE for another type.
     fn value(&mut self) -> Result<Option<Stored<'_>>, LockError> {
         let Some(value) = self.value_pointer()? else {
@@ -408,6 +414,37 @@ impl Drop for LockKey {
             unsafe { rm!(RedisModule_CloseKey)(self.key) };
         }
     }
+}
+
+/// The expiry (unix ms) the server keeps for `name` in database `db` right now, read without a
+/// trace: no access time touched, no keyspace-miss event, no hit or miss counted, nothing
+/// expired. `None` when the key has none or is not there. For the unlink callback on servers
+/// that call it before they drop the key's expiry (Redis 7.2 and later, Valkey: their
+/// `dbGenericDelete` unlinks in two phases and deletes the expiry last; Redis 7.0 deletes it
+/// first). `ctx` is left in the database it was in.
+pub fn expiry_in_place(ctx: Ctx, db: i32, name: *mut RedisModuleString) -> Option<Millis> {
+    let selected = ctx.selected_db();
+    ctx.select_db(db);
+    let mode = raw::REDISMODULE_READ
+        | raw::REDISMODULE_OPEN_KEY_NOTOUCH
+        | raw::REDISMODULE_OPEN_KEY_NONOTIFY
+        | raw::REDISMODULE_OPEN_KEY_NOSTATS
+        | raw::REDISMODULE_OPEN_KEY_NOEXPIRE;
+    // SAFETY: ctx and name are live for the running callback; the key is closed below.
+    let key: *mut RedisModuleKey =
+        unsafe { rm!(RedisModule_OpenKey)(ctx.0, name, mode as i32) }.cast();
+    let at = if key.is_null() {
+        -1
+    } else {
+        // SAFETY: key was opened above and is closed exactly once, right after.
+        unsafe {
+            let at = rm!(RedisModule_GetAbsExpire)(key);
+            rm!(RedisModule_CloseKey)(key);
+            at
+        }
+    };
+    ctx.select_db(selected);
+    (at >= 0).then_some(at)
 }
 
 /// A server string made from bytes (a key name kept by us), freed on drop.

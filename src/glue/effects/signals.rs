@@ -5,6 +5,8 @@
 
 use std::ffi::CStr;
 use std::os::raw::c_int;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
 use redis_module::raw::{self, RedisModuleString};
 
@@ -57,6 +59,23 @@ pub fn notify(ctx: Ctx, event: Event, key: *mut RedisModuleString) {
     let (class, name) = event.class_and_name();
     // SAFETY: ctx and key are live for the running callback; the name is a static C string.
     unsafe { rm!(RedisModule_NotifyKeyspaceEvent)(ctx.0, class, name.as_ptr(), key) };
+}
+
+/// Set while rlock publishes an "expired" event of its own (`notify_expired`).
+static NOTIFYING_OWN_EXPIRY: AtomicBool = AtomicBool::new(false);
+
+/// Publishes "expired" for `key`, a lock rlock removed because every ttl ran out. Whoever removes
+/// it counts the expiry itself: rlock's own subscription to "expired" (Redis 7.0) skips this one
+/// (`notifying_own_expiry`), and later servers have none.
+pub fn notify_expired(ctx: Ctx, key: *mut RedisModuleString) {
+    let was = NOTIFYING_OWN_EXPIRY.swap(true, Relaxed);
+    notify(ctx, Event::Expired, key);
+    NOTIFYING_OWN_EXPIRY.store(was, Relaxed);
+}
+
+/// Whether the "expired" event being delivered is rlock's own (`notify_expired`).
+pub fn notifying_own_expiry() -> bool {
+    NOTIFYING_OWN_EXPIRY.load(Relaxed)
 }
 
 /// Tells WATCH and client-side caching that `key` changed.

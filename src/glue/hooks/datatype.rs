@@ -263,6 +263,7 @@ fn restored_not_found(not_found: &[u64], _: u64) {
 /// deletion), which sets the same expiry on replicas and in the AOF.
 fn expire_with_latest_holder(ctx: Ctx, db: i32, name: &[u8], now: Millis) {
     ctx.select_db(db);
+    let bytes = name;
     let name = OwnedString::new(ctx, name);
     let mut key = LockKey::open_writable(ctx, name.as_ptr());
     let Ok(Some(holds)) = key.holds() else {
@@ -279,7 +280,8 @@ fn expire_with_latest_holder(ctx: Ctx, db: i32, name: &[u8], now: Millis) {
         key.delete();
         replicate::deletion(ctx, name.as_ptr());
         // Counted as an expiry; its waiters, if any, are served as after one.
-        key.notify(Event::Expired);
+        key.notify_expired();
+        crate::glue::waiting::handoff::removed_as_expired(db, bytes);
     } else {
         key.set_expiry(latest);
         replicate::holds_state(ctx, name.as_ptr(), &holds);

@@ -14,17 +14,17 @@ use redis_module::raw::{
 use crate::core::state::epoch::Snapshot;
 use crate::core::state::holds::Holds;
 use crate::core::stored::encoding::decode_holds;
-use crate::glue::effects::keys::{Found, OwnedString, ReadKey};
+use crate::glue::effects::keys::{expiry_in_place, Found, OwnedString, ReadKey};
 use crate::glue::effects::observed;
 use crate::glue::effects::replicate;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::effects::token_counter::with_tokens;
-use crate::glue::effects::{lock_scan, monitor, moved_values, propagation};
+use crate::glue::effects::{lock_scan, monitor, moved_values, propagation, signals};
 use crate::glue::hooks::cluster_floor;
 use crate::glue::server::api::rm;
 use crate::glue::server::configs;
 use crate::glue::server::context::{
-    detached, log, now, subscribe_to_server_event, Ctx, EventCallback, OK,
+    detached, log, now, server_clock, subscribe_to_server_event, Ctx, EventCallback, OK,
 };
 use crate::glue::server::entry::{run_callback, string_bytes};
 use crate::glue::server::timers;
@@ -32,12 +32,20 @@ use crate::glue::server::value::{live_values, stored, Stored};
 use crate::glue::waiting::waiters;
 use crate::glue::waiting::{handoff, session_index};
 
-/// Whether rlock listens for "expired" keyspace events yet. A module subscription makes every
-/// keyspace event on the server (SET's `set` and `new`, EXPIRE's, DEL's...) walk the module
-/// subscribers, so it is only made when the first lock is unlinked, before that unlink's own
-/// "expired" event goes out (an expiry unlinks the key first): until then no other command
-/// pays for it. Redis 7.0 and Valkey 9.1 cannot unsubscribe, so once made it stays.
+/// Whether rlock listens for "expired" keyspace events yet (Redis 7.0 and 7.1 only). A module
+/// subscription makes every keyspace event on the server (SET's `set` and `new`, EXPIRE's,
+/// DEL's...) walk the module subscribers, so it is made only when the server itself first
+/// unlinks a lock on a master (an expiry, a DEL, an overwrite: never for rlock's own releases
+/// and rewrites, nor for a replica's DELs from its master), before that unlink's own "expired"
+/// event goes out (an expiry unlinks the key first). Until then no other command pays for it;
+/// these servers cannot unsubscribe, so once made it stays. Later servers need none: the unlink
+/// callback reads the key's expiry there (`expired_in_place`).
 static WATCHING_EXPIRIES: AtomicBool = AtomicBool::new(false);
+
+/// Whether rlock subscribed to "expired" keyspace events (INFO `lock_expiry_subscription`).
+pub fn watching_expiries() -> bool {
+    WATCHING_EXPIRIES.load(Relaxed)
+}
 
 /// The last lock key unlinked, as (database, the server's key object): an "expired" event for
 /// that very object right after means a lock expired. No copy of the name is made. Atomics,
@@ -74,10 +82,8 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, value: *c
     LAST_UNLINKED_DB.store(db, Relaxed);
     LAST_UNLINKED_KEY.store(key as usize, Relaxed);
     let handling = handoff::is_handling();
-    let quiet = monitor::own_write(handling)
-        && WATCHING_EXPIRIES.load(Relaxed)
-        && !waiters::anyone_waiting()
-        && !observed::anyone_observing();
+    let quiet =
+        monitor::own_write(handling) && !waiters::anyone_waiting() && !observed::anyone_observing();
     if !quiet {
         run_callback("unlink", (), || {
             unlinked_with_work(db, key, value, handling)
@@ -85,8 +91,9 @@ pub unsafe extern "C" fn lock_unlinked(ctx: *mut RedisModuleKeyOptCtx, value: *c
     }
 }
 
-/// What an unlink does beyond noting the key: observers told, a removal by the server noted,
-/// the expiry subscription made, waiters' handoff started.
+/// What an unlink does beyond noting the key: observers told, a removal by the server noted
+/// (and, on Redis 7.2 and later, told an expiry or not at once; on 7.0 the expiry subscription
+/// made), waiters' handoff started.
 #[cold]
 #[inline(never)]
 fn unlinked_with_work(
@@ -99,21 +106,45 @@ fn unlinked_with_work(
         // SAFETY: the key name is live for this callback.
         observed::changed(db, unsafe { string_bytes(key) }, Snapshot::FREE);
     }
-    if !monitor::own_write(handling) {
-        note_unlinked(db, key, value);
-    }
     let Some(timer_ctx) = detached() else {
         return;
     };
-    if !WATCHING_EXPIRIES.load(Relaxed) {
-        watch_expiries(timer_ctx.0);
-    }
-    if !waiters::anyone_waiting() {
-        return;
+    let by_server = !monitor::own_write(handling);
+    let expired = by_server && expired_in_place(timer_ctx, db, key);
+    if by_server {
+        note_unlinked(db, key, value);
+        if server_clock().is_none() && !WATCHING_EXPIRIES.load(Relaxed) {
+            watch_expiries_on_a_master(timer_ctx);
+        }
     }
     // SAFETY: the key name is live for this callback.
     let name = unsafe { string_bytes(key) };
-    handoff::lock_removed(timer_ctx, db, name);
+    if waiters::anyone_waiting() {
+        handoff::lock_removed(timer_ctx, db, name);
+    }
+    if expired {
+        lock_expired(db, name);
+    }
+}
+
+/// Whether the server is unlinking `key` because it expired: its expiry, still in place while
+/// the unlink callback runs on Redis 7.2 and later (Valkey too), is past by the clock the server
+/// decides expiries by (it expires a key once that clock is beyond the expiry: `keyIsExpired`,
+/// `activeExpireCycleTryExpire`). Always false on Redis 7.0, whose "expired" event tells.
+fn expired_in_place(ctx: Ctx, db: i32, key: *const RedisModuleString) -> bool {
+    let Some(clock) = server_clock() else {
+        return false;
+    };
+    expiry_in_place(ctx, db, key.cast_mut()).is_some_and(|at| clock > at)
+}
+
+/// A lock the server expired: counted, logged, and its waiters told why it went.
+fn lock_expired(db: i32, name: &[u8]) {
+    stats::count(Counter::Expirations);
+    monitor::key_expired(db, name, now());
+    if waiters::anyone_waiting() {
+        handoff::lock_expired(db, name);
+    }
 }
 
 /// A lock value the server unlinked (not our own write): its holds wait for their cause, the
@@ -202,22 +233,29 @@ unsafe extern "C" fn key_expired(
     key: *mut RedisModuleString,
 ) -> c_int {
     run_callback("an expiry", OK, || {
+        if signals::notifying_own_expiry() {
+            // rlock removed it and counts it where it does (notify_expired).
+            return OK;
+        }
         let db = Ctx(ctx).selected_db();
         let last = (
             LAST_UNLINKED_DB.swap(-1, Relaxed),
             LAST_UNLINKED_KEY.swap(0, Relaxed),
         );
         if last == (db, key as usize) {
-            stats::count(Counter::Expirations);
             // SAFETY: the key is live for this callback.
-            monitor::key_expired(db, unsafe { string_bytes(key) }, now());
-            if waiters::anyone_waiting() {
-                // SAFETY: the key is live for this callback.
-                handoff::lock_expired(db, unsafe { string_bytes(key) });
-            }
+            lock_expired(db, unsafe { string_bytes(key) });
         }
         OK
     })
+}
+
+/// On a master, subscribes to "expired" keyspace events (see WATCHING_EXPIRIES). A replica
+/// expires nothing itself (its master's expiries arrive as DELs), so it waits until promoted.
+fn watch_expiries_on_a_master(ctx: Ctx) {
+    if ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+        watch_expiries(ctx.0);
+    }
 }
 
 /// Subscribes to "expired" keyspace events (see WATCHING_EXPIRIES), once.

@@ -84,6 +84,14 @@ unsafe extern "C" fn info(ctx: *mut RedisModuleInfoCtx, _for_crash_report: c_int
                 c"moved_values",
                 crate::glue::effects::moved_values::count() as u64,
             );
+            // 1 once rlock listens to "expired" keyspace events, which every keyspace event of
+            // the server then pays for (Redis 7.0 and 7.1 only, from the first lock the server
+            // itself unlinks; events.rs).
+            add(
+                ctx,
+                c"expiry_subscription",
+                u64::from(crate::glue::hooks::events::watching_expiries()),
+            );
             for (name, counter) in counters {
                 add(ctx, name, stats::get(counter));
             }

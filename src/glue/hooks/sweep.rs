@@ -19,7 +19,6 @@ use redis_module::raw;
 use crate::glue::effects::keys::{Found, LockKey, OwnedString};
 use crate::glue::effects::lock_scan;
 use crate::glue::effects::replicate;
-use crate::glue::effects::signals::Event;
 use crate::glue::effects::stats::{self, Counter};
 use crate::glue::server::api::rm;
 use crate::glue::server::context::{detached, now, Ctx};
@@ -144,6 +143,6 @@ fn remove_if_every_hold_ended(ctx: Ctx, db: i32, name: &[u8], now: i64) {
     }
     key.delete();
     replicate::deletion(ctx, key_name.as_ptr());
-    key.notify(Event::Expired);
+    key.notify_expired();
     stats::count(Counter::Expirations);
 }

@@ -112,6 +112,18 @@ pub fn now() -> Millis {
     unsafe { rm!(RedisModule_Milliseconds)() }
 }
 
+/// The server's cached clock in unix ms, the one it decides a key's expiry by, when it has one
+/// to give (Redis 7.2 and later, Valkey): inside a command, script or transaction it is the
+/// command's time snapshot, and the active expiry cycle refreshes it before each key it
+/// expires (`enterExecutionUnit`, src/server.c and src/expire.c). `None` on Redis 7.0, which
+/// has no `RM_CachedMicroseconds` (so this is not an `rm!` call: that would refuse 7.0).
+pub fn server_clock() -> Option<Millis> {
+    // SAFETY: the table is written once at load; a plain call without arguments.
+    let cached = unsafe { redis_module::raw::RedisModule_CachedMicroseconds }?;
+    // SAFETY: as above.
+    Some(unsafe { cached() } / 1000)
+}
+
 /// Writes `message` to the server log; `ctx` may be null (outside any callback).
 pub fn log(ctx: *mut RedisModuleCtx, level: &std::ffi::CStr, message: &str) {
     let Ok(text) = CString::new(message.replace('\0', "?")) else {

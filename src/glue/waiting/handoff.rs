@@ -48,6 +48,15 @@ pub fn lock_expired(db: i32, name: &[u8]) {
     }
 }
 
+/// A lock rlock itself removed as expired outside a check (a restored key whose holders had all
+/// expired): counted, logged as the server's own expiry is (its unlink was noted), and marked
+/// for its waiters, whose check the unlink scheduled.
+pub fn removed_as_expired(db: i32, name: &[u8]) {
+    stats::count(Counter::Expirations);
+    monitor::key_expired(db, name, now());
+    lock_expired(db, name);
+}
+
 /// Why the lock at `name`, found gone, was freed.
 pub fn why_gone(db: i32, name: &[u8]) -> Freed {
     let key = KeyRef::new(db, name);
@@ -264,9 +273,8 @@ fn check_key(ctx: Ctx, key: &KeyRef) {
                     // one millisecond later; the waiters need not wait for that.
                     lock_key.delete();
                     replicate::deletion(ctx, name.as_ptr());
-                    lock_key.notify(Event::Expired);
-                    // Our own "expired" event marked it; consume the mark.
-                    why_gone(key.db, &key.name);
+                    lock_key.notify_expired();
+                    stats::count(Counter::Expirations);
                 }
                 settle(
                     ctx,
