@@ -130,11 +130,19 @@ fn unlinked_with_work(
 /// Whether the server is unlinking `key` because it expired: its expiry, still in place while
 /// the unlink callback runs on Redis 7.2 and later (Valkey too), is past by the clock the server
 /// decides expiries by (it expires a key once that clock is beyond the expiry: `keyIsExpired`,
-/// `activeExpireCycleTryExpire`). Always false on Redis 7.0, whose "expired" event tells.
+/// `activeExpireCycleTryExpire`). Always false on Redis 7.0, whose "expired" event tells, and
+/// where the server expires nothing: on a replica (its master's expiries arrive as DELs, maybe
+/// late) and while loading (a DEL replayed from the AOF after the key's time).
 fn expired_in_place(ctx: Ctx, db: i32, key: *const RedisModuleString) -> bool {
     let Some(clock) = server_clock() else {
         return false;
     };
+    let flags = ctx.flags();
+    if flags & raw::REDISMODULE_CTX_FLAGS_MASTER == 0
+        || flags & raw::REDISMODULE_CTX_FLAGS_LOADING != 0
+    {
+        return false;
+    }
     expiry_in_place(ctx, db, key.cast_mut()).is_some_and(|at| clock > at)
 }
 
