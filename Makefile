@@ -138,6 +138,7 @@ bench: build servers
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench --rounds 3 --sweep 1,2,4,8,16,32 \
 		--handoff-rounds 50 --json $(BENCH_DATA)/python-bench.json
 	RLOCK_MODULE=$(CURDIR)/$(MODULE) clients/python/run-bench election --json $(BENCH_DATA)/election.json
+	$(CARGO) build --release -p rlock-bench-names
 	python3 bench/command_tax.py $(CURDIR)/$(MODULE)
 	$(CARGO) build --release -p rlock-bench --bin cluster-routing
 	python3 bench/cluster.py --json $(BENCH_DATA)/cluster.json $(CURDIR)/$(MODULE)

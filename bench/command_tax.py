@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
 """What loading rlock costs every other command: server instructions per SET, GET, INCR, HSET,
 EXPIRE, SET + DEL and a MULTI/EXEC of them (callgrind, counting processCommand and everything
-under it), without the module, with it loaded and no lock ever taken, and with it loaded and
-locks in use (50 held, 50 taken and released before; the other columns have 50 plain keys
-with a ttl under the same names), and with locks in use after one lock expired (the server
-unlinked it), side by side, per server.
+under it), side by side, per server: without any module; with bench/modules/names, which
+registers rlock's command names and nothing else; with rlock loaded and no lock ever taken;
+with locks in use (50 held, 50 taken and released before; the other columns have 50 plain
+keys with a ttl under the same names); and with locks in use after one lock expired (the
+server unlinked it).
 
-usage: bench/command_tax.py [--server PATH ...] MODULE.so
+usage: bench/command_tax.py [--server PATH ...] [--names NAMES.so] MODULE.so
        (needs valgrind; a few minutes per server; without --server: Redis 7.0 and, when
-       target/servers/list names it, Valkey 9.1)
+       target/servers/list names it, Valkey 9.1; NAMES.so defaults to the build of
+       `cargo build --release -p rlock-bench-names`)
+
+Why the names-only column: a module's commands enter the server's command table, and which
+names share a bucket under the fixed hash seed moves the cost of a command's lookup (and of
+EXPIRE's lookup of the PEXPIREAT it propagates) by tens of instructions, up or down, whatever
+the module does. rlock's own cost is its columns against "names"; the "extra" of "names" is the
+command table's.
 
 Each figure is a difference of two server runs (5 and 15 rounds over the same 1000 keys), so
 start-up, the first round's inserts and table growth cancel out; the client speaks raw RESP,
@@ -64,17 +72,13 @@ def unit(name, i):
 # Each unit, and the units run before its rounds in both runs (so that GET finds values).
 UNITS = [("SET", []), ("GET", ["SET"]), ("INCR", []), ("HSET", []), ("EXPIRE", ["SET"]),
          ("SET+DEL", []), ("MULTI/EXEC", [])]
-# What each table counts: processCommand is everything a command costs; the second leaves out
-# the lookups in the command table (lookupCommandLogic: the command's own, and EXPIRE's of the
-# PEXPIREAT it propagates), whose cost moves with the table's layout (a module's commands change
-# which names share a bucket under the fixed hash seed: under seed 0 GET's lookup compares one
-# more name with the module loaded) and not with anything rlock runs: its "extra" is what
-# rlock's hooks cost the command.
-LAYERS = [("processCommand", "all of it"),
-          ("processCommand - lookupCommandLogic", "without the lookups in the command table")]
-# Without the module, with it and no lock ever, with it and locks in use, and the same after a
-# lock expired (the server unlinked it: Redis 7.0 subscribes to "expired" events then).
-SETUPS = ("none", "loaded", "locks", "expired")
+# Without any module; with bench/modules/names registering rlock's command names and nothing
+# else (the command table as with rlock: which names share a bucket under the fixed hash seed
+# moves a lookup's cost by tens of instructions either way, and so does EXPIRE's lookup of the
+# PEXPIREAT it propagates, whatever the module does); with rlock and no lock ever taken; with
+# locks in use; and the same after a lock expired (the server unlinked it: Redis 7.0
+# subscribes to "expired" events then). rlock's own cost is its columns against "names".
+SETUPS = ("none", "names", "loaded", "locks", "expired")
 
 
 def prepare(conn, setup):
@@ -103,7 +107,7 @@ def prepare(conn, setup):
     pair_cost.check_all(conn.pipeline(drop), dropped, "dropping")
 
 
-def instructions(server, module, setup, rounds, seed):
+def instructions(server, modules, setup, rounds, seed):
     """processCommand's instructions over `rounds` (unit names) on KEYS keys each."""
     # Paths, port and environment of the same length in every run (see pair_cost.one_run).
     workdir = tempfile.mkdtemp(prefix="rlock-tax-", dir="/tmp")
@@ -120,9 +124,13 @@ def instructions(server, module, setup, rounds, seed):
                      "--appendonly", "no", "--activerehashing", "no",
                      "--jemalloc-bg-thread", "no", "--hz", "1",
                      "--slowlog-log-slower-than", "-1", "--daemonize", "no", "--logfile", log]
-    if setup != "none":
+    if setup == "names":
+        linked_module = os.path.join(workdir, "names.so")
+        os.symlink(modules["names"], linked_module)
+        args += ["--loadmodule", linked_module] + modules["commands"]
+    elif setup != "none":
         linked_module = os.path.join(workdir, "rlock.so")
-        os.symlink(module, linked_module)
+        os.symlink(modules["rlock"], linked_module)
         args += ["--loadmodule", linked_module]
     server_process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, env=pair_cost.SERVER_ENV)
@@ -139,8 +147,7 @@ def instructions(server, module, setup, rounds, seed):
         # SIGTERM: the server shuts down outside processCommand and callgrind writes its file.
         server_process.send_signal(signal.SIGTERM)
         server_process.wait()
-        total = pair_cost.callgrind_total(out)
-        return total, total - inclusive(out, "lookupCommandLogic")
+        return pair_cost.callgrind_total(out)
     finally:
         if server_process.poll() is None:
             server_process.kill()
@@ -148,43 +155,67 @@ def instructions(server, module, setup, rounds, seed):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def inclusive(out, function):
-    """The instructions of the server's `function` and everything it called (the server's
-    exported symbols name it; callgrind_annotate sums its calls)."""
-    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", out],
-                          check=True, capture_output=True, text=True).stdout
-    for line in text.splitlines():
-        count, _, name = line.strip().partition(" ")
-        if (":%s [" % function) in name and name.split(":", 1)[1].startswith(function + " "):
-            return int(count.replace(",", ""))
-    raise SystemExit("no %s in the callgrind file" % function)
+def per_unit(server, modules, setup, name, before, seed, pool):
+    """Instructions per unit: the difference of two runs' counts."""
+    few = pool.submit(instructions, server, modules, setup, before + [name] * FEW, seed)
+    many = pool.submit(instructions, server, modules, setup, before + [name] * MANY, seed)
+    return lambda: (many.result() - few.result()) / ((MANY - FEW) * KEYS)
 
 
-def per_unit(server, module, setup, name, before, seed, pool):
-    """(processCommand, call) instructions per unit: the difference of two runs' counts."""
-    few = pool.submit(instructions, server, module, setup, before + [name] * FEW, seed)
-    many = pool.submit(instructions, server, module, setup, before + [name] * MANY, seed)
-    units = (MANY - FEW) * KEYS
-    return lambda: tuple((m - f) / units for m, f in zip(many.result(), few.result()))
+def module_commands(server, module):
+    """The command names `module` registers, in the order it registers them (LOCK.HELP's, then
+    the internal ones HELP leaves out), asked of a server that loads it (not under valgrind):
+    the order decides where each lands in the command table."""
+    workdir = tempfile.mkdtemp(prefix="rlock-tax-names-", dir="/tmp")
+    log = os.path.join(workdir, "server.log")
+    port = pair_cost.free_port()
+    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--dir",
+                                workdir, "--save", "", "--appendonly", "no", "--daemonize", "no",
+                                "--logfile", log, "--loadmodule", module],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pair_cost.wait_ready(log, process)
+        conn = pair_cost.Connection(port)
+        lines = conn.call("LOCK.HELP")
+        listed = conn.call("COMMAND", "LIST", "FILTERBY", "MODULE", "lock")
+        conn.sock.close()
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = [line.decode() if isinstance(line, bytes) else str(line) for line in lines]
+    names = [line.split()[0].lower() for line in text
+             if line.startswith("LOCK.") and not line.startswith("LOCK.<")]
+    registered = sorted(n.decode() if isinstance(n, bytes) else str(n) for n in listed)
+    if not set(names) <= set(registered):
+        raise SystemExit("LOCK.HELP lists %r, the server %r" % (names, registered))
+    # The internal commands (LOCK.APPLY, LOCK.TOKENS) are registered last, unlisted by HELP.
+    return names + [name for name in registered if name not in names]
 
 
-def table(server, module):
+def table(server, modules):
+    modules = dict(modules, commands=module_commands(server, modules["rlock"]))
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        pending = {(name, setup): per_unit(server, module, setup, name, before, 0, pool)
+        pending = {(name, setup): per_unit(server, modules, setup, name, before, 0, pool)
                    for name, before in UNITS for setup in SETUPS}
         counts = {key: result() for key, result in pending.items()}
-    version = pair_cost.server_version(server)
-    for index, (function, note) in enumerate(LAYERS):
-        print("%s: server instructions per command (callgrind, %s: %s)"
-              % (version, function, note))
-        print("%-12s %10s %10s %8s %10s %8s %10s %8s"
-              % ("command", "no module", "loaded", "extra", "locks used", "extra", "an expiry",
-                 "extra"))
-        for name, _ in UNITS:
-            none, loaded, locks, expired = (counts[name, setup][index] for setup in SETUPS)
-            print("%-12s %10.0f %10.0f %+8.0f %10.0f %+8.0f %10.0f %+8.0f"
-                  % (name, none, loaded, loaded - none, locks, locks - none, expired,
-                     expired - none))
+    print("%s: server instructions per command (callgrind, processCommand inclusive);"
+          % pair_cost.server_version(server))
+    print("'names': a module registering rlock's %d command names and nothing else; rlock's "
+          "own cost is its columns against it" % len(modules["commands"]))
+    print("%-11s %9s %9s %6s | %9s %6s | %9s %6s | %9s %6s"
+          % ("command", "no module", "names", "extra", "loaded", "+rlock", "locks used",
+             "+rlock", "an expiry", "+rlock"))
+    for name, _ in UNITS:
+        none, names, loaded, locks, expired = (counts[name, setup] for setup in SETUPS)
+        print("%-11s %9.0f %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f"
+              % (name, none, names, names - none, loaded, loaded - names, locks, locks - names,
+                 expired, expired - names))
+
+
+def default_names_module():
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release",
+                        "librlock_bench_names.so")
 
 
 def default_servers():
@@ -205,15 +236,22 @@ def main():
     parser.add_argument("module")
     parser.add_argument("--server", action="append",
                         help="a server binary (repeatable; default: Redis 7.0 and Valkey 9.1)")
+    parser.add_argument("--names", help="the names-only module (default: "
+                                         "target/release/librlock_bench_names.so)")
     options = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
     if not pair_cost.seeds_allowed():
         print("note: no private mount namespace here: counts vary by up to ~150 a command")
-    module = os.path.abspath(options.module)
+    modules = {"rlock": os.path.abspath(options.module),
+               "names": os.path.abspath(options.names or default_names_module())}
+    if not os.path.exists(modules["names"]):
+        print("no %s: cargo build --release -p rlock-bench-names" % modules["names"],
+              file=sys.stderr)
+        return 2
     for server in options.server or default_servers():
-        table(server, module)
+        table(server, modules)
     return 0
 
 

@@ -774,6 +774,31 @@ fn paused_with_k_held() -> (Server, redis::Connection) {
     (server, admin)
 }
 
+/// A waiter's check that comes due while writes are paused (CLIENT PAUSE WRITE, as a FAILOVER
+/// pauses them) must not write then: propagating a change while clients are paused aborts the
+/// server (`propagateNow` asserts; the AOF here makes every change propagate). The check runs
+/// again a little later, and the waiter is handed the lock once the pause is over.
+#[test]
+fn a_lock_expiring_while_writes_are_paused_is_handed_over_after_the_pause() {
+    let server = Server::start_with(&["--enable-debug-command", "yes", "--appendonly", "yes"]);
+    let mut admin = server.conn();
+    ok(
+        call!(&mut admin, "DEBUG", "SET-ACTIVE-EXPIRE", 0),
+        "no active expiry",
+    );
+    int(
+        call!(&mut admin, "LOCK.ACQUIRE", "k", "holder", 1000),
+        "holder",
+    );
+    let waiter = Waiter::start(&server, "k", "w", 60000, 0, 0);
+    ok(
+        call!(&mut admin, "CLIENT", "PAUSE", 3000, "WRITE"),
+        "pause writes past the expiry",
+    );
+    waiter.token("the lock, once the pause is over");
+    assert_eq!(owner_of(&mut admin, "k").as_deref(), Some("w"));
+}
+
 #[test]
 fn a_renew_that_shortens_the_lock_moves_its_waiters_check_earlier() {
     // Without active expiry only rlock's check timer hands the lock over. The waiter joins and

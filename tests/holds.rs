@@ -252,6 +252,31 @@ fn a_session_hold_ends_with_its_connection_and_goes_to_the_next_waiter() {
     });
 }
 
+/// A session holder's connection closed while writes are paused (CLIENT PAUSE WRITE, as a
+/// FAILOVER pauses them): the end is written once the pause is over, not during it
+/// (propagating a change while clients are paused aborts the server: `propagateNow` asserts;
+/// the AOF here makes every change propagate).
+#[test]
+fn a_session_hold_closed_while_writes_are_paused_ends_after_the_pause() {
+    let server = Server::start_with(&["--appendonly", "yes"]);
+    let mut admin = server.conn();
+    let mut holder = server.conn();
+    acquire_with(&mut holder, "k", "h", TTL, &["SESSION"]);
+    let id = int(call!(&mut holder, "CLIENT", "ID"), "CLIENT ID");
+    ok(
+        call!(&mut admin, "CLIENT", "PAUSE", 1000, "WRITE"),
+        "pause writes",
+    );
+    int(call!(&mut admin, "CLIENT", "KILL", "ID", id), "CLIENT KILL");
+    wait_until("the session hold's end to be written", || {
+        exists(&mut admin, "k") == 0
+    });
+    assert_eq!(
+        server.info_field("lock", "lock_session_ends").as_deref(),
+        Some("1")
+    );
+}
+
 #[test]
 fn a_session_waiter_handed_the_key_holds_it_for_its_own_connection() {
     let server = Server::start();

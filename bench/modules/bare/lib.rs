@@ -161,15 +161,6 @@ extern "C" fn release(
     0
 }
 
-extern "C" fn expired(
-    _ctx: *mut raw::RedisModuleCtx,
-    _type: c_int,
-    _event: *const std::os::raw::c_char,
-    _key: *mut raw::RedisModuleString,
-) -> c_int {
-    0
-}
-
 fn init(ctx: &Context, _args: &[redis_module::RedisString]) -> Status {
     unsafe {
         let create = raw::RedisModule_CreateCommand.unwrap();
@@ -191,13 +182,8 @@ fn init(ctx: &Context, _args: &[redis_module::RedisString]) -> Status {
                 1,
                 1,
             ) == 0;
-        // As rlock once a lock is in use: subscribed to "expired" events, with
-        // NO_IMPLICIT_SIGNAL_MODIFIED (the key is signalled only when it changed).
-        raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(
-            ctx.ctx,
-            raw::REDISMODULE_NOTIFY_EXPIRED as c_int,
-            Some(expired),
-        );
+        // As rlock: NO_IMPLICIT_SIGNAL_MODIFIED (the key is signalled only when it changed),
+        // and no keyspace subscription (rlock makes none for locks its holders release).
         raw::RedisModule_SetModuleOptions.unwrap()(
             ctx.ctx,
             raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED as c_int,

@@ -131,6 +131,48 @@ mod tests {
         )
     }
 
+    /// A waiter whose `HELD n` finds its owner at n + 1 leaves with that hold's token only when
+    /// the hold is one its call could have made: an owner holding the key shared never took an
+    /// exclusive hold by an earlier attempt, so an exclusive ask is refused, not answered the
+    /// shared hold's token.
+    #[test]
+    fn a_repeated_call_gets_the_held_token_only_for_a_hold_it_could_have_made() {
+        let mut tokens = TokenCounter::from_parts(0, 0);
+        let mut shared = held_by("a", false, NOW + 1000);
+        assert_eq!(
+            admit_held(
+                &mut shared,
+                &ask("a", Want::Shared),
+                Some(0),
+                NOW,
+                &mut tokens
+            ),
+            Admission::Repeated { token: 5 }
+        );
+        assert_eq!(
+            admit_held(
+                &mut shared,
+                &ask("a", Want::Exclusive),
+                Some(0),
+                NOW,
+                &mut tokens
+            ),
+            Admission::Refused
+        );
+        assert_eq!(shared, held_by("a", false, NOW + 1000), "nothing changed");
+        let mut exclusive = held_by("a", true, NOW + 1000);
+        assert_eq!(
+            admit_held(
+                &mut exclusive,
+                &ask("a", Want::Exclusive),
+                Some(0),
+                NOW,
+                &mut tokens
+            ),
+            Admission::Repeated { token: 5 }
+        );
+    }
+
     #[test]
     fn a_free_key_goes_to_the_head_and_the_rest_wait_for_its_expiry() {
         let mut holds = Holds::default();
