@@ -147,7 +147,7 @@ def instructions(server, modules, setup, rounds, seed):
         # SIGTERM: the server shuts down outside processCommand and callgrind writes its file.
         server_process.send_signal(signal.SIGTERM)
         server_process.wait()
-        return pair_cost.callgrind_total(out)
+        return pair_cost.callgrind_total(out), module_hooks(out)
     finally:
         if server_process.poll() is None:
             server_process.kill()
@@ -155,11 +155,31 @@ def instructions(server, modules, setup, rounds, seed):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# The server functions through which any module's hooks run for a command that is not the
+# module's (none calls another): the walk of keyspace subscribers, the key-unlink notice (with
+# its KEY server event on Redis 7.2+ and Valkey, which walks every server-event listener) and
+# the command filters. Their cost does not move with the command table's layout.
+HOOKS = ("moduleNotifyKeyspaceEvent", "moduleNotifyKeyUnlink", "moduleCallCommandFilters")
+
+
+def module_hooks(out):
+    """The instructions of HOOKS and everything under them in a callgrind file."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", out],
+                          check=True, capture_output=True, text=True).stdout
+    total = 0
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and any(fields[-2].endswith(":" + hook) for hook in HOOKS):
+            total += int(fields[0].replace(",", ""))
+    return total
+
+
 def per_unit(server, modules, setup, name, before, seed, pool):
-    """Instructions per unit: the difference of two runs' counts."""
+    """(instructions, of which module hooks) per unit: the difference of two runs' counts."""
     few = pool.submit(instructions, server, modules, setup, before + [name] * FEW, seed)
     many = pool.submit(instructions, server, modules, setup, before + [name] * MANY, seed)
-    return lambda: (many.result() - few.result()) / ((MANY - FEW) * KEYS)
+    units = (MANY - FEW) * KEYS
+    return lambda: tuple((m - f) / units for m, f in zip(many.result(), few.result()))
 
 
 def module_commands(server, module):
@@ -207,10 +227,20 @@ def table(server, modules):
           % ("command", "no module", "names", "extra", "loaded", "+rlock", "locks used",
              "+rlock", "an expiry", "+rlock"))
     for name, _ in UNITS:
-        none, names, loaded, locks, expired = (counts[name, setup] for setup in SETUPS)
+        none, names, loaded, locks, expired = (counts[name, setup][0] for setup in SETUPS)
         print("%-11s %9.0f %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f"
               % (name, none, names, names - none, loaded, loaded - names, locks, locks - names,
                  expired, expired - names))
+    print("of which in the server's module hooks (%s, inclusive): layout-free, what any "
+          "module's hooks cost the command" % ", ".join(HOOKS))
+    print("%-11s %9s %9s %6s | %9s %6s | %9s %6s | %9s %6s"
+          % ("command", "no module", "names", "extra", "loaded", "+rlock", "locks used",
+             "+rlock", "an expiry", "+rlock"))
+    for name, _ in UNITS:
+        none, names, loaded, locks, expired = (counts[name, setup][1] for setup in SETUPS)
+        print("%-11s %9.0f %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f"
+              % (name, none, names, names - none, loaded, loaded - none, locks, locks - none,
+                 expired, expired - none))
 
 
 def default_names_module():

@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::{
-    error, exists, info_int, int, lock_info, nil, ok, release, run, text, wait_until, Background,
-    Server,
+    error, exists, holds, info_int, int, lock_info, nil, ok, release, run, text, wait_until,
+    Background, Server,
 };
 use redis::{ConnectionLike, Value};
 
@@ -772,6 +772,35 @@ fn paused_with_k_held() -> (Server, redis::Connection) {
         "pause writes",
     );
     (server, admin)
+}
+
+/// Two readers share k; one's ttl runs out first. The exclusive waiter's check at that expiry
+/// drops only the expired reader: the other still holds k, so the waiter keeps waiting (and
+/// times out), and nothing deleted the key under the reader left.
+#[test]
+fn a_reader_expiring_beside_another_leaves_the_exclusive_waiter_waiting() {
+    let server = Server::start_with(&["--enable-debug-command", "yes"]);
+    let mut con = server.conn();
+    ok(
+        call!(&mut con, "DEBUG", "SET-ACTIVE-EXPIRE", 0),
+        "no active expiry",
+    );
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "r1", 200, "SHARED"),
+        "r1",
+    );
+    int(
+        call!(&mut con, "LOCK.ACQUIRE", "k", "r2", 600000, "SHARED"),
+        "r2",
+    );
+    let waiter = Waiter::start(&server, "k", "w", 60000, 1500, 0);
+    nil(waiter.reply(), "r2 still reads");
+    let holders = holds(&mut con, "k").holders;
+    assert!(
+        holders.len() == 1 && holders.contains_key("r2"),
+        "{holders:?}"
+    );
+    assert_eq!(info_int(&mut con, "lock", "lock_expirations"), 1);
 }
 
 /// A waiter's check that comes due while writes are paused (CLIENT PAUSE WRITE, as a FAILOVER

@@ -10,13 +10,14 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{error, exists, int, nil, run, wait_until, Server};
+use common::{error, exists, int, nil, ok, run, wait_until, Server};
 use redis::Value;
 
 const REPLY_WITHIN: Duration = Duration::from_secs(20);
 
 /// A client blocked in any command on its own connection.
 struct Blocked {
+    client_id: i64,
     reply: Receiver<Result<Value, String>>,
     thread: JoinHandle<()>,
 }
@@ -27,6 +28,7 @@ impl Blocked {
         let mut con = server.conn();
         con.set_read_timeout(Some(REPLY_WITHIN * 2))
             .expect("read timeout");
+        let client_id = int(call!(&mut con, "CLIENT", "ID"), "CLIENT ID");
         let mut cmd = redis::cmd(args[0]);
         for arg in &args[1..] {
             cmd.arg(*arg);
@@ -36,7 +38,11 @@ impl Blocked {
             let _ = send.send(run(&mut con, &cmd));
         });
         server.wait_for_blocked_clients(blocked_before + 1);
-        Blocked { reply, thread }
+        Blocked {
+            client_id,
+            reply,
+            thread,
+        }
     }
 
     fn reply(self) -> Result<Value, String> {
@@ -253,15 +259,52 @@ fn a_timed_out_several_key_waiter_lets_those_behind_it_go() {
         ],
         0,
     );
+    // S must get k2 as M leaves, not at the re-check armed 1 s after it joined: its own 700 ms
+    // timeout comes first (server timers fire in due order).
     let s = Blocked::start(
         &server,
-        &["LOCK.ACQUIRE", "k2", "S", "60000", "WAIT", "0"],
+        &["LOCK.ACQUIRE", "k2", "S", "60000", "WAIT", "700"],
         1,
     );
     nil(m.reply(), "timed out");
     let _ = int(s.reply(), "S gets k2 once M left");
     assert_eq!(holder(&mut con, "k2").as_deref(), Some("S"));
     assert_eq!(holder(&mut con, "k1").as_deref(), Some("A"));
+}
+
+/// Two several-key waiters leave in one step (CLIENT UNBLOCK of both in one MULTI): those
+/// behind each of them on its other key go at once, for both, not at the re-check armed 1 s
+/// after they joined (their own 700 ms timeouts come first; server timers fire in due order).
+#[test]
+fn several_key_waiters_leaving_together_let_those_behind_each_of_them_go() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let _ = int(call!(&mut con, "LOCK.ACQUIRE", "k1", "A", 60000), "A");
+    let macquire = |key: &'static str, owner: &'static str| {
+        ["LOCK.MACQUIRE", "2", "k1", key, owner, "60000", "WAIT", "0"]
+    };
+    let m2 = Blocked::start(&server, &macquire("k2", "M2"), 0);
+    let m3 = Blocked::start(&server, &macquire("k3", "M3"), 1);
+    let s2 = Blocked::start(
+        &server,
+        &["LOCK.ACQUIRE", "k2", "S2", "60000", "WAIT", "700"],
+        2,
+    );
+    let s3 = Blocked::start(
+        &server,
+        &["LOCK.ACQUIRE", "k3", "S3", "60000", "WAIT", "700"],
+        3,
+    );
+    ok(call!(&mut con, "MULTI"), "MULTI");
+    let _ = call!(&mut con, "CLIENT", "UNBLOCK", m2.client_id);
+    let _ = call!(&mut con, "CLIENT", "UNBLOCK", m3.client_id);
+    let _ = call!(&mut con, "EXEC");
+    nil(m2.reply(), "unblocked");
+    nil(m3.reply(), "unblocked");
+    let _ = int(s2.reply(), "S2 gets k2 once M2 left");
+    let _ = int(s3.reply(), "S3 gets k3 once M3 left");
+    assert_eq!(holder(&mut con, "k2").as_deref(), Some("S2"));
+    assert_eq!(holder(&mut con, "k3").as_deref(), Some("S3"));
 }
 
 #[test]
