@@ -6,7 +6,7 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::raw::{self, RedisModuleCommand, RedisModuleCtx};
 
-use crate::glue::commands::spec::{key_specs, CommandSpec, RawArgs, KEYS_AFTER_NUMKEYS, SINCE};
+use crate::glue::commands::spec::{key_specs, CommandSpec, RawArgs, SINCE};
 use crate::glue::commands::{self, help};
 use crate::glue::server::api::rm;
 use crate::glue::server::context::log;
@@ -52,9 +52,10 @@ fn add_acl_category(ctx: *mut RedisModuleCtx) -> bool {
 }
 
 fn register(ctx: *mut RedisModuleCtx, spec: &CommandSpec, own_category: bool) -> bool {
-    // A key at argument 1, or none for a keyless command (or one whose keys follow numkeys:
-    // its key spec, set below, says where they are).
-    let key = c_int::from(spec.key_flags != 0 && spec.key_flags & KEYS_AFTER_NUMKEYS == 0);
+    // No legacy key range here: the key specs set below replace it for every command (the
+    // server derives (first, last, step) from them: populateCommandLegacyRangeSpec, module.c;
+    // a keyless command's empty list makes it 0 0 0), which tests/metadata.rs checks in
+    // COMMAND INFO.
     // SAFETY: ctx is the loading module's context; the name and flags are static C strings.
     let created = unsafe {
         rm!(RedisModule_CreateCommand)(
@@ -62,9 +63,9 @@ fn register(ctx: *mut RedisModuleCtx, spec: &CommandSpec, own_category: bool) ->
             spec.name.as_ptr(),
             spec.entry,
             spec.flags.as_ptr(),
-            key,
-            key,
-            key,
+            0,
+            0,
+            0,
         )
     };
     if created != raw::REDISMODULE_OK as c_int {
