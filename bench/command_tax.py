@@ -223,24 +223,25 @@ def table(server, modules):
           % pair_cost.server_version(server))
     print("'names': a module registering rlock's %d command names and nothing else; rlock's "
           "own cost is its columns against it" % len(modules["commands"]))
-    print("%-11s %9s %9s %6s | %9s %6s | %9s %6s | %9s %6s"
-          % ("command", "no module", "names", "extra", "loaded", "+rlock", "locks used",
-             "+rlock", "an expiry", "+rlock"))
-    for name, _ in UNITS:
-        none, names, loaded, locks, expired = (counts[name, setup][0] for setup in SETUPS)
-        print("%-11s %9.0f %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f"
-              % (name, none, names, names - none, loaded, loaded - names, locks, locks - names,
-                 expired, expired - names))
+    print_rows(counts, 0, against_names=True)
     print("of which in the server's module hooks (%s, inclusive): layout-free, what any "
           "module's hooks cost the command" % ", ".join(HOOKS))
+    print_rows(counts, 1, against_names=False)
+
+
+def print_rows(counts, index, against_names):
+    """One table: figure `index` of each unit's counts per setup, rlock's setups against the
+    names-only module's (all of processCommand) or against no module (the hooks, which the
+    names-only module has none of)."""
     print("%-11s %9s %9s %6s | %9s %6s | %9s %6s | %9s %6s"
           % ("command", "no module", "names", "extra", "loaded", "+rlock", "locks used",
              "+rlock", "an expiry", "+rlock"))
     for name, _ in UNITS:
-        none, names, loaded, locks, expired = (counts[name, setup][1] for setup in SETUPS)
+        none, names, loaded, locks, expired = (counts[name, setup][index] for setup in SETUPS)
+        base = names if against_names else none
         print("%-11s %9.0f %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f | %9.0f %+6.0f"
-              % (name, none, names, names - none, loaded, loaded - none, locks, locks - none,
-                 expired, expired - none))
+              % (name, none, names, names - none, loaded, loaded - base, locks, locks - base,
+                 expired, expired - base))
 
 
 def default_names_module():
