@@ -203,10 +203,13 @@ def module_commands(server, module):
         process.kill()
         process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
-    text = [line.decode() if isinstance(line, bytes) else str(line) for line in lines]
-    names = [line.split()[0].lower() for line in text
+    def text(item):
+        return item.decode() if isinstance(item, bytes) else str(item)
+
+    help_lines = [text(line) for line in lines]
+    names = [line.split()[0].lower() for line in help_lines
              if line.startswith("LOCK.") and not line.startswith("LOCK.<")]
-    registered = sorted(n.decode() if isinstance(n, bytes) else str(n) for n in listed)
+    registered = sorted(text(name) for name in listed)
     if not set(names) <= set(registered):
         raise SystemExit("LOCK.HELP lists %r, the server %r" % (names, registered))
     # The internal commands (LOCK.APPLY, LOCK.TOKENS) are registered last, unlisted by HELP.

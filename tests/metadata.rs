@@ -19,22 +19,15 @@ fn acl_support(server: &Server) -> AclSupport {
     // From the server's version (RedisModule_SetCommandACLCategories came with Redis 7.2,
     // RedisModule_AddACLCategory with 7.4; Valkey has both), not from what rlock logs: a
     // module that skipped both the call and its log line must still fail here.
-    let field = |name: &str| server.info_field("server", name);
-    let support = if field("valkey_version").is_some() {
-        AclSupport {
+    let support = match server.redis_version() {
+        None => AclSupport {
             categories: true,
             own_category: true,
-        }
-    } else {
-        let version = field("redis_version").expect("redis_version");
-        let mut parts = version
-            .split('.')
-            .map(|part| part.parse::<u32>().unwrap_or(0));
-        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        AclSupport {
-            categories: (major, minor) >= (7, 2),
-            own_category: (major, minor) >= (7, 4),
-        }
+        },
+        Some(version) => AclSupport {
+            categories: version >= (7, 2),
+            own_category: version >= (7, 4),
+        },
     };
     // And rlock says why a category is missing where the server lacks the call.
     let log = server.log();

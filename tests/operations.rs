@@ -660,7 +660,9 @@ fn only_the_server_unlinking_a_lock_subscribes_to_expiry_events() {
     assert_eq!(lock_info_field(&mut con, "expiry_subscription"), 0);
     assert_eq!(lock_info_field(&mut replica_con, "expiry_subscription"), 0);
 
-    let subscribes = master.is_redis_before_7_2();
+    let subscribes = master
+        .redis_version()
+        .is_some_and(|version| version < (7, 2));
     int(call!(&mut con, "LOCK.ACQUIRE", "d", "x", 60_000), "ACQUIRE");
     int(call!(&mut con, "DEL", "d"), "DEL");
     assert_eq!(

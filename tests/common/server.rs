@@ -185,10 +185,11 @@ impl Server {
         info_field(&mut con, section, name)
     }
 
-    /// Whether this is a Redis older than 7.2 (7.0 or 7.1; Valkey reports no such version).
-    pub fn is_redis_before_7_2(&self) -> bool {
+    /// Redis' (major, minor) version; `None` for Valkey (whose `redis_version` is the Redis
+    /// one it stays compatible with, not its own).
+    pub fn redis_version(&self) -> Option<(u32, u32)> {
         if self.info_field("server", "valkey_version").is_some() {
-            return false;
+            return None;
         }
         let version = self
             .info_field("server", "redis_version")
@@ -196,7 +197,7 @@ impl Server {
         let mut parts = version
             .split('.')
             .map(|part| part.parse::<u32>().unwrap_or(0));
-        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (7, 2)
+        Some((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
     }
 
     /// Polls `INFO section` until `name` has the value `expected`.

@@ -138,37 +138,18 @@ mod tests {
     #[test]
     fn a_repeated_call_gets_the_held_token_only_for_a_hold_it_could_have_made() {
         let mut tokens = TokenCounter::from_parts(0, 0);
+        let mut repeat =
+            |holds: &mut Holds, want| admit_held(holds, &ask("a", want), Some(0), NOW, &mut tokens);
         let mut shared = held_by("a", false, NOW + 1000);
         assert_eq!(
-            admit_held(
-                &mut shared,
-                &ask("a", Want::Shared),
-                Some(0),
-                NOW,
-                &mut tokens
-            ),
+            repeat(&mut shared, Want::Shared),
             Admission::Repeated { token: 5 }
         );
-        assert_eq!(
-            admit_held(
-                &mut shared,
-                &ask("a", Want::Exclusive),
-                Some(0),
-                NOW,
-                &mut tokens
-            ),
-            Admission::Refused
-        );
+        assert_eq!(repeat(&mut shared, Want::Exclusive), Admission::Refused);
         assert_eq!(shared, held_by("a", false, NOW + 1000), "nothing changed");
         let mut exclusive = held_by("a", true, NOW + 1000);
         assert_eq!(
-            admit_held(
-                &mut exclusive,
-                &ask("a", Want::Exclusive),
-                Some(0),
-                NOW,
-                &mut tokens
-            ),
+            repeat(&mut exclusive, Want::Exclusive),
             Admission::Repeated { token: 5 }
         );
     }

@@ -430,21 +430,9 @@ pub fn expiry_in_place(ctx: Ctx, db: i32, name: *mut RedisModuleString) -> Optio
         | raw::REDISMODULE_OPEN_KEY_NONOTIFY
         | raw::REDISMODULE_OPEN_KEY_NOSTATS
         | raw::REDISMODULE_OPEN_KEY_NOEXPIRE;
-    // SAFETY: ctx and name are live for the running callback; the key is closed below.
-    let key: *mut RedisModuleKey =
-        unsafe { rm!(RedisModule_OpenKey)(ctx.0, name, mode as i32) }.cast();
-    let at = if key.is_null() {
-        -1
-    } else {
-        // SAFETY: key was opened above and is closed exactly once, right after.
-        unsafe {
-            let at = rm!(RedisModule_GetAbsExpire)(key);
-            rm!(RedisModule_CloseKey)(key);
-            at
-        }
-    };
+    let expiry = LockKey::open(ctx, name, mode).expiry();
     ctx.select_db(selected);
-    (at >= 0).then_some(at)
+    expiry
 }
 
 /// A server string made from bytes (a key name kept by us), freed on drop.

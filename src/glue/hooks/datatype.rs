@@ -281,7 +281,7 @@ fn expire_with_latest_holder(ctx: Ctx, db: i32, name: &[u8], now: Millis) {
         replicate::deletion(ctx, name.as_ptr());
         // Counted as an expiry; its waiters, if any, are served as after one.
         key.notify_expired();
-        crate::glue::waiting::handoff::removed_as_expired(db, bytes);
+        crate::glue::waiting::handoff::lock_expired(db, bytes);
     } else {
         key.set_expiry(latest);
         replicate::holds_state(ctx, name.as_ptr(), &holds);

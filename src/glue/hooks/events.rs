@@ -14,6 +14,7 @@ use redis_module::raw::{
 use crate::core::state::epoch::Snapshot;
 use crate::core::state::holds::Holds;
 use crate::core::stored::encoding::decode_holds;
+use crate::core::Millis;
 use crate::glue::effects::keys::{expiry_in_place, Found, OwnedString, ReadKey};
 use crate::glue::effects::observed;
 use crate::glue::effects::replicate;
@@ -110,12 +111,17 @@ fn unlinked_with_work(
         return;
     };
     let by_server = !monitor::own_write(handling);
-    let expired = by_server && expired_in_place(timer_ctx, db, key);
+    let expired = by_server
+        && match server_clock() {
+            Some(clock) => expired_in_place(timer_ctx, db, key, clock),
+            None => {
+                // Redis 7.0: the "expired" event that follows tells (key_expired).
+                watch_expiries_on_a_master(timer_ctx);
+                false
+            }
+        };
     if by_server {
         note_unlinked(db, key, value);
-        if server_clock().is_none() && !WATCHING_EXPIRIES.load(Relaxed) {
-            watch_expiries_on_a_master(timer_ctx);
-        }
     }
     // SAFETY: the key name is live for this callback.
     let name = unsafe { string_bytes(key) };
@@ -123,20 +129,17 @@ fn unlinked_with_work(
         handoff::lock_removed(timer_ctx, db, name);
     }
     if expired {
-        lock_expired(db, name);
+        handoff::lock_expired(db, name);
     }
 }
 
 /// Whether the server is unlinking `key` because it expired: its expiry, still in place while
-/// the unlink callback runs on Redis 7.2 and later (Valkey too), is past by the clock the server
-/// decides expiries by (it expires a key once that clock is beyond the expiry: `keyIsExpired`,
-/// `activeExpireCycleTryExpire`). Always false on Redis 7.0, whose "expired" event tells, and
-/// where the server expires nothing: on a replica (its master's expiries arrive as DELs, maybe
-/// late) and while loading (a DEL replayed from the AOF after the key's time).
-fn expired_in_place(ctx: Ctx, db: i32, key: *const RedisModuleString) -> bool {
-    let Some(clock) = server_clock() else {
-        return false;
-    };
+/// the unlink callback runs on Redis 7.2 and later (Valkey too), is past by `clock`, the one the
+/// server decides expiries by (`server_clock`; it expires a key once that clock is beyond the
+/// expiry: `keyIsExpired`, `activeExpireCycleTryExpire`). Always false where the server
+/// expires nothing: on a replica (its master's expiries arrive as DELs, maybe late) and while
+/// loading (a DEL replayed from the AOF after the key's time).
+fn expired_in_place(ctx: Ctx, db: i32, key: *const RedisModuleString, clock: Millis) -> bool {
     let flags = ctx.flags();
     if flags & raw::REDISMODULE_CTX_FLAGS_MASTER == 0
         || flags & raw::REDISMODULE_CTX_FLAGS_LOADING != 0
@@ -144,15 +147,6 @@ fn expired_in_place(ctx: Ctx, db: i32, key: *const RedisModuleString) -> bool {
         return false;
     }
     expiry_in_place(ctx, db, key.cast_mut()).is_some_and(|at| clock > at)
-}
-
-/// A lock the server expired: counted, logged, and its waiters told why it went.
-fn lock_expired(db: i32, name: &[u8]) {
-    stats::count(Counter::Expirations);
-    monitor::key_expired(db, name, now());
-    if waiters::anyone_waiting() {
-        handoff::lock_expired(db, name);
-    }
 }
 
 /// A lock value the server unlinked (not our own write): its holds wait for their cause, the
@@ -252,7 +246,7 @@ unsafe extern "C" fn key_expired(
         );
         if last == (db, key as usize) {
             // SAFETY: the key is live for this callback.
-            lock_expired(db, unsafe { string_bytes(key) });
+            handoff::lock_expired(db, unsafe { string_bytes(key) });
         }
         OK
     })
@@ -261,7 +255,7 @@ unsafe extern "C" fn key_expired(
 /// On a master, subscribes to "expired" keyspace events (see WATCHING_EXPIRIES). A replica
 /// expires nothing itself (its master's expiries arrive as DELs), so it waits until promoted.
 fn watch_expiries_on_a_master(ctx: Ctx) {
-    if ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
+    if !WATCHING_EXPIRIES.load(Relaxed) && ctx.has_flag(raw::REDISMODULE_CTX_FLAGS_MASTER) {
         watch_expiries(ctx.0);
     }
 }

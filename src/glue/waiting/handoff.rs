@@ -41,20 +41,16 @@ thread_local! {
     static EXPIRED: RefCell<HashSet<KeyRef>> = RefCell::new(HashSet::new());
 }
 
-/// The server expired the waited-for lock at `name` (its handoff follows from a check).
+/// The lock at `name` went because it expired (the server expired it, or rlock removed a
+/// restored key whose holders had all expired), after its unlink was noted: counted, logged,
+/// and marked for its waiters, whose check the unlink scheduled (their handoff counts as one on
+/// expiry).
 pub fn lock_expired(db: i32, name: &[u8]) {
-    if waiters::queued(db, name) > 0 {
-        EXPIRED.with(|expired| expired.borrow_mut().insert(KeyRef::new(db, name)));
-    }
-}
-
-/// A lock rlock itself removed as expired outside a check (a restored key whose holders had all
-/// expired): counted, logged as the server's own expiry is (its unlink was noted), and marked
-/// for its waiters, whose check the unlink scheduled.
-pub fn removed_as_expired(db: i32, name: &[u8]) {
     stats::count(Counter::Expirations);
     monitor::key_expired(db, name, now());
-    lock_expired(db, name);
+    if waiters::anyone_waiting() && waiters::queued(db, name) > 0 {
+        EXPIRED.with(|expired| expired.borrow_mut().insert(KeyRef::new(db, name)));
+    }
 }
 
 /// Why the lock at `name`, found gone, was freed.
